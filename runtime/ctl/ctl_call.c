@@ -3,7 +3,7 @@
  * codec (shmrpc/dynamic.h) connects, learns the method table and converts. */
 #include "ctl_call.h"
 
-#include <getopt.h>
+#include <getopt.h> /* optind */
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -49,101 +49,25 @@ static int connect_failed(const char *addr, int rc, const char *msg)
     return 1;
 }
 
-int ctl_client_options(int argc, char **argv, const char *cmd, const char *usage,
-                       shmrpc_client_opts *opts, const char **trace)
+int ctl_client_options(int argc, char **argv, unsigned takes, const char *usage, ctl_opts *o)
 {
-    static uint8_t secret[SHMRPC_SECRET_MAX];
-    enum {
-        OPT_TIMEOUT = 256,
-        OPT_SECRET_FILE,
-        OPT_TLS,
-        OPT_TLS_CA,
-        OPT_TLS_CERT,
-        OPT_TLS_KEY,
-        OPT_TLS_NAME,
-        OPT_TLS_NO_VERIFY,
-        OPT_TRACE
-    };
-    static const struct option longopts[] = {
-        {"timeout", required_argument, NULL, OPT_TIMEOUT},
-        {"secret-file", required_argument, NULL, OPT_SECRET_FILE},
-        {"tls", no_argument, NULL, OPT_TLS},
-        {"tls-ca", required_argument, NULL, OPT_TLS_CA},
-        {"tls-cert", required_argument, NULL, OPT_TLS_CERT},
-        {"tls-key", required_argument, NULL, OPT_TLS_KEY},
-        {"tls-server-name", required_argument, NULL, OPT_TLS_NAME},
-        {"tls-no-verify", no_argument, NULL, OPT_TLS_NO_VERIFY},
-        {"trace", optional_argument, NULL, OPT_TRACE},
-        {"help", no_argument, NULL, 'h'},
-        {NULL, 0, NULL, 0},
-    };
-    /* '+': the options end at ADDRESS, so that arguments such as -1 are never options. */
-    optind = 0; /* afresh: shmrpcctl's own options were read with getopt too */
-    for (int opt; (opt = getopt_long(argc, argv, "+h", longopts, NULL)) != -1;) {
-        char *end;
-        long long ms;
-        switch (opt) {
-        case OPT_TIMEOUT:
-            ms = strtoll(optarg, &end, 10);
-            if (*end != '\0' || end == optarg || ms < 1 || ms > INT32_MAX) {
-                fprintf(stderr, "shmrpcctl: %s: --timeout takes milliseconds, 1 or more\n", cmd);
-                return 2;
-            }
-            opts->timeout_ms = ms;
-            break;
-        case OPT_SECRET_FILE:
-            if (shmrpc_secret_load(optarg, secret, sizeof secret, &opts->tcp.secret_len) != 0) {
-                fprintf(stderr, "shmrpcctl: %s: %s\n", cmd, shmrpc_errmsg());
-                return 2;
-            }
-            opts->tcp.secret = secret;
-            break;
-        /* Every TLS option implies --tls; the files are read when the client connects. */
-        case OPT_TLS:
-            opts->tcp.tls = SHMRPC_TLS_ON;
-            break;
-        case OPT_TLS_CA:
-            opts->tcp.tls = SHMRPC_TLS_ON;
-            opts->tcp.tls_ca = optarg;
-            break;
-        case OPT_TLS_CERT:
-            opts->tcp.tls = SHMRPC_TLS_ON;
-            opts->tcp.tls_cert = optarg;
-            break;
-        case OPT_TLS_KEY:
-            opts->tcp.tls = SHMRPC_TLS_ON;
-            opts->tcp.tls_key = optarg;
-            break;
-        case OPT_TLS_NAME:
-            opts->tcp.tls = SHMRPC_TLS_ON;
-            opts->tcp.tls_server_name = optarg;
-            break;
-        case OPT_TLS_NO_VERIFY:
-            opts->tcp.tls = SHMRPC_TLS_ON;
-            opts->tcp.tls_verify = SHMRPC_TLS_VERIFY_OFF;
-            break;
-        case OPT_TRACE:
-            if (!trace) return shmrpc__usage(false, usage); /* not this command's */
-            if (optarg && shmrpc_traceparent_check(optarg) != 0) {
-                fprintf(stderr, "shmrpcctl: %s: --trace: %s\n", cmd, shmrpc_errmsg());
-                return 2;
-            }
-            *trace = optarg ? optarg : ""; /* "": a fresh trace */
-            break;
-        default:
-            return shmrpc__usage(opt == 'h', usage);
-        }
+    int i = ctl_opts_read(argc, argv, CTL_OPT_DEADLINE | CTL_OPT_CLIENT | takes,
+                          CTL_OPT_DEADLINE | CTL_OPT_CLIENT | takes, o);
+    if (o->help) return shmrpc__usage(true, usage);
+    if (i < 0 && o->why) {
+        fprintf(stderr, "shmrpcctl: %s: %s\n", argv[0], o->why);
+        return 2;
     }
-    return -1;
+    return i < 0 ? shmrpc__usage(false, usage) : -1;
 }
 
 int ctl_call_main(int argc, char **argv)
 {
-    shmrpc_client_opts opts;
-    shmrpc_client_opts_init(&opts);
-    const char *trace = NULL;
-    int parsed = ctl_client_options(argc, argv, "call", USAGE, &opts, &trace);
+    ctl_opts o;
+    ctl_opts_init(&o);
+    int parsed = ctl_client_options(argc, argv, CTL_OPT_TRACE, USAGE, &o);
     if (parsed >= 0) return parsed;
+    const char *trace = o.trace;
     int i = optind;
     if (argc - i < 2 || argc - i > 3) return shmrpc__usage(false, USAGE);
     const char *addr = argv[i], *method = argv[i + 1];
@@ -162,7 +86,7 @@ int ctl_call_main(int argc, char **argv)
     shmrpc_buf out;
     shmrpc_buf_init(&out);
     int status = 1, rc;
-    if ((rc = shmrpc_dyn_new(&d, &opts)) != 0) {
+    if ((rc = shmrpc_dyn_new(&d, &o.client)) != 0) {
         fprintf(stderr, "shmrpcctl: call: %s\n", shmrpc_strerror(rc));
         status = 2;
         goto done;

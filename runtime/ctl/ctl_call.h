@@ -4,7 +4,7 @@
 #ifndef SHMRPC_CTL_CALL_H
 #define SHMRPC_CTL_CALL_H
 
-#include <shmrpc/client.h>
+#include "ctl_opts.h"
 
 /* The TLS options of call and health, for their usage texts. */
 #define CTL_TLS_USAGE                                                                              \
@@ -17,13 +17,11 @@
  * Its exit status: 0 done, 1 the call failed, 2 bad usage or input. */
 int ctl_call_main(int argc, char **argv);
 
-/* The client options of the commands that connect (call, health): --timeout MS (into
- * opts->timeout_ms) and --secret-file PATH, read from argv (argv[0] the subcommand) up to
- * the first argument; cmd names the command in messages, usage is printed for --help (to
- * stdout) and bad usage. --trace[=TRACEPARENT] only where trace is not NULL: *trace becomes
- * the traceparent given (checked), or "" for a fresh one. -1 when read (optind is the first
- * argument), else the exit status. */
-int ctl_client_options(int argc, char **argv, const char *cmd, const char *usage,
-                       shmrpc_client_opts *opts, const char **trace);
+/* The options of the commands that connect (call, health), read into o (ctl_opts_init'ed,
+ * with the command's defaults in o->client): --timeout MS, --secret-file PATH and the TLS
+ * options, and those of takes (CTL_OPT_TRACE: call's --trace). argv[0] names the command in
+ * messages; usage is printed for --help (to stdout) and bad usage. -1 when read (optind is
+ * the first argument), else the exit status. */
+int ctl_client_options(int argc, char **argv, unsigned takes, const char *usage, ctl_opts *o);
 
 #endif

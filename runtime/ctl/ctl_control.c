@@ -8,7 +8,6 @@
 #include "ctl_control.h"
 
 #include <errno.h>
-#include <getopt.h>
 #include <jansson.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -20,13 +19,12 @@
 #include <shmrpc/status.h>
 
 #include "config.h"
+#include "ctl_opts.h"
 #include "registry.h"
 #include "control_svc/control.h"
 
 #define CALL_TIMEOUT_MS 10000 /* the supervisor's handlers wait at most 5 s for its loop */
 #define POLL_EVERY_MS 100
-#define DEFAULT_WAIT_S 30
-#define DEFAULT_LINES 50
 
 typedef struct opts {
     const char *cmd;
@@ -74,52 +72,33 @@ void ctl_control_target(const char *addr, const char *ini)
     global_ini = ini;
 }
 
-/* getopt_long: options anywhere among the arguments, --opt=value, --; flags says which the
- * command takes: 'j' --json, 'w' --no-wait and --wait S, 'n' -n LINES. -1: parsed; else
- * the exit status. */
-static int parse(int argc, char **argv, const char *flags, int n_pos, const char *args, opts *o)
+/* Options anywhere among the arguments, --opt=value, -- (ctl_opts.h); takes says which the
+ * command takes besides -a and --ini: CTL_OPT_JSON, CTL_OPT_WAIT, CTL_OPT_LINES. -1: parsed;
+ * else the exit status. */
+static int parse(int argc, char **argv, unsigned takes, int n_pos, const char *args, opts *o)
 {
     memset(o, 0, sizeof *o);
     o->cmd = argv[0];
-    o->addr = global_addr;
-    o->ini = global_ini;
-    o->wait_s = DEFAULT_WAIT_S;
-    o->lines = DEFAULT_LINES;
-    enum { OPT_INI = 256, OPT_JSON, OPT_NO_WAIT, OPT_WAIT };
-    static const struct option longopts[] = {
-        {"address", required_argument, NULL, 'a'},
-        {"ini", required_argument, NULL, OPT_INI},
-        {"json", no_argument, NULL, OPT_JSON},
-        {"no-wait", no_argument, NULL, OPT_NO_WAIT},
-        {"wait", required_argument, NULL, OPT_WAIT},
-        {"help", no_argument, NULL, 'h'},
-        {NULL, 0, NULL, 0},
-    };
-    optind = 0; /* afresh: shmrpcctl's own options were read with getopt too */
-    for (int opt; (opt = getopt_long(argc, argv, "a:n:h", longopts, NULL)) != -1;) {
-        if (opt == 'a') {
-            o->addr = optarg;
-        } else if (opt == OPT_INI) {
-            o->ini = optarg;
-        } else if (opt == OPT_JSON && strchr(flags, 'j')) {
-            o->json = true;
-        } else if (opt == OPT_NO_WAIT && strchr(flags, 'w')) {
-            o->no_wait = true;
-        } else if (opt == OPT_WAIT && strchr(flags, 'w')) {
-            if (!number(optarg, 1, 3600, &o->wait_s)) return usage(o->cmd, args);
-        } else if (opt == 'n' && strchr(flags, 'n')) {
-            if (!number(optarg, 1, 1000, &o->lines)) {
-                fprintf(stderr, "shmrpcctl: logs: -n takes 1 to 1000 lines\n");
-                return 2;
-            }
-        } else if (opt == 'h') {
-            help(stdout, o->cmd, args);
-            return 0;
-        } else {
-            return usage(o->cmd, args);
-        }
+    ctl_opts c;
+    ctl_opts_init(&c);
+    c.anywhere = true;
+    unsigned knows = CTL_OPT_SUPERVISOR | CTL_OPT_JSON | CTL_OPT_WAIT | CTL_OPT_LINES;
+    int first = ctl_opts_read(argc, argv, knows, CTL_OPT_SUPERVISOR | takes, &c);
+    if (c.help) {
+        help(stdout, o->cmd, args);
+        return 0;
     }
-    for (int i = optind; i < argc; i++) {
+    if (first < 0) {
+        if (c.why) fprintf(stderr, "shmrpcctl: %s: %s\n", o->cmd, c.why);
+        return c.why ? 2 : usage(o->cmd, args);
+    }
+    o->addr = c.addr ? c.addr : global_addr;
+    o->ini = c.ini ? c.ini : global_ini;
+    o->json = c.json;
+    o->no_wait = c.no_wait;
+    o->wait_s = c.wait_s;
+    o->lines = c.lines;
+    for (int i = first; i < argc; i++) {
         if (o->n_pos == n_pos) return usage(o->cmd, args);
         o->pos[o->n_pos++] = argv[i];
     }
@@ -269,7 +248,7 @@ static json_t *status_json(const control_ServiceStatus *s)
 int ctl_status(int argc, char **argv)
 {
     opts o;
-    int st = parse(argc, argv, "j", 0, "[--json] ", &o);
+    int st = parse(argc, argv, CTL_OPT_JSON, 0, "[--json] ", &o);
     if (st >= 0) return st;
     shmrpc_client *c = connect_to(&o, &st);
     if (!c) return st;
@@ -319,7 +298,7 @@ static int act(int argc, char **argv,
                int (*call)(shmrpc_client *, shmrpc_str, control_ServiceStatus *))
 {
     opts o;
-    int st = parse(argc, argv, "w", 1, "SERVICE [--no-wait | --wait SECONDS] ", &o);
+    int st = parse(argc, argv, CTL_OPT_WAIT, 1, "SERVICE [--no-wait | --wait SECONDS] ", &o);
     if (st >= 0) return st;
     shmrpc_client *c = connect_to(&o, &st);
     if (!c) return st;
@@ -375,7 +354,7 @@ int ctl_restart(int argc, char **argv)
 int ctl_logs(int argc, char **argv)
 {
     opts o;
-    int st = parse(argc, argv, "n", 1, "SERVICE [-n LINES] ", &o);
+    int st = parse(argc, argv, CTL_OPT_LINES, 1, "SERVICE [-n LINES] ", &o);
     if (st >= 0) return st;
     shmrpc_client *c = connect_to(&o, &st);
     if (!c) return st;
@@ -391,7 +370,7 @@ int ctl_logs(int argc, char **argv)
 int ctl_scale(int argc, char **argv)
 {
     opts o;
-    int st = parse(argc, argv, "", 2, "SERVICE WORKERS ", &o);
+    int st = parse(argc, argv, 0, 2, "SERVICE WORKERS ", &o);
     if (st >= 0) return st;
     long workers;
     if (!number(o.pos[1], 1, 1024, &workers)) {

@@ -46,18 +46,18 @@ static bool shm_draining(const char *addr)
 
 int ctl_health_main(int argc, char **argv)
 {
-    shmrpc_client_opts opts;
-    shmrpc_client_opts_init(&opts);
+    ctl_opts o;
+    ctl_opts_init(&o);
+    shmrpc_client_opts *opts = &o.client;
     /* A probe answers quickly or not at all: a shorter default than a call's. */
-    opts.timeout_ms = 1000;
-    opts.tcp.connect_timeout_ms = 1000;
-    int status = ctl_client_options(argc, argv, "health", USAGE, &opts, NULL);
+    opts->timeout_ms = 1000;
+    int status = ctl_client_options(argc, argv, 0, USAGE, &o);
     if (status >= 0) return status;
-    opts.tcp.connect_timeout_ms = opts.timeout_ms;
+    opts->tcp.connect_timeout_ms = opts->timeout_ms;
     if (argc - optind != 1) return shmrpc__usage(false, USAGE);
     const char *addr = argv[optind];
     shmrpc_dyn *d = NULL;
-    int rc = shmrpc_dyn_new(&d, &opts);
+    int rc = shmrpc_dyn_new(&d, opts);
     if (rc != 0) {
         fprintf(stderr, "shmrpcctl: health: %s\n", shmrpc_strerror(rc));
         return 2;

@@ -265,9 +265,11 @@ int ctl_map_main(int argc, char **argv)
         if (strcmp(argv[1], subs[k]) == 0) which = k;
     if (which < 0) return bad_usage("no such subcommand");
     ctl_opts op;
-    int i = ctl_opts_read(argc, argv, CTL_OPT_JSON | CTL_OPT_FORM,
-                          which == 0 ? CTL_OPT_JSON : CTL_OPT_FORM, &op);
-    if (i < 0) return bad_usage(op.why);
+    ctl_opts_init(&op);
+    /* After the subcommand: argv + 1 is its own list. */
+    int i = 1 + ctl_opts_read(argc - 1, argv + 1, CTL_OPT_JSON | CTL_OPT_FORM,
+                              which == 0 ? CTL_OPT_JSON : CTL_OPT_FORM, &op);
+    if (i < 1) return bad_usage(op.why);
     if (op.help) return shmrpc__usage(true, USAGE);
     ctx c = {.sub = subs[which], .f = op.form};
     bool json = op.json;

@@ -195,11 +195,14 @@ int ctl_queue_main(int argc, char **argv)
     if (!is_stat && !is_push && !is_pop && !is_peek && !is_repair)
         return bad_usage("no such subcommand");
     ctl_opts op;
+    ctl_opts_init(&op);
     unsigned takes = is_stat     ? CTL_OPT_JSON
                      : is_repair ? 0
                                  : CTL_OPT_FORM | (is_push || is_pop ? CTL_OPT_TIMEOUT : 0);
-    int i = ctl_opts_read(argc, argv, CTL_OPT_JSON | CTL_OPT_FORM | CTL_OPT_TIMEOUT, takes, &op);
-    if (i < 0) return bad_usage(op.why);
+    /* After the subcommand: argv + 1 is its own list. */
+    int i = 1 + ctl_opts_read(argc - 1, argv + 1, CTL_OPT_JSON | CTL_OPT_FORM | CTL_OPT_TIMEOUT,
+                              takes, &op);
+    if (i < 1) return bad_usage(op.why);
     if (op.help) return shmrpc__usage(true, USAGE);
     int rest = argc - i;
     if (rest < 1 || rest > (is_push ? 2 : 1)) return bad_usage(NULL);

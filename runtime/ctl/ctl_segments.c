@@ -3,7 +3,6 @@
  * (shmrpc/admin.h) lists with their owners, and the removal of the stale ones through it. */
 #include "ctl_segments.h"
 
-#include <getopt.h>
 #include <inttypes.h>
 #include <stdbool.h>
 #include <stdint.h>
@@ -16,6 +15,7 @@
 #include <shmrpc/admin.h>
 #include <shmrpc/status.h>
 
+#include "ctl_opts.h"
 #include "usage.h"
 
 typedef shmrpc_segment seg;
@@ -82,39 +82,30 @@ static json_t *seg_json(const seg *s)
     return o;
 }
 
-/* The one flag ("--json", "--dry-run") and the names (services, NAME or shm://NAME, locks,
- * queues and maps), in any order; -- ends the options. Sets *first to the first name: getopt_long
- * moves them to the end of argv. -1: parsed; else the exit status. */
-static int parse_opts(int argc, char **argv, const char *flag, bool *set, int *first,
-                      const char *usage)
+/* The one option (set: CTL_OPT_JSON for ls, CTL_OPT_DRY_RUN for clean) and the names
+ * (services, NAME or shm://NAME, locks, queues and maps), in any order, -- ending the
+ * options; then the segments of those names into *v and *n. -1: listed; else the exit
+ * status. */
+static int parse_and_list(int argc, char **argv, unsigned set, const char *usage, ctl_opts *o,
+                          seg **v, size_t *n)
 {
-    const struct option longopts[] = {
-        {flag + 2, no_argument, NULL, 'f'},
-        {"help", no_argument, NULL, 'h'},
-        {NULL, 0, NULL, 0},
-    };
-    optind = 0; /* afresh: shmrpcctl's own options were read with getopt too */
-    for (int opt; (opt = getopt_long(argc, argv, "h", longopts, NULL)) != -1;) {
-        if (opt == 'f')
-            *set = true;
-        else
-            return shmrpc__usage(opt == 'h', usage);
-    }
-    *first = optind;
-    return -1;
+    ctl_opts_init(o);
+    o->anywhere = true;
+    int first = ctl_opts_read(argc, argv, set, set, o); /* the names are moved there */
+    if (o->help || first < 0) return shmrpc__usage(o->help, usage);
+    return list(argc, argv, first, v, n) == 0 ? -1 : 1;
 }
 
 #define LS_USAGE "usage: shmrpcctl ls [--json] [NAME...]\n"
 
 int ctl_ls_main(int argc, char **argv)
 {
-    bool as_json = false;
-    int first;
-    int st = parse_opts(argc, argv, "--json", &as_json, &first, LS_USAGE);
-    if (st >= 0) return st;
+    ctl_opts o;
     seg *v;
     size_t n;
-    if (list(argc, argv, first, &v, &n) != 0) return 1;
+    int st = parse_and_list(argc, argv, CTL_OPT_JSON, LS_USAGE, &o, &v, &n);
+    if (st >= 0) return st;
+    bool as_json = o.json;
     if (as_json) {
         json_t *arr = json_array();
         for (size_t i = 0; i < n; i++)
@@ -149,13 +140,12 @@ int ctl_ls_main(int argc, char **argv)
 
 int ctl_clean_main(int argc, char **argv)
 {
-    bool dry = false;
-    int first;
-    int st = parse_opts(argc, argv, "--dry-run", &dry, &first, CLEAN_USAGE);
-    if (st >= 0) return st;
+    ctl_opts o;
     seg *v;
     size_t n;
-    if (list(argc, argv, first, &v, &n) != 0) return 1;
+    int st = parse_and_list(argc, argv, CTL_OPT_DRY_RUN, CLEAN_USAGE, &o, &v, &n);
+    if (st >= 0) return st;
+    bool dry = o.dry_run;
     int status = 0;
     size_t removed = 0;
     /* Channels before their control segment, so that a failure leaves nothing orphaned. */
