@@ -6,10 +6,15 @@
  * busy-polling (as fast as one-at-a-time messages go). Each row: messages per second that
  * the consumers took in the window, one-way latency p50/p99 (the producer stamps each
  * message), and fairness among consumers (fewest / most taken; beside it, "cpu": the same
- * for the CPU time each consumer had, which the messages each took follow). Usage:
- * shmrpc-bench-queue [seconds per row, default 1] [only rows named so, e.g. queue/16/1x1]. */
+ * for the CPU time each consumer had, which the messages each took follow). ring-limit's
+ * consumer keeps pace with a producer that stamps every message it sends one at a time:
+ * beside it, ring-stream and queue-stream move 16 B in batches of 32 with the producer
+ * running ahead, the bare ring's and the queue's streams ("streams" below). Usage:
+ * shmrpc-bench-queue [seconds per row, default 1] [only rows named so, a shell pattern,
+ * e.g. queue/16/1x1 or '*-stream*']. */
 #include <errno.h>
 #include <fcntl.h>
+#include <fnmatch.h>
 #include <inttypes.h>
 #include <limits.h>
 #include <mqueue.h>
@@ -58,12 +63,14 @@ enum kind {
     PIPE,
     BOOST_MQ,
     RING,
+    RING_STREAM,
+    QUEUE_SPSC_STREAM,
     KINDS
 };
 
 static const char *const kind_name[KINDS] = {
-    "queue",         "queue-batch", "queue-zc", "queue-spsc", "queue-spsc-batch",
-    "queue-spsc-zc", "posix-mq",    "pipe",     "boost-mq",   "ring-limit"};
+    "queue",    "queue-batch", "queue-zc", "queue-spsc", "queue-spsc-batch", "queue-spsc-zc",
+    "posix-mq", "pipe",        "boost-mq", "ring-limit", "ring-stream",      "queue-stream"};
 
 /* What a row does with the queue, whatever its roles. */
 static enum kind way(enum kind k)
@@ -76,7 +83,14 @@ static enum kind way(enum kind k)
 
 static bool spsc(enum kind k)
 {
-    return k == QUEUE_SPSC || k == QUEUE_SPSC_BATCH || k == QUEUE_SPSC_ZERO_COPY;
+    return k == QUEUE_SPSC || k == QUEUE_SPSC_BATCH || k == QUEUE_SPSC_ZERO_COPY ||
+           k == QUEUE_SPSC_STREAM;
+}
+
+/* The rows whose producer runs ahead in batches (stream_producer, stream_consumer). */
+static bool streams(enum kind k)
+{
+    return k == RING_STREAM || k == QUEUE_SPSC_STREAM;
 }
 
 struct row {
@@ -174,6 +188,7 @@ static int open_end(const struct row *r, struct end *e)
         e->bq = boost_mq_open(bname);
         return e->bq ? 0 : -1;
     case RING:
+    case RING_STREAM:
         e->ring_bytes =
             depth_for(r->payload) * ((r->payload + RING_SLOT - 1) / RING_SLOT * RING_SLOT);
         return 0;
@@ -473,6 +488,150 @@ static int consumer(const struct row *r, struct shared *sh, int me)
     return 0;
 }
 
+/* --- streams: the producer running ahead ----------------------------------------------- */
+
+/* ring-stream and queue-stream move 16-byte messages in batches of BATCH, the producer
+ * writing as far ahead as the ring or queue (DEPTH messages) lets it: what a stream of
+ * small messages costs, where ring-limit measures a consumer keeping pace with a producer
+ * that sends one message at a time. Both rows do the same work around the transport
+ * (make a batch, read the clock once per batch, check every message's sequence number:
+ * in order, none lost or taken twice), so queue-stream's ratio to ring-stream is the
+ * queue's cost. The messages sit in compact buffers: BATCH of them 64 KiB apart, as the
+ * other rows keep them, would all fall in one L1 set. */
+struct stream_msg {
+    uint64_t seq;  /* 0, 1, 2...: the consumer expects each in turn */
+    int64_t stamp; /* the producer's clock in the first message of a batch, else 0 */
+};
+_Static_assert(sizeof(struct stream_msg) == 16, "a stream message is 16 bytes");
+
+/* ring-stream: Lamport's ring of ring-limit, but the producer writes a batch of BATCH
+ * slots and publishes its tail once, and the consumer takes up to BATCH and publishes its
+ * head once; each reloads the other's counter only when its copy says full or empty.
+ * DEPTH slots are a whole number of batches, so a batch written never wraps. 0, or
+ * SHMRPC_ETIMEDOUT after a few thousand polls for room (the caller looks at the clock). */
+static int ring_stream_send(struct end *e, unsigned char (*src)[sizeof(struct stream_msg)])
+{
+    uint64_t t = e->tail, need = BATCH * RING_SLOT;
+    for (unsigned i = 1; t + need - e->head > e->ring_bytes; i++) {
+        e->head = atomic_load_explicit(&ring->head, memory_order_acquire);
+        if (t + need - e->head <= e->ring_bytes) break;
+        if (i % 4096 == 0) return SHMRPC_ETIMEDOUT;
+        poll_pause(i);
+    }
+    unsigned char *slot = ring->data + t % e->ring_bytes;
+    for (int j = 0; j < BATCH; j++)
+        memcpy(slot + j * RING_SLOT, src[j], sizeof src[j]);
+    e->tail = t + need;
+    atomic_store_explicit(&ring->tail, e->tail, memory_order_release);
+    return 0;
+}
+
+/* Takes up to BATCH messages into dst (*n of them): 0, or SHMRPC_ETIMEDOUT when the ring
+ * stayed empty for ms. */
+static int ring_stream_receive(struct end *e, unsigned char (*dst)[64], size_t *n, int ms)
+{
+    uint64_t h = e->head;
+    int64_t until = 0;
+    for (unsigned i = 1; e->tail == h; i++) {
+        e->tail = atomic_load_explicit(&ring->tail, memory_order_acquire);
+        if (e->tail != h) break;
+        if (i % 256 == 0) {
+            int64_t now = now_ns();
+            if (!until) until = now + (int64_t)ms * 1000000;
+            if (now >= until) return SHMRPC_ETIMEDOUT;
+        }
+        poll_pause(i);
+    }
+    uint64_t avail = (e->tail - h) / RING_SLOT;
+    size_t k = avail < BATCH ? (size_t)avail : BATCH;
+    size_t at = h % e->ring_bytes;
+    for (size_t j = 0; j < k; j++) {
+        memcpy(dst[j], ring->data + at, sizeof(struct stream_msg));
+        at = at + RING_SLOT == e->ring_bytes ? 0 : at + RING_SLOT;
+    }
+    e->head = h + k * RING_SLOT;
+    atomic_store_explicit(&ring->head, e->head, memory_order_release);
+    *n = k;
+    return 0;
+}
+
+/* Sends batches of BATCH until the window ends, making the next batch only when the last
+ * is all sent, so that no sequence number is skipped. */
+static int stream_producer(const struct row *r, struct shared *sh)
+{
+    struct end e;
+    if (open_end(r, &e) != 0) return 10;
+    static unsigned char src[BATCH][sizeof(struct stream_msg)];
+    shmrpc_queue_msg batch[BATCH];
+    for (int i = 0; i < BATCH; i++)
+        batch[i] = (shmrpc_queue_msg){src[i], 0, sizeof src[i]};
+    wait_start(sh);
+    uint64_t seq = 0;
+    size_t sent = BATCH; /* of the batch in src: all of it, so the next one is made */
+    for (;;) {
+        /* The clock, once per batch: the window's end, and the batch's stamp. */
+        int64_t t = now_ns();
+        if (past_stop(sh, t)) break;
+        if (sent == BATCH) {
+            for (int i = 0; i < BATCH; i++) {
+                struct stream_msg m = {seq++, i == 0 ? t : 0};
+                memcpy(src[i], &m, sizeof m);
+            }
+            sent = 0;
+        }
+        int rc;
+        if (r->kind == RING_STREAM) {
+            rc = ring_stream_send(&e, src);
+            if (rc == 0) sent = BATCH;
+        } else { /* a full queue may take part of the batch: the rest goes next time */
+            size_t done = 0;
+            rc = shmrpc_queue_push_batch(e.q, batch + sent, BATCH - sent, &done, 100);
+            sent += done;
+        }
+        if (rc != 0 && rc != SHMRPC_ETIMEDOUT) return 11;
+    }
+    close_end(&e);
+    return 0;
+}
+
+/* Counts the messages taken while its clock, read once per batch taken, is in the window,
+ * and a latency for each stamped one; 22 when a message is not the one expected next. */
+static int stream_consumer(const struct row *r, struct shared *sh)
+{
+    struct end e;
+    if (open_end(r, &e) != 0) return 20;
+    static unsigned char dst[BATCH][64];
+    shmrpc_queue_msg batch[BATCH];
+    for (int i = 0; i < BATCH; i++)
+        batch[i] = (shmrpc_queue_msg){dst[i], sizeof dst[i], 0};
+    uint64_t expect = 0, taken = 0, samples = 0;
+    wait_start(sh);
+    int64_t cpu0 = cpu_now_ns();
+    int64_t start = atomic_load(&sh->start_ns);
+    for (;;) {
+        size_t n = 0;
+        int rc = r->kind == RING_STREAM ? ring_stream_receive(&e, dst, &n, 20)
+                                        : shmrpc_queue_pop_batch(e.q, batch, BATCH, &n, 20);
+        if (rc != 0 && rc != SHMRPC_ETIMEDOUT) return 21;
+        int64_t t = now_ns();
+        bool counted = t >= start && !past_stop(sh, t);
+        for (size_t i = 0; i < n; i++) {
+            struct stream_msg m;
+            memcpy(&m, dst[i], sizeof m);
+            if (m.seq != expect++) return 22;
+            if (r->kind != RING_STREAM && batch[i].len != sizeof m) return 22;
+            if (counted && m.stamp >= start) sh->lat[0][samples++ % SAMPLES] = t - m.stamp;
+        }
+        if (counted) taken += n;
+        if (rc == SHMRPC_ETIMEDOUT && past_stop(sh, t)) break; /* drained */
+    }
+    sh->taken[0] = taken;
+    sh->cpu_ns[0] = cpu_now_ns() - cpu0;
+    sh->samples[0] = samples;
+    close_end(&e);
+    return 0;
+}
+
 /* --- a row ---------------------------------------------------------------------------- */
 
 static int cmp64(const void *a, const void *b)
@@ -515,6 +674,7 @@ static int make_transport(const struct row *r)
         return rc == 0 || rc == 1 ? rc : -1;
     }
     case RING:
+    case RING_STREAM:
         if (r->producers > 1 || r->consumers > 1) return 1;
         ring = mmap(NULL, sizeof *ring, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
         return ring == MAP_FAILED ? (ring = NULL, -1) : 0;
@@ -552,6 +712,7 @@ static void drop_transport(const struct row *r)
         boost_mq_remove(bname);
         break;
     case RING:
+    case RING_STREAM:
         munmap(ring, sizeof *ring);
         ring = NULL;
         break;
@@ -582,7 +743,9 @@ static int run_row(const struct row *r, double seconds, struct result *out)
         pid_t pid = fork();
         if (pid == 0) {
             alarm(60);
-            _exit(i < r->consumers ? consumer(r, sh, i) : producer(r, sh));
+            bool consumes = i < r->consumers;
+            if (streams(r->kind)) _exit(consumes ? stream_consumer(r, sh) : stream_producer(r, sh));
+            _exit(consumes ? consumer(r, sh, i) : producer(r, sh));
         }
         if (pid > 0) pids[n++] = pid;
     }
@@ -723,11 +886,11 @@ static double one_copy_rate(size_t size, double seconds)
 
 static bool is_baseline(enum kind k)
 {
-    return k == POSIX_MQ || k == PIPE || k == BOOST_MQ || k == RING;
+    return k == POSIX_MQ || k == PIPE || k == BOOST_MQ || k == RING || k == RING_STREAM;
 }
 
-/* The rows, in groups of one case (payload, sides, one_deep): the baselines first, so that
- * the queue's rows can give their ratios to each. */
+/* The rows, in groups of one case (payload, sides, one_deep, stream): the baselines first,
+ * so that the queue's rows can give their ratios to each. */
 static size_t make_rows(struct row *rows)
 {
     static const enum kind baselines[] = {POSIX_MQ, PIPE, BOOST_MQ, RING};
@@ -751,6 +914,11 @@ static size_t make_rows(struct row *rows)
             rows[n++] = (struct row){QUEUE_SPSC, sz, 1, 1, false};
             if (sz == 16) rows[n++] = (struct row){QUEUE_SPSC_BATCH, sz, 1, 1, false};
             if (sz == MAX_PAYLOAD) rows[n++] = (struct row){QUEUE_SPSC_ZERO_COPY, sz, 1, 1, false};
+            if (sz != 16) continue;
+            /* A case of its own, so that queue-stream's one ratio is to the bare ring's
+             * stream, not to ring-limit's paced one. */
+            rows[n++] = (struct row){RING_STREAM, sz, 1, 1, false};
+            rows[n++] = (struct row){QUEUE_SPSC_STREAM, sz, 1, 1, false};
         }
     return n;
 }
@@ -758,7 +926,8 @@ static size_t make_rows(struct row *rows)
 int main(int argc, char **argv)
 {
     static const char usage[] = "usage: shmrpc-bench-queue [SECONDS-PER-ROW [ROW]]\n"
-                                "  SECONDS-PER-ROW: 0 < s <= 60, default 1; ROW: only that row\n";
+                                "  SECONDS-PER-ROW: 0 < s <= 60, default 1; ROW: only the rows\n"
+                                "  named so, a shell pattern (e.g. '*-stream*')\n";
     double seconds = 1.0;
     const char *only;
     int rc = bench_args_rows(argc, argv, usage, &seconds, &only);
@@ -775,9 +944,9 @@ int main(int argc, char **argv)
         char name[64];
         snprintf(name, sizeof name, "%s/%zu/%dx%d%s", kind_name[r->kind], r->payload, r->producers,
                  r->consumers, r->one_deep ? "/1deep" : "");
-        if (only && strcmp(name, only) != 0) continue;
+        if (only && fnmatch(only, name, 0) != 0) continue;
         if (i == 0 || r->payload != rows[i - 1].payload || r->producers != rows[i - 1].producers ||
-            r->one_deep != rows[i - 1].one_deep)
+            r->one_deep != rows[i - 1].one_deep || streams(r->kind) != streams(rows[i - 1].kind))
             memset(have, 0, sizeof have);
         struct result res;
         int rc = run_row(r, seconds, &res);
