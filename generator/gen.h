@@ -110,8 +110,11 @@ const char *gen_params_decl(gen *g, const svc_method *m);
 /* The result parameter in a prototype: ", int64_t *out_", or "" for void. */
 const char *gen_out_decl(gen *g, const svc_method *m);
 
+/* A part of the output, each written by its own file: what it makes of the service, into e. */
+typedef void gen_part(gen *g, emitter *e);
+
 /* header.c: NAME.h */
-void gen_header(gen *g, emitter *e);
+gen_part gen_header;
 
 /* codec.c: the codec functions of the types marked needed, and the snippets that stubs
  * and invokers inline for scalars. cx names the variables in scope. */
@@ -137,24 +140,19 @@ void gen_json_read(gen *g, emitter *e, const cx *c, const gtype *t, const char *
 
 /* descriptor.c: NAME.c, the method table and the shared codec */
 uint64_t gen_service_fingerprint(gen *g);
+gen_part gen_descriptor;
 
 /* shmrpcgen --check-compat OLD NEW (compat.c): prints both ways' verdicts; 0 when each
  * build's clients can call the other's server, 1 when the old file's clients cannot call a
  * server of the new one, 2 when only the new file's clients cannot call an old server
  * (deploy servers first), 3 when a file does not check out. */
 int gen_check_compat(const char *old_path, const char *new_path);
-void gen_descriptor(gen *g, emitter *e);
 
-/* queue.c: the typed queues' declarations (NAME.h) and functions (NAME.c) */
-void gen_queue_decls(gen *g, emitter *e);
-void gen_queue_functions(gen *g, emitter *e);
-
-/* map.c: the typed maps' declarations (NAME.h) and functions (NAME.c) */
-void gen_map_decls(gen *g, emitter *e);
-void gen_map_functions(gen *g, emitter *e);
+/* queue.c and map.c: the typed queues' and maps' declarations (NAME.h) and functions
+ * (NAME.c) */
+gen_part gen_queue_decls, gen_queue_functions, gen_map_decls, gen_map_functions;
 
 /* client.c, server.c: NAME_client.c and NAME_server.c */
-void gen_client(gen *g, emitter *e);
-void gen_server(gen *g, emitter *e);
+gen_part gen_client, gen_server;
 
 #endif
