@@ -1,8 +1,8 @@
 /* SPDX-License-Identifier: MIT */
 /* The management page's answers (web_server.h): every answer's headers, and a deadline on
  * its writing that lasts until civetweb closes the connection (web_guard.c); the page's
- * JSON error body; the HTML pages of assets/ with the token and a service's name filled
- * in. */
+ * JSON error body; the HTML pages of assets/ with the head they share, the token and a
+ * service's name filled in. */
 #include "web_server.h"
 
 #include <jansson.h>
@@ -85,21 +85,18 @@ int web_reply_err(struct mg_connection *conn, const web_err *e)
     return web_reply_error(conn, e->http, e->rc, e->msg);
 }
 
-/* An HTML page of assets/ with the token at {{TOKEN}} (for its script to send with POSTs)
- * and the service's name, escaped, at {{NAME}}. */
-int web_page(struct mg_connection *conn, const web_server *s, const char *file, const char *name)
+/* Appends text to b with the token at {{TOKEN}} (for the page's script to send with POSTs),
+ * the service's name, escaped, at {{NAME}}, and head, filled in the same way, at {{HEAD}}:
+ * the start of the head that every page with a token shares (assets/head.html). */
+static void fill(shmrpc_buf *b, const web_server *s, const char *text, const char *name,
+                 const char *head)
 {
-    const char *text = shmrpc__embedded_text(web_assets, file);
-    if (!text)
-        return web_reply_error(conn, 500, SHMRPC_ENOENT, "a page is missing from the program");
-    shmrpc_buf b;
-    shmrpc_buf_init(&b);
     for (const char *p = text, *at; *p; p = at) {
         at = strstr(p, "{{");
         if (!at) at = p + strlen(p);
-        shmrpc_buf_append(&b, p, (size_t)(at - p));
+        shmrpc_buf_append(b, p, (size_t)(at - p));
         if (strncmp(at, "{{TOKEN}}", 9) == 0) {
-            shmrpc_buf_append(&b, s->w.token, strlen(s->w.token));
+            shmrpc_buf_append(b, s->w.token, strlen(s->w.token));
             at += 9;
         } else if (strncmp(at, "{{NAME}}", 8) == 0) {
             /* Section names are letters, digits, '_', '-' and '.'; escaped all the same. */
@@ -110,14 +107,29 @@ int web_page(struct mg_connection *conn, const web_server *s, const char *file, 
                                   : *c == '"'  ? "&quot;"
                                   : *c == '\'' ? "&#39;"
                                                : NULL;
-                shmrpc_buf_append(&b, esc ? esc : c, esc ? strlen(esc) : 1);
+                shmrpc_buf_append(b, esc ? esc : c, esc ? strlen(esc) : 1);
             }
             at += 8;
+        } else if (head && strncmp(at, "{{HEAD}}", 8) == 0) {
+            fill(b, s, head, name, NULL); /* no {{HEAD}} inside the head */
+            at += 8;
         } else if (*at) {
-            shmrpc_buf_append(&b, at, 1);
+            shmrpc_buf_append(b, at, 1);
             at++;
         }
     }
+}
+
+/* An HTML page of assets/, filled in (fill). */
+int web_page(struct mg_connection *conn, const web_server *s, const char *file, const char *name)
+{
+    const char *text = shmrpc__embedded_text(web_assets, file);
+    const char *head = shmrpc__embedded_text(web_assets, "head.html");
+    if (!text || !head)
+        return web_reply_error(conn, 500, SHMRPC_ENOENT, "a page is missing from the program");
+    shmrpc_buf b;
+    shmrpc_buf_init(&b);
+    fill(&b, s, text, name, head);
     int r = b.err ? web_reply_error(conn, 500, SHMRPC_ENOMEM, "out of memory")
                   : web_reply(conn, 200, "text/html; charset=utf-8", b.data, b.len);
     shmrpc_buf_destroy(&b);

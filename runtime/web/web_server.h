@@ -55,7 +55,8 @@ int web_reply_error_with(struct mg_connection *conn, int http, const char *extra
 int web_reply_error(struct mg_connection *conn, int http, int rc, const char *msg);
 /* The page's JSON error body for e. */
 int web_reply_err(struct mg_connection *conn, const web_err *e);
-/* An HTML page of assets/ with the token at {{TOKEN}} and name, escaped, at {{NAME}}. */
+/* An HTML page of assets/ with the shared head (head.html) at {{HEAD}}, the token at
+ * {{TOKEN}} and name, escaped, at {{NAME}}. */
 int web_page(struct mg_connection *conn, const web_server *s, const char *file, const char *name);
 /* civetweb's connection_close callback: the answer's deadline ends. */
 void web_on_close(const struct mg_connection *conn);

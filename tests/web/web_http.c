@@ -184,6 +184,11 @@ void expect_page(const resp *r, const char *token)
     char meta[128];
     snprintf(meta, sizeof meta, "<meta name=\"shmrpc-token\" content=\"%s\">", token);
     assert_non_null(strstr(r->body, meta));
+    /* The rest of the head every such page shares (assets/head.html, at {{HEAD}}). */
+    assert_int_equal(strncmp(r->body, "<!doctype html>\n", 16), 0);
+    assert_non_null(strstr(r->body, "<meta charset=\"utf-8\">"));
+    assert_non_null(strstr(r->body, "<link rel=\"stylesheet\" href=\"/style.css\">"));
+    assert_non_null(strstr(r->body, "<script src=\"/format.js\" defer></script>"));
 }
 
 void expect_error(const resp *r, int http_status, const char *status)

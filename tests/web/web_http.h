@@ -61,7 +61,7 @@ json_t *body_json(const resp *r);
 void expect_status(const resp *r, int status);
 
 /* Asserts an HTML page (200) that carries token in its meta shmrpc-token, for its script
- * to send with POSTs. */
+ * to send with POSTs, in the head the pages share (doctype, charset, style sheet, format.js). */
 void expect_page(const resp *r, const char *token);
 
 /* Asserts the status and the page's JSON error body: {"error": {"message": "...",
