@@ -3359,6 +3359,253 @@ static void dead_producer_run_kept(void **state)
     shmrpc_queue_close(q);
 }
 
+/* --- 10b. the stream of a queue with both roles: batches taken up to the tail ----------- */
+
+#define STREAM_MSGS 60000
+#define STREAM_MAX 100 /* the largest message: 8 B of sequence number, then its own bytes */
+
+/* Message seq's length (inline in its descriptor, or in the arena) and its bytes. */
+static uint32_t stream_len(uint32_t seq)
+{
+    return 8 + seq * 7 % (STREAM_MAX - 7);
+}
+
+static void stream_fill(unsigned char *p, uint32_t seq)
+{
+    uint64_t s = seq;
+    memcpy(p, &s, sizeof s);
+    for (uint32_t i = 8; i < stream_len(seq); i++)
+        p[i] = (unsigned char)(seq * 31 + i);
+}
+
+/* Pushes STREAM_MSGS messages in batches of 32, 7 and 1 in turn, each waiting for room. */
+static int stream_producer(void *arg)
+{
+    shmrpc_queue_opts o = opts_of(SHMRPC_QUEUE_CONNECT_TO_EXISTING, 0, 0, 0);
+    shmrpc_queue *q;
+    if (shmrpc_queue_open(&q, arg, &o) != 0) return 10;
+    static unsigned char buf[32][STREAM_MAX];
+    shmrpc_queue_msg m[32];
+    static const size_t sizes[] = {32, 7, 1, 32, 32};
+    for (uint32_t seq = 0, turn = 0; seq < STREAM_MSGS; turn++) {
+        size_t k = sizes[turn % 5], done = 0;
+        if (k > STREAM_MSGS - seq) k = STREAM_MSGS - seq;
+        for (size_t j = 0; j < k; j++) {
+            stream_fill(buf[j], seq + (uint32_t)j);
+            m[j] = (shmrpc_queue_msg){buf[j], 0, stream_len(seq + (uint32_t)j)};
+        }
+        for (size_t sent = 0; sent < k; sent += done)
+            if (shmrpc_queue_push_batch(q, m + sent, k - sent, &done, 5000) != 0) return 11;
+        seq += (uint32_t)k;
+    }
+    shmrpc_queue_close(q);
+    return 0;
+}
+
+/* A single producer streams into a queue of 64 slots and a small arena, so that it waits
+ * for room all along and both the slots and the arena wrap many times, while this process,
+ * the single consumer, takes batches of 32, 5 and 1: every message comes out once, in
+ * order, whole; nothing is dropped and the counts agree. */
+static void stream_in_order(void **state)
+{
+    (void)state;
+    const char *name = new_name("stream");
+    shmrpc_queue *q = create_spsc(name, 64, 2048, STREAM_MAX, true, true);
+    pid_t pid = spawn(stream_producer, (void *)name);
+    static unsigned char buf[32][STREAM_MAX], want[STREAM_MAX];
+    shmrpc_queue_msg m[32];
+    static const size_t sizes[] = {32, 5, 32, 1};
+    uint32_t next = 0;
+    for (int turn = 0; next < STREAM_MSGS; turn++) {
+        for (int j = 0; j < 32; j++)
+            m[j] = (shmrpc_queue_msg){buf[j], sizeof buf[j], 0};
+        size_t done = 0;
+        assert_int_equal(shmrpc_queue_pop_batch(q, m, sizes[turn % 4], &done, 5000), 0);
+        assert_true(done >= 1 && done <= sizes[turn % 4]);
+        for (size_t j = 0; j < done; j++, next++) {
+            stream_fill(want, next);
+            assert_int_equal(m[j].len, stream_len(next));
+            assert_memory_equal(buf[j], want, m[j].len);
+        }
+    }
+    assert_int_equal(test_kid_reap(pid, 30000), 0);
+    char rest[STREAM_MAX];
+    size_t len;
+    assert_int_equal(shmrpc_queue_pop(q, rest, sizeof rest, &len, 0), SHMRPC_ETIMEDOUT);
+    shmrpc_queue_stats st;
+    assert_int_equal(shmrpc_queue_get_stats(q, &st), 0);
+    assert_int_equal(st.pushed, STREAM_MSGS);
+    assert_int_equal(st.popped, STREAM_MSGS);
+    assert_int_equal(st.drops, 0);
+    assert_int_equal(st.depth, 0);
+    shmrpc_queue_close(q);
+}
+
+/* A batch takes no more than it was given buffers for, and stops before a message too
+ * large for its buffer, which the next call reports (ETOOBIG, with its length) and a
+ * large enough buffer then takes. */
+static void stream_respects_n_and_buffers(void **state)
+{
+    (void)state;
+    const char *name = new_name("streamn");
+    shmrpc_queue *q = create_spsc(name, 16, 0, 64, true, true);
+    char big[20];
+    memset(big, 'B', sizeof big);
+    for (uint32_t i = 0; i < 8; i++) {
+        if (i == 5)
+            assert_int_equal(shmrpc_queue_push(q, big, sizeof big, 0), 0);
+        else
+            assert_int_equal(shmrpc_queue_push(q, &i, sizeof i, 0), 0);
+    }
+    uint32_t got[8];
+    shmrpc_queue_msg m[8];
+    for (int j = 0; j < 8; j++) {
+        got[j] = 0xdeadbeef;
+        m[j] = (shmrpc_queue_msg){&got[j], sizeof got[j], 0};
+    }
+    size_t done = 0;
+    assert_int_equal(shmrpc_queue_pop_batch(q, m, 3, &done, 0), 0);
+    assert_int_equal(done, 3);
+    for (uint32_t j = 0; j < 3; j++)
+        assert_int_equal(got[j], j);
+    assert_int_equal(got[3], 0xdeadbeef); /* not given: untouched */
+    assert_int_equal(m[3].len, 0);
+    assert_int_equal(shmrpc_queue_pop_batch(q, m, 8, &done, 0), 0);
+    assert_int_equal(done, 2); /* 3 and 4: message 5 does not fit 4 bytes */
+    assert_int_equal(got[0], 3);
+    assert_int_equal(got[1], 4);
+    assert_int_equal(shmrpc_queue_pop_batch(q, m, 8, &done, 0), SHMRPC_ETOOBIG);
+    assert_int_equal(done, 0);
+    assert_int_equal(m[0].len, sizeof big);
+    char out[32];
+    shmrpc_queue_msg one = {out, sizeof out, 0};
+    assert_int_equal(shmrpc_queue_pop_batch(q, &one, 1, &done, 0), 0);
+    assert_int_equal(done, 1);
+    assert_int_equal(one.len, sizeof big);
+    assert_memory_equal(out, big, sizeof big);
+    assert_int_equal(shmrpc_queue_pop_batch(q, m, 8, &done, 0), 0);
+    assert_int_equal(done, 2);
+    assert_int_equal(got[0], 6);
+    assert_int_equal(got[1], 7);
+    shmrpc_queue_close(q);
+}
+
+/* A full queue with both roles gives back, to a batch, the room of what it took and no
+ * more: the producer then pushes as many again, and the next one finds the queue full, so
+ * that nothing not yet taken is written over; everything comes out once, in order. */
+static void stream_gives_back_what_it_took(void **state)
+{
+    (void)state;
+    const char *name = new_name("streamroom");
+    shmrpc_queue *q = create_spsc(name, 8, 0, 64, true, true);
+    for (uint32_t i = 0; i < 8; i++)
+        assert_int_equal(shmrpc_queue_push(q, &i, sizeof i, 0), 0);
+    uint32_t got[8];
+    shmrpc_queue_msg m[8];
+    for (int j = 0; j < 8; j++)
+        m[j] = (shmrpc_queue_msg){&got[j], sizeof got[j], 0};
+    size_t done = 0;
+    assert_int_equal(shmrpc_queue_pop_batch(q, m, 3, &done, 0), 0);
+    assert_int_equal(done, 3);
+    for (uint32_t i = 8; i < 11; i++)
+        assert_int_equal(shmrpc_queue_push(q, &i, sizeof i, 0), 0);
+    uint32_t v = 11;
+    assert_int_equal(shmrpc_queue_push(q, &v, sizeof v, 0), SHMRPC_ETIMEDOUT);
+    assert_int_equal(shmrpc_queue_pop_batch(q, m, 8, &done, 0), 0);
+    assert_int_equal(done, 8);
+    for (uint32_t j = 0; j < 8; j++)
+        assert_int_equal(got[j], j + 3);
+    shmrpc_queue_close(q);
+}
+
+/* The tail written ahead of what was published (by a bad write), over slots that hold
+ * messages of an earlier lap, all taken already: a batch takes none of them again (each
+ * slot's state must say committed for this lap, whatever the tail says), and the queue
+ * goes on once the producer moves the tail again. */
+static void stream_tail_written_ahead(void **state)
+{
+    (void)state;
+    const char *name = new_name("streamahead");
+    shmrpc_queue *q = create_spsc(name, 8, 0, 64, true, true);
+    uint32_t got[8];
+    shmrpc_queue_msg m[8];
+    size_t done = 0;
+    for (uint32_t i = 0; i < 16; i++) { /* two laps: each slot holds a message taken */
+        assert_int_equal(shmrpc_queue_push(q, &i, sizeof i, 0), 0);
+        m[0] = (shmrpc_queue_msg){&got[0], sizeof got[0], 0};
+        assert_int_equal(shmrpc_queue_pop_batch(q, m, 1, &done, 0), 0);
+        assert_int_equal(got[0], i);
+    }
+    char file[300];
+    shm_file(file, sizeof file, name);
+    int fd = open(file, O_RDWR);
+    assert_true(fd >= 0);
+    void *p = mmap(NULL, 4096, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+    close(fd);
+    assert_true(p != MAP_FAILED);
+    _Atomic uint64_t *tail = (_Atomic uint64_t *)((char *)p + 64);
+    assert_int_equal(atomic_load(tail), 16); /* {message 16, byte 0}: all inline */
+    atomic_store(tail, 19);
+    for (int j = 0; j < 8; j++)
+        m[j] = (shmrpc_queue_msg){&got[j], sizeof got[j], 0};
+    int rc = shmrpc_queue_pop_batch(q, m, 8, &done, 0);
+    assert_int_not_equal(rc, 0);
+    assert_int_equal(done, 0);
+    uint32_t v = 99; /* the producer's own tail (16) goes on, written over the bad one */
+    assert_int_equal(shmrpc_queue_push(q, &v, sizeof v, 0), 0);
+    assert_int_equal(shmrpc_queue_pop_batch(q, m, 8, &done, 0), 0);
+    assert_int_equal(done, 1);
+    assert_int_equal(got[0], 99);
+    munmap(p, 4096);
+    shmrpc_queue_close(q);
+}
+
+/* As dead_producer_run_kept, but the consumer's batch comes first: it takes a and b
+ * (before the tail) and then c and d (committed ahead of it, as a pop finds them), and a
+ * new producer's e comes out once after them. */
+static void stream_after_dead_producer_run(void **state)
+{
+    (void)state;
+    const char *name = new_name("streamdeadsp");
+    shmrpc_queue *q = create_spsc(name, 8, 0, 64, true, true);
+    assert_int_equal(test_kid_reap(spawn(push_run_and_die, (void *)name), 10000), 0);
+    char file[300];
+    shm_file(file, sizeof file, name);
+    int fd = open(file, O_RDWR);
+    assert_true(fd >= 0);
+    void *p = mmap(NULL, 4096, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+    close(fd);
+    assert_true(p != MAP_FAILED);
+    _Atomic uint64_t *tail = (_Atomic uint64_t *)((char *)p + 64);
+    assert_int_equal(atomic_load(tail), (uint64_t)256 << 32 | 4);
+    atomic_store(tail, (uint64_t)128 << 32 | 2);
+    char buf[8][RUN_MSG];
+    shmrpc_queue_msg m[8];
+    for (int j = 0; j < 8; j++)
+        m[j] = (shmrpc_queue_msg){buf[j], sizeof buf[j], 0};
+    size_t done = 0;
+    assert_int_equal(shmrpc_queue_pop_batch(q, m, 8, &done, 0), 0);
+    assert_int_equal(done, 4);
+    for (int j = 0; j < 4; j++) {
+        assert_int_equal(m[j].len, RUN_MSG);
+        assert_int_equal(buf[j][0], 'a' + j);
+        assert_int_equal(buf[j][RUN_MSG - 1], 'a' + j);
+    }
+    assert_int_equal(shmrpc_queue_push(q, "e", 1, 0), 0);
+    assert_int_equal(shmrpc_queue_pop_batch(q, m, 8, &done, 0), 0);
+    assert_int_equal(done, 1);
+    assert_int_equal(m[0].len, 1);
+    assert_int_equal(buf[0][0], 'e');
+    assert_int_equal(shmrpc_queue_pop_batch(q, m, 8, &done, 0), SHMRPC_ETIMEDOUT);
+    shmrpc_queue_stats st;
+    assert_int_equal(shmrpc_queue_get_stats(q, &st), 0);
+    assert_int_equal(st.pushed, 5);
+    assert_int_equal(st.popped, 5);
+    assert_int_equal(st.depth, 0);
+    munmap(p, 4096);
+    shmrpc_queue_close(q);
+}
+
 /* One producer and one consumer at a time on a queue with both roles, SIGKILLed at random
  * and replaced (the replacement takes the role over). */
 static void spsc_kill_at_random(void **state)
@@ -3645,8 +3892,13 @@ static void wake_rounds(shmrpc_queue *q, const char *name, enum wake_what what)
         size_t done_n = 0, len = 0;
         if (what == WAKE_BROADCAST || what == WAKE_SP_MESSAGE) {
             assert_int_equal(shmrpc_queue_push(q, &r, sizeof r, 0), 0);
-        } else if (what == WAKE_SP_ROOM) {
-            assert_int_equal(shmrpc_queue_pop(q, v, sizeof v, &len, 0), 0);
+        } else if (what == WAKE_SP_ROOM) { /* a pop, or a batch of one (the stream's) */
+            shmrpc_queue_msg one = {v, sizeof v, 0};
+            if (r % 2)
+                assert_int_equal(shmrpc_queue_pop_batch(q, &one, 1, &len, 0), 0);
+            else
+                assert_int_equal(shmrpc_queue_pop(q, v, sizeof v, &len, 0), 0);
+            if (r % 2) len = one.len;
             assert_int_equal(len, sizeof v[0]);
             assert_int_equal(v[0], r < 2 ? -1 : r - 2); /* the fill, then each round's */
         } else if (what == WAKE_WORK_BATCH) {
@@ -4168,6 +4420,11 @@ int main(void)
         T(look_beside_single_roles),
         T(roles_taken_from_the_dead),
         T(dead_producer_run_kept),
+        T(stream_in_order),
+        T(stream_respects_n_and_buffers),
+        T(stream_gives_back_what_it_took),
+        T(stream_tail_written_ahead),
+        T(stream_after_dead_producer_run),
         T(spsc_kill_at_random),
         T(spsc_idle_waiters_sleep),
         T(spsc_sleepers_woken),

@@ -244,6 +244,48 @@ static size_t sc_pop_run(shmrpc_queue *q, shmrpc_queue_msg *msgs, size_t n, uint
     return c;
 }
 
+/* A queue with both roles (single producer, single consumer), its stream: takes the
+ * messages before the tail (what the producer published, one store a run), up to RUN and
+ * n, in one pass that checks each one's state (a tail written ahead finds old laps there),
+ * descriptor and buffer and copies it out, then moves cons and the frontier once each for
+ * them all. Copying before taking is safe: the producer writes a slot again only once the
+ * frontier passes it. Returns how many (0: none so, the caller takes the next as a pop
+ * does: nothing before the tail, a held peek, a message that needs its status said). */
+static size_t stream_run(shmrpc_queue *q, shmrpc_queue_msg *msgs, size_t n)
+{
+    struct q_hdr *h = q->hdr;
+    uint32_t hd = cons_head(q->sc_cons);
+    if (msg_of(q->sc_freed) != hd) return 0; /* a peek held: the frontier waits for it */
+    uint32_t avail = msg_of(atomic_load_explicit(&h->tail, memory_order_acquire)) - hd;
+    if (avail == 0 || avail > q->n) return 0; /* empty, or behind the head or too far on */
+    uint32_t c = avail < RUN ? avail : RUN, b = byte_of(q->sc_freed), j = 0;
+    if (c > n) c = (uint32_t)n;
+    for (; j < c; j++) {
+        struct q_desc *d = desc_at(q, hd + j);
+        if (atomic_load_explicit(&d->state, memory_order_relaxed) !=
+            mkstate(hd + j, S_COMMITTED, 0))
+            break;
+        uint32_t st = atomic_load_explicit(&d->start, memory_order_relaxed);
+        uint32_t l = atomic_load_explicit(&d->len, memory_order_relaxed);
+        uint32_t end = atomic_load_explicit(&d->end, memory_order_relaxed);
+        if (l > msgs[j].cap || !sound(q, st, l, end) || end - b > q->b) break;
+        if (l) memcpy(msgs[j].data, payload(q, hd + j, st, l), l);
+        msgs[j].len = l;
+        b = end;
+    }
+    if (j == 0) return 0;
+    sc_advance(q, hd + j, cons_popped(q->sc_cons) + j);
+    uint64_t was = q->sc_count;
+    q->sc_count += j;
+    if (crossed((uint32_t)was, (uint32_t)q->sc_count))
+        atomic_store_explicit(&h->popped, q->sc_count, memory_order_relaxed);
+    q->sc_freed = mkpos(hd + j, b);
+    atomic_store_explicit(&h->freed, q->sc_freed, memory_order_release);
+    fence_for_waiters();
+    shmrpc__q_signal_waiters(&h->nonfull, j);
+    return j;
+}
+
 /* A work queue's pop_batch: the first message as a pop (it may wait), then runs of those
  * queued right behind it, each taken with one move of the head and given back with one
  * move of the frontier. 0 or the status that ended it; *done: how many were taken. */
@@ -253,6 +295,12 @@ static int pop_run(shmrpc_queue *q, shmrpc_queue_msg *msgs, size_t n, size_t *do
     size_t i = 0;
     int rc = 0;
     while (i < n) {
+        if (q->sp && q->sc) {
+            if ((rc = shmrpc__q_hold(q, ROLE_CONSUMER)) != 0) break;
+            size_t c = stream_run(q, msgs + i, n - i);
+            i += c;
+            if (c > 0) continue;
+        }
         uint32_t pos, start, l = 0, starts[RUN];
         due dl = due_in(i == 0 ? timeout_ms : 0);
         rc = shmrpc__q_take(q, msgs[i].cap, &dl, &pos, &start, &l);
