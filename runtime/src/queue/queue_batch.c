@@ -2,6 +2,7 @@
 /* Batches: shmrpc_queue_push_batch and shmrpc_queue_pop_batch, whose runs of messages are
  * claimed or taken with one move of the tail or the head and given back with one move of
  * the frontier. */
+#include <stdbool.h>
 #include <string.h>
 
 #include "queue/queue_int.h"
@@ -18,27 +19,43 @@
  * successor moves the tail past it (take_over_producing). 0 with *pushed >= 1, or the
  * status of the first. */
 static int sp_push_run(shmrpc_queue *q, const shmrpc_queue_msg *msgs, const uint32_t *lens,
-                       uint32_t k, due *dl, struct producing *pr, uint32_t *pushed)
+                       uint32_t k, bool small, due *dl, struct producing *pr, uint32_t *pushed)
 {
     uint32_t pos, start;
     int rc = shmrpc__q_sp_claim(q, lens[0], dl, pr, &pos, &start);
     if (rc != 0) return rc;
     uint64_t f = atomic_load_explicit(&q->freed_seen, memory_order_relaxed);
     uint32_t c = 0, end = q->sp_end; /* not read back: another process may write there */
-    for (;;) {
-        if (lens[c]) memcpy(payload(q, pos + c, start, lens[c]), msgs[c].data, lens[c]);
-        if (++c == k) break;
-        uint32_t next;
-        place(q, end, lens[c], &start, &next);
-        if (!fits(q, pos + c, next, f)) break;
-        struct q_desc *d = desc_at(q, pos + c);
-        atomic_store_explicit(&d->start, start, memory_order_relaxed);
-        atomic_store_explicit(&d->len, lens[c], memory_order_relaxed);
-        atomic_store_explicit(&d->end, next, memory_order_relaxed);
-        end = next;
+    struct q_desc *desc = q->desc;
+    if (small) {
+        /* All in their descriptors (small: each of lens <= INLINE_MAX): no room in the
+         * arena, so only slots, those the frontier known leaves from pos on (pos's own
+         * among them, and its fields written by the claim). */
+        uint32_t room = q->n - (pos - msg_of(f));
+        for (; c < k && c < room; c++) {
+            struct q_desc *d = &desc[(pos + c) & q->mask];
+            copy_small(d->inl, msgs[c].data, lens[c]);
+            if (c == 0) continue;
+            atomic_store_explicit(&d->start, end, memory_order_relaxed);
+            atomic_store_explicit(&d->len, lens[c], memory_order_relaxed);
+            atomic_store_explicit(&d->end, end, memory_order_relaxed);
+        }
+    } else {
+        for (;;) {
+            if (lens[c]) memcpy(payload(q, pos + c, start, lens[c]), msgs[c].data, lens[c]);
+            if (++c == k) break;
+            uint32_t next;
+            place(q, end, lens[c], &start, &next);
+            if (!fits(q, pos + c, next, f)) break;
+            struct q_desc *d = desc_at(q, pos + c);
+            atomic_store_explicit(&d->start, start, memory_order_relaxed);
+            atomic_store_explicit(&d->len, lens[c], memory_order_relaxed);
+            atomic_store_explicit(&d->end, next, memory_order_relaxed);
+            end = next;
+        }
     }
     for (uint32_t j = 0; j < c; j++)
-        atomic_store_explicit(&desc_at(q, pos + j)->state, mkstate(pos + j, S_COMMITTED, 0),
+        atomic_store_explicit(&desc[(pos + j) & q->mask].state, mkstate(pos + j, S_COMMITTED, 0),
                               memory_order_release);
     q->sp_tail = mkpos(pos + c, end);
     atomic_store_explicit(&q->hdr->tail, q->sp_tail, memory_order_release);
@@ -65,19 +82,21 @@ int shmrpc_queue_push_batch(shmrpc_queue *q, const shmrpc_queue_msg *msgs, size_
     while (i < n) {
         /* A run of valid messages, claimed with one move of the tail. */
         uint32_t lens[RUN], starts[RUN], k = 0, c = 0, pos;
+        bool small = true; /* every one of the run in its descriptor */
         for (; k < RUN && i + k < n; k++) {
             const shmrpc_queue_msg *m = &msgs[i + k];
             if (!m->data && m->len) {
                 rc = fail(SHMRPC_EINVAL, "message %zu of the batch has no data", i + k);
                 break;
             }
-            if ((rc = shmrpc__q_check_len(q, m->len)) != 0) break;
+            if (m->len > q->max_msg && (rc = shmrpc__q_check_len(q, m->len)) != 0) break;
             lens[k] = (uint32_t)m->len;
+            small = small && m->len <= INLINE_MAX;
         }
         if (k == 0) break;
         rc = 0; /* a bad message after the run is reported once the run is pushed */
         if (q->sp) {
-            if ((rc = sp_push_run(q, msgs + i, lens, k, &dl, &pr, &c)) != 0) break;
+            if ((rc = sp_push_run(q, msgs + i, lens, k, small, &dl, &pr, &c)) != 0) break;
             i += c;
             continue;
         }
@@ -260,8 +279,9 @@ static size_t stream_run(shmrpc_queue *q, shmrpc_queue_msg *msgs, size_t n)
     if (avail == 0 || avail > q->n) return 0; /* empty, or behind the head or too far on */
     uint32_t c = avail < RUN ? avail : RUN, b = byte_of(q->sc_freed), j = 0;
     if (c > n) c = (uint32_t)n;
+    struct q_desc *desc = q->desc;
     for (; j < c; j++) {
-        struct q_desc *d = desc_at(q, hd + j);
+        struct q_desc *d = &desc[(hd + j) & q->mask];
         if (atomic_load_explicit(&d->state, memory_order_relaxed) !=
             mkstate(hd + j, S_COMMITTED, 0))
             break;
@@ -269,7 +289,10 @@ static size_t stream_run(shmrpc_queue *q, shmrpc_queue_msg *msgs, size_t n)
         uint32_t l = atomic_load_explicit(&d->len, memory_order_relaxed);
         uint32_t end = atomic_load_explicit(&d->end, memory_order_relaxed);
         if (l > msgs[j].cap || !sound(q, st, l, end) || end - b > q->b) break;
-        if (l) memcpy(msgs[j].data, payload(q, hd + j, st, l), l);
+        if (l <= INLINE_MAX)
+            copy_small(msgs[j].data, d->inl, l);
+        else
+            memcpy(msgs[j].data, q->arena + (st & q->bmask), l);
         msgs[j].len = l;
         b = end;
     }
