@@ -6,7 +6,6 @@
  * when it stops.
  *   cache-server [--workers N] [--cost MS] [ADDRESS]     (default: shm://cache, 1 worker) */
 #include <ctype.h>
-#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -15,7 +14,6 @@
 
 #include "cache.h"
 
-static shmrpc_server *server;
 static long cost_ms = 20;
 
 /* Each worker thread opens the maps on its first call: a map handle belongs to one thread,
@@ -90,12 +88,6 @@ static int lookup(shmrpc_ctx *ctx, shmrpc_str word, cache_Entry *out)
 
 static const Cache_handlers handlers = {.lookup = lookup};
 
-static void on_signal(int sig)
-{
-    (void)sig;
-    shmrpc_server_stop(server);
-}
-
 static long number(const char *s, long lo, long hi, const char *what)
 {
     char *end;
@@ -136,6 +128,7 @@ int main(int argc, char **argv)
         shmrpc_map_close(own_entries);
         return 1;
     }
+    shmrpc_server *server;
     rc = shmrpc_server_new(&server, NULL);
     if (rc == 0) rc = shmrpc_server_register(server, &Cache_service, &handlers, NULL);
     if (rc == 0) rc = shmrpc_server_listen(server, addr);
@@ -146,12 +139,9 @@ int main(int argc, char **argv)
         shmrpc_map_close(own_computed);
         return 1;
     }
-    struct sigaction sa = {.sa_handler = on_signal};
-    sigaction(SIGTERM, &sa, NULL);
-    sigaction(SIGINT, &sa, NULL);
     fprintf(stderr, "cache-server: serving %s with %d worker%s; maps %s and %s\n", addr, workers,
             workers == 1 ? "" : "s", CACHE_MAP_ENTRIES, CACHE_MAP_COMPUTED);
-    rc = shmrpc_server_serve(server, workers);
+    rc = shmrpc_server_serve_until_signal(server, workers);
     shmrpc_server_free(server);
     shmrpc_map_close(own_entries);
     shmrpc_map_close(own_computed);

@@ -1,20 +1,11 @@
 /* SPDX-License-Identifier: MIT */
 /* echo-server: serves the echo service until SIGTERM or SIGINT.
  *   echo-server [--workers N] [ADDRESS]     (default: shm://echo_serv, 1 worker) */
-#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "echo_handlers.h"
-
-static shmrpc_server *server;
-
-static void on_signal(int sig)
-{
-    (void)sig;
-    shmrpc_server_stop(server);
-}
 
 int main(int argc, char **argv)
 {
@@ -36,6 +27,7 @@ int main(int argc, char **argv)
             addr = argv[i];
         }
     }
+    shmrpc_server *server;
     int rc = shmrpc_server_new(&server, NULL);
     if (rc == 0) rc = shmrpc_server_register(server, &Echo_service, &echo_example_handlers, NULL);
     if (rc == 0) rc = shmrpc_server_listen(server, addr);
@@ -44,12 +36,9 @@ int main(int argc, char **argv)
         shmrpc_server_free(server);
         return 1;
     }
-    struct sigaction sa = {.sa_handler = on_signal};
-    sigaction(SIGTERM, &sa, NULL);
-    sigaction(SIGINT, &sa, NULL);
     fprintf(stderr, "echo-server: serving %s with %d worker%s\n", addr, workers,
             workers == 1 ? "" : "s");
-    rc = shmrpc_server_serve(server, workers);
+    rc = shmrpc_server_serve_until_signal(server, workers);
     shmrpc_server_free(server);
     fprintf(stderr, "echo-server: stopped\n");
     return rc == 0 ? 0 : 1;

@@ -82,30 +82,36 @@ static json_t *seg_json(const seg *s)
     return o;
 }
 
+/* A command's options and the segments it names. */
+typedef struct listed {
+    ctl_opts o;
+    seg *v;
+    size_t n;
+} listed;
+
 /* The one option (set: CTL_OPT_JSON for ls, CTL_OPT_DRY_RUN for clean) and the names
  * (services, NAME or shm://NAME, locks, queues and maps), in any order, -- ending the
- * options; then the segments of those names into *v and *n. -1: listed; else the exit
+ * options; then the segments of those names. -1: listed (l->v to free); else the exit
  * status. */
-static int parse_and_list(int argc, char **argv, unsigned set, const char *usage, ctl_opts *o,
-                          seg **v, size_t *n)
+static int parse_and_list(int argc, char **argv, unsigned set, const char *usage, listed *l)
 {
-    ctl_opts_init(o);
-    o->anywhere = true;
-    int first = ctl_opts_read(argc, argv, set, set, o); /* the names are moved there */
-    if (o->help || first < 0) return shmrpc__usage(o->help, usage);
-    return list(argc, argv, first, v, n) == 0 ? -1 : 1;
+    ctl_opts_init(&l->o);
+    l->o.anywhere = true;
+    int first = ctl_opts_read(argc, argv, set, set, &l->o); /* the names are moved there */
+    if (l->o.help || first < 0) return shmrpc__usage(l->o.help, usage);
+    return list(argc, argv, first, &l->v, &l->n) == 0 ? -1 : 1;
 }
 
 #define LS_USAGE "usage: shmrpcctl ls [--json] [NAME...]\n"
 
 int ctl_ls_main(int argc, char **argv)
 {
-    ctl_opts o;
-    seg *v;
-    size_t n;
-    int st = parse_and_list(argc, argv, CTL_OPT_JSON, LS_USAGE, &o, &v, &n);
+    listed l;
+    int st = parse_and_list(argc, argv, CTL_OPT_JSON, LS_USAGE, &l);
     if (st >= 0) return st;
-    bool as_json = o.json;
+    seg *v = l.v;
+    size_t n = l.n;
+    bool as_json = l.o.json;
     if (as_json) {
         json_t *arr = json_array();
         for (size_t i = 0; i < n; i++)
@@ -140,20 +146,17 @@ int ctl_ls_main(int argc, char **argv)
 
 int ctl_clean_main(int argc, char **argv)
 {
-    ctl_opts o;
-    seg *v;
-    size_t n;
-    int st = parse_and_list(argc, argv, CTL_OPT_DRY_RUN, CLEAN_USAGE, &o, &v, &n);
+    listed l;
+    int st = parse_and_list(argc, argv, CTL_OPT_DRY_RUN, CLEAN_USAGE, &l);
     if (st >= 0) return st;
-    bool dry = o.dry_run;
     int status = 0;
     size_t removed = 0;
     /* Channels before their control segment, so that a failure leaves nothing orphaned. */
     for (int pass = 0; pass < 2; pass++) {
-        for (size_t i = 0; i < n; i++) {
-            const seg *s = &v[i];
+        for (size_t i = 0; i < l.n; i++) {
+            const seg *s = &l.v[i];
             if (!s->stale || (pass == 0) != (s->kind == SHMRPC_SEG_CHANNEL)) continue;
-            if (dry) {
+            if (l.o.dry_run) {
                 printf("would remove %s %s: %s\n", shmrpc_seg_kind_name(s->kind), s->name,
                        s->reason);
                 removed++;
@@ -171,7 +174,7 @@ int ctl_clean_main(int argc, char **argv)
         }
     }
     if (removed == 0) printf("nothing to remove\n");
-    shmrpc_segments_free(v);
+    shmrpc_segments_free(l.v);
     if (fflush(stdout) != 0) status = 1;
     return status;
 }

@@ -55,6 +55,19 @@ int shmrpc_server_listen(shmrpc_server *s, const char *addr);
  * finish. For inproc:// calls run on their callers' threads; this only waits. */
 int shmrpc_server_serve(shmrpc_server *s, int workers);
 
+/* Serves as shmrpc_server_serve() does until SIGTERM or SIGINT reaches the process (or
+ * shmrpc_server_stop()), and returns what serve returned: 0 for a clean stop. It is the
+ * handler every server's main() would write: while it serves, both signals (even one that
+ * was ignored) call shmrpc_server_stop(s); before it returns it puts back the process's
+ * previous dispositions, so a handler installed before sees the next signal. Keep the
+ * signals unblocked in at least one thread. The worker processes that serve forks do not
+ * stop the server: each ignores SIGINT (a terminal's ^C reaches the manager, which stops
+ * them) and takes SIGTERM as its manager's word to finish the call in hand and leave, as
+ * with any handler the program installs. One such call at a time in a process (signal
+ * dispositions are the process's): a second one while the first serves fails with
+ * SHMRPC_EBUSY. */
+int shmrpc_server_serve_until_signal(shmrpc_server *s, int workers);
+
 /* The most workers a server runs. */
 #define SHMRPC_MAX_WORKERS 64
 

@@ -278,6 +278,45 @@ int shmrpc_server_serve(shmrpc_server *s, int workers)
     return 0;
 }
 
+/* The server that serve_until_signal's SIGTERM and SIGINT stop: one per process at a time,
+ * since a signal's disposition belongs to the process. */
+static _Atomic(shmrpc_server *) signalled;
+
+static void on_stop_signal(int sig)
+{
+    (void)sig;
+    int saved = errno;
+    shmrpc_server_stop(atomic_load(&signalled));
+    errno = saved;
+}
+
+int shmrpc_server_serve_until_signal(shmrpc_server *s, int workers)
+{
+    if (!s) return shmrpc__err_set(SHMRPC_EINVAL, "no server");
+    shmrpc_server *none = NULL;
+    if (!atomic_compare_exchange_strong(&signalled, &none, s))
+        return shmrpc__err_set(SHMRPC_EBUSY,
+                               "another server serves until a signal in this process: SIGTERM "
+                               "and SIGINT stop one server at a time");
+    /* As a program's own handler would be: no SA_RESTART, so a wait the signal cuts ends. */
+    struct sigaction sa = {.sa_handler = on_stop_signal}, old_term, old_int;
+    sigemptyset(&sa.sa_mask);
+    int rc = 0;
+    if (sigaction(SIGTERM, &sa, &old_term) != 0) {
+        rc = shmrpc__err_set(SHMRPC_ESYS(errno), "sigaction(SIGTERM): %s", strerror(errno));
+    } else if (sigaction(SIGINT, &sa, &old_int) != 0) {
+        rc = shmrpc__err_set(SHMRPC_ESYS(errno), "sigaction(SIGINT): %s", strerror(errno));
+        sigaction(SIGTERM, &old_term, NULL);
+    } else {
+        rc = shmrpc_server_serve(s, workers);
+        /* The previous dispositions first: a signal until then still stops s, which lives. */
+        sigaction(SIGINT, &old_int, NULL);
+        sigaction(SIGTERM, &old_term, NULL);
+    }
+    atomic_store(&signalled, NULL);
+    return rc;
+}
+
 int shmrpc_server_set_workers(shmrpc_server *s, int workers)
 {
     if (!s || workers < 1 || workers > SHMRPC_MAX_WORKERS) return SHMRPC_EINVAL;
