@@ -3518,6 +3518,98 @@ static void stream_gives_back_what_it_took(void **state)
     shmrpc_queue_close(q);
 }
 
+/* A peek held at the head: a batch behind it takes the next messages, but their room waits
+ * for the peek (the frontier gives back in order), so that the producer never writes over
+ * the message peeked; once it is released, everything comes out once, in order. */
+static void stream_behind_a_held_peek(void **state)
+{
+    (void)state;
+    const char *name = new_name("streampeek");
+    shmrpc_queue *q = create_spsc(name, 4, 0, 64, true, true);
+    for (uint32_t i = 0; i < 2; i++)
+        assert_int_equal(shmrpc_queue_push(q, &i, sizeof i, 0), 0);
+    shmrpc_queue_span held;
+    assert_int_equal(shmrpc_queue_peek(q, &held, 0), 0);
+    uint32_t got[4];
+    shmrpc_queue_msg m[4];
+    for (int j = 0; j < 4; j++)
+        m[j] = (shmrpc_queue_msg){&got[j], sizeof got[j], 0};
+    size_t done = 0;
+    assert_int_equal(shmrpc_queue_pop_batch(q, m, 4, &done, 0), 0);
+    assert_int_equal(done, 1);
+    assert_int_equal(got[0], 1);
+    for (uint32_t i = 2; i < 4; i++)
+        assert_int_equal(shmrpc_queue_push(q, &i, sizeof i, 0), 0);
+    uint32_t v = 4; /* the slots of 0 (held) and 1 (behind it) are not given back yet */
+    assert_int_equal(shmrpc_queue_push(q, &v, sizeof v, 0), SHMRPC_ETIMEDOUT);
+    uint32_t first;
+    memcpy(&first, held.data, sizeof first);
+    assert_int_equal(first, 0);
+    assert_int_equal(shmrpc_queue_release(q, &held), 0);
+    assert_int_equal(shmrpc_queue_push(q, &v, sizeof v, 0), 0);
+    assert_int_equal(shmrpc_queue_pop_batch(q, m, 4, &done, 0), 0);
+    assert_int_equal(done, 3);
+    for (uint32_t j = 0; j < 3; j++)
+        assert_int_equal(got[j], j + 2);
+    shmrpc_queue_close(q);
+}
+
+/* A batch of small messages (in their descriptors) pushes as many as the slots the frontier
+ * left, and says full for the rest; every size from 0 to INLINE_MAX comes out whole, and
+ * no byte past its length is written in the buffer it is taken into. */
+static void stream_small_messages(void **state)
+{
+    (void)state;
+    const char *name = new_name("streamsmall");
+    shmrpc_queue *q = create_spsc(name, 8, 0, 64, true, true);
+    uint32_t vals[12];
+    shmrpc_queue_msg in[12];
+    for (uint32_t i = 0; i < 12; i++) {
+        vals[i] = i;
+        in[i] = (shmrpc_queue_msg){&vals[i], 0, sizeof vals[i]};
+    }
+    size_t done = 0;
+    assert_int_equal(shmrpc_queue_push_batch(q, in, 5, &done, 0), 0);
+    assert_int_equal(done, 5);
+    assert_int_equal(shmrpc_queue_push_batch(q, in + 5, 7, &done, 0), SHMRPC_ETIMEDOUT);
+    assert_int_equal(done, 3);
+    uint32_t got[8];
+    shmrpc_queue_msg m[8];
+    for (int j = 0; j < 8; j++)
+        m[j] = (shmrpc_queue_msg){&got[j], sizeof got[j], 0};
+    assert_int_equal(shmrpc_queue_pop_batch(q, m, 8, &done, 0), 0);
+    assert_int_equal(done, 8);
+    for (uint32_t j = 0; j < 8; j++)
+        assert_int_equal(got[j], j);
+    /* Each size, pushed in one batch and taken in one, into buffers with a canary after. */
+    enum { SIZES = SHMRPC_QUEUE_INLINE_MAX + 1 };
+    unsigned char src[SIZES][SHMRPC_QUEUE_INLINE_MAX], dst[SIZES][SHMRPC_QUEUE_INLINE_MAX + 1];
+    shmrpc_queue_msg bin[SIZES], bout[SIZES];
+    for (int round = 0; round < 2; round++) { /* the second over slots used once */
+        for (uint32_t len = 0; len < SIZES; len++) {
+            for (uint32_t i = 0; i < len; i++)
+                src[len][i] = (unsigned char)(len * 7 + i + round);
+            memset(dst[len], 0xa5, sizeof dst[len]);
+            bin[len] = (shmrpc_queue_msg){src[len], 0, len};
+            bout[len] = (shmrpc_queue_msg){dst[len], len, 0};
+        }
+        for (uint32_t at = 0; at < SIZES; at += done) {
+            size_t k = SIZES - at < 8 ? SIZES - at : 8;
+            assert_int_equal(shmrpc_queue_push_batch(q, bin + at, k, &done, 0), 0);
+            assert_int_equal(done, k);
+            size_t took = 0;
+            assert_int_equal(shmrpc_queue_pop_batch(q, bout + at, k, &took, 0), 0);
+            assert_int_equal(took, k);
+        }
+        for (uint32_t len = 0; len < SIZES; len++) {
+            assert_int_equal(bout[len].len, len);
+            assert_memory_equal(dst[len], src[len], len);
+            assert_int_equal(dst[len][len], 0xa5);
+        }
+    }
+    shmrpc_queue_close(q);
+}
+
 /* The tail written ahead of what was published (by a bad write), over slots that hold
  * messages of an earlier lap, all taken already: a batch takes none of them again (each
  * slot's state must say committed for this lap, whatever the tail says), and the queue
@@ -4423,6 +4515,8 @@ int main(void)
         T(stream_in_order),
         T(stream_respects_n_and_buffers),
         T(stream_gives_back_what_it_took),
+        T(stream_behind_a_held_peek),
+        T(stream_small_messages),
         T(stream_tail_written_ahead),
         T(stream_after_dead_producer_run),
         T(spsc_kill_at_random),
