@@ -177,7 +177,7 @@ static const bench_case table[] = {
     {ROW("raw-sleep", "shm", 16, 8, 2), .run = bench_shm, .arg = &shm_echo_sleep,
      .note = "SHMRPC_WAIT=sleep"},
     {ROW("raw", "shm", 16, 1, 2), .run = bench_shm, .arg = &shm_echo,
-     .vs = {{"ratio_to_1_worker", "shm/raw/16/1x1", BENCH_CALLS}},
+     .vs = {VS_LIMIT, {"ratio_to_1_worker", "shm/raw/16/1x1", BENCH_CALLS}},
      .note = "goal (issue 37): at least 1 worker's calls/s"},
     {ROW("raw", "shm", 16, 2, 2), .run = bench_shm, .arg = &shm_echo,
      .vs = {{"ratio_to_unix", UNIX_16_C2, BENCH_CALLS}}},
