@@ -192,25 +192,48 @@ void test_names_path(char *out, size_t cap, const char *name)
 }
 
 /* Entries of dir named prefix exactly, or prefix and ':' and more. */
-static int count_named(const char *dir, const char *prefix)
+/* The files of dir named prefix, or prefix and ':' and more: how many, each removed first
+ * if remove. */
+static int count_named(const char *dir, const char *prefix, bool remove)
 {
     size_t n = strlen(prefix);
     DIR *d = opendir(dir);
     int count = 0;
-    for (struct dirent *e; d && (e = readdir(d)) != NULL;)
-        if (strncmp(e->d_name, prefix, n) == 0 && (e->d_name[n] == '\0' || e->d_name[n] == ':'))
-            count++;
+    char path[512];
+    for (struct dirent *e; d && (e = readdir(d)) != NULL;) {
+        if (strncmp(e->d_name, prefix, n) != 0 || (e->d_name[n] != '\0' && e->d_name[n] != ':'))
+            continue;
+        count++;
+        snprintf(path, sizeof path, "%s/%s", dir, e->d_name);
+        if (remove) unlink(path);
+    }
     if (d) closedir(d);
     return count;
 }
 
-int test_shm_segments(const char *addr)
+/* The files of the shm:// service at addr (test_shm_segments), each removed if remove. */
+static int shm_named(const char *addr, bool remove)
 {
     if (strncmp(addr, "shm://", 6) != 0) return 0;
     char prefix[128], dir[256];
     snprintf(prefix, sizeof prefix, "shmrpc:%s", addr + 6);
     test_names_path(dir, sizeof dir, ".");
-    return count_named("/dev/shm", prefix) + count_named(dir, prefix);
+    return count_named("/dev/shm", prefix, remove) + count_named(dir, prefix, remove);
+}
+
+int test_shm_segments(const char *addr)
+{
+    return shm_named(addr, false);
+}
+
+void test_shm_forget(const char *addr)
+{
+    if (strncmp(addr, "shm://", 6) != 0) return;
+    shm_named(addr, true);
+    char name[160], path[400];
+    snprintf(name, sizeof name, "shmrpc.stats.shm.%s", addr + 6);
+    test_names_path(path, sizeof path, name);
+    unlink(path);
 }
 
 void test_tcp_stats_forget(const char *addr)

@@ -69,6 +69,10 @@ void test_names_path(char *out, size_t cap, const char *name);
  * check it is 0 after a server stopped: nothing left behind. */
 int test_shm_segments(const char *addr);
 
+/* Removes those files and the service's statistics segment: what a server that a failed
+ * test left behind (SIGKILLed, or killed by its watchdog) did not remove. */
+void test_shm_forget(const char *addr);
+
 /* Removes the statistics segment of the tcp:// server at addr (tcp://HOST:PORT), which a
  * server SIGKILLed by a test leaves behind (one stopped cleanly removes its own). */
 void test_tcp_stats_forget(const char *addr);

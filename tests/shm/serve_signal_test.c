@@ -5,7 +5,6 @@
  * signal), and a second call while one serves fails with SHMRPC_EBUSY and changes nothing.
  * Every wait is bounded (a watchdog alarm in each child); the teardown kills what is left
  * and removes its segments. */
-#include <dirent.h>
 #include <poll.h>
 #include <pthread.h>
 #include <signal.h>
@@ -68,41 +67,16 @@ static char heard(int ms)
     return 0;
 }
 
-/* Removes the files of dir named prefix, or prefix and ':' and more. */
-static void remove_named(const char *dir, const char *prefix)
-{
-    size_t n = strlen(prefix);
-    DIR *d = opendir(dir);
-    char path[512];
-    for (struct dirent *e; d && (e = readdir(d)) != NULL;) {
-        if (strncmp(e->d_name, prefix, n) != 0 || (e->d_name[n] != '\0' && e->d_name[n] != ':'))
-            continue;
-        snprintf(path, sizeof path, "%s/%s", dir, e->d_name);
-        unlink(path);
-    }
-    if (d) closedir(d);
-}
-
-/* Removes the files of a shm:// server that a SIGKILL left behind. */
-static void forget_segments(const char *a)
-{
-    if (strncmp(a, "shm://", 6) != 0) return;
-    char prefix[128], dir[256];
-    snprintf(prefix, sizeof prefix, "shmrpc:%s", a + 6);
-    test_names_path(dir, sizeof dir, ".");
-    remove_named("/dev/shm", prefix);
-    remove_named(dir, prefix);
-}
-
 static int teardown(void **state)
 {
     (void)state;
     if (child > 0) {
         kill(-child, SIGKILL);
         test_reap(child, 5000);
-        forget_segments(addr);
     }
     child = 0;
+    /* Also after a failed test that reaped its child itself: nothing of a passing one. */
+    test_shm_forget(addr);
     for (int i = 0; i < 2; i++)
         if (up[i] >= 0) close(up[i]), up[i] = -1;
     return 0;
@@ -145,6 +119,7 @@ static void start(int (*fn)(void))
 static int child_exit(void)
 {
     int st = test_reap(child, 10000);
+    if (st < 0) kill(-child, SIGKILL); /* test_reap killed the child: its workers too */
     child = 0;
     if (st < 0) return -1;
     return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
