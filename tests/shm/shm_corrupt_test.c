@@ -471,6 +471,41 @@ static void watched_channel_rings_no_doorbell(void **state)
     if (pinned) assert_true(rings < CALLS / 2);
 }
 
+/* One client calling two workers in a loop: the worker that watches its channel takes
+ * its calls, and the other one, given none, goes to sleep. The client rang the doorbell
+ * for a call that its watcher had not taken by the wait's first clock read: once the
+ * two workers and the client were awake on two CPUs, every wait yielded as crowded and
+ * so read the clock at once, rang, and gave a call to the other worker, which stayed
+ * awake: at half one worker's calls/s (issue 37), 400 000 calls rang 6 500-29 000 times
+ * (fixed: 10-40, and 9-20 under stress-ng --cpu 2). */
+static void one_client_of_two_workers_rings_rarely(void **state)
+{
+    (void)state;
+    pid_t server = start_server(2);
+    shmrpc_client *c = connect_client();
+    shmrpc__shm_ctl *ctl = map_ctl();
+    assert_non_null(ctl);
+    int32_t pid;
+    assert_int_equal(calls_nap(c, 0, &pid), 0);
+    enum { CALLS = 400000 };
+    int failed = 0, by_first = 0;
+    int32_t first = pid;
+    uint32_t before = atomic_load(&ctl->doorbell.word);
+    for (int i = 0; i < CALLS; i++) {
+        failed += calls_nap(c, 0, &pid) != 0;
+        by_first += pid == first;
+    }
+    uint32_t rings = atomic_load(&ctl->doorbell.word) - before;
+    print_message("    %d calls of one client to two workers rang the doorbell %u times; "
+                  "the first call's worker took %d\n",
+                  CALLS, (unsigned)rings, by_first);
+    unmap_ctl(ctl);
+    shmrpc_client_free(c);
+    stop_server(server);
+    assert_int_equal(failed, 0);
+    assert_true(rings < CALLS / 100);
+}
+
 /* Writes into the watcher of the channel of the client pid *arg the index of a worker
  * that does not run: its calls then ring no doorbell at first. */
 static void fake_watcher(shmrpc__shm_ctl *ctl, void *arg)
@@ -2538,6 +2573,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(skewed_channel_sleepers_last_one_call, setup, teardown),
         cmocka_unit_test_setup_teardown(garbage_lock_costs_nothing_else, setup, teardown),
         cmocka_unit_test_setup_teardown(watched_channel_rings_no_doorbell, setup, teardown),
+        cmocka_unit_test_setup_teardown(one_client_of_two_workers_rings_rarely, setup, teardown),
         cmocka_unit_test_setup_teardown(made_up_watcher_costs_one_short_wait, setup, teardown),
         cmocka_unit_test_setup_teardown(truncated_channel_costs_nothing, setup, teardown),
         cmocka_unit_test_setup_teardown(unsealed_channel_refused, setup, teardown),

@@ -187,11 +187,10 @@ static bool crowded(const shmrpc__waiter *w)
     return w->awake && (int)atomic_load_explicit(w->awake, memory_order_relaxed) > shmrpc__ncpus();
 }
 
-/* The wait lasts: its hook runs (it may run twice), and a waiter that counts itself in
- * awake once its wait lasts does now (shmrpc__waiter). */
+/* The wait lasts: a waiter that counts itself in awake once its wait lasts does now
+ * (shmrpc__waiter). */
 static void count_in(const shmrpc__waiter *w)
 {
-    if (w->lasts) w->lasts(w->check_arg);
     if (w->counted == NULL || *w->counted) return;
     atomic_fetch_add(w->awake, 1);
     *w->counted = true;
@@ -245,6 +244,7 @@ static int spin(shmrpc__futex *f, uint32_t old, int64_t deadline, int64_t budget
                 const shmrpc__waiter *w, bool may_yield)
 {
     int64_t until = 0, next_check = 0; /* 0: the clock was not read yet */
+    int64_t late = 0;                  /* when the hook runs; 0: it ran, or there is none */
     bool yield = false;
     unsigned pauses = 1, most = 0, spent = 0; /* most: 0 until the backoff is wanted */
     for (unsigned i = 1;; i++) {
@@ -283,6 +283,11 @@ static int spin(shmrpc__futex *f, uint32_t old, int64_t deadline, int64_t budget
                 /* Compared, not added: a huge SHMRPC_SPIN_NS must not overflow. */
                 until = budget < 0 || budget >= deadline - now ? deadline : now + budget;
                 next_check = now + SHMRPC__CHECK_NS / 4;
+                late = w->lasts ? now + w->late_ns : 0;
+            }
+            if (late != 0 && now >= late) {
+                late = 0;
+                w->lasts(w->check_arg);
             }
             if (now >= until) {
                 /* A waiter that backed off looks after every pause for one last backoff
@@ -314,6 +319,7 @@ int shmrpc__wait_while(shmrpc__futex *f, uint32_t old, int64_t deadline_ns, cons
         if (rc != 1) return rc;
     }
     count_in(w); /* it sleeps lowering awake: it must be counted first */
+    if (w->lasts) w->lasts(w->check_arg); /* it may have run in the spin already */
     if (w->lazy) deadline_ns = shmrpc__deadline_at(w->lazy, shmrpc__now_ns());
     bool lock = w->owner_lock != NULL;
     for (;;) {

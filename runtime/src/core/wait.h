@@ -120,10 +120,11 @@ typedef struct shmrpc__waiter {
      * a deadline within its spin (a worker watching a channel as well as its doorbell). */
     const _Atomic uint32_t *also;
     uint32_t also_old;
-    /* Called once the wait lasts (at its first clock read, or before it first sleeps), with
-     * check_arg, or NULL: a client whose request a watching worker should have taken by
-     * then rings the doorbell after all. */
+    /* Called with check_arg once the wait has lasted late_ns past its first clock read, or
+     * before it first sleeps, or NULL: a client whose request a watching worker should
+     * have taken by then rings the doorbell after all. */
     void (*lasts)(void *arg);
+    int64_t late_ns;
 } shmrpc__waiter;
 
 int64_t shmrpc__now_ns(void); /* CLOCK_MONOTONIC */

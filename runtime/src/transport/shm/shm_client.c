@@ -531,11 +531,20 @@ static void ring_request(shm_conn *c)
     c->rung = true;
 }
 
-/* The wait lasts (its first clock read, a few microseconds in): a request that a watching
- * worker left untaken that long rings after all, so a watcher that was preempted, is
- * stuck or died (or a watcher that a bad write made up) costs the call that much, and any
- * worker may take it. One that a worker claimed runs: ringing would only wake a worker
- * for nothing. The claim's line is read here, once per call that lasts, not per call. */
+/* How long after its wait's first clock read (a few microseconds in, or its first yield)
+ * a request that a watching worker left untaken rings after all. A watcher that runs
+ * takes a request within a fraction of a microsecond; one that has not in 10 us was
+ * preempted, is stuck or died (or a bad write made it up), and any worker may take the
+ * call then. Ringing at the first clock read instead handed a call to the other worker
+ * whenever the watcher was a little late, which kept that worker awake and spinning: with
+ * one client on two workers, three processes then counted in awake on two CPUs, every
+ * wait yielded as crowded, and yielding waits were late at once (0.45-0.87x the calls/s of
+ * one worker; 0.88-1.15x with this; issue 37). */
+#define RING_LATE_NS ((int64_t)10 * 1000)
+
+/* The wait lasts (RING_LATE_NS): a request that a watching worker left untaken rings after
+ * all. One that a worker claimed runs: ringing would only wake a worker for nothing. The
+ * claim's line is read here, once per call that lasts, not per call. */
 static void ring_late(void *arg)
 {
     shm_conn *c = arg;
@@ -586,7 +595,8 @@ static int await_answer(shm_conn *c, shmrpc__deadline *dl)
                         .owner_lock = &h->lock,
                         .owner_ready = lock_is_takers,
                         .lazy = dl,
-                        .lasts = ring_late};
+                        .lasts = ring_late,
+                        .late_ns = RING_LATE_NS};
     return shmrpc__wait_while(&h->state, SHM_CHAN_REQUEST, 0, &w); /* the deadline: dl */
 }
 
