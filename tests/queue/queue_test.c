@@ -2049,6 +2049,52 @@ static void dropped_message_frees_its_room(void **state)
     }
 }
 
+/* Three messages of 16 bytes, in their descriptors (no arena bytes: start = end = 0), and
+ * the last one's start and end written over, both moved on by 2048: still sound. Each comes
+ * out whole, by pops and by batches, and the frontier stays at the tail's byte, 0: the 4096
+ * bytes of the arena then take exactly 4 messages of 1024, in every kind of queue. Before,
+ * message 2's end took the frontier to byte 2048, past the tail, and 6 went in, two of them
+ * over the bytes of queued ones. */
+static void frontier_never_past_the_tail(void **state)
+{
+    (void)state;
+    const char *name = new_name("frontier");
+    for (size_t k = 0; k < sizeof fkinds / sizeof fkinds[0]; k++) {
+        for (int batch = 0; batch < 2; batch++) {
+            if (batch && fkinds[k].bcast) continue; /* a subscriber reads one at a time */
+            print_message("# %s%s\n", fkinds[k].what, batch ? ", batches" : "");
+            shmrpc_queue *q = open_fkind(name, &fkinds[k]);
+            for (int i = 0; i < 3; i++)
+                push_fill(q, 16, 'a' + i, 0);
+            poke32(name, DESC_AT(2) + 24, 2048);
+            poke32(name, DESC_AT(2) + 32, 2048);
+            if (batch) {
+                unsigned char b3[3][64];
+                shmrpc_queue_msg out[3] = {{b3[0], 64, 0}, {b3[1], 64, 0}, {b3[2], 64, 0}};
+                size_t got = 0;
+                for (int tries = 0; got < 3 && tries < 3; tries++) {
+                    size_t done = 0;
+                    assert_int_equal(shmrpc_queue_pop_batch(q, out + got, 3 - got, &done, 0), 0);
+                    got += done;
+                }
+                assert_int_equal(got, 3);
+                for (int i = 0; i < 3; i++) {
+                    assert_int_equal(out[i].len, 16);
+                    assert_int_equal(b3[i][0], 'a' + i);
+                    assert_int_equal(b3[i][15], 'a' + i);
+                }
+            } else {
+                for (int i = 0; i < 3; i++)
+                    pop_fill(q, 16, 'a' + i);
+            }
+            assert_int_equal(peek64(name, TAIL_AT), POS(3, 0));
+            assert_int_equal(peek64(name, FREED_AT), POS(3, 0));
+            fills_with(q, 4);
+            shmrpc_queue_close(q);
+        }
+    }
+}
+
 /* As above, with a single producer whose tail lags: it moves the tail after its commit, so
  * a consumer may drop the message while the header's tail is still before it (here: set
  * back, then put where the producer stores it). The frontier waits at the message rather
@@ -4437,6 +4483,7 @@ int main(void)
         T(header_fields_refused),
         T(descriptors_written_over),
         T(dropped_message_frees_its_room),
+        T(frontier_never_past_the_tail),
         T(dropped_behind_a_lagging_tail),
         T(dropped_before_a_queued_message),
         T(lent_message_written_over),

@@ -182,7 +182,7 @@ static void give_back_run(shmrpc_queue *q, uint32_t pos, uint32_t c)
             uint32_t l = atomic_load_explicit(&d->len, memory_order_relaxed);
             uint32_t end = atomic_load_explicit(&d->end, memory_order_relaxed);
             uint64_t s = mkstate(pos + j, S_READING, me);
-            if (end - b > q->b || !sound(q, st, l, end)) break; /* written over: the advance */
+            if (!placed(q, b, st, l, end)) break; /* written over: the advance (freed_to) */
             if (!atomic_compare_exchange_strong(&d->state, &s, mkstate(pos + j + q->n, S_FREE, 0)))
                 break;
             b = end;
@@ -250,7 +250,7 @@ static size_t sc_pop_run(shmrpc_queue *q, shmrpc_queue_msg *msgs, size_t n, uint
         uint32_t st = atomic_load_explicit(&d->start, memory_order_relaxed);
         uint32_t l = atomic_load_explicit(&d->len, memory_order_relaxed);
         uint32_t end = atomic_load_explicit(&d->end, memory_order_relaxed);
-        if (end - b > q->b || !sound(q, st, l, end)) break; /* written over since: below */
+        if (!placed(q, b, st, l, end)) break; /* written over since: below */
         if (!q->sp)
             atomic_store_explicit(&d->state, mkstate(pos + j + q->n, S_FREE, 0),
                                   memory_order_release);
@@ -275,9 +275,11 @@ static size_t stream_run(shmrpc_queue *q, shmrpc_queue_msg *msgs, size_t n)
     struct q_hdr *h = q->hdr;
     uint32_t hd = cons_head(q->sc_cons);
     if (msg_of(q->sc_freed) != hd) return 0; /* a peek held: the frontier waits for it */
-    uint32_t avail = msg_of(atomic_load_explicit(&h->tail, memory_order_acquire)) - hd;
-    if (avail == 0 || avail > q->n) return 0; /* empty, or behind the head or too far on */
-    uint32_t c = avail < RUN ? avail : RUN, b = byte_of(q->sc_freed), j = 0;
+    uint64_t t = atomic_load_explicit(&h->tail, memory_order_acquire);
+    uint32_t avail = msg_of(t) - hd, b = byte_of(q->sc_freed), from = b, room = byte_of(t) - b;
+    /* Empty, or the tail behind the head or the frontier, or too far on. */
+    if (avail == 0 || avail > q->n || (int32_t)room < 0) return 0;
+    uint32_t c = avail < RUN ? avail : RUN, j = 0;
     if (c > n) c = (uint32_t)n;
     struct q_desc *desc = q->desc;
     for (; j < c; j++) {
@@ -288,7 +290,10 @@ static size_t stream_run(shmrpc_queue *q, shmrpc_queue_msg *msgs, size_t n)
         uint32_t st = atomic_load_explicit(&d->start, memory_order_relaxed);
         uint32_t l = atomic_load_explicit(&d->len, memory_order_relaxed);
         uint32_t end = atomic_load_explicit(&d->end, memory_order_relaxed);
-        if (l > msgs[j].cap || !sound(q, st, l, end) || end - b > q->b) break;
+        /* Sound, and within the bytes before the tail's: the frontier then goes no further
+         * than the tail, as placed() makes sure elsewhere (here the tail is read anyway,
+         * and this costs a third of its instructions). */
+        if (l > msgs[j].cap || !sound(q, st, l, end) || end - from > room) break;
         if (l <= INLINE_MAX)
             copy_small(msgs[j].data, d->inl, l);
         else

@@ -6,19 +6,21 @@
 #include "queue/queue_int.h"
 
 /* Where the frontier goes from byte *b past message m, given back, whose descriptor says
- * start, len and end (each read once): its end when they add up and it is within the
- * arena's reach. Else a bad write broke them (the message was dropped with EPROTO for it,
- * or written over while lent), and the tail says, read only then: its message and byte
+ * start, len and end (each read once): its end when the message lies where a producer put
+ * it after *b (placed). Else a bad write moved or broke them (the message was dropped with
+ * EPROTO for it, or written over while lent), or one did so to a message before it, whose
+ * end the frontier did not learn; and the tail says, read only then: its message and byte
  * halves move together, so a tail at m + 1 sits at m's end; a tail further on is past m's
- * successor, whose own end frees m's bytes with its own: none now. A tail not yet past m
- * (a single producer moves it after its commits) says nothing: false, and the frontier
- * waits at m until it does. Trusting a broken end sent the frontier past the tail or into
- * the next message's bytes; freeing nothing for it whatever the tail said left a queue
- * with nothing behind it full for good. */
+ * successor, whose own end frees m's bytes with its own: none now (the bytes come back
+ * once the frontier reaches the message before the tail). A tail not yet past m (a single
+ * producer moves it after its commits) says nothing: false, and the frontier waits at m
+ * until it does. Trusting an end that a bad write moved on sent the frontier past the tail
+ * or into the next message's bytes; freeing nothing for it whatever the tail said left a
+ * queue with nothing behind it full for good. */
 static bool freed_to(const shmrpc_queue *q, uint32_t m, uint32_t start, uint32_t len, uint32_t end,
                      uint32_t *b)
 {
-    if (end - *b <= q->b && sound(q, start, len, end)) {
+    if (placed(q, *b, start, len, end)) {
         *b = end;
         return true;
     }

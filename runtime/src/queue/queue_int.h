@@ -638,6 +638,22 @@ static inline void place(const shmrpc_queue *q, uint32_t b, uint32_t len, uint32
     *end = s + need;
 }
 
+/* Whether a descriptor's start, length and end (each read once) are where a producer put
+ * the message that follows byte b, the end of the message before it: at b, or at the
+ * arena's start (place), within the arena's reach of b. Implies sound(). A frontier moves
+ * past a message to its end only so: a descriptor written over with its start and end moved
+ * on together is still sound, and its end took the frontier past the tail, where every
+ * later push of a single producer found the queue full, for good (the frontier's bytes
+ * ahead of its tail's). */
+static inline bool placed(const shmrpc_queue *q, uint32_t b, uint32_t start, uint32_t len,
+                          uint32_t end)
+{
+    uint32_t need = room_for(len), off = b & q->bmask;
+    if (len > q->max_msg || end - start != need) return false;
+    if (off + need <= q->b) return start == b;
+    return start == b + (q->b - off) && end - b <= q->b; /* at the arena's start */
+}
+
 static inline bool fits(const shmrpc_queue *q, uint32_t p, uint32_t end, uint64_t f)
 {
     return p - msg_of(f) < q->n && end - byte_of(f) <= q->b;

@@ -141,7 +141,7 @@ int shmrpc__q_give_back(shmrpc_queue *q, uint32_t pos)
     uint32_t end = atomic_load_explicit(&d->end, memory_order_relaxed);
     /* A descriptor written over since the take goes the slow way: the advance asks the
      * tail where it ends (freed_to). */
-    if (msg_of(f) == pos && end - byte_of(f) <= q->b && sound(q, start, len, end)) {
+    if (msg_of(f) == pos && placed(q, byte_of(f), start, len, end)) {
         if (atomic_compare_exchange_strong(&d->state, &s, mkstate(pos + q->n, S_FREE, 0))) {
             /* A failed CAS: another advancer finished our step (FREE, frontier at pos). */
             bool moved = atomic_compare_exchange_strong(&h->freed, &f, mkpos(pos + 1, end));

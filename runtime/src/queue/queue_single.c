@@ -309,7 +309,7 @@ int shmrpc__q_sc_give_back(shmrpc_queue *q, uint32_t pos)
     uint32_t start = atomic_load_explicit(&d->start, memory_order_relaxed);
     uint32_t len = atomic_load_explicit(&d->len, memory_order_relaxed);
     uint32_t end = atomic_load_explicit(&d->end, memory_order_relaxed);
-    if (msg_of(q->sc_freed) != pos || end - b > q->b || !sound(q, start, len, end)) {
+    if (msg_of(q->sc_freed) != pos || !placed(q, b, start, len, end)) {
         atomic_store_explicit(&d->state, mkstate(pos, S_RELEASED, 0), memory_order_release);
         shmrpc__q_sc_free(q, 0);
         return 0;
