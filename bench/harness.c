@@ -806,7 +806,8 @@ int bench_main(int argc, char **argv, const bench_case *table, size_t n)
         SHMRPC__OPTS_HELP_VERSION,
         {NULL, 0, NULL, 0},
     };
-    for (int opt; (opt = getopt_long(argc, argv, "h", longopts, NULL)) != -1;) {
+    opterr = 0; /* what is wrong is said on one line (shmrpc__opt_default) */
+    for (int opt; (opt = getopt_long(argc, argv, ":h", longopts, NULL)) != -1;) {
         switch (opt) {
         case OPT_JSON:
             json = true;
@@ -832,7 +833,7 @@ int bench_main(int argc, char **argv, const bench_case *table, size_t n)
             }
             break;
         default:
-            return shmrpc__opt_default(opt, "shmrpc-bench", SHMRPC_VERSION_STRING, usage);
+            return shmrpc__opt_default(opt, argv, "shmrpc-bench", SHMRPC_VERSION_STRING, usage);
         }
     }
     if (optind < argc) return shmrpc__usage_by(false, usage);

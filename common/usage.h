@@ -1,9 +1,10 @@
 /* SPDX-License-Identifier: MIT */
 /* The options every program of the project reads alike, and its rule for usage: -h and
  * --help print the usage on stdout, status 0; --version prints "NAME VERSION" on stdout,
- * status 0; after bad usage (an option getopt_long refused and has named, an argument
- * missing or too many) the usage goes to stderr, status 2, so that a script tells a
- * question from a mistake. Depends on nothing but the C library. */
+ * status 0; bad usage is status 2, so that a script tells a question from a mistake: an
+ * option or a value that is wrong is said on one line on stderr, which points at --help,
+ * and an argument missing or too many prints the usage there. Depends on nothing but the
+ * C library. */
 #ifndef SHMRPC_COMMON_USAGE_H
 #define SHMRPC_COMMON_USAGE_H
 
@@ -27,9 +28,21 @@ int shmrpc__usage(bool help, const char *text);
 /* The same for a usage that write writes to the stream it is given. */
 int shmrpc__usage_by(bool help, void (*write)(FILE *to));
 
+/* Says bad usage on one line, "NAME: CMD: WHY (see 'NAME CMD --help')" (without CMD when it
+ * is NULL), and returns 2: for an option or a value that is wrong. A wrong count of
+ * arguments prints the usage instead, which is what the user needs then. */
+int shmrpc__usage_error(const char *name, const char *cmd, const char *why);
+
+/* What getopt_long found wrong, read with opterr 0 and ':' first in its optstring (after
+ * any '+'): opt is what it returned (':' for an option without its value, '?' for one it
+ * does not know), argv what it read. Written into out (n bytes), and returned. */
+const char *shmrpc__getopt_error(int opt, char **argv, char *out, size_t n);
+
 /* What a getopt_long loop does with an option that is none of the program's own: for
- * SHMRPC__OPT_VERSION prints "name version", for 'h' the usage on stdout, for anything
- * else (getopt_long has said what was wrong) the usage on stderr. The status to exit with. */
-int shmrpc__opt_default(int opt, const char *name, const char *version, void (*usage)(FILE *to));
+ * SHMRPC__OPT_VERSION prints "name version", for 'h' the usage on stdout, for ':' and '?'
+ * what is wrong, on one line (shmrpc__usage_error). The status to exit with. The loop reads
+ * with opterr 0 and ':' first in its optstring, so that getopt_long says nothing itself. */
+int shmrpc__opt_default(int opt, char **argv, const char *name, const char *version,
+                        void (*usage)(FILE *to));
 
 #endif

@@ -146,8 +146,9 @@ int main(int argc, char **argv)
         {NULL, 0, NULL, 0},
     };
     /* getopt_long: options before or after the file, -oDIR, --depfile=F, and -- before a
-     * file whose name begins with '-'. Its own messages name the bad option. */
-    for (int opt; (opt = getopt_long(argc, argv, "o:h", longopts, NULL)) != -1;) {
+     * file whose name begins with '-'. */
+    opterr = 0; /* what is wrong is said on one line (shmrpc__opt_default) */
+    for (int opt; (opt = getopt_long(argc, argv, ":o:h", longopts, NULL)) != -1;) {
         switch (opt) {
         case 'o':
             dir = optarg;
@@ -159,7 +160,7 @@ int main(int argc, char **argv)
             check_compat = true;
             break;
         default:
-            return shmrpc__opt_default(opt, "shmrpcgen", SHMRPCGEN_VERSION, usage);
+            return shmrpc__opt_default(opt, argv, "shmrpcgen", SHMRPCGEN_VERSION, usage);
         }
     }
     if (check_compat) {

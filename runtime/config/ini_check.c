@@ -30,7 +30,8 @@ int main(int argc, char **argv)
         SHMRPC__OPTS_HELP_VERSION,
         {NULL, 0, NULL, 0},
     };
-    for (int opt; (opt = getopt_long(argc, argv, "h", longopts, NULL)) != -1;) {
+    opterr = 0; /* what is wrong is said on one line (shmrpc__opt_default) */
+    for (int opt; (opt = getopt_long(argc, argv, ":h", longopts, NULL)) != -1;) {
         char *end;
         long n;
         switch (opt) {
@@ -43,7 +44,7 @@ int main(int argc, char **argv)
             opts.online_cpus = (int)n;
             break;
         default:
-            return shmrpc__opt_default(opt, "shmrpc-ini-check", SHMRPC_VERSION_STRING, usage);
+            return shmrpc__opt_default(opt, argv, "shmrpc-ini-check", SHMRPC_VERSION_STRING, usage);
         }
     }
     if (optind + 1 != argc) return shmrpc__usage_by(false, usage);

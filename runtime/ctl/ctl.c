@@ -12,6 +12,7 @@
 #include "ctl_control.h"
 #include "ctl_health.h"
 #include "ctl_map.h"
+#include "ctl_opts.h"
 #include "ctl_queue.h"
 #include "ctl_segments.h"
 #include "usage.h"
@@ -80,7 +81,8 @@ int main(int argc, char **argv)
         {NULL, 0, NULL, 0},
     };
     /* shmrpcctl's own options end at the command ('+'); the command reads the rest. */
-    for (int opt; (opt = getopt_long(argc, argv, "+a:h", longopts, NULL)) != -1;) {
+    opterr = 0;
+    for (int opt; (opt = getopt_long(argc, argv, "+:a:h", longopts, NULL)) != -1;) {
         switch (opt) {
         case 'a':
             addr = optarg;
@@ -89,7 +91,7 @@ int main(int argc, char **argv)
             ini = optarg;
             break;
         default:
-            return shmrpc__opt_default(opt, "shmrpcctl", SHMRPC_VERSION_STRING, usage);
+            return shmrpc__opt_default(opt, argv, "shmrpcctl", SHMRPC_VERSION_STRING, usage);
         }
     }
     if (optind >= argc) return shmrpc__usage_by(false, usage);
@@ -108,6 +110,7 @@ int main(int argc, char **argv)
         ctl_control_target(addr, ini);
         return c->run(argc - optind, argv + optind);
     }
-    fprintf(stderr, "shmrpcctl: unknown command '%s'\n", name);
-    return shmrpc__usage_by(false, usage);
+    char why[300];
+    snprintf(why, sizeof why, "unknown command '%.200s'", name);
+    return shmrpc__usage_error("shmrpcctl", NULL, why);
 }

@@ -54,11 +54,7 @@ int ctl_client_options(int argc, char **argv, unsigned takes, const char *usage,
     int i = ctl_opts_read(argc, argv, CTL_OPT_DEADLINE | CTL_OPT_CLIENT | takes,
                           CTL_OPT_DEADLINE | CTL_OPT_CLIENT | takes, o);
     if (o->help) return shmrpc__usage(true, usage);
-    if (i < 0 && o->why) {
-        fprintf(stderr, "shmrpcctl: %s: %s\n", argv[0], o->why);
-        return 2;
-    }
-    return i < 0 ? shmrpc__usage(false, usage) : -1;
+    return i < 0 ? ctl_usage_error(argv[0], o->why) : -1;
 }
 
 int ctl_call_main(int argc, char **argv)

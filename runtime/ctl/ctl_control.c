@@ -88,10 +88,7 @@ static int parse(int argc, char **argv, unsigned takes, int n_pos, const char *a
         help(stdout, o->cmd, args);
         return 0;
     }
-    if (first < 0) {
-        if (c.why) fprintf(stderr, "shmrpcctl: %s: %s\n", o->cmd, c.why);
-        return c.why ? 2 : usage(o->cmd, args);
-    }
+    if (first < 0) return ctl_usage_error(o->cmd, c.why);
     o->addr = c.addr ? c.addr : global_addr;
     o->ini = c.ini ? c.ini : global_ini;
     o->json = c.json;

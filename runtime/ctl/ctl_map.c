@@ -44,10 +44,12 @@ static int failed(const ctx *c, int rc)
     return 1;
 }
 
-static int bad_usage(const char *why)
+/* Bad usage of a subcommand's options: "shmrpcctl: map SUB: WHY" (ctl_usage_error). */
+static int bad_option(const char *sub, const char *why)
 {
-    if (why) fprintf(stderr, "shmrpcctl: map: %s\n", why);
-    return shmrpc__usage(false, USAGE);
+    char cmd[32];
+    snprintf(cmd, sizeof cmd, "map %.20s", sub);
+    return ctl_usage_error(cmd, why);
 }
 
 /* Bad input, said: status 2, nothing written. */
@@ -255,7 +257,7 @@ static int keys(const ctx *c)
 
 int ctl_map_main(int argc, char **argv)
 {
-    if (argc < 2) return bad_usage(NULL);
+    if (argc < 2) return shmrpc__usage(false, USAGE);
     if (strcmp(argv[1], "-h") == 0 || strcmp(argv[1], "--help") == 0)
         return shmrpc__usage(true, USAGE);
     static const char *const subs[] = {"stat", "get", "put", "del", "keys"};
@@ -263,18 +265,18 @@ int ctl_map_main(int argc, char **argv)
     int which = -1;
     for (int k = 0; k < 5; k++)
         if (strcmp(argv[1], subs[k]) == 0) which = k;
-    if (which < 0) return bad_usage("no such subcommand");
+    if (which < 0) return ctl_usage_error("map", "no such subcommand");
     ctl_opts op;
     ctl_opts_init(&op);
     /* After the subcommand: argv + 1 is its own list. */
     int i = 1 + ctl_opts_read(argc - 1, argv + 1, CTL_OPT_JSON | CTL_OPT_FORM,
                               which == 0 ? CTL_OPT_JSON : CTL_OPT_FORM, &op);
-    if (i < 1) return bad_usage(op.why);
+    if (i < 1) return bad_option(subs[which], op.why);
     if (op.help) return shmrpc__usage(true, USAGE);
     ctx c = {.sub = subs[which], .f = op.form};
     bool json = op.json;
     int rest = argc - i, least = which == 1 || which == 2 || which == 3 ? 2 : 1;
-    if (rest < least || rest > 1 + n_args[which]) return bad_usage(NULL);
+    if (rest < least || rest > 1 + n_args[which]) return shmrpc__usage(false, USAGE);
     c.name = argv[i];
     shmrpc_map_opts o;
     shmrpc_map_opts_init(&o);

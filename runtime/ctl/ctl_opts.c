@@ -11,6 +11,8 @@
 #include <shmrpc/metadata.h>
 #include <shmrpc/status.h>
 
+#include "usage.h"
+
 #define DEFAULT_WAIT_S 30 /* --wait: how long start, stop and restart wait to settle */
 #define DEFAULT_LINES 50  /* -n: the lines of a log's tail */
 
@@ -162,7 +164,7 @@ static bool take(ctl_opts *o, int opt, const char *arg)
         o->ini = arg;
         return true;
     case OPT_WAIT:
-        if (!number(arg, 1, 3600, &v)) return bad(o, NULL); /* the usage says it */
+        if (!number(arg, 1, 3600, &v)) return bad(o, "--wait takes 1 to 3600 seconds");
         o->wait_s = (long)v;
         return true;
     case OPT_NO_WAIT:
@@ -176,8 +178,24 @@ static bool take(ctl_opts *o, int opt, const char *arg)
         o->dry_run = true;
         return true;
     default:
-        return bad(o, NULL);
+        return bad(o, "an option it does not take");
     }
+}
+
+/* An option as it is spelt: --name, or -c. */
+static void spelt(int opt, char *out, size_t n)
+{
+    for (size_t k = 0; k < N_ALL; k++)
+        if (all[k].opt.val == opt) {
+            snprintf(out, n, "--%s", all[k].opt.name);
+            return;
+        }
+    snprintf(out, n, "-%c", opt);
+}
+
+int ctl_usage_error(const char *cmd, const char *why)
+{
+    return shmrpc__usage_error("shmrpcctl", cmd, why);
 }
 
 int ctl_opts_read(int argc, char **argv, unsigned knows, unsigned takes, ctl_opts *o)
@@ -189,18 +207,32 @@ int ctl_opts_read(int argc, char **argv, unsigned knows, unsigned takes, ctl_opt
         if (knows & all[k].set) longopts[n++] = all[k].opt;
     longopts[n++] = (struct option){"help", no_argument, NULL, 'h'};
     longopts[n] = (struct option){NULL, 0, NULL, 0};
-    char shorts[8] = "+h";
+    char shorts[8] = "+:h"; /* ':' after the '+': a missing value is ':', not '?' */
     if (knows & CTL_OPT_SUPERVISOR) strcat(shorts, "a:");
     if (knows & CTL_OPT_LINES) strcat(shorts, "n:");
     o->why = NULL;
-    /* optind 0 starts getopt afresh: shmrpcctl's own options were read with it too. */
+    /* optind 0 starts getopt afresh: shmrpcctl's own options were read with it too. It says
+     * nothing itself: what is wrong is said once, by the command (ctl_usage_error). */
     optind = 0;
+    opterr = 0;
     for (int opt; (opt = getopt_long(argc, argv, shorts + o->anywhere, longopts, NULL)) != -1;) {
         if (opt == 'h') {
             o->help = true;
             return 0;
         }
-        if (!(set_of(opt) & takes) || !take(o, opt, optarg)) return -1;
+        if (opt == '?' || opt == ':') {
+            o->why = shmrpc__getopt_error(opt, argv, o->why_text, sizeof o->why_text);
+            return -1;
+        }
+        if (!(set_of(opt) & takes)) {
+            char name[64];
+            spelt(opt, name, sizeof name);
+            snprintf(o->why_text, sizeof o->why_text, "option '%s' does not go with this command",
+                     name);
+            o->why = o->why_text;
+            return -1;
+        }
+        if (!take(o, opt, optarg)) return -1;
     }
     return optind;
 }

@@ -47,7 +47,7 @@ typedef struct ctl_opts {
     bool no_wait;       /* --no-wait */
     bool dry_run;       /* --dry-run */
     bool help;          /* -h or --help, before anything wrong: print the usage, exit 0 */
-    const char *why;    /* bad usage: what is wrong, or NULL for the usage alone */
+    const char *why;    /* bad usage: what is wrong */
     char why_text[320]; /* where why is written when it says more than a constant */
     uint8_t secret[SHMRPC_SECRET_MAX]; /* --secret-file's bytes: client.tcp.secret */
 } ctl_opts;
@@ -61,5 +61,9 @@ void ctl_opts_init(ctl_opts *o);
  * no option (with o->anywhere, the arguments are moved there, in their order), or -1 for bad
  * usage (o->why); with o->help the rest was not read. client.tcp.secret points into o. */
 int ctl_opts_read(int argc, char **argv, unsigned knows, unsigned takes, ctl_opts *o);
+
+/* Says bad usage on one line, "shmrpcctl: CMD: WHY (see 'shmrpcctl CMD --help')", and
+ * returns 2 (shmrpc__usage_error). */
+int ctl_usage_error(const char *cmd, const char *why);
 
 #endif

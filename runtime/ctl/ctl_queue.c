@@ -33,10 +33,12 @@ static int failed(const char *what, const char *name, int rc)
     return 1;
 }
 
-static int bad_usage(const char *why)
+/* Bad usage of a subcommand's options: "shmrpcctl: queue SUB: WHY" (ctl_usage_error). */
+static int bad_option(const char *sub, const char *why)
 {
-    if (why) fprintf(stderr, "shmrpcctl: queue: %s\n", why);
-    return shmrpc__usage(false, USAGE);
+    char cmd[32];
+    snprintf(cmd, sizeof cmd, "queue %.20s", sub);
+    return ctl_usage_error(cmd, why);
 }
 
 /* The queue's type, parsed; NULL for an untyped queue or when it does not parse (said). */
@@ -186,14 +188,14 @@ static int repair(shmrpc_queue *q, const char *name)
 
 int ctl_queue_main(int argc, char **argv)
 {
-    if (argc < 2) return bad_usage(NULL);
+    if (argc < 2) return shmrpc__usage(false, USAGE);
     const char *sub = argv[1];
     if (strcmp(sub, "-h") == 0 || strcmp(sub, "--help") == 0) return shmrpc__usage(true, USAGE);
     bool is_stat = strcmp(sub, "stat") == 0, is_push = strcmp(sub, "push") == 0,
          is_pop = strcmp(sub, "pop") == 0, is_peek = strcmp(sub, "peek") == 0,
          is_repair = strcmp(sub, "repair") == 0;
     if (!is_stat && !is_push && !is_pop && !is_peek && !is_repair)
-        return bad_usage("no such subcommand");
+        return ctl_usage_error("queue", "no such subcommand");
     ctl_opts op;
     ctl_opts_init(&op);
     unsigned takes = is_stat     ? CTL_OPT_JSON
@@ -202,10 +204,10 @@ int ctl_queue_main(int argc, char **argv)
     /* After the subcommand: argv + 1 is its own list. */
     int i = 1 + ctl_opts_read(argc - 1, argv + 1, CTL_OPT_JSON | CTL_OPT_FORM | CTL_OPT_TIMEOUT,
                               takes, &op);
-    if (i < 1) return bad_usage(op.why);
+    if (i < 1) return bad_option(sub, op.why);
     if (op.help) return shmrpc__usage(true, USAGE);
     int rest = argc - i;
-    if (rest < 1 || rest > (is_push ? 2 : 1)) return bad_usage(NULL);
+    if (rest < 1 || rest > (is_push ? 2 : 1)) return shmrpc__usage(false, USAGE);
     const char *name = argv[i];
     shmrpc_queue_opts o;
     shmrpc_queue_opts_init(&o);

@@ -98,7 +98,8 @@ static int parse_and_list(int argc, char **argv, unsigned set, const char *usage
     ctl_opts_init(&l->o);
     l->o.anywhere = true;
     int first = ctl_opts_read(argc, argv, set, set, &l->o); /* the names are moved there */
-    if (l->o.help || first < 0) return shmrpc__usage(l->o.help, usage);
+    if (l->o.help) return shmrpc__usage(true, usage);
+    if (first < 0) return ctl_usage_error(argv[0], l->o.why);
     return list(argc, argv, first, &l->v, &l->n) == 0 ? -1 : 1;
 }
 

@@ -351,13 +351,14 @@ int main(int argc, char **argv)
         SHMRPC__OPTS_HELP_VERSION,
         {NULL, 0, NULL, 0},
     };
-    for (int opt; (opt = getopt_long(argc, argv, "h", longopts, NULL)) != -1;) {
+    opterr = 0; /* what is wrong is said on one line (shmrpc__opt_default) */
+    for (int opt; (opt = getopt_long(argc, argv, ":h", longopts, NULL)) != -1;) {
         switch (opt) {
         case OPT_FOREGROUND:
             foreground = true;
             break;
         default:
-            return shmrpc__opt_default(opt, "shmrpc-service", SHMRPC_VERSION_STRING, usage);
+            return shmrpc__opt_default(opt, argv, "shmrpc-service", SHMRPC_VERSION_STRING, usage);
         }
     }
     if (optind + 1 != argc) {

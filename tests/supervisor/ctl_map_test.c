@@ -247,8 +247,9 @@ static void ctl_refuses_what_is_not_there(void **state)
     assert_int_equal(shmrpc_map_open(&m, "cache.no_such_map", &o), SHMRPC_ENOENT);
 }
 
-/* The usage: 0 and it on stdout when asked, 2 and it on stderr for an option the
- * subcommand does not take or a count of arguments it does not take; nothing opened. */
+/* The usage: 0 and it on stdout when asked, 2 and it on stderr for a count of arguments
+ * the subcommand does not take; 2 and one line for an option it does not take; nothing
+ * opened. */
 static void ctl_map_usage(void **state)
 {
     (void)state;
@@ -273,10 +274,21 @@ static void ctl_map_usage(void **state)
     };
     for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
         ctl(&r, NULL, "map", bad[i][0], bad[i][1], bad[i][2], bad[i][3], bad[i][4], NULL);
-        if (r.status != 2 || r.out[0] || strncmp(r.err, "usage: shmrpcctl map stat", 25) != 0)
+        char want[200]; /* for an option: bad[i][1] */
+        bool option = bad[i][1] && bad[i][1][0] == '-';
+        snprintf(want, sizeof want,
+                 "shmrpcctl: map %s: option '%s' does not go with this command (see 'shmrpcctl "
+                 "map %s --help')\n",
+                 bad[i][0], option ? bad[i][1] : "", bad[i][0]);
+        bool said = option ? strcmp(r.err, want) == 0
+                           : strncmp(r.err, "usage: shmrpcctl map stat", 25) == 0;
+        if (r.status != 2 || r.out[0] || !said)
             fail_msg("map %s %s: %d '%s' '%s'", bad[i][0] ? bad[i][0] : "",
                      bad[i][1] ? bad[i][1] : "", r.status, r.out, r.err);
     }
+    ctl(&r, NULL, "map", "frob", RAW_MAP, NULL);
+    assert_int_equal(r.status, 2);
+    assert_string_equal(r.err, "shmrpcctl: map: no such subcommand (see 'shmrpcctl map --help')\n");
     assert_false(sup_segment_named("shmrpc.map." RAW_MAP));
 }
 

@@ -200,8 +200,8 @@ static int group_teardown(void **state)
 
 /* --- the options ----------------------------------------------------------------------- */
 
-/* --help: the usage on stdout, 0; an option it does not know: the usage on stderr, 2,
- * and no call. */
+/* --help: the usage on stdout, 0; an option it does not know: one line on stderr that
+ * says so and where the usage is, 2, and no call. */
 static void help_and_unknown(void **state)
 {
     (void)state;
@@ -218,17 +218,33 @@ static void help_and_unknown(void **state)
     ctl(&r, NULL, "call", "--frobnicate", T.addr[PLAIN], "add", "[1,2]", NULL);
     assert_int_equal(r.status, 2);
     assert_string_equal(r.out, "");
-    assert_non_null(strstr(r.err, "usage: shmrpcctl call "));
+    assert_string_equal(r.err, "shmrpcctl: call: unrecognized option '--frobnicate' (see "
+                               "'shmrpcctl call --help')\n");
+    ctl(&r, NULL, "call", "-x", T.addr[PLAIN], "add", "[1,2]", NULL);
+    expect(&r, 2, "", "shmrpcctl: call: unrecognized option '-x' (see 'shmrpcctl call --help')\n");
+    ctl(&r, NULL, "call", "--timeout", NULL);
+    expect(&r, 2, "",
+           "shmrpcctl: call: option '--timeout' requires an argument (see 'shmrpcctl call "
+           "--help')\n");
+    /* shmrpcctl's own options and commands: the same. */
+    ctl(&r, NULL, "--frobnicate", "ls", NULL);
+    expect(&r, 2, "", "shmrpcctl: unrecognized option '--frobnicate' (see 'shmrpcctl --help')\n");
+    ctl(&r, NULL, "-a", NULL);
+    expect(&r, 2, "", "shmrpcctl: option '-a' requires an argument (see 'shmrpcctl --help')\n");
+    ctl(&r, NULL, "frobnicate", NULL);
+    expect(&r, 2, "", "shmrpcctl: unknown command 'frobnicate' (see 'shmrpcctl --help')\n");
     /* ls and clean: the same rules. */
     ctl(&r, NULL, "ls", "--help", NULL);
     expect(&r, 0, "usage: shmrpcctl ls [--json] [NAME...]\n", "");
     ctl(&r, NULL, "ls", "--frobnicate", NULL);
-    expect(&r, 2, "", "usage: shmrpcctl ls [--json] [NAME...]\n");
+    expect(&r, 2, "",
+           "shmrpcctl: ls: unrecognized option '--frobnicate' (see 'shmrpcctl ls --help')\n");
     ctl(&r, NULL, "clean", "-h", NULL);
     assert_int_equal(r.status, 0);
     assert_true(strncmp(r.out, "usage: shmrpcctl clean ", 23) == 0);
     ctl(&r, NULL, "clean", "--json", NULL); /* ls's flag, not clean's */
-    expect(&r, 2, "", "usage: shmrpcctl clean ");
+    expect(&r, 2, "",
+           "shmrpcctl: clean: unrecognized option '--json' (see 'shmrpcctl clean --help')\n");
     /* The options end at ADDRESS: what follows is the method and its arguments. */
     ctl(&r, NULL, "call", T.addr[PLAIN], "--timeout", "[1,2]", NULL);
     expect(&r, 2, "", "Echo has no method '--timeout'");
@@ -245,7 +261,8 @@ static void timeout_values(void **state)
         run r;
         ctl(&r, NULL, "call", "--timeout", bad[i], T.addr[PLAIN], "add", "[1,2]", NULL);
         if (r.status != 2 ||
-            strcmp(r.err, "shmrpcctl: call: --timeout takes milliseconds, 1 or more\n") != 0 ||
+            strcmp(r.err, "shmrpcctl: call: --timeout takes milliseconds, 1 or more (see "
+                          "'shmrpcctl call --help')\n") != 0 ||
             r.out[0])
             fail_msg("--timeout '%s': status %d, out '%s', err '%s'", bad[i], r.status, r.out,
                      r.err);

@@ -253,27 +253,31 @@ static void ctl_bytes_on_an_untyped_queue(void **state)
     shmrpc_queue_stats st;
     assert_int_equal(shmrpc_queue_get_stats(q, &st), 0);
     assert_int_equal(st.timeouts, 1);
-    /* Options each subcommand does not take, and bad values: 2 and the usage, nothing
-     * taken; --help: 0 and the usage on stdout. */
-    static const char *const bad[][4] = {
-        {"pop", "--timeout", "x", "pipeline.bytes"},
-        {"pop", "--timeout", "-2", "pipeline.bytes"},
-        {"push", "--timeout", "5x", "pipeline.bytes"},
-        {"stat", "--bytes", "pipeline.bytes", NULL},
-        {"repair", "--base64", "pipeline.bytes", NULL},
-        {"peek", "--timeout", "5", "pipeline.bytes"},
-        {"pop", "--frobnicate", "pipeline.bytes", NULL},
+    /* Options each subcommand does not take, and bad values: 2 and one line that says so,
+     * nothing taken; --help: 0 and the usage on stdout. */
+#define TIMEOUT_RULE "--timeout takes milliseconds (0: try once, -1: forever)"
+#define NOT_HERE(opt) "option '" opt "' does not go with this command"
+    static const struct {
+        const char *args[4];
+        const char *why;
+    } bad[] = {
+        {{"pop", "--timeout", "x", "pipeline.bytes"}, TIMEOUT_RULE},
+        {{"pop", "--timeout", "-2", "pipeline.bytes"}, TIMEOUT_RULE},
+        {{"push", "--timeout", "5x", "pipeline.bytes"}, TIMEOUT_RULE},
+        {{"stat", "--bytes", "pipeline.bytes", NULL}, NOT_HERE("--bytes")},
+        {{"repair", "--base64", "pipeline.bytes", NULL}, NOT_HERE("--base64")},
+        {{"peek", "--timeout", "5", "pipeline.bytes"}, NOT_HERE("--timeout")},
+        {{"pop", "--frobnicate", "pipeline.bytes", NULL}, "unrecognized option '--frobnicate'"},
     };
     assert_int_equal(shmrpc_queue_push(q, "kept", 4, 0), 0);
     for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
-        ctl(&r, NULL, "queue", bad[i][0], bad[i][1], bad[i][2], bad[i][3], NULL);
-        if (r.status != 2 || r.out[0] || !strstr(r.err, "usage: shmrpcctl queue stat"))
-            fail_msg("queue %s %s %s: %d '%s' '%s'", bad[i][0], bad[i][1], bad[i][2], r.status,
-                     r.out, r.err);
-        if (strcmp(bad[i][1], "--timeout") == 0 && strcmp(bad[i][0], "peek") != 0)
-            assert_non_null(
-                strstr(r.err, "shmrpcctl: queue: --timeout takes milliseconds (0: try once, -1: "
-                              "forever)\n"));
+        const char *const *a = bad[i].args;
+        ctl(&r, NULL, "queue", a[0], a[1], a[2], a[3], NULL);
+        char want[300];
+        snprintf(want, sizeof want, "shmrpcctl: queue %s: %s (see 'shmrpcctl queue %s --help')\n",
+                 a[0], bad[i].why, a[0]);
+        if (r.status != 2 || r.out[0] || strcmp(r.err, want) != 0)
+            fail_msg("queue %s %s %s: %d '%s' '%s'", a[0], a[1], a[2], r.status, r.out, r.err);
     }
     ctl(&r, NULL, "queue", "pop", "--help", NULL);
     assert_int_equal(r.status, 0);
@@ -369,21 +373,32 @@ static void ctl_queue_kinds_types_and_misuse(void **state)
     ctl(&r, NULL, "queue", "-h", NULL);
     assert_int_equal(r.status, 0);
     assert_true(strncmp(r.out, "usage: shmrpcctl queue stat", 27) == 0);
-    static const char *const bad[][5] = {
-        {NULL},
-        {"pop", "--json", "pipeline.ctl_small", NULL},
-        {"repair", "--bytes", "pipeline.ctl_small", NULL},
-        {"stat", "--base64", "pipeline.ctl_small", NULL},
-        {"pop", "--timeout", "", "pipeline.ctl_small", NULL},
-        {"pop", "pipeline.ctl_small", "x", NULL},
-        {"push", "pipeline.ctl_small", "x", "y", NULL},
-        {"stat", NULL},
+    /* An option a subcommand does not take, or a bad value: one line; a count of
+     * arguments it does not take: the usage. 2 either way. */
+    static const struct {
+        const char *args[5];
+        const char *why; /* NULL: the usage */
+    } bad[] = {
+        {{NULL}, NULL},
+        {{"pop", "--json", "pipeline.ctl_small", NULL}, NOT_HERE("--json")},
+        {{"repair", "--bytes", "pipeline.ctl_small", NULL}, NOT_HERE("--bytes")},
+        {{"stat", "--base64", "pipeline.ctl_small", NULL}, NOT_HERE("--base64")},
+        {{"pop", "--timeout", "", "pipeline.ctl_small", NULL}, TIMEOUT_RULE},
+        {{"pop", "pipeline.ctl_small", "x", NULL}, NULL},
+        {{"push", "pipeline.ctl_small", "x", "y", NULL}, NULL},
+        {{"stat", NULL}, NULL},
     };
     for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
-        ctl(&r, NULL, "queue", bad[i][0], bad[i][1], bad[i][2], bad[i][3], bad[i][4], NULL);
-        if (r.status != 2 || r.out[0] || !strstr(r.err, "usage: shmrpcctl queue stat"))
-            fail_msg("queue %s %s: %d '%s' '%s'", bad[i][0] ? bad[i][0] : "",
-                     bad[i][1] ? bad[i][1] : "", r.status, r.out, r.err);
+        const char *const *a = bad[i].args;
+        ctl(&r, NULL, "queue", a[0], a[1], a[2], a[3], a[4], NULL);
+        char want[300];
+        snprintf(want, sizeof want, "shmrpcctl: queue %s: %s (see 'shmrpcctl queue %s --help')\n",
+                 a[0] ? a[0] : "", bad[i].why ? bad[i].why : "", a[0] ? a[0] : "");
+        bool said = bad[i].why ? strcmp(r.err, want) == 0
+                               : strncmp(r.err, "usage: shmrpcctl queue stat", 27) == 0;
+        if (r.status != 2 || r.out[0] || !said)
+            fail_msg("queue %s %s: %d '%s' '%s'", a[0] ? a[0] : "", a[1] ? a[1] : "", r.status,
+                     r.out, r.err);
     }
     assert_int_equal(shmrpc_queue_get_stats(small, &st), 0);
     assert_int_equal(st.depth, 2);

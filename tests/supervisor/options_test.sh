@@ -36,7 +36,10 @@ for p in "$gen" "$service" "$ini_check" "$ctl"; do
     expect 0 out "usage: $name" "$p" --help
     expect 0 out "usage: $name" "$p" -h
     expect 0 out "$name " "$p" --version
-    expect 2 err "usage: $name" "$p" --no-such-option
+    # a bad option: one line that says so and points at the usage (issue 38)
+    expect 2 err "$name: unrecognized option '--no-such-option' (see '$name --help')" \
+        "$p" --no-such-option
+    [ "$(wc -l <"$tmp/err")" -eq 1 ] || { echo "FAIL $name --no-such-option: not one line"; fail=$((fail + 1)); }
     expect 2 err "usage: $name" "$p"
 done
 
@@ -51,6 +54,8 @@ grep -qF "$svc" "$tmp/b.d" 2>/dev/null || { echo "FAIL: --depfile=F"; fail=$((fa
 expect 0 "" "" "$gen" -o c -- -dash.svc
 [ -s "$tmp/c/-dash.h" ] || { echo "FAIL: -- -dash.svc wrote no -dash.h"; fail=$((fail + 1)); }
 expect 2 err "one .svc file at a time" "$gen" "$svc" "$svc"
+expect 2 err "shmrpcgen: option '-o' requires an argument (see 'shmrpcgen --help')" "$gen" "$svc" -o
+expect 2 err "shmrpcgen: unrecognized option '-x' (see 'shmrpcgen --help')" "$gen" -x "$svc"
 
 # shmrpc-ini-check: --cpus=N, --cpus N after the file, --
 cat >"$tmp/ok.ini" <<INI
@@ -64,6 +69,7 @@ expect 0 out "max_proc_num = 3" "$ini_check" --cpus=3 ok.ini
 expect 0 out "max_proc_num = 5" "$ini_check" ok.ini --cpus 5
 expect 0 out "[s]" "$ini_check" -- ok.ini
 expect 2 err "--cpus takes 1 to 1024" "$ini_check" --cpus=0 ok.ini
+expect 2 err "shmrpc-ini-check: option '--cpus' requires an argument" "$ini_check" ok.ini --cpus
 
 # shmrpc-service: --foreground after the file, and --; a file that is not there gets
 # past the options (status 1, not the usage's 2)
@@ -87,7 +93,7 @@ expect 1 err "cannot reach the supervisor" "$ctl" -a shm://options-test-none-$$ 
 expect 1 err "cannot reach the supervisor" "$ctl" logs --ini=ok.ini s -n 5 --
 expect 2 err "-n takes 1 to 1000 lines" "$ctl" logs --ini=ok.ini s -n0
 expect 2 err "name a supervisor" "$ctl" --ini ok.ini ls
-expect 2 err "usage: shmrpcctl [-a ADDRESS | --ini FILE] status" "$ctl" status --no-wait
+expect 2 err "shmrpcctl: status: option '--no-wait' does not go with this command" "$ctl" status --no-wait
 expect 0 out "[]" "$ctl" ls options-test-none-$$ --json
 expect 0 out "nothing to remove" "$ctl" clean --dry-run -- options-test-none-$$
 expect 1 err "shm://options-test-none-$$" "$ctl" call --timeout=2000 shm://options-test-none-$$ m
