@@ -33,15 +33,16 @@ int shmrpc__usage_by(bool help, void (*write)(FILE *to));
  * arguments prints the usage instead, which is what the user needs then. */
 int shmrpc__usage_error(const char *name, const char *cmd, const char *why);
 
-/* What getopt_long found wrong, read with opterr 0 and ':' first in its optstring (after
- * any '+'): opt is what it returned (':' for an option without its value, '?' for one it
- * does not know), argv what it read. Written into out (n bytes), and returned. */
+/* What getopt_long found wrong, read with ':' first in its optstring (after any '+'), so
+ * that it said nothing itself: opt is what it returned (':' for an option without its
+ * value, '?' for one it does not know), argv what it read. Written into out (n bytes), and
+ * returned. */
 const char *shmrpc__getopt_error(int opt, char **argv, char *out, size_t n);
 
 /* What a getopt_long loop does with an option that is none of the program's own: for
  * SHMRPC__OPT_VERSION prints "name version", for 'h' the usage on stdout, for ':' and '?'
  * what is wrong, on one line (shmrpc__usage_error). The status to exit with. The loop reads
- * with opterr 0 and ':' first in its optstring, so that getopt_long says nothing itself. */
+ * with ':' first in its optstring, so that getopt_long says nothing itself. */
 int shmrpc__opt_default(int opt, char **argv, const char *name, const char *version,
                         void (*usage)(FILE *to));
 

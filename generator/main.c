@@ -147,7 +147,7 @@ int main(int argc, char **argv)
     };
     /* getopt_long: options before or after the file, -oDIR, --depfile=F, and -- before a
      * file whose name begins with '-'. */
-    opterr = 0; /* what is wrong is said on one line (shmrpc__opt_default) */
+    /* ':' first: getopt_long says nothing itself (shmrpc__opt_default does, on one line). */
     for (int opt; (opt = getopt_long(argc, argv, ":o:h", longopts, NULL)) != -1;) {
         switch (opt) {
         case 'o':

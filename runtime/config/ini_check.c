@@ -30,7 +30,7 @@ int main(int argc, char **argv)
         SHMRPC__OPTS_HELP_VERSION,
         {NULL, 0, NULL, 0},
     };
-    opterr = 0; /* what is wrong is said on one line (shmrpc__opt_default) */
+    /* ':' first: getopt_long says nothing itself (shmrpc__opt_default does, on one line). */
     for (int opt; (opt = getopt_long(argc, argv, ":h", longopts, NULL)) != -1;) {
         char *end;
         long n;

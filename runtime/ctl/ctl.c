@@ -80,8 +80,8 @@ int main(int argc, char **argv)
         SHMRPC__OPTS_HELP_VERSION,
         {NULL, 0, NULL, 0},
     };
-    /* shmrpcctl's own options end at the command ('+'); the command reads the rest. */
-    opterr = 0;
+    /* shmrpcctl's own options end at the command ('+'); the command reads the rest. ':'
+     * after it: getopt_long says nothing itself (shmrpc__opt_default does, on one line). */
     for (int opt; (opt = getopt_long(argc, argv, "+:a:h", longopts, NULL)) != -1;) {
         switch (opt) {
         case 'a':

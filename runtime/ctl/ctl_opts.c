@@ -207,14 +207,14 @@ int ctl_opts_read(int argc, char **argv, unsigned knows, unsigned takes, ctl_opt
         if (knows & all[k].set) longopts[n++] = all[k].opt;
     longopts[n++] = (struct option){"help", no_argument, NULL, 'h'};
     longopts[n] = (struct option){NULL, 0, NULL, 0};
-    char shorts[8] = "+:h"; /* ':' after the '+': a missing value is ':', not '?' */
+    /* ':' after the '+': getopt_long says nothing itself (the command says what is wrong,
+     * once: ctl_usage_error), and a missing value is ':', not '?'. */
+    char shorts[8] = "+:h";
     if (knows & CTL_OPT_SUPERVISOR) strcat(shorts, "a:");
     if (knows & CTL_OPT_LINES) strcat(shorts, "n:");
     o->why = NULL;
-    /* optind 0 starts getopt afresh: shmrpcctl's own options were read with it too. It says
-     * nothing itself: what is wrong is said once, by the command (ctl_usage_error). */
+    /* optind 0 starts getopt afresh: shmrpcctl's own options were read with it too. */
     optind = 0;
-    opterr = 0;
     for (int opt; (opt = getopt_long(argc, argv, shorts + o->anywhere, longopts, NULL)) != -1;) {
         if (opt == 'h') {
             o->help = true;
