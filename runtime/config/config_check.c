@@ -52,12 +52,12 @@ void cfg_check_settings(loader *L, scope *sc)
     if (!mx->set) { /* no one wrote it: the CPUs, or min_proc_num if that is more */
         *mx = (value){.set = true, .i = L->cpus > mn->i ? L->cpus : mn->i};
     }
-    bool exec = sc->is_service && sc->v[K_EXEC].set && !sc->v[K_MODULE].set;
-    if (!exec) {
-        check_order(L, sc, K_MIN_PROC, K_MAX_PROC, "");
-        check_order(L, sc, K_DOWN_CPU, K_UP_CPU, ": workers would be added and removed in turn");
-    }
+    /* Alike for exec= services: one whose program follows a worker count is scaled as a
+     * module's workers are (before issue 38 these two were not checked there). */
+    check_order(L, sc, K_MIN_PROC, K_MAX_PROC, "");
+    check_order(L, sc, K_DOWN_CPU, K_UP_CPU, ": workers would be added and removed in turn");
     check_order(L, sc, K_BACKOFF, K_BACKOFF_MAX, "");
+    bool exec = sc->is_service && sc->v[K_EXEC].set && !sc->v[K_MODULE].set;
 
     const value *bind = &sc->v[K_TCP_BIND], *secret = &sc->v[K_SECRET_FILE];
     const value *at = ours(sc, K_TCP_BIND, K_SECRET_FILE);
