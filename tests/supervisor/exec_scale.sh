@@ -39,6 +39,7 @@ min_proc_num = 2
 max_proc_num = 4
 scale_down_window_s = 2
 scale_down_cpu_percent = 100
+scale_up_cpu_percent = 100
 [sleeper]
 exec = /bin/sleep 300
 wait_until_completed = false
