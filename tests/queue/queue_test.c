@@ -2095,6 +2095,84 @@ static void frontier_never_past_the_tail(void **state)
     }
 }
 
+/* Pops one message, by a pop or by a batch of one, and checks that it is len bytes of c. */
+static void pop_one(shmrpc_queue *q, bool batch, size_t len, int c)
+{
+    if (!batch) {
+        pop_fill(q, len, c);
+        return;
+    }
+    unsigned char buf[2048];
+    shmrpc_queue_msg out = {buf, sizeof buf, 0};
+    size_t done = 0;
+    assert_int_equal(shmrpc_queue_pop_batch(q, &out, 1, &done, 0), 0);
+    assert_int_equal(done, 1);
+    assert_int_equal(out.len, len);
+    assert_int_equal(buf[0], c);
+    assert_int_equal(buf[len - 1], c);
+}
+
+/* As above, with messages queued behind the one written over: 16 bytes (in its descriptor,
+ * at byte 0), then two of 1024 (bytes 0 to 2048), and the first one's start and end moved
+ * to 2048, which is before the tail's byte. Taking it must not move the frontier's byte:
+ * the producers would write over the two queued messages. Each comes out whole, then the
+ * arena takes exactly 4 messages of 1024. A queue with both roles once checked a batch's
+ * messages only against the tail's byte: its frontier went to 2048, 4 pushes went in where
+ * 2 should, and the next pop gave a message pushed over 'b' (a helper's review). */
+static void frontier_stays_before_queued_ones(void **state)
+{
+    (void)state;
+    const char *name = new_name("moved");
+    for (size_t k = 0; k < sizeof fkinds / sizeof fkinds[0]; k++) {
+        for (int batch = 0; batch < 2; batch++) {
+            if (batch && fkinds[k].bcast) continue;
+            print_message("# %s%s\n", fkinds[k].what, batch ? ", batches" : "");
+            shmrpc_queue *q = open_fkind(name, &fkinds[k]);
+            push_fill(q, 16, 'a', 0);
+            push_fill(q, 1024, 'b', 0);
+            push_fill(q, 1024, 'c', 0);
+            poke32(name, DESC_AT(0) + 24, 2048);
+            poke32(name, DESC_AT(0) + 32, 2048);
+            pop_one(q, batch, 16, 'a');
+            assert_int_equal(peek64(name, FREED_AT), POS(1, 0));
+            pop_one(q, batch, 1024, 'b');
+            pop_one(q, batch, 1024, 'c');
+            assert_int_equal(peek64(name, FREED_AT), POS(3, 2048));
+            fills_with(q, 4);
+            shmrpc_queue_close(q);
+        }
+    }
+}
+
+/* A message that would cross the arena's end starts it again (bytes 4096 to 6144 for 2048
+ * bytes pushed at 3072), and the frontier follows it there when it is taken, in every kind
+ * of queue, with a message queued behind it: none of its room is held back. */
+static void frontier_follows_a_wrapped_message(void **state)
+{
+    (void)state;
+    const char *name = new_name("wrapped");
+    for (size_t k = 0; k < sizeof fkinds / sizeof fkinds[0]; k++) {
+        for (int batch = 0; batch < 2; batch++) {
+            if (batch && fkinds[k].bcast) continue;
+            print_message("# %s%s\n", fkinds[k].what, batch ? ", batches" : "");
+            shmrpc_queue *q = open_fkind(name, &fkinds[k]);
+            for (int i = 0; i < 3; i++) {
+                push_fill(q, 1024, 'a' + i, 0);
+                pop_one(q, batch, 1024, 'a' + i);
+            }
+            push_fill(q, 2048, 'd', 0);
+            push_fill(q, 16, 'e', 0);
+            assert_int_equal(peek64(name, TAIL_AT), POS(5, 6144));
+            pop_one(q, batch, 2048, 'd');
+            assert_int_equal(peek64(name, FREED_AT), POS(4, 6144));
+            pop_one(q, batch, 16, 'e');
+            assert_int_equal(peek64(name, FREED_AT), POS(5, 6144));
+            fills_with(q, 4);
+            shmrpc_queue_close(q);
+        }
+    }
+}
+
 /* As above, with a single producer whose tail lags: it moves the tail after its commit, so
  * a consumer may drop the message while the header's tail is still before it (here: set
  * back, then put where the producer stores it). The frontier waits at the message rather
@@ -4484,6 +4562,8 @@ int main(void)
         T(descriptors_written_over),
         T(dropped_message_frees_its_room),
         T(frontier_never_past_the_tail),
+        T(frontier_stays_before_queued_ones),
+        T(frontier_follows_a_wrapped_message),
         T(dropped_behind_a_lagging_tail),
         T(dropped_before_a_queued_message),
         T(lent_message_written_over),

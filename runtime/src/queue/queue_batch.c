@@ -275,11 +275,9 @@ static size_t stream_run(shmrpc_queue *q, shmrpc_queue_msg *msgs, size_t n)
     struct q_hdr *h = q->hdr;
     uint32_t hd = cons_head(q->sc_cons);
     if (msg_of(q->sc_freed) != hd) return 0; /* a peek held: the frontier waits for it */
-    uint64_t t = atomic_load_explicit(&h->tail, memory_order_acquire);
-    uint32_t avail = msg_of(t) - hd, b = byte_of(q->sc_freed), from = b, room = byte_of(t) - b;
-    /* Empty, or the tail behind the head or the frontier, or too far on. */
-    if (avail == 0 || avail > q->n || (int32_t)room < 0) return 0;
-    uint32_t c = avail < RUN ? avail : RUN, j = 0;
+    uint32_t avail = msg_of(atomic_load_explicit(&h->tail, memory_order_acquire)) - hd;
+    if (avail == 0 || avail > q->n) return 0; /* empty, or behind the head or too far on */
+    uint32_t c = avail < RUN ? avail : RUN, b = byte_of(q->sc_freed), j = 0;
     if (c > n) c = (uint32_t)n;
     struct q_desc *desc = q->desc;
     for (; j < c; j++) {
@@ -290,10 +288,10 @@ static size_t stream_run(shmrpc_queue *q, shmrpc_queue_msg *msgs, size_t n)
         uint32_t st = atomic_load_explicit(&d->start, memory_order_relaxed);
         uint32_t l = atomic_load_explicit(&d->len, memory_order_relaxed);
         uint32_t end = atomic_load_explicit(&d->end, memory_order_relaxed);
-        /* Sound, and within the bytes before the tail's: the frontier then goes no further
-         * than the tail, as placed() makes sure elsewhere (here the tail is read anyway,
-         * and this costs a third of its instructions). */
-        if (l > msgs[j].cap || !sound(q, st, l, end) || end - from > room) break;
+        /* Sound and at b: placed(), but for a message that starts the arena again, which
+         * is rare enough (once a lap) to go the way of a pop, and costs a third of the
+         * instructions placed() does here. */
+        if (l > msgs[j].cap || !sound(q, st, l, end) || st != b) break;
         if (l <= INLINE_MAX)
             copy_small(msgs[j].data, d->inl, l);
         else

@@ -538,8 +538,9 @@ static void ring_request(shm_conn *c)
  * call then. Ringing at the first clock read instead handed a call to the other worker
  * whenever the watcher was a little late, which kept that worker awake and spinning: with
  * one client on two workers, three processes then counted in awake on two CPUs, every
- * wait yielded as crowded, and yielding waits were late at once (0.45-0.87x the calls/s of
- * one worker; 0.88-1.15x with this; issue 37). */
+ * wait yielded as crowded, and yielding waits were late at once (0.37-0.87x the calls/s of
+ * one worker; 0.68-1.69x with this; issue 37). On a busy machine the ring comes at the
+ * first clock read past the 10 us, which may follow a yield that lasted a slice. */
 #define RING_LATE_NS ((int64_t)10 * 1000)
 
 /* The wait lasts (RING_LATE_NS): a request that a watching worker left untaken rings after
