@@ -422,6 +422,19 @@ static void garbage_lock_costs_nothing_else(void **state)
 
 /* --- a worker watching a channel --- */
 
+/* A server of workers, a client of it that called once (a nap of 0 ms, which *pid says
+ * which worker served), and the service's control segment, mapped. */
+static shmrpc__shm_ctl *server_called_once(int workers, pid_t *server, shmrpc_client **c,
+                                           int32_t *pid)
+{
+    *server = start_server(workers);
+    *c = connect_client();
+    shmrpc__shm_ctl *ctl = map_ctl();
+    assert_non_null(ctl);
+    assert_int_equal(calls_nap(*c, 0, pid), 0);
+    return ctl;
+}
+
 /* Pins this process to the nth CPU it may run on (n < 0: back to all of them, saved in
  * *all); false when it has fewer than two. */
 static bool pin_to(int n, cpu_set_t *all)
@@ -482,12 +495,10 @@ static void watched_channel_rings_no_doorbell(void **state)
 static void one_client_of_two_workers_rings_rarely(void **state)
 {
     (void)state;
-    pid_t server = start_server(2);
-    shmrpc_client *c = connect_client();
-    shmrpc__shm_ctl *ctl = map_ctl();
-    assert_non_null(ctl);
+    pid_t server;
+    shmrpc_client *c;
     int32_t pid;
-    assert_int_equal(calls_nap(c, 0, &pid), 0);
+    shmrpc__shm_ctl *ctl = server_called_once(2, &server, &c, &pid);
     enum { CALLS = 400000 };
     int failed = 0, by_first = 0;
     int32_t first = pid;
@@ -1303,12 +1314,10 @@ static void dead_worker_noticed(void **state)
 static void claimed_call_rings_no_more(void **state)
 {
     (void)state;
-    pid_t server = start_server(2);
-    shmrpc_client *c = connect_client();
-    shmrpc__shm_ctl *ctl = map_ctl();
-    assert_non_null(ctl);
+    pid_t server;
+    shmrpc_client *c;
     int32_t pid;
-    assert_int_equal(calls_nap(c, 0, &pid), 0);
+    shmrpc__shm_ctl *ctl = server_called_once(2, &server, &c, &pid);
     uint32_t before = atomic_load(&ctl->doorbell.word);
     assert_int_equal(calls_nap(c, 300, &pid), 0);
     uint32_t rings = atomic_load(&ctl->doorbell.word) - before;
