@@ -70,6 +70,14 @@ expect 0 out "max_proc_num = 5" "$ini_check" ok.ini --cpus 5
 expect 0 out "[s]" "$ini_check" -- ok.ini
 expect 2 err "--cpus takes 1 to 1024" "$ini_check" --cpus=0 ok.ini
 expect 2 err "shmrpc-ini-check: option '--cpus' requires an argument" "$ini_check" ok.ini --cpus
+# --quiet: nothing for a correct file (0), the errors of a bad one (1)
+for q in --quiet -q; do
+    expect 0 "" "" "$ini_check" $q ok.ini
+    [ ! -s "$tmp/out" ] && [ ! -s "$tmp/err" ] ||
+        { echo "FAIL: shmrpc-ini-check $q ok.ini printed something"; fail=$((fail + 1)); }
+done
+printf '[defaults]\nlog_dir = logs\nmax_proc = 3\n' >"$tmp/bad.ini"
+expect 1 err "unknown key 'max_proc' in [defaults]" "$ini_check" --quiet bad.ini
 
 # shmrpc-service: --foreground after the file, and --; a file that is not there gets
 # past the options (status 1, not the usage's 2)
