@@ -6,6 +6,7 @@
 #include <string.h>
 #include <strings.h>
 
+#include "near.h"
 #include "parse_int.h"
 
 typedef struct cerr {
@@ -307,6 +308,35 @@ static void check_map_key(check *c, const svc_type *k)
         s ? s : "?");
 }
 
+/* Whether name is nearer to typo than *best (d_best apart), or as near and first in
+ * byte order (so that the suggestion does not depend on a hash table's order). */
+static void nearer(const char *typo, const char *name, const char **best, int *d_best)
+{
+    if (!name || !shmrpc__near(typo, name)) return;
+    int d = shmrpc__distance(typo, name);
+    if (d < *d_best || (d == *d_best && strcmp(name, *best) < 0)) {
+        *best = name;
+        *d_best = d;
+    }
+}
+
+/* "unknown type 'Pont'", and the declared or built-in type nearest to it, if one is. */
+static void unknown_type(check *c, svc_tok t)
+{
+    const char *typo = text(c, t), *best = NULL;
+    int d_best = 99;
+    for (size_t i = 0; typo && i < c->types.cap; i++)
+        nearer(typo, c->types.keys[i], &best, &d_best);
+    size_t n;
+    const svc_builtin *b = svc_builtins(&n);
+    for (size_t i = 0; typo && i < n; i++)
+        nearer(typo, b[i].name, &best, &d_best);
+    if (best)
+        err(c, t, "unknown type '%.*s'; did you mean '%s'?", t.n, t.p, best);
+    else
+        err(c, t, "unknown type '%.*s'", t.n, t.p);
+}
+
 /* Resolves names and checks the type; void_ok only for a method's result itself. */
 static void check_type(check *c, svc_type *t, bool void_ok)
 {
@@ -324,7 +354,7 @@ static void check_type(check *c, svc_type *t, bool void_ok)
         if (ti)
             t->decl = ti->decl;
         else
-            err(c, t->tok, "unknown type '%.*s'", t->tok.n, t->tok.p);
+            unknown_type(c, t->tok);
         break;
     }
     case SVC_T_LIST:

@@ -129,6 +129,12 @@ const svc_builtin *svc_builtin_by_name(const char *p, int n)
     return NULL;
 }
 
+const svc_builtin *svc_builtins(size_t *n)
+{
+    *n = sizeof builtins / sizeof builtins[0];
+    return builtins;
+}
+
 const char *svc_builtin_name(svc_type_kind kind)
 {
     for (size_t i = 0; i < sizeof builtins / sizeof builtins[0]; i++)

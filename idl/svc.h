@@ -102,6 +102,8 @@ typedef struct svc_builtin {
 const svc_builtin *svc_builtin_by_name(const char *p, int n);
 /* The name of a built-in kind ("i32", "list"), or NULL for OPTIONAL and NAMED. */
 const char *svc_builtin_name(svc_type_kind kind);
+/* The built-in types, *n of them. */
+const svc_builtin *svc_builtins(size_t *n);
 
 /* The limits that keep the generator's work (and its recursion) bounded. */
 enum {

@@ -17,6 +17,7 @@
 #include <shmrpc/tcp.h>
 
 #include "config_internal.h"
+#include "near.h"
 
 /* speedysvc's keys that shmrpc spells otherwise or does without, and what to write. */
 static const struct {
@@ -548,37 +549,6 @@ static void parse_value(loader *L, enum key k, const ini_entry *at, const char *
 
 /* --- keys of a section --------------------------------------------------------------- */
 
-/* Edit distance with transpositions, ignoring case: how far a typo is from a key. */
-static int distance(const char *a, const char *b)
-{
-    size_t n = strlen(a), m = strlen(b);
-    if (n > 64 || m > 64) return 99;
-    int d[65][65];
-    for (size_t i = 0; i <= n; i++)
-        d[i][0] = (int)i;
-    for (size_t j = 0; j <= m; j++)
-        d[0][j] = (int)j;
-    for (size_t i = 1; i <= n; i++) {
-        for (size_t j = 1; j <= m; j++) {
-            int ca = a[i - 1] | 0x20, cb = b[j - 1] | 0x20;
-            int best = d[i - 1][j - 1] + (ca != cb);
-            if (d[i - 1][j] + 1 < best) best = d[i - 1][j] + 1;
-            if (d[i][j - 1] + 1 < best) best = d[i][j - 1] + 1;
-            if (i > 1 && j > 1 && ca == (b[j - 2] | 0x20) && (a[i - 2] | 0x20) == cb &&
-                d[i - 2][j - 2] + 1 < best)
-                best = d[i - 2][j - 2] + 1;
-            d[i][j] = best;
-        }
-    }
-    return d[n][m];
-}
-
-/* Whether a typo is close enough to name to suggest it. */
-static bool close_to(const char *typo, const char *name)
-{
-    return distance(typo, name) <= (strlen(name) <= 5 ? 1 : 2);
-}
-
 /* Or a good part of it: "max_proc" for max_proc_num. */
 static bool starts(const char *typo, const char *name)
 {
@@ -618,8 +588,8 @@ static void unknown_key(loader *L, const scope *sc, unsigned in, const ini_entry
     int best_d = 99;
     for (int k = 0; k < K_COUNT; k++) {
         if (!(key(k)->in & in)) continue;
-        int d = starts(en->key, key(k)->name) ? 3 : distance(en->key, key(k)->name);
-        if (d < best_d && (d == 3 || close_to(en->key, key(k)->name)))
+        int d = starts(en->key, key(k)->name) ? 3 : shmrpc__distance(en->key, key(k)->name);
+        if (d < best_d && (d == 3 || shmrpc__near(en->key, key(k)->name)))
             best = key(k)->name, best_d = d;
     }
     const char *q = Q(L, en->key);
@@ -673,7 +643,7 @@ void cfg_fill_defaults(loader *L, scope *sc, unsigned in)
 
 const char *cfg_close_reserved(const char *name)
 {
-    if (close_to(name, "defaults")) return "defaults";
-    if (close_to(name, "web monitor")) return "web monitor";
+    if (shmrpc__near(name, "defaults")) return "defaults";
+    if (shmrpc__near(name, "web monitor")) return "web monitor";
     return NULL;
 }
