@@ -15,7 +15,31 @@
 #include "parse_int.h"
 }
 
-%syntax_error { svc_p_syntax_error(ps, yymajor, &TOKEN); }
+/* Whether ';' would have been taken where this token was not ("expected ';'" rather than
+ * "unexpected 'name'" on the line after): the parser's own steps (the action for the
+ * look-ahead, a reduction's pop and goto) run with ';' on a copy of the states on its
+ * stack, until it would shift it or fail. */
+%syntax_error {
+    YYACTIONTYPE st[YYSTACKDEPTH];
+    int n = (int)(yypParser->yytos - yypParser->yystack) + 1;
+    bool semi = false;
+    for (int i = 0; i < n && n <= YYSTACKDEPTH; i++)
+        st[i] = yypParser->yystack[i].stateno;
+    for (int steps = 0; n >= 1 && n <= YYSTACKDEPTH && steps < YYSTACKDEPTH; steps++) {
+        YYACTIONTYPE act = yy_find_shift_action(SVC_TK_SEMI, st[n - 1]);
+        if (act <= YY_MAX_SHIFTREDUCE) {
+            semi = true;
+            break;
+        }
+        if (act < YY_MIN_REDUCE || act > YY_MAX_REDUCE) break;
+        unsigned rule = act - YY_MIN_REDUCE;
+        n += yyRuleInfoNRhs[rule];
+        if (n < 1) break;
+        st[n] = yy_find_reduce_action(st[n - 1], yyRuleInfoLhs[rule]);
+        n++;
+    }
+    svc_p_syntax_error(ps, yymajor, &TOKEN, semi);
+}
 %stack_overflow { svc_p_overflow(ps); }
 %parse_failure { svc_p_parse_failed(ps); }
 

@@ -35,6 +35,7 @@ svc_file *svc_parse(svc_arena *a, svc_diag *d, const char *path, const char *src
     bool lexed_error = false;
     do {
         int before = d->errors;
+        ps.prev = ps.cur;
         major = svc_lex(&lx, &ps.cur);
         bool now = d->errors > before;
         ps.lex_error_near = now || lexed_error;

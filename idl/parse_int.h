@@ -52,6 +52,7 @@ typedef struct svc_pstate {
     svc_decl *decl;      /* the struct or enum being built */
     svc_method *meth;    /* the method whose parameters are being read */
     svc_ltok cur;        /* the token being fed, for errors lemon reports without one */
+    svc_ltok prev;       /* the token fed before it (line 0: none) */
     bool failed;         /* OOM, too deep, too many errors, or no way to recover: stop */
     int errors0;         /* d->errors before this parse */
     int syntax_errors;   /* reported so far */
@@ -67,7 +68,8 @@ typedef struct svc_pstate {
 } svc_pstate;
 
 /* Grammar actions, in tree.c. */
-void svc_p_syntax_error(svc_pstate *ps, int major, const svc_ltok *tok);
+/* semi: a ';' would have been taken instead of tok (said after the token before it). */
+void svc_p_syntax_error(svc_pstate *ps, int major, const svc_ltok *tok, bool semi);
 void svc_p_overflow(svc_pstate *ps);
 void svc_p_parse_failed(svc_pstate *ps);
 void svc_p_error(svc_pstate *ps, svc_tok at, const char *fmt, ...)

@@ -32,7 +32,7 @@ static void *alloc(svc_pstate *ps, size_t n)
 /* Past this many, the input is not worth reading on (the lexer has its own cap). */
 enum { MAX_SYNTAX_ERRORS = 50 };
 
-void svc_p_syntax_error(svc_pstate *ps, int major, const svc_ltok *tok)
+void svc_p_syntax_error(svc_pstate *ps, int major, const svc_ltok *tok, bool semi)
 {
     /* A lexical error just before or on the same line (a bad character, an unterminated
      * string or comment) is the likely cause; saying "unexpected" about its consequence
@@ -43,6 +43,14 @@ void svc_p_syntax_error(svc_pstate *ps, int major, const svc_ltok *tok)
     if (++ps->syntax_errors > MAX_SYNTAX_ERRORS) {
         svc_p_error(ps, tok->t, "too many errors; giving up");
         ps->failed = true;
+        return;
+    }
+    const svc_tok *prev = &ps->prev.t;
+    if (semi && prev->line > 0 && prev->n <= SVC_MAX_NAME) {
+        /* Where it is missing: just after the token before, often on the line above. */
+        svc_tok at = {prev->p + prev->n, 0, prev->line, prev->col + prev->n};
+        const char *s = svc_printable(ps->a, prev->p, prev->n);
+        svc_p_error(ps, at, "expected ';' after '%s'", s ? s : "?");
         return;
     }
     if (major == 0) {
