@@ -34,7 +34,7 @@
         if (act < YY_MIN_REDUCE || act > YY_MAX_REDUCE) break;
         unsigned rule = act - YY_MIN_REDUCE;
         n += yyRuleInfoNRhs[rule];
-        if (n < 1) break;
+        if (n < 1 || n >= YYSTACKDEPTH) break; /* the goto below takes st[n] */
         st[n] = yy_find_reduce_action(st[n - 1], yyRuleInfoLhs[rule]);
         n++;
     }
