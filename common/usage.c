@@ -27,11 +27,12 @@ int shmrpc__usage_error(const char *name, const char *cmd, const char *why)
 
 const char *shmrpc__getopt_error(int opt, char **argv, char *out, size_t n)
 {
-    /* The word it stopped at (up to a '='); optopt: the short option, a long one's value,
-     * or 0 for a long option it does not know. */
-    const char *word = argv[optind - 1];
+    /* optopt: the short option, a long one's value, or 0 for a long option it does not
+     * know; the word before optind: the long option (up to a '='). A short option in a
+     * group ("-xq") is named by optopt alone: optind has not passed its word yet. */
+    const char *word = optind > 0 ? argv[optind - 1] : "";
     char name[64];
-    if (optopt > 0 && optopt < 256 && word[0] == '-' && word[1] != '-')
+    if (optopt > 0 && optopt < 256 && strncmp(word, "--", 2) != 0)
         snprintf(name, sizeof name, "-%c", optopt);
     else
         snprintf(name, sizeof name, "%.*s", (int)strcspn(word, "="), word);

@@ -56,6 +56,8 @@ expect 0 "" "" "$gen" -o c -- -dash.svc
 expect 2 err "one .svc file at a time" "$gen" "$svc" "$svc"
 expect 2 err "shmrpcgen: option '-o' requires an argument (see 'shmrpcgen --help')" "$gen" "$svc" -o
 expect 2 err "shmrpcgen: unrecognized option '-x' (see 'shmrpcgen --help')" "$gen" -x "$svc"
+expect 2 err "shmrpcgen: unrecognized option '-x' (see 'shmrpcgen --help')" "$gen" -xo d "$svc"
+expect 2 err "shmrpcctl: call: unrecognized option '-x' (see 'shmrpcctl call --help')" "$ctl" call -xq a b
 
 # shmrpc-ini-check: --cpus=N, --cpus N after the file, --
 cat >"$tmp/ok.ini" <<INI

@@ -642,9 +642,8 @@ static inline void place(const shmrpc_queue *q, uint32_t b, uint32_t len, uint32
  * the message that follows byte b, the end of the message before it: at b, or at the
  * arena's start (place), within the arena's reach of b. Implies sound(). A frontier moves
  * past a message to its end only so: a descriptor written over with its start and end moved
- * on together is still sound, and its end took the frontier past the tail, where every
- * later push of a single producer found the queue full, for good (the frontier's bytes
- * ahead of its tail's). */
+ * on together is still sound, and its end took the frontier past the tail's bytes, where
+ * producers then wrote over messages still queued (test frontier_never_past_the_tail). */
 static inline bool placed(const shmrpc_queue *q, uint32_t b, uint32_t start, uint32_t len,
                           uint32_t end)
 {
