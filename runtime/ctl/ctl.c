@@ -10,6 +10,7 @@
 
 #include "ctl_call.h"
 #include "ctl_control.h"
+#include "ctl_describe.h"
 #include "ctl_health.h"
 #include "ctl_map.h"
 #include "ctl_opts.h"
@@ -28,11 +29,13 @@ typedef struct command {
 static const command commands[] = {
     {"call", "ADDRESS METHOD [ARGS-AS-JSON|-]",
      "call a method of a running service; print its result as JSON", ctl_call_main, false},
+    {"list", "ADDRESS", "the methods of a running service", ctl_list_main, false},
+    {"describe", "ADDRESS [NAME]", "a running service as a .svc file, or its method or type NAME",
+     ctl_describe_main, false},
     {"health", "[--timeout MS] ADDRESS",
      "a service's health: serving (exit 0), not_serving, draining or unreachable (1)",
      ctl_health_main, false},
-    {"ls", "[--json] [NAME...]", "list shmrpc segments with their owners", ctl_ls_main,
-     false},
+    {"ls", "[--json] [NAME...]", "list shmrpc segments with their owners", ctl_ls_main, false},
     {"clean", "[--dry-run] [NAME...]", "remove segments whose owner is dead", ctl_clean_main,
      false},
     {"queue", "stat|peek|push|pop|repair NAME [VALUE|-]",

@@ -6,7 +6,7 @@
 
 #include "ctl_opts.h"
 
-/* The TLS options of call and health, for their usage texts. */
+/* The TLS options of the commands that connect, for their usage texts. */
 #define CTL_TLS_USAGE                                                                              \
     "TLS options (tcp://): --tls, --tls-ca PATH (CAs to check the server with; default: the\n"     \
     "system's), --tls-cert PATH and --tls-key PATH (a client certificate for mutual TLS),\n"       \
@@ -17,9 +17,9 @@
  * Its exit status: 0 done, 1 the call failed, 2 bad usage or input. */
 int ctl_call_main(int argc, char **argv);
 
-/* The options of the commands that connect (call, health), read into o (ctl_opts_init'ed,
- * with the command's defaults in o->client): --timeout MS, --secret-file PATH and the TLS
- * options, and those of takes (CTL_OPT_TRACE: call's --trace). argv[0] names the command in
+/* The options of the commands that connect (call, list, describe, health), read into o
+ * (ctl_opts_init'ed, with the command's defaults in o->client): --timeout MS, --secret-file
+ * PATH and the TLS options, and those of takes (CTL_OPT_TRACE: call's --trace). argv[0] names the command in
  * messages; usage is printed for --help (to stdout) and bad usage. -1 when read (optind is
  * the first argument), else the exit status. */
 int ctl_client_options(int argc, char **argv, unsigned takes, const char *usage, ctl_opts *o);

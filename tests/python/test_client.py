@@ -5,6 +5,7 @@ go while a call waits), a forked child, and closing."""
 import os
 import signal
 import stat
+import subprocess
 import sys
 import threading
 import time
@@ -326,7 +327,6 @@ def test_list_with_a_stopped_first_host():
     connects twice (to learn the table, then with it), and each connect waited out the 5 s
     connect timeout on A whatever the call's deadline. The bound allows a loaded machine
     and is still half of those 10 s."""
-    import subprocess
     from conftest import Server, free_port
     hosts = [Server(os.environ["ECHO_SERVER"], f"tcp://127.0.0.1:{free_port()}") for _ in range(3)]
     try:
@@ -387,6 +387,10 @@ def test_idempotent_retried(transport, tmp_path):
     try:
         c = shmrpc.connect(addr, timeout=5)
         assert c.get(1) == 2
+        d = subprocess.run([os.environ["SHMRPCCTL"], "describe", addr, "hello"],
+                           capture_output=True, text=True, timeout=30)
+        assert (d.returncode, d.stdout) == (0, "@json @idempotent string hello(string who);\n"), \
+            d.stderr
         open(notes, "w").close()
         open(notes + ".die", "w").close()
         assert c.get(41) == 42

@@ -471,6 +471,29 @@ def test_svc_printer_output_compiles_with_shmrpcgen(kinds, tmp_path):
         assert len(written) == len(c.methods)
 
 
+def test_shmrpcctl_describe_reads_the_table_back(kinds, tmp_path):
+    """shmrpcctl describe writes the table a Python server serves as a .svc (issue 38), its
+    Python-only methods by their annotations; shmrpcgen finds it the same service as the
+    .svc python3 -m shmrpc.svc prints for the class."""
+    out = subprocess.run([SHMRPCCTL, "describe", f"shm://{kinds.name}"], capture_output=True,
+                         text=True, timeout=30)
+    assert out.returncode == 0, out.stderr
+    assert "    @pickle bytes swap_pickle(bytes data);\n" in out.stdout
+    assert "    @marshal bytes swap_marshal(bytes data);\n" in out.stdout
+    described = tmp_path / "described.svc"
+    described.write_text(out.stdout.replace("// port: not in the method table",
+                                            f"port {kinds.port};"))
+    printed = subprocess.run([sys.executable, "-m", "shmrpc.svc", "kinds:Kinds"],
+                             cwd=kinds.folder, env=python_env(), capture_output=True, text=True,
+                             timeout=30)
+    assert printed.returncode == 0, printed.stderr
+    (tmp_path / "kinds.svc").write_text(printed.stdout)
+    compat = subprocess.run([os.environ["SHMRPCGEN"], "--check-compat", str(tmp_path / "kinds.svc"),
+                             str(described)], capture_output=True, text=True, timeout=30)
+    assert compat.returncode == 0, compat.stdout + compat.stderr
+    assert compat.stdout.count(": the same\n") == 2, compat.stdout
+
+
 def test_svc_printer_errors(tmp_path):
     (tmp_path / "bad.py").write_text(textwrap.dedent("""
         from shmrpc import ServerMethodsBase, msgpack_method

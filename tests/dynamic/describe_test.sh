@@ -1,0 +1,135 @@
+#!/bin/sh
+# SPDX-License-Identifier: MIT
+# describe_test.sh CTL GEN EVERY_SERVER EVERY_SVC: shmrpcctl list and describe against
+# every-server (every.svc: every type of the language) over shm:// and tcp:// on loopback.
+# describe's .svc is read back by shmrpcgen --check-compat, which must find it the same as
+# every.svc both ways: every method's fingerprint, so every type and annotation, as the
+# server has it. Every wait is bounded; the servers are stopped (SIGTERM, then SIGKILL) and
+# their segments removed, even on failure.
+set -u
+ctl=$1 gen=$2 server=$3 svc=$4
+tmp=$(mktemp -d) || exit 1
+name=describe-$$
+pids=""
+cleanup() {
+    for p in $pids; do kill -TERM "$p" 2>/dev/null; done
+    for p in $pids; do
+        i=0
+        while kill -0 "$p" 2>/dev/null && [ $i -lt 50 ]; do sleep 0.1; i=$((i + 1)); done
+        kill -KILL "$p" 2>/dev/null
+    done
+    "$ctl" clean "shm://$name" >/dev/null 2>&1
+    rm -rf "$tmp"
+}
+trap cleanup EXIT
+trap 'exit 1' INT TERM
+fail=0
+
+# serve ADDRESS: every-server there, once health says it serves (10 s at most); 1 when it
+# exited (a port taken).
+serve() {
+    "$server" "$1" >"$tmp/server.out" 2>&1 &
+    pid=$!
+    pids="$pids $pid"
+    i=0
+    until "$ctl" health --timeout 200 "$1" >/dev/null 2>&1; do
+        kill -0 "$pid" 2>/dev/null || return 1
+        i=$((i + 1))
+        [ $i -lt 100 ] || { echo "FAIL: every-server at $1 did not serve"; cat "$tmp/server.out"; exit 1; }
+        sleep 0.1
+    done
+}
+
+serve "shm://$name" || { echo "FAIL: every-server at shm://$name"; cat "$tmp/server.out"; exit 1; }
+port=$((20000 + $$ % 20000)) tries=0
+until serve "tcp://127.0.0.1:$port"; do
+    tries=$((tries + 1))
+    [ $tries -lt 10 ] || { echo "FAIL: no port for every-server"; exit 1; }
+    port=$((20000 + (port + 997) % 20000))
+done
+
+# same WHAT FILE: shmrpcgen finds FILE the same service as every.svc, clients either way.
+same() {
+    if ! "$gen" --check-compat "$svc" "$2" >"$tmp/compat" 2>&1 ||
+        [ "$(grep -c ': the same$' "$tmp/compat")" != 2 ]; then
+        echo "FAIL: $1: not the same as every.svc:"
+        cat "$tmp/compat" "$2"
+        fail=1
+    fi
+}
+
+# expect STATUS OUT ARGS...: shmrpcctl ARGS exits with STATUS and prints OUT (stdout, then
+# stderr) exactly.
+expect() {
+    want=$1 out=$2
+    shift 2
+    "$ctl" "$@" >"$tmp/got" 2>&1
+    st=$?
+    if [ $st != "$want" ] || [ "$(cat "$tmp/got")" != "$out" ]; then
+        echo "FAIL: shmrpcctl $*: status $st (want $want), printed:"
+        cat "$tmp/got"
+        echo "wanted:"
+        echo "$out"
+        fail=1
+    fi
+}
+
+# Over tcp:// the address gives the port option; the name is said missing.
+"$ctl" describe "tcp://127.0.0.1:$port" >"$tmp/tcp.svc" || { echo "FAIL: describe tcp://"; fail=1; }
+grep -qx "    port $port;" "$tmp/tcp.svc" || { echo "FAIL: describe tcp:// has no port $port"; fail=1; }
+sed 's|^    // name: not in the method table$|    name "x";|' "$tmp/tcp.svc" >"$tmp/tcp1.svc"
+same "tcp://, with a name" "$tmp/tcp1.svc"
+
+# Over shm:// it gives the name; the port is said missing, and shmrpcgen says so.
+"$ctl" describe "shm://$name" >"$tmp/shm.svc" || { echo "FAIL: describe shm://"; fail=1; }
+grep -qx "    name \"$name\";" "$tmp/shm.svc" || { echo "FAIL: describe shm:// has no name"; fail=1; }
+"$gen" --check-compat "$svc" "$tmp/shm.svc" >"$tmp/compat" 2>&1 &&
+    { echo "FAIL: a .svc without its port was taken"; fail=1; }
+grep -q "service 'Every' has no port" "$tmp/compat" || { echo "FAIL: no port not said:"; cat "$tmp/compat"; fail=1; }
+sed 's|^    // port: not in the method table$|    port 1;|' "$tmp/shm.svc" >"$tmp/shm1.svc"
+same "shm://, with a port" "$tmp/shm1.svc"
+
+expect 0 "first
+fourth_json
+nothing
+nothing_json
+pass_any
+pass_any_json
+pass_holder
+pass_holder_json
+pass_keys
+pass_keys_json
+pass_map
+pass_node
+pass_node_json
+pass_scalars
+pass_scalars_json
+pass_sign
+raw" list "shm://$name"
+
+# One method, and the types it uses; one type, and those its fields use (a struct that
+# holds itself once).
+expect 0 "i8 first(i8 a, u16 b, Color c, f32 d, bool e, string? f, Sign? g);
+enum Color { red = 0, green = 5, blue = 6 }
+enum Sign { minus = -1, zero = 0, plus = 1 }" describe "shm://$name" first
+expect 0 "@json Node pass_node_json(Node v);
+struct Node { i64 value; list<Node> children; Node? next; }" describe "shm://$name" pass_node_json
+expect 0 "@raw bytes raw(bytes data);" describe "shm://$name" raw
+expect 0 "void nothing();" describe "shm://$name" nothing
+expect 0 "struct Dynamic { any v; list<any> l; map<string, any> m; }" describe "shm://$name" Dynamic
+expect 0 "enum Sign { minus = -1, zero = 0, plus = 1 }" describe "tcp://127.0.0.1:$port" Sign
+
+# What is not there, and bad usage.
+expect 2 "shmrpcctl: Every has no method or type 'nope' (see 'shmrpcctl list')" \
+    describe "shm://$name" nope
+expect 1 "shmrpcctl: shm://$name-none: unavailable: no server at shm://$name-none" \
+    list "shm://$name-none"
+expect 2 "shmrpcctl: describe: unrecognized option '--bogus' (see 'shmrpcctl describe --help')" \
+    describe --bogus "shm://$name"
+"$ctl" describe >/dev/null 2>"$tmp/err"
+[ $? = 2 ] && grep -q '^usage: shmrpcctl describe' "$tmp/err" || { echo "FAIL: describe without an address"; fail=1; }
+"$ctl" list a b >/dev/null 2>"$tmp/err"
+[ $? = 2 ] && grep -q '^usage: shmrpcctl list' "$tmp/err" || { echo "FAIL: list of two addresses"; fail=1; }
+
+[ $fail = 0 ] && echo "describe_test: ok"
+exit $fail
