@@ -46,7 +46,7 @@ static const command commands[] = {
     /* These talk to shmrpc-service's control service (ctl_control.c), found by -a ADDRESS,
      * --ini FILE (before or after the command), $SHMRPC_CONTROL or $SHMRPC_INI, else the
      * registry of the supervisors that run (registry.h). */
-    {"status", "[--json]", "the supervisor's services", ctl_status, true},
+    {"status", "[--json] [SERVICE...]", "the supervisor's services", ctl_status, true},
     {"start", "SERVICE [--no-wait]", "start a service of the supervisor", ctl_start, true},
     {"stop", "SERVICE [--no-wait]", "stop a service of the supervisor", ctl_stop, true},
     {"restart", "SERVICE [--no-wait]", "restart a service of the supervisor", ctl_restart, true},

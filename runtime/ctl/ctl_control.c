@@ -34,7 +34,7 @@ typedef struct opts {
     bool no_wait;
     long wait_s;
     long lines;
-    const char *pos[2]; /* positional arguments */
+    char **pos; /* the arguments that are no options */
     int n_pos;
 } opts;
 
@@ -73,8 +73,8 @@ void ctl_control_target(const char *addr, const char *ini)
 }
 
 /* Options anywhere among the arguments, --opt=value, -- (ctl_opts.h); takes says which the
- * command takes besides -a and --ini: CTL_OPT_JSON, CTL_OPT_WAIT, CTL_OPT_LINES. -1: parsed;
- * else the exit status. */
+ * command takes besides -a and --ini: CTL_OPT_JSON, CTL_OPT_WAIT, CTL_OPT_LINES. It takes
+ * n_pos arguments (-1: any number). -1: parsed; else the exit status. */
 static int parse(int argc, char **argv, unsigned takes, int n_pos, const char *args, opts *o)
 {
     memset(o, 0, sizeof *o);
@@ -95,11 +95,9 @@ static int parse(int argc, char **argv, unsigned takes, int n_pos, const char *a
     o->no_wait = c.no_wait;
     o->wait_s = c.wait_s;
     o->lines = c.lines;
-    for (int i = first; i < argc; i++) {
-        if (o->n_pos == n_pos) return usage(o->cmd, args);
-        o->pos[o->n_pos++] = argv[i];
-    }
-    if (o->n_pos != n_pos) return usage(o->cmd, args);
+    o->pos = argv + first;
+    o->n_pos = argc - first;
+    if (n_pos >= 0 && o->n_pos != n_pos) return usage(o->cmd, args);
     return -1;
 }
 
@@ -217,6 +215,11 @@ static void uptime(int64_t started_ms, char *out, size_t cap)
         snprintf(out, cap, "%llds", (long long)s);
 }
 
+static bool is(shmrpc_str s, const char *lit)
+{
+    return s.len == strlen(lit) && memcmp(s.ptr, lit, s.len) == 0;
+}
+
 static json_t *str_json(shmrpc_str s)
 {
     return json_stringn(s.ptr ? s.ptr : "", s.len);
@@ -239,55 +242,103 @@ static json_t *status_json(const control_ServiceStatus *s)
     json_object_set_new(o, "last_exit", s->last_exit.len ? str_json(s->last_exit) : json_null());
     json_object_set_new(o, "log_path", str_json(s->log_path));
     json_object_set_new(o, "log_dropped_bytes", json_integer((json_int_t)s->log_dropped_bytes));
+    json_object_set_new(o, "cpu_percent",
+                        s->cpu_percent.has ? json_real(s->cpu_percent.value) : json_null());
+    json_object_set_new(o, "rss_bytes",
+                        s->rss_bytes.has ? json_integer((json_int_t)s->rss_bytes.value)
+                                         : json_null());
     return o;
+}
+
+/* "512K", "12.3M", "1.50G": bytes as ps and top show memory, in powers of 1024. */
+static void mem_text(uint64_t bytes, char *out, size_t cap)
+{
+    static const char unit[] = "KMGT";
+    double v = (double)bytes / 1024;
+    size_t u = 0;
+    while (v >= 1024 && u + 1 < sizeof unit - 1) {
+        v /= 1024;
+        u++;
+    }
+    snprintf(out, cap, v < 10 && u ? "%.2f%c" : v < 100 && u ? "%.1f%c" : "%.0f%c", v, unit[u]);
+}
+
+/* Whether s is one of the names (all, when there are none). */
+static bool named(const opts *o, shmrpc_str s)
+{
+    for (int i = 0; i < o->n_pos; i++)
+        if (is(s, o->pos[i])) return true;
+    return o->n_pos == 0;
+}
+
+/* The first of the names that is none of list's services, or NULL. */
+static const char *unknown(const opts *o, const control_list_ServiceStatus *list)
+{
+    for (int i = 0; i < o->n_pos; i++) {
+        size_t k = 0;
+        while (k < list->len && !is(list->items[k].name, o->pos[i]))
+            k++;
+        if (k == list->len) return o->pos[i];
+    }
+    return NULL;
 }
 
 int ctl_status(int argc, char **argv)
 {
     opts o;
-    int st = parse(argc, argv, CTL_OPT_JSON, 0, "[--json] ", &o);
+    int st = parse(argc, argv, CTL_OPT_JSON, -1, "[--json] [SERVICE...] ", &o);
     if (st >= 0) return st;
     shmrpc_client *c = connect_to(&o, &st);
     if (!c) return st;
     control_list_ServiceStatus list;
     int rc = control_status(c, &list);
     if (rc) return failed(&o, c, rc);
+    const char *missing = unknown(&o, &list);
+    if (missing) {
+        fprintf(stderr, "shmrpcctl: status: no service '%s'; the services are:", missing);
+        for (size_t i = 0; i < list.len; i++)
+            fprintf(stderr, "%s %.*s", i ? "," : "", (int)list.items[i].name.len,
+                    list.items[i].name.ptr);
+        fputc('\n', stderr);
+        shmrpc_client_free(c);
+        return 1;
+    }
     if (o.json) {
         json_t *a = json_array();
         for (size_t i = 0; i < list.len; i++)
-            json_array_append_new(a, status_json(&list.items[i]));
+            if (named(&o, list.items[i].name))
+                json_array_append_new(a, status_json(&list.items[i]));
         json_dumpf(a, stdout, JSON_INDENT(2));
         putchar('\n');
         json_decref(a);
     } else {
         int w = 4;
         for (size_t i = 0; i < list.len; i++)
-            if ((int)list.items[i].name.len > w) w = (int)list.items[i].name.len;
-        printf("%-*s  %-8s  %7s  %7s  %8s  %s\n", w, "NAME", "STATE", "PID", "WORKERS", "RESTARTS",
-               "UPTIME");
+            if (named(&o, list.items[i].name) && (int)list.items[i].name.len > w)
+                w = (int)list.items[i].name.len;
+        printf("%-*s  %-8s  %7s  %7s  %8s  %6s  %6s  %s\n", w, "NAME", "STATE", "PID", "WORKERS",
+               "RESTARTS", "CPU", "MEM", "UPTIME");
         for (size_t i = 0; i < list.len; i++) {
             const control_ServiceStatus *s = &list.items[i];
-            char up[32];
+            if (!named(&o, s->name)) continue;
+            char up[32], cpu[16] = "-", mem[16] = "-";
             uptime(s->started_at_ms, up, sizeof up);
-            printf("%-*.*s  %-8.*s  %7d  %7u  %8d  %s\n", w, (int)s->name.len, s->name.ptr,
-                   (int)s->state.len, s->state.ptr, (int)s->pid, (unsigned)s->workers,
-                   (int)s->restarts, up);
+            if (s->cpu_percent.has) snprintf(cpu, sizeof cpu, "%.1f%%", s->cpu_percent.value);
+            if (s->rss_bytes.has) mem_text(s->rss_bytes.value, mem, sizeof mem);
+            printf("%-*.*s  %-8.*s  %7d  %7u  %8d  %6s  %6s  %s\n", w, (int)s->name.len,
+                   s->name.ptr, (int)s->state.len, s->state.ptr, (int)s->pid, (unsigned)s->workers,
+                   (int)s->restarts, cpu, mem, up);
         }
         /* Why a failed or stopped service ended, where there is something to say. */
         for (size_t i = 0; i < list.len; i++) {
             const control_ServiceStatus *s = &list.items[i];
-            if (s->pid == 0 && s->last_exit.len)
+            if (named(&o, s->name) && s->pid == 0 && s->last_exit.len)
                 printf("%.*s: %.*s\n", (int)s->name.len, s->name.ptr, (int)s->last_exit.len,
                        s->last_exit.ptr);
         }
     }
     shmrpc_client_free(c);
     return 0;
-}
-
-static bool is(shmrpc_str s, const char *lit)
-{
-    return s.len == strlen(lit) && memcmp(s.ptr, lit, s.len) == 0;
 }
 
 /* start, stop or restart: the call, then the status until the service settles. */

@@ -48,6 +48,9 @@ typedef struct snap {
     int workers; /* as /proc shows them at the answer (obs_proc.h's rule) */
     int n_pids;  /* the first of them, ascending */
     int32_t worker_pids[SUP_SERIES_MAX_PIDS];
+    bool usage; /* cpu and rss are known: the time series' last sample (sup_series_usage) */
+    double cpu;
+    uint64_t rss;
 } snap;
 
 struct sup_control {
@@ -138,6 +141,9 @@ static void fill(shmrpc_ctx *ctx, sup_control *k, size_t i, control_ServiceStatu
     if (pids) memcpy(pids, sn->worker_pids, (size_t)sn->n_pids * sizeof *pids);
     out->worker_pids.items = pids;
     out->worker_pids.len = pids ? (size_t)sn->n_pids : 0;
+    out->cpu_percent.has = out->rss_bytes.has = sn->usage;
+    out->cpu_percent.value = sn->usage ? sn->cpu : 0;
+    out->rss_bytes.value = sn->usage ? sn->rss : 0;
 }
 
 /* Hands a request to the main loop and waits for its answer; returns with k->mu held
@@ -331,6 +337,7 @@ static void snapshot(sup_control *k)
         }
         for (int j = 0; j < sn->n_pids; j++)
             sn->worker_pids[j] = (int32_t)pids[j];
+        sn->usage = sup_series_usage(k->series, i, &sn->cpu, &sn->rss);
     }
     free(procs);
 }

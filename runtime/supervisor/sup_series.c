@@ -51,6 +51,9 @@ typedef struct svc_series {
     char said[OBS_STATS_WHY]; /* the last reason logged for leaving an address's figures out */
     int64_t next_at;          /* monotonic ms of its next sample; 0: due at once */
     bool due;                 /* sampled in this tick */
+    bool usage;               /* cpu and mem are of the last line written */
+    double cpu;               /* its "cpu": percent of one CPU */
+    uint64_t mem;             /* its "rss": bytes */
     int workers;              /* the workers of the last sample (see count_workers); 0: none */
     pid_t worker_pids[SUP_SERIES_MAX_PIDS]; /* the first of them, ascending */
     int fd;                                 /* LOG_DIR/NAME.series; -1 while closed */
@@ -126,6 +129,16 @@ int sup_series_workers(const sup_series *ss, size_t i, const pid_t **pids, int *
     *pids = x->worker_pids;
     *n_pids = x->workers < SUP_SERIES_MAX_PIDS ? x->workers : SUP_SERIES_MAX_PIDS;
     return x->workers;
+}
+
+bool sup_series_usage(const sup_series *ss, size_t i, double *cpu, uint64_t *rss)
+{
+    if (!ss || i >= ss->n) return false;
+    const svc_series *x = &ss->v[i];
+    if (!x->usage || !x->leader || x->svc->pid != x->leader) return false;
+    *cpu = x->cpu;
+    *rss = x->mem;
+    return true;
 }
 
 uint64_t sup_series_percentile(const uint64_t cur[SHMRPC_STATS_BUCKETS],
@@ -437,7 +450,10 @@ static void write_sample(sup_series *ss, svc_series *x, int64_t now, int64_t uni
                      (long long)unix_ms, (long long)dt, (int)x->leader);
     len = k > 0 ? (size_t)k : 0;
     put(line, sizeof line, &len, "workers", true, "%.0f", x->workers);
-    put(line, sizeof line, &len, "cpu", true, "%.2f", (double)cpu * 100.0 / (double)ss->hz / secs);
+    x->cpu = (double)cpu * 100.0 / (double)ss->hz / secs;
+    x->mem = x->rss;
+    x->usage = true;
+    put(line, sizeof line, &len, "cpu", true, "%.2f", x->cpu);
     put(line, sizeof line, &len, "rss", true, "%.0f", (double)x->rss);
     put(line, sizeof line, &len, "pss", x->pss_ok, "%.0f", (double)x->pss);
     put(line, sizeof line, &len, "read", x->io_ok, "%.1f", (double)rd / secs);
@@ -511,6 +527,7 @@ void sup_series_tick(sup_series *ss, int64_t now)
             x->at = 0;
             x->prev.n = 0;
             obs_stats_clear(&x->stats);
+            x->usage = false;
             if (x->workers) x->svc->ctx->changed = true;
             x->workers = 0;
         }

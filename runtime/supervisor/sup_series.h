@@ -39,6 +39,11 @@ void sup_series_tick(sup_series *ss, int64_t now);
  * (*n_pids of them), valid until the next tick. A change of them sets ctx->changed. */
 int sup_series_workers(const sup_series *ss, size_t i, const pid_t **pids, int *n_pids);
 
+/* Service i's CPU use over its last interval, in percent of one CPU, and its processes'
+ * resident memory at that sample, in bytes (the "cpu" and "rss" of its last NAME.series
+ * line); false before its second sample since its process started, and while none runs. */
+bool sup_series_usage(const sup_series *ss, size_t i, double *cpu, uint64_t *rss);
+
 /* The p-th fraction (0 to 1) of the calls counted between two snapshots of one histogram,
  * as the upper bound in ns of its bucket (shmrpc_stats_percentile on the difference); 0
  * with no calls between them. A bucket that went down (a new server) counts from 0. */

@@ -400,7 +400,7 @@ static void control(void **state)
     assert_int_equal(ctl(f, out, sizeof out, "status", NULL), 0);
     print_message("shmrpcctl status:\n%s", out);
     assert_non_null(strstr(out, "NAME"));
-    assert_non_null(strstr(out, "  PID  WORKERS  RESTARTS  UPTIME\n"));
+    assert_non_null(strstr(out, "  PID  WORKERS  RESTARTS     CPU     MEM  UPTIME\n"));
     assert_non_null(strstr(out, "running"));
     int row_pid, row_restarts;
     unsigned row_workers;
@@ -554,6 +554,108 @@ static void control_edges(void **state)
 
 /* shmrpcctl logs of a log larger than the 1 MiB it reads: the lines it shows are whole
  * (the cut first one left out), in order and one after the other, up to the last. */
+/* VmRSS of /proc/PID/status, in bytes; 0 when it cannot be read. */
+static uint64_t vm_rss(int pid)
+{
+    char path[64], line[256];
+    snprintf(path, sizeof path, "/proc/%d/status", pid);
+    FILE *fp = fopen(path, "r");
+    unsigned long long kb = 0;
+    while (fp && fgets(line, sizeof line, fp))
+        if (sscanf(line, "VmRSS: %llu kB", &kb) == 1) break;
+    if (fp) fclose(fp);
+    return (uint64_t)kb * 1024;
+}
+
+/* Waits up to ms for name's CPU and memory to be known (the time series' second sample
+ * after its start); their values in *cpu and *rss. */
+static bool wait_usage(fixture *f, const char *name, int ms, double *cpu, uint64_t *rss)
+{
+    for (int64_t end = sup_now_ms() + ms;; sup_nap_ms(50)) {
+        control_list_ServiceStatus list;
+        assert_int_equal(control_status(f->c, &list), 0);
+        for (size_t i = 0; i < list.len; i++) {
+            const control_ServiceStatus *s = &list.items[i];
+            if (!is(s->name, name)) continue;
+            assert_int_equal(s->cpu_percent.has, s->rss_bytes.has);
+            if (s->cpu_percent.has) {
+                *cpu = s->cpu_percent.value;
+                *rss = s->rss_bytes.value;
+                return true;
+            }
+        }
+        if (sup_now_ms() > end) return false;
+    }
+}
+
+/* status: CPU and memory per service (issue 38), from the time series' last sample: a
+ * spinning shell near a CPU, a sleeper near none and its memory what /proc says; none once
+ * stopped. status NAME... shows those alone; an unknown NAME is said, with status 1. */
+static void status_shows_cpu_and_memory(void **state)
+{
+    fixture *f = *state;
+    start(f, "[defaults]\nlog_dir = logs\nstop_timeout_s = 2\n\n"
+             "[spin]\nexec = /bin/sh -c 'while :; do :; done'\nwait_until_completed = false\n\n"
+             "[idle]\nexec = /bin/sleep 600\nwait_until_completed = false\n");
+    entry spin, idle;
+    assert_true(wait_state(f, "spin", "running", 0, 5000, &spin));
+    assert_true(wait_state(f, "idle", "running", 0, 5000, &idle));
+    double spin_cpu = 0, idle_cpu = 0;
+    uint64_t spin_rss = 0, idle_rss = 0;
+    /* The first sample is at the start, the second series_interval_s (1 s) later; one more
+     * so that spin's interval is all spinning. */
+    sup_nap_ms(1100);
+    assert_true(wait_usage(f, "spin", 10000, &spin_cpu, &spin_rss));
+    assert_true(wait_usage(f, "idle", 10000, &idle_cpu, &idle_rss));
+    print_message("spin: %.1f%% %llu B; idle: %.1f%% %llu B\n", spin_cpu,
+                  (unsigned long long)spin_rss, idle_cpu, (unsigned long long)idle_rss);
+    assert_true(spin_cpu > 10 && spin_cpu < 110); /* a CPU, shared with whatever else runs */
+    assert_true(idle_cpu >= 0 && idle_cpu < 5);
+    uint64_t proc_rss = vm_rss(idle.pid);
+    assert_true(proc_rss > 0);
+    assert_true(idle_rss >= proc_rss / 2 && idle_rss <= proc_rss * 2);
+
+    char out[8192];
+    assert_int_equal(ctl(f, out, sizeof out, "status", "idle", NULL), 0);
+    print_message("shmrpcctl status idle:\n%s", out);
+    assert_non_null(strstr(out,
+                           "NAME  STATE         PID  WORKERS  RESTARTS     CPU     MEM  UPTIME\n"
+                           "idle  running  "));
+    assert_null(strstr(out, "spin"));
+    char name[16], st[16], cpu[16], mem[16];
+    int pid, restarts;
+    unsigned workers;
+    const char *row = strchr(out, '\n') + 1;
+    assert_int_equal(
+        sscanf(row, "%15s %15s %d %u %d %15s %15s", name, st, &pid, &workers, &restarts, cpu, mem),
+        7);
+    assert_int_equal(pid, idle.pid);
+    assert_true(cpu[strlen(cpu) - 1] == '%' && strchr("KMG", mem[strlen(mem) - 1]));
+    assert_int_equal(ctl(f, out, sizeof out, "status", "--json", "spin", NULL), 0);
+    assert_null(strstr(out, "\"idle\""));
+    assert_non_null(strstr(out, "\"cpu_percent\": "));
+    assert_null(strstr(out, "\"cpu_percent\": null"));
+    assert_non_null(strstr(out, "\"rss_bytes\": "));
+    assert_int_equal(ctl(f, out, sizeof out, "status", "spin", "idle", NULL), 0);
+    assert_non_null(strstr(out, "\nspin "));
+    assert_non_null(strstr(out, "\nidle "));
+    assert_int_equal(ctl_err(f, out, sizeof out, "status", "idle", "nope", NULL), 1);
+    assert_string_equal(out,
+                        "shmrpcctl: status: no service 'nope'; the services are: spin, idle\n");
+
+    /* Stopped: none, in the table and in JSON. */
+    assert_int_equal(ctl(f, out, sizeof out, "stop", "spin", NULL), 0);
+    control_list_ServiceStatus list;
+    assert_int_equal(control_status(f->c, &list), 0);
+    assert_true(is(list.items[0].name, "spin") && list.items[0].pid == 0);
+    assert_false(list.items[0].cpu_percent.has || list.items[0].rss_bytes.has);
+    assert_int_equal(ctl(f, out, sizeof out, "status", "spin", NULL), 0);
+    if (!strstr(out, "\nspin  stopped         0        0         0       -       -  -\n"))
+        fail_msg("a stopped spin's row in\n%s", out);
+    assert_int_equal(ctl(f, out, sizeof out, "status", "--json", "spin", NULL), 0);
+    assert_non_null(strstr(out, "\"cpu_percent\": null,\n    \"rss_bytes\": null\n"));
+}
+
 static void logs_of_a_large_log(void **state)
 {
     fixture *f = *state;
@@ -693,6 +795,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(control, setup, teardown),
         cmocka_unit_test_setup_teardown(control_edges, setup, teardown),
+        cmocka_unit_test_setup_teardown(status_shows_cpu_and_memory, setup, teardown),
         cmocka_unit_test_setup_teardown(logs_of_a_large_log, setup, teardown),
         cmocka_unit_test_setup_teardown(logs_join_the_rotated_file, setup, teardown),
     };
