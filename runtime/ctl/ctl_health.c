@@ -65,11 +65,14 @@ int ctl_health_main(int argc, char **argv)
     shmrpc_health state = 0;
     rc = shmrpc_dyn_connect(d, addr);
     if (rc == SHMRPC_EINVAL) {
-        fprintf(stderr, "shmrpcctl: %s: %s\n", addr, shmrpc_errmsg());
+        const char *why = shmrpc_errmsg();
+        fprintf(stderr, "shmrpcctl: %s: %s\n", addr, *why ? why : shmrpc_strerror(rc));
         shmrpc_dyn_free(d);
         return 2;
     }
     if (rc == 0) rc = shmrpc_client_health(shmrpc_dyn_client(d), &state);
+    char why[256]; /* before shm_draining, whose reading of the segments says its own */
+    snprintf(why, sizeof why, "%s", *shmrpc_errmsg() ? shmrpc_errmsg() : shmrpc_strerror(rc));
     if (rc != 0 && shm_draining(addr)) {
         rc = 0;
         state = SHMRPC_HEALTH_DRAINING;
@@ -78,7 +81,7 @@ int ctl_health_main(int argc, char **argv)
         /* Unreachable is not a state the server says, but a probe's answer all the same:
          * stdout for scripts, the reason on stderr. */
         printf("unreachable\n");
-        fprintf(stderr, "shmrpcctl: %s: %s\n", addr, shmrpc_errmsg());
+        fprintf(stderr, "shmrpcctl: %s: %s\n", addr, why);
     } else {
         printf("%s\n", shmrpc_health_name((int)state));
     }

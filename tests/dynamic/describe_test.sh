@@ -1,13 +1,16 @@
 #!/bin/sh
 # SPDX-License-Identifier: MIT
-# describe_test.sh CTL GEN EVERY_SERVER EVERY_SVC: shmrpcctl list and describe against
-# every-server (every.svc: every type of the language) over shm:// and tcp:// on loopback.
-# describe's .svc is read back by shmrpcgen --check-compat, which must find it the same as
-# every.svc both ways: every method's fingerprint, so every type and annotation, as the
-# server has it. Every wait is bounded; the servers are stopped (SIGTERM, then SIGKILL) and
-# their segments removed, even on failure.
+# describe_test.sh CTL GEN EVERY_SERVER EVERY_SVC TABLE_SERVER: shmrpcctl list and describe
+# against every-server (every.svc: every type of the language) over shm:// and tcp:// on
+# loopback. describe's .svc is read back by shmrpcgen --check-compat, which must find it the
+# same as every.svc both ways: every method's fingerprint, so every type and annotation, as
+# the server has it. Then tables no .svc makes, served by table-server: names that would
+# reach the terminal as escapes or forge lines, a struct described twice, a method given
+# another's signature; each is refused with a message that shows the bytes escaped. Every
+# wait is bounded; the servers are stopped (SIGTERM, then SIGKILL) and their segments
+# removed, even on failure.
 set -u
-ctl=$1 gen=$2 server=$3 svc=$4
+ctl=$1 gen=$2 server=$3 svc=$4 table_server=$5
 tmp=$(mktemp -d) || exit 1
 name=describe-$$
 pids=""
@@ -18,17 +21,21 @@ cleanup() {
         while kill -0 "$p" 2>/dev/null && [ $i -lt 50 ]; do sleep 0.1; i=$((i + 1)); done
         kill -KILL "$p" 2>/dev/null
     done
-    "$ctl" clean "shm://$name" >/dev/null 2>&1
+    for n in $name $name-evil $name-twice $name-other; do "$ctl" clean "shm://$n" >/dev/null 2>&1; done
     rm -rf "$tmp"
 }
 trap cleanup EXIT
 trap 'exit 1' INT TERM
 fail=0
 
-# serve ADDRESS: every-server there, once health says it serves (10 s at most); 1 when it
-# exited (a port taken).
+# serve ADDRESS [SERVER ARGS...]: every-server (or SERVER ADDRESS ARGS) there, once health
+# says it serves (10 s at most); 1 when it exited (a port taken).
 serve() {
-    "$server" "$1" >"$tmp/server.out" 2>&1 &
+    if [ $# = 1 ]; then
+        "$server" "$1" >"$tmp/server.out" 2>&1 &
+    else
+        "$2" "$1" "$3" "$4" >"$tmp/server.out" 2>&1 &
+    fi
     pid=$!
     pids="$pids $pid"
     i=0
@@ -130,6 +137,44 @@ expect 2 "shmrpcctl: describe: unrecognized option '--bogus' (see 'shmrpcctl des
 [ $? = 2 ] && grep -q '^usage: shmrpcctl describe' "$tmp/err" || { echo "FAIL: describe without an address"; fail=1; }
 "$ctl" list a b >/dev/null 2>"$tmp/err"
 [ $? = 2 ] && grep -q '^usage: shmrpcctl list' "$tmp/err" || { echo "FAIL: list of two addresses"; fail=1; }
+
+# Tables no .svc makes. The escapes are kept from the terminal and from forging lines (a
+# method's name with a line end is refused by the library's shm:// client already; a
+# service's name is not): the service's name first, then a method's.
+printf 'M\tadd\\e]0;pwned\\x07\tadd(i64 a,i64 b)->i64 @msgpack\nM\tb\tb()->void @msgpack\n' >"$tmp/evil.tab"
+serve "shm://$name-evil" "$table_server" 'Evil\e[31m\nservice Forged' "$tmp/evil.tab" ||
+    { echo "FAIL: table-server"; cat "$tmp/server.out"; exit 1; }
+for cmd in list describe; do
+    expect 1 "shmrpcctl: shm://$name-evil: the server's method table has a name that is no identifier: 'Evil\\x1b[31m\\x0aservice Forged'" \
+        $cmd "shm://$name-evil"
+done
+kill -TERM $pid
+serve "shm://$name-evil" "$table_server" Evil "$tmp/evil.tab" ||
+    { echo "FAIL: table-server"; cat "$tmp/server.out"; exit 1; }
+expect 1 "shmrpcctl: shm://$name-evil: the server's method table has a name that is no identifier: 'add\\x1b]0;pwned\\x07'" \
+    list "shm://$name-evil"
+# health said why it found none, before: its look for a draining server emptied the message.
+kill -TERM $pid
+printf 'M\tb\\nforged\tb()->void @msgpack\n' >"$tmp/line.tab"
+"$table_server" "shm://$name-evil" Evil "$tmp/line.tab" >"$tmp/server.out" 2>&1 &
+pids="$pids $!"
+i=0 # until it serves (health cannot say so: it cannot read the table)
+until "$ctl" health "shm://$name-evil" 2>&1 | grep -q malformed || [ $i -ge 100 ]; do
+    sleep 0.1
+    i=$((i + 1))
+done
+expect 1 "shmrpcctl: shm://$name-evil: the server's method table is malformed
+unreachable" health "shm://$name-evil"
+printf 'M\ta\ta(struct P p)->void @msgpack\nM\tb\tb(struct P{string y;} p)->void @msgpack\nT\tstruct P{i64 x;}\n' >"$tmp/twice.tab"
+serve "shm://$name-twice" "$table_server" Twice "$tmp/twice.tab" ||
+    { echo "FAIL: table-server"; cat "$tmp/server.out"; exit 1; }
+expect 1 "shmrpcctl: describe: the method table describes 'P' twice, differently" describe "shm://$name-twice"
+expect 0 "void b(P p);
+struct P { string y; }" describe "shm://$name-twice" b
+printf 'M\tadd\tping()->void @msgpack\n' >"$tmp/other.tab"
+serve "shm://$name-other" "$table_server" Other "$tmp/other.tab" ||
+    { echo "FAIL: table-server"; cat "$tmp/server.out"; exit 1; }
+expect 1 "shmrpcctl: add: the method table gives it the signature of 'ping'" describe "shm://$name-other"
 
 [ $fail = 0 ] && echo "describe_test: ok"
 exit $fail
