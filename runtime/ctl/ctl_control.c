@@ -8,12 +8,15 @@
 #include "ctl_control.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <jansson.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
+#include <unistd.h>
 
 #include <shmrpc/client.h>
 #include <shmrpc/status.h>
@@ -25,6 +28,10 @@
 
 #define CALL_TIMEOUT_MS 10000 /* the supervisor's handlers wait at most 5 s for its loop */
 #define POLL_EVERY_MS 100
+#define FOLLOW_EVERY_MS 100                 /* logs -f: how often the file is looked at */
+#define FOLLOW_TAIL_BYTES ((size_t)1 << 20) /* logs -f: its first lines, from this at most */
+#define FOLLOW_FILES                                                                               \
+    1000 /* logs -f: the rotated files looked at, path.1 to this (log_keep's most) */
 
 typedef struct opts {
     const char *cmd;
@@ -34,6 +41,7 @@ typedef struct opts {
     bool no_wait;
     long wait_s;
     long lines;
+    bool follow;
     char **pos; /* the arguments that are no options */
     int n_pos;
 } opts;
@@ -82,7 +90,8 @@ static int parse(int argc, char **argv, unsigned takes, int n_pos, const char *a
     ctl_opts c;
     ctl_opts_init(&c);
     c.anywhere = true;
-    unsigned knows = CTL_OPT_SUPERVISOR | CTL_OPT_JSON | CTL_OPT_WAIT | CTL_OPT_LINES;
+    unsigned knows =
+        CTL_OPT_SUPERVISOR | CTL_OPT_JSON | CTL_OPT_WAIT | CTL_OPT_LINES | CTL_OPT_FOLLOW;
     int first = ctl_opts_read(argc, argv, knows, CTL_OPT_SUPERVISOR | takes, &c);
     if (c.help) {
         help(stdout, o->cmd, args);
@@ -95,6 +104,7 @@ static int parse(int argc, char **argv, unsigned takes, int n_pos, const char *a
     o->no_wait = c.no_wait;
     o->wait_s = c.wait_s;
     o->lines = c.lines;
+    o->follow = c.follow;
     o->pos = argv + first;
     o->n_pos = argc - first;
     if (n_pos >= 0 && o->n_pos != n_pos) return usage(o->cmd, args);
@@ -271,16 +281,23 @@ static bool named(const opts *o, shmrpc_str s)
     return o->n_pos == 0;
 }
 
-/* The first of the names that is none of list's services, or NULL. */
-static const char *unknown(const opts *o, const control_list_ServiceStatus *list)
+/* Whether one of the names is none of list's services; the first such is said, with
+ * those there are, as the supervisor says it for a name it does not know. */
+static bool unknown(const opts *o, const control_list_ServiceStatus *list)
 {
     for (int i = 0; i < o->n_pos; i++) {
         size_t k = 0;
         while (k < list->len && !is(list->items[k].name, o->pos[i]))
             k++;
-        if (k == list->len) return o->pos[i];
+        if (k < list->len) continue;
+        fprintf(stderr, "shmrpcctl: %s: no service '%s'; the services are:", o->cmd, o->pos[i]);
+        for (size_t j = 0; j < list->len; j++)
+            fprintf(stderr, "%s %.*s", j ? "," : "", (int)list->items[j].name.len,
+                    list->items[j].name.ptr);
+        fputc('\n', stderr);
+        return true;
     }
-    return NULL;
+    return false;
 }
 
 int ctl_status(int argc, char **argv)
@@ -293,13 +310,7 @@ int ctl_status(int argc, char **argv)
     control_list_ServiceStatus list;
     int rc = control_status(c, &list);
     if (rc) return failed(&o, c, rc);
-    const char *missing = unknown(&o, &list);
-    if (missing) {
-        fprintf(stderr, "shmrpcctl: status: no service '%s'; the services are:", missing);
-        for (size_t i = 0; i < list.len; i++)
-            fprintf(stderr, "%s %.*s", i ? "," : "", (int)list.items[i].name.len,
-                    list.items[i].name.ptr);
-        fputc('\n', stderr);
+    if (unknown(&o, &list)) {
         shmrpc_client_free(c);
         return 1;
     }
@@ -399,13 +410,152 @@ int ctl_restart(int argc, char **argv)
     return act(argc, argv, control_restart);
 }
 
+/* logs -f: the bytes of the log file at fd from where it is read to its end, to stdout.
+ * false when stdout fails (a closed pipe: the reader is gone). */
+static bool copy_out(int fd)
+{
+    char buf[65536];
+    for (ssize_t got; (got = read(fd, buf, sizeof buf)) != 0;) {
+        if (got < 0) return errno == EINTR;
+        if (fwrite(buf, 1, (size_t)got, stdout) != (size_t)got) return false;
+    }
+    return fflush(stdout) == 0;
+}
+
+/* The last lines of fd's first end bytes (at most FOLLOW_TAIL_BYTES of them), to stdout. */
+static bool put_tail(int fd, off_t end, long lines)
+{
+    size_t n = end < (off_t)FOLLOW_TAIL_BYTES ? (size_t)end : FOLLOW_TAIL_BYTES, got = 0;
+    char *buf = malloc(n ? n : 1);
+    if (!buf) return false;
+    for (ssize_t r; got < n; got += (size_t)r)
+        if ((r = pread(fd, buf + got, n - got, end - (off_t)(n - got))) <= 0) break;
+    size_t i = got;
+    if (i > 0 && buf[i - 1] == '\n') i--; /* the last line's end */
+    for (long seen = 0; i > 0; i--)
+        if (buf[i - 1] == '\n' && ++seen == lines) break;
+    if (i == 0 && (off_t)got < end) { /* the first line is cut: from the next */
+        const char *nl = memchr(buf, '\n', got);
+        i = nl ? (size_t)(nl - buf) + 1 : got;
+    }
+    bool ok = fwrite(buf + i, 1, got - i, stdout) == got - i && fflush(stdout) == 0;
+    free(buf);
+    return ok;
+}
+
+/* The inode of the j-th file of the log at path: path itself for 0, then path.1 (the
+ * newest rotated) to path.KEEP; 0 when there is none. */
+static ino_t inode_of(const char *path, int j, char *name, size_t cap)
+{
+    if (j == 0)
+        snprintf(name, cap, "%s", path);
+    else
+        snprintf(name, cap, "%s.%d", path, j);
+    struct stat st;
+    return stat(name, &st) == 0 ? st.st_ino : 0;
+}
+
+/* The file written after the one of inode was, opened; -1 when inode is still path's (not
+ * rotated) or cannot be found among path.1 to path.FOLLOW_FILES (rotated away, *lost set),
+ * or nothing follows it yet. A rotation renames path.K to path.K+1 from the oldest, then
+ * path to path.1: the file after path.J is path.J-1 for as long as path.J is the one. */
+static int after(const char *path, ino_t inode, bool *lost)
+{
+    char name[4096], next[4096];
+    for (int tries = 0; tries < 100; tries++) {
+        int j = 0;
+        while (j <= FOLLOW_FILES && inode_of(path, j, name, sizeof name) != inode)
+            j++;
+        if (j == 0) return -1;
+        if (j > FOLLOW_FILES) {
+            *lost = true;
+            return open(path, O_RDONLY | O_CLOEXEC);
+        }
+        inode_of(path, j - 1, next, sizeof next);
+        int fd = open(next, O_RDONLY | O_CLOEXEC);
+        if (fd >= 0 && inode_of(path, j, name, sizeof name) == inode) return fd;
+        if (fd >= 0) close(fd); /* rotated meanwhile: look again */
+    }
+    return -1;
+}
+
+/* logs -f: the last lines of the log file, then what is written to it as it is, across its
+ * rotations, as tail -F follows a file by its name. At a rotation the old file is read to
+ * its end, then each file rotated after it, then the new one, so no line is lost or shown
+ * twice even when it rotates faster than it is looked at (unless the files between are
+ * gone: log_keep, which is said). The file is read where status says it is, so following
+ * needs read access to it (the supervisor's user has it). Ends only when stdout fails, or
+ * by a signal. */
+static int follow(const opts *o, const char *path)
+{
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0 && errno != ENOENT) {
+        fprintf(stderr, "shmrpcctl: logs: %s: %s\n", path, strerror(errno));
+        return 1;
+    }
+    if (fd >= 0) {
+        off_t end = lseek(fd, 0, SEEK_END);
+        if (end < 0 || !put_tail(fd, end, o->lines)) {
+            close(fd);
+            return 1;
+        }
+    }
+    for (;;) {
+        if (fd < 0) { /* none yet */
+            if ((fd = open(path, O_RDONLY | O_CLOEXEC)) < 0) nap_ms(FOLLOW_EVERY_MS);
+            continue;
+        }
+        if (!copy_out(fd)) break;
+        struct stat st;
+        if (fstat(fd, &st) != 0) break;
+        bool lost = false;
+        int next = after(path, st.st_ino, &lost);
+        if (lost)
+            fprintf(stderr,
+                    "shmrpcctl: logs: %s rotated more than %d times between two looks: "
+                    "lines are missing here\n",
+                    path, FOLLOW_FILES);
+        if (next >= 0) { /* rotated: the rest of the old one (written before), then the next */
+            bool ok = copy_out(fd);
+            close(fd);
+            fd = next;
+            if (!ok) break;
+            continue;
+        }
+        if (st.st_size < lseek(fd, 0, SEEK_CUR)) lseek(fd, 0, SEEK_SET); /* cut short by hand */
+        nap_ms(FOLLOW_EVERY_MS);
+    }
+    close(fd);
+    return 1;
+}
+
 int ctl_logs(int argc, char **argv)
 {
     opts o;
-    int st = parse(argc, argv, CTL_OPT_LINES, 1, "SERVICE [-n LINES] ", &o);
+    int st = parse(argc, argv, CTL_OPT_LINES | CTL_OPT_FOLLOW, 1, "SERVICE [-n LINES] [-f] ", &o);
     if (st >= 0) return st;
     shmrpc_client *c = connect_to(&o, &st);
     if (!c) return st;
+    if (o.follow) { /* where the file is, from status: which also knows the name */
+        control_list_ServiceStatus list;
+        int rc = control_status(c, &list);
+        if (rc) return failed(&o, c, rc);
+        if (unknown(&o, &list)) {
+            shmrpc_client_free(c);
+            return 1;
+        }
+        char path[4096] = "";
+        for (size_t i = 0; i < list.len; i++)
+            if (is(list.items[i].name, o.pos[0]))
+                snprintf(path, sizeof path, "%.*s", (int)list.items[i].log_path.len,
+                         list.items[i].log_path.ptr);
+        shmrpc_client_free(c);
+        if (!*path) {
+            fprintf(stderr, "shmrpcctl: logs: %s keeps no log file\n", o.pos[0]);
+            return 1;
+        }
+        return follow(&o, path);
+    }
     control_list_String lines;
     int rc = control_logs(c, shmrpc_str_c(o.pos[0]), (uint32_t)o.lines, &lines);
     if (rc) return failed(&o, c, rc);

@@ -60,6 +60,7 @@ static const struct {
     {CTL_OPT_WAIT, {"wait", required_argument, NULL, OPT_WAIT}},
     {CTL_OPT_WAIT, {"no-wait", no_argument, NULL, OPT_NO_WAIT}},
     {CTL_OPT_DRY_RUN, {"dry-run", no_argument, NULL, OPT_DRY_RUN}},
+    {CTL_OPT_FOLLOW, {"follow", no_argument, NULL, 'f'}},
 };
 
 #define N_ALL (sizeof all / sizeof all[0])
@@ -70,7 +71,7 @@ void ctl_opts_init(ctl_opts *o)
     shmrpc_client_opts_init(&o->client);
 }
 
-/* The set an option read belongs to: 'a' and 'n' are short options of their own. */
+/* The set an option read belongs to: 'a', 'n' and 'f' are short options too. */
 static unsigned set_of(int opt)
 {
     if (opt == 'a') return CTL_OPT_SUPERVISOR;
@@ -177,6 +178,9 @@ static bool take(ctl_opts *o, int opt, const char *arg)
     case OPT_DRY_RUN:
         o->dry_run = true;
         return true;
+    case 'f':
+        o->follow = true;
+        return true;
     default:
         return bad(o, "an option it does not take");
     }
@@ -209,9 +213,10 @@ int ctl_opts_read(int argc, char **argv, unsigned knows, unsigned takes, ctl_opt
     longopts[n] = (struct option){NULL, 0, NULL, 0};
     /* ':' after the '+': getopt_long says nothing itself (the command says what is wrong,
      * once: ctl_usage_error), and a missing value is ':', not '?'. */
-    char shorts[8] = "+:h";
+    char shorts[16] = "+:h";
     if (knows & CTL_OPT_SUPERVISOR) strcat(shorts, "a:");
     if (knows & CTL_OPT_LINES) strcat(shorts, "n:");
+    if (knows & CTL_OPT_FOLLOW) strcat(shorts, "f");
     o->why = NULL;
     /* optind 0 starts getopt afresh: shmrpcctl's own options were read with it too. */
     optind = 0;

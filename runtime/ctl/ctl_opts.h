@@ -27,6 +27,7 @@ enum {
     CTL_OPT_WAIT = 1 << 7,       /* --wait SECONDS and --no-wait */
     CTL_OPT_LINES = 1 << 8,      /* -n LINES */
     CTL_OPT_DRY_RUN = 1 << 9,    /* --dry-run */
+    CTL_OPT_FOLLOW = 1 << 10,    /* -f, --follow */
 };
 
 typedef struct ctl_opts {
@@ -46,6 +47,7 @@ typedef struct ctl_opts {
     const char *ini;    /* --ini FILE */
     bool no_wait;       /* --no-wait */
     bool dry_run;       /* --dry-run */
+    bool follow;        /* -f, --follow */
     bool help;          /* -h or --help, before anything wrong: print the usage, exit 0 */
     const char *why;    /* bad usage: what is wrong */
     char why_text[320]; /* where why is written when it says more than a constant */

@@ -656,6 +656,93 @@ static void status_shows_cpu_and_memory(void **state)
     assert_non_null(strstr(out, "\"cpu_percent\": null,\n    \"rss_bytes\": null\n"));
 }
 
+/* path whole, into buf of cap bytes ("" when missing; cut at cap - 1). */
+static const char *read_all(const char *path, char *buf, size_t cap)
+{
+    FILE *fp = fopen(path, "r");
+    size_t n = fp ? fread(buf, 1, cap - 1, fp) : 0;
+    if (fp) fclose(fp);
+    buf[n] = '\0';
+    return buf;
+}
+
+/* logs -f (issue 38): every line written while it follows, once and in order, across the
+ * log's rotations, which come faster (a file of 4 KiB each 20 ms) than it looks (each
+ * 100 ms): it reads the rotated files between. The writer waits at a FIFO until the
+ * follower has shown the line before it ("gate"), so that all of its 800 lines come after. */
+static void logs_follow_across_rotations(void **state)
+{
+    fixture *f = *state;
+    char gate[160], ini[1024], out_path[160];
+    snprintf(gate, sizeof gate, "%s/gate", f->dir);
+    assert_int_equal(mkfifo(gate, 0600), 0);
+    snprintf(ini, sizeof ini,
+             "[defaults]\nlog_dir = logs\nlog_max_bytes = 4096\nlog_keep = 100\n"
+             "wait_until_completed = false\n\n"
+             "[talk]\nexec = /bin/sh -c 'echo gate; read go < %s; exec %s 800 100 500'\n",
+             gate, CHATTER);
+    start(f, ini);
+    entry talk;
+    assert_true(wait_state(f, "talk", "running", 0, 5000, &talk));
+    snprintf(out_path, sizeof out_path, "%s/follow.out", f->dir);
+    pid_t follower = fork();
+    assert_true(follower >= 0);
+    if (follower == 0) {
+        int fd = open(out_path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+        dup2(fd, 1);
+        alarm(60);
+        execl(SHMRPCCTL, "shmrpcctl", "logs", "-f", "talk", "-n", "5", "--ini", f->ini,
+              (char *)NULL);
+        _exit(127);
+    }
+    size_t cap = 1 << 20;
+    char *buf = malloc(cap);
+    assert_non_null(buf);
+    const char *got = "";
+    for (int64_t end = sup_now_ms() + 10000; !strstr(got, " gate\n"); sup_nap_ms(20)) {
+        got = read_all(out_path, buf, cap);
+        if (sup_now_ms() > end) {
+            kill(follower, SIGKILL);
+            waitpid(follower, NULL, 0);
+            fail_msg("logs -f showed no gate line: '%s'", got);
+        }
+    }
+    int w = open(gate, O_WRONLY);
+    assert_true(w >= 0);
+    assert_int_equal(write(w, "go\n", 3), 3);
+    close(w);
+    for (int64_t end = sup_now_ms() + 20000; !strstr(got, " chatter: done\n"); sup_nap_ms(50)) {
+        got = read_all(out_path, buf, cap);
+        if (sup_now_ms() > end) break;
+    }
+    kill(follower, SIGTERM);
+    int st;
+    assert_int_equal(waitpid(follower, &st, 0), follower);
+    assert_true(WIFSIGNALED(st) && WTERMSIG(st) == SIGTERM); /* it follows until told */
+    /* gate, then chatter lines 0 to 799, each once and in order, then done. */
+    const char *line = strstr(got, " gate\n");
+    assert_non_null(line);
+    line = strchr(line, '\n') + 1;
+    int next = 0;
+    for (const char *nl; (nl = strchr(line, '\n')) != NULL; line = nl + 1) {
+        const char *at = strstr(line, " chatter line ");
+        if (!at || at > nl) break;
+        if (atoi(at + 14) != next) fail_msg("line %d where %d was due", atoi(at + 14), next);
+        next++;
+    }
+    assert_int_equal(next, 800);
+    const char *done = strstr(line, " chatter: done\n");
+    assert_true(done && done < strchr(line, '\n'));
+    free(buf);
+    char out[512];
+    assert_int_equal(ctl_err(f, out, sizeof out, "logs", "--follow", "nope", NULL), 1);
+    assert_string_equal(out, "shmrpcctl: logs: no service 'nope'; the services are: talk\n");
+    /* It followed rotations: more than 10 of them. */
+    char old[160];
+    snprintf(old, sizeof old, "%s/logs/talk.log.10", f->dir);
+    assert_int_equal(access(old, F_OK), 0);
+}
+
 static void logs_of_a_large_log(void **state)
 {
     fixture *f = *state;
@@ -796,6 +883,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(control, setup, teardown),
         cmocka_unit_test_setup_teardown(control_edges, setup, teardown),
         cmocka_unit_test_setup_teardown(status_shows_cpu_and_memory, setup, teardown),
+        cmocka_unit_test_setup_teardown(logs_follow_across_rotations, setup, teardown),
         cmocka_unit_test_setup_teardown(logs_of_a_large_log, setup, teardown),
         cmocka_unit_test_setup_teardown(logs_join_the_rotated_file, setup, teardown),
     };
