@@ -50,8 +50,8 @@ static const command commands[] = {
     {"start", "SERVICE [--no-wait]", "start a service of the supervisor", ctl_start, true},
     {"stop", "SERVICE [--no-wait]", "stop a service of the supervisor", ctl_stop, true},
     {"restart", "SERVICE [--no-wait]", "restart a service of the supervisor", ctl_restart, true},
-    {"logs", "SERVICE [-n LINES] [-f]", "the tail of a service's log; -f: and what follows",
-     ctl_logs, true},
+    {"logs", "SERVICE [-n LINES] [-f|--follow]",
+     "the tail of a service's log; -f: and what follows", ctl_logs, true},
     {"scale", "SERVICE WORKERS", "set a service's workers", ctl_scale, true},
 };
 
