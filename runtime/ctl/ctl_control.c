@@ -250,6 +250,7 @@ static json_t *status_json(const control_ServiceStatus *s)
         json_array_append_new(pids, json_integer(s->worker_pids.items[i]));
     json_object_set_new(o, "worker_pids", pids);
     json_object_set_new(o, "last_exit", s->last_exit.len ? str_json(s->last_exit) : json_null());
+    json_object_set_new(o, "sigkill", s->sigkill.has ? str_json(s->sigkill.value) : json_null());
     json_object_set_new(o, "log_path", str_json(s->log_path));
     json_object_set_new(o, "log_dropped_bytes", json_integer((json_int_t)s->log_dropped_bytes));
     json_object_set_new(o, "cpu_percent",
@@ -334,7 +335,9 @@ int ctl_status(int argc, char **argv)
             if (!named(&o, s->name)) continue;
             char up[32], cpu[16] = "-", mem[16] = "-";
             uptime(s->started_at_ms, up, sizeof up);
-            if (s->cpu_percent.has) snprintf(cpu, sizeof cpu, "%.1f%%", s->cpu_percent.value);
+            if (s->cpu_percent.has) /* "12.5%", "250%": ten CPUs in the column's 6 */
+                snprintf(cpu, sizeof cpu, s->cpu_percent.value < 100 ? "%.1f%%" : "%.0f%%",
+                         s->cpu_percent.value);
             if (s->rss_bytes.has) mem_text(s->rss_bytes.value, mem, sizeof mem);
             printf("%-*.*s  %-8.*s  %7d  %7u  %8d  %6s  %6s  %s\n", w, (int)s->name.len,
                    s->name.ptr, (int)s->state.len, s->state.ptr, (int)s->pid, (unsigned)s->workers,
@@ -365,7 +368,9 @@ static int act(int argc, char **argv,
     control_ServiceStatus s;
     int rc = call(c, shmrpc_str_c(o.pos[0]), &s);
     if (rc) return failed(&o, c, rc);
-    int32_t old_pid = strcmp(o.cmd, "restart") == 0 ? s.pid : 0;
+    /* A restart answers "stopping" with the process it stops, whose end it waits for; one of
+     * a service with none starts it at once. */
+    int32_t old_pid = strcmp(o.cmd, "restart") == 0 && is(s.state, "stopping") ? s.pid : 0;
     int64_t end = unix_ms() + o.wait_s * 1000;
     for (;;) {
         bool settled = stopping ? is(s.state, "stopped") || is(s.state, "failed")
@@ -389,6 +394,8 @@ static int act(int argc, char **argv,
     if (s.pid) printf(" (pid %d)", (int)s.pid);
     if (is(s.state, "failed") && s.last_exit.len)
         printf(": %.*s", (int)s.last_exit.len, s.last_exit.ptr);
+    else if (!o.no_wait && (stopping || strcmp(o.cmd, "restart") == 0) && s.sigkill.has)
+        printf("; %.*s", (int)s.sigkill.value.len, s.sigkill.value.ptr); /* this stop's */
     putchar('\n');
     bool ok = stopping || o.no_wait || !is(s.state, "failed");
     shmrpc_client_free(c);
@@ -410,41 +417,59 @@ int ctl_restart(int argc, char **argv)
     return act(argc, argv, control_restart);
 }
 
-/* logs -f: the bytes of the log file at fd from where it is read to its end, to stdout.
- * false when stdout fails (a closed pipe: the reader is gone). */
-static bool copy_out(int fd)
+/* logs -f: name opened for reading when it is a regular file, as the supervisor writes
+ * to no other (a FIFO put there would block the reader); -1 with errno else. */
+static int open_log(const char *name)
+{
+    int fd = open(name, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
+    struct stat st;
+    if (fd >= 0 && (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode))) {
+        close(fd);
+        errno = EINVAL;
+        return -1;
+    }
+    return fd;
+}
+
+/* The bytes of the log file at fd from where it is read to its end, to stdout: 0; -1 when
+ * stdout fails (a closed pipe: the reader is gone), after no message; else the errno of a
+ * read that failed. */
+static int copy_out(int fd)
 {
     char buf[65536];
     for (ssize_t got; (got = read(fd, buf, sizeof buf)) != 0;) {
-        if (got < 0) return errno == EINTR;
-        if (fwrite(buf, 1, (size_t)got, stdout) != (size_t)got) return false;
+        if (got < 0 && errno == EINTR) continue;
+        if (got < 0) return errno;
+        if (fwrite(buf, 1, (size_t)got, stdout) != (size_t)got) return -1;
     }
-    return fflush(stdout) == 0;
+    return fflush(stdout) == 0 ? 0 : -1;
 }
 
 /* The last lines of fd's first end bytes (at most FOLLOW_TAIL_BYTES of them), to stdout. */
 static bool put_tail(int fd, off_t end, long lines)
 {
     size_t n = end < (off_t)FOLLOW_TAIL_BYTES ? (size_t)end : FOLLOW_TAIL_BYTES, got = 0;
-    char *buf = malloc(n ? n : 1);
+    char *buf = malloc(n + 1);
     if (!buf) return false;
-    for (ssize_t r; got < n; got += (size_t)r)
-        if ((r = pread(fd, buf + got, n - got, end - (off_t)(n - got))) <= 0) break;
-    size_t i = got;
-    if (i > 0 && buf[i - 1] == '\n') i--; /* the last line's end */
-    for (long seen = 0; i > 0; i--)
+    /* With the byte before them, when there is one: whether their first line is whole. */
+    off_t from = end - (off_t)n - (end > (off_t)n);
+    for (ssize_t r; got < (size_t)(end - from); got += (size_t)r)
+        if ((r = pread(fd, buf + got, (size_t)(end - from) - got, from + (off_t)got)) <= 0) break;
+    size_t start = from < end - (off_t)n ? 1 : 0, i = got;
+    if (i > start && buf[i - 1] == '\n') i--; /* the last line's end */
+    for (long seen = 0; i > start; i--)
         if (buf[i - 1] == '\n' && ++seen == lines) break;
-    if (i == 0 && (off_t)got < end) { /* the first line is cut: from the next */
-        const char *nl = memchr(buf, '\n', got);
+    if (i == start && start == 1 && buf[0] != '\n') { /* the first line is cut: from the next */
+        const char *nl = memchr(buf + 1, '\n', got - 1);
         i = nl ? (size_t)(nl - buf) + 1 : got;
     }
-    bool ok = fwrite(buf + i, 1, got - i, stdout) == got - i && fflush(stdout) == 0;
+    bool ok = i >= got || (fwrite(buf + i, 1, got - i, stdout) == got - i && fflush(stdout) == 0);
     free(buf);
     return ok;
 }
 
-/* The inode of the j-th file of the log at path: path itself for 0, then path.1 (the
- * newest rotated) to path.KEEP; 0 when there is none. */
+/* Where the j-th file of the log at path is: path itself for 0, then path.1 (the newest
+ * rotated) to path.KEEP; and its inode, 0 when there is none. */
 static ino_t inode_of(const char *path, int j, char *name, size_t cap)
 {
     if (j == 0)
@@ -455,25 +480,30 @@ static ino_t inode_of(const char *path, int j, char *name, size_t cap)
     return stat(name, &st) == 0 ? st.st_ino : 0;
 }
 
-/* The file written after the one of inode was, opened; -1 when inode is still path's (not
- * rotated) or cannot be found among path.1 to path.FOLLOW_FILES (rotated away, *lost set),
- * or nothing follows it yet. A rotation renames path.K to path.K+1 from the oldest, then
- * path to path.1: the file after path.J is path.J-1 for as long as path.J is the one. */
-static int after(const char *path, ino_t inode, bool *lost)
+/* The file written after the one read (was: fstat of it) was, opened; -1 when that is still
+ * the log (not rotated), or nothing follows it yet. A rotation renames path.K to path.K+1
+ * from the oldest, removing the one past log_keep, then path to path.1: the file after
+ * path.J is path.J-1 for as long as path.J is the one read. One that was removed (the
+ * rotation of log_keep = 0, or one past it) is followed by the oldest there is, or by path
+ * when there is none; *lost is set when there is some: those before it may be missing. */
+static int after(const char *path, const struct stat *was, bool *lost)
 {
     char name[4096], next[4096];
     for (int tries = 0; tries < 100; tries++) {
         int j = 0;
-        while (j <= FOLLOW_FILES && inode_of(path, j, name, sizeof name) != inode)
-            j++;
-        if (j == 0) return -1;
-        if (j > FOLLOW_FILES) {
-            *lost = true;
-            return open(path, O_RDONLY | O_CLOEXEC);
+        if (was->st_nlink == 0) {
+            while (j < FOLLOW_FILES && inode_of(path, j + 1, name, sizeof name))
+                j++;
+            *lost = j > 0;
+            inode_of(path, j, name, sizeof name); /* the oldest there is, or path */
+            return open_log(name);
         }
+        while (j <= FOLLOW_FILES && inode_of(path, j, name, sizeof name) != was->st_ino)
+            j++;
+        if (j == 0 || j > FOLLOW_FILES) return -1; /* the log; or moved away by hand */
         inode_of(path, j - 1, next, sizeof next);
-        int fd = open(next, O_RDONLY | O_CLOEXEC);
-        if (fd >= 0 && inode_of(path, j, name, sizeof name) == inode) return fd;
+        int fd = open_log(next);
+        if (fd >= 0 && inode_of(path, j, name, sizeof name) == was->st_ino) return fd;
         if (fd >= 0) close(fd); /* rotated meanwhile: look again */
     }
     return -1;
@@ -482,15 +512,16 @@ static int after(const char *path, ino_t inode, bool *lost)
 /* logs -f: the last lines of the log file, then what is written to it as it is, across its
  * rotations, as tail -F follows a file by its name. At a rotation the old file is read to
  * its end, then each file rotated after it, then the new one, so no line is lost or shown
- * twice even when it rotates faster than it is looked at (unless the files between are
- * gone: log_keep, which is said). The file is read where status says it is, so following
+ * twice even when it rotates faster than it is looked at, unless the files between are
+ * gone (log_keep), which is said. The file is read where status says it is, so following
  * needs read access to it (the supervisor's user has it). Ends only when stdout fails, or
  * by a signal. */
 static int follow(const opts *o, const char *path)
 {
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    int fd = open_log(path);
     if (fd < 0 && errno != ENOENT) {
-        fprintf(stderr, "shmrpcctl: logs: %s: %s\n", path, strerror(errno));
+        fprintf(stderr, "shmrpcctl: logs: %s: %s\n", path,
+                errno == EINVAL ? "not a regular file" : strerror(errno));
         return 1;
     }
     if (fd >= 0) {
@@ -500,31 +531,32 @@ static int follow(const opts *o, const char *path)
             return 1;
         }
     }
+    int err = 0;
     for (;;) {
         if (fd < 0) { /* none yet */
-            if ((fd = open(path, O_RDONLY | O_CLOEXEC)) < 0) nap_ms(FOLLOW_EVERY_MS);
+            if ((fd = open_log(path)) < 0) nap_ms(FOLLOW_EVERY_MS);
             continue;
         }
-        if (!copy_out(fd)) break;
         struct stat st;
-        if (fstat(fd, &st) != 0) break;
+        if ((err = copy_out(fd)) != 0 || fstat(fd, &st) != 0) break;
         bool lost = false;
-        int next = after(path, st.st_ino, &lost);
-        if (lost)
-            fprintf(stderr,
-                    "shmrpcctl: logs: %s rotated more than %d times between two looks: "
-                    "lines are missing here\n",
-                    path, FOLLOW_FILES);
+        int next = after(path, &st, &lost);
         if (next >= 0) { /* rotated: the rest of the old one (written before), then the next */
-            bool ok = copy_out(fd);
+            err = copy_out(fd);
             close(fd);
             fd = next;
-            if (!ok) break;
+            if (err) break;
+            if (lost)
+                fprintf(stderr,
+                        "shmrpcctl: logs: %s rotated past log_keep before it was read: lines "
+                        "may be missing here\n",
+                        path);
             continue;
         }
         if (st.st_size < lseek(fd, 0, SEEK_CUR)) lseek(fd, 0, SEEK_SET); /* cut short by hand */
         nap_ms(FOLLOW_EVERY_MS);
     }
+    if (err > 0) fprintf(stderr, "shmrpcctl: logs: %s: %s\n", path, strerror(err));
     close(fd);
     return 1;
 }

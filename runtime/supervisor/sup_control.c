@@ -44,6 +44,7 @@ typedef struct snap {
     int32_t pid, restarts;
     int64_t started_at_ms;
     char last_exit[sizeof((sup_service *)0)->last_exit];
+    char sigkill[sizeof((sup_service *)0)->killed];
     uint64_t dropped;
     int workers; /* as /proc shows them at the answer (obs_proc.h's rule) */
     int n_pids;  /* the first of them, ascending */
@@ -132,6 +133,8 @@ static void fill(shmrpc_ctx *ctx, sup_control *k, size_t i, control_ServiceStatu
     out->restarts = sn->restarts;
     out->started_at_ms = sn->started_at_ms;
     out->last_exit = arena_str(a, sn->last_exit);
+    out->sigkill.has = sn->sigkill[0] != '\0';
+    out->sigkill.value = arena_str(a, sn->sigkill);
     out->log_path = arena_str(a, k->svcs[i].log.path ? k->svcs[i].log.path : "");
     out->log_dropped_bytes = sn->dropped;
     out->workers = sn->workers > 0 ? (uint32_t)sn->workers : 0;
@@ -324,6 +327,7 @@ static void snapshot(sup_control *k)
         sn->restarts = s->restarts;
         sn->started_at_ms = s->started_unix;
         memcpy(sn->last_exit, s->last_exit, sizeof sn->last_exit);
+        memcpy(sn->sigkill, s->killed, sizeof sn->sigkill);
         sn->dropped = s->log.dropped;
         const pid_t *pids;
         pid_t now[SUP_SERIES_MAX_PIDS];

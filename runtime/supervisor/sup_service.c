@@ -19,6 +19,7 @@
 #include <shmrpc/status.h>
 #include <shmrpc/tcp.h>
 
+#include "obs_proc.h"
 #include "sup_module.h"
 #include "sup_scaler.h"
 
@@ -265,6 +266,15 @@ void sup_service_reaped(sup_service *s, int64_t now)
     /* Whatever it left in its group (workers of a killed server) goes with it, so that a
      * restart finds no one holding its name or port. Its zombie, not reaped yet, keeps the
      * group's id from being reused meanwhile. */
+    if (s->state == SUP_STOPPING && !s->killed[0]) {
+        size_t left = 0; /* its leader ended, others of its group did not: said */
+        obs_proc *procs = NULL;
+        if (obs_groups_scan(&r, 1, &procs, &left) == 0 && left > 0)
+            snprintf(s->killed, sizeof s->killed,
+                     "%zu process%s of its group left running: SIGKILL", left,
+                     left == 1 ? "" : "es");
+        free(procs);
+    }
     kill(-r, SIGKILL);
     int status = 0;
     while (waitpid(r, &status, 0) < 0 && errno == EINTR)
@@ -275,9 +285,13 @@ void sup_service_reaped(sup_service *s, int64_t now)
     s->pid = 0;
     s->started_unix = 0;
     s->ctx->changed = true;
-    char msg[160];
+    char msg[sizeof s->last_exit];
     snprintf(msg, sizeof msg, "pid %d %s", (int)(r), what);
     if (s->state == SUP_STOPPING) {
+        if (s->killed[0]) {
+            sup_logf(s->ctx, SUP_WARNING "%s: %s", s->cfg->name, s->killed);
+            snprintf(msg + strlen(msg), sizeof msg - strlen(msg), "; %s", s->killed);
+        }
         sup_logf(s->ctx, "%s: stopped (it %s)", s->cfg->name, what);
         if (s->after_stop != SUP_FAILED) snprintf(s->last_exit, sizeof s->last_exit, "%s", msg);
         set_state(s, s->after_stop);
@@ -354,6 +368,9 @@ void sup_service_tick(sup_service *s, int64_t now)
         break;
     case SUP_STOPPING:
         if (now >= s->kill_at && s->pid) {
+            snprintf(s->killed, sizeof s->killed,
+                     "still running %llds after SIGTERM (stop_timeout_s): SIGKILL",
+                     (long long)(s->cfg->s.stop_timeout_ms / 1000));
             sup_logf(s->ctx, SUP_WARNING "%s: still running after stop_timeout_s: SIGKILL",
                      s->cfg->name);
             kill(-s->pid, SIGKILL);
@@ -391,6 +408,7 @@ int64_t sup_service_next_deadline(const sup_service *s)
 
 void sup_service_stop(sup_service *s, int64_t now, bool force, sup_state final)
 {
+    if (s->state != SUP_STOPPING) s->killed[0] = '\0'; /* a stop of its own begins */
     if (!s->pid) {
         if (s->state != SUP_FAILED) set_state(s, final);
         return;
@@ -402,6 +420,7 @@ void sup_service_stop(sup_service *s, int64_t now, bool force, sup_state final)
     } else {
         s->after_stop = final;
     }
+    if (force) snprintf(s->killed, sizeof s->killed, "SIGKILL at once");
     sup_logf(s->ctx, "%s: %s to process group %d", s->cfg->name, force ? "SIGKILL" : "SIGTERM",
              (int)s->pid);
     kill(-s->pid, force ? SIGKILL : SIGTERM);

@@ -35,6 +35,8 @@ typedef struct sup_service {
     bool held;              /* an operator stopped it: not started in file order either */
     bool start_after_stop;  /* an operator restarts it: start it once it has stopped */
     char last_exit[192];    /* how its last process ended, or why it failed; "": none yet */
+    char killed[96];        /* how its last stop had to SIGKILL ("still running 10s after
+                             * SIGTERM (stop_timeout_s)"), also in last_exit; "": it did not */
     /* module= services only (sup_module.c, sup_scaler.c); NULL for exec= ones. */
     struct sup_module *module; /* the manager's command line */
     struct sup_scaler *scaler; /* its workers' CPU and memory, and their count */

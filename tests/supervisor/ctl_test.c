@@ -2555,7 +2555,7 @@ static void control_commands_refuse_misuse(void **state)
          "shmrpcctl: status: unrecognized option '--nope' (see 'shmrpcctl status --help')\n"},
         {{"status", "-a"},
          "shmrpcctl: status: option '-a' requires an argument (see 'shmrpcctl status --help')\n"},
-        {{"status", "extra"}, "usage: shmrpcctl [-a ADDRESS | --ini FILE] status [--json]"},
+        {{"logs", "svc", "extra"}, "usage: shmrpcctl [-a ADDRESS | --ini FILE] logs SERVICE"},
         {{"restart", "svc", "--wait", "0"},
          "shmrpcctl: restart: --wait takes 1 to 3600 seconds (see 'shmrpcctl restart --help')\n"},
         {{"restart", "svc", "--wait", "3601"},
