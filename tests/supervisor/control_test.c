@@ -656,6 +656,27 @@ static void status_shows_cpu_and_memory(void **state)
     assert_non_null(strstr(out, "\"cpu_percent\": null,\n    \"rss_bytes\": null\n"));
 }
 
+/* logs -f opens no FIFO put where the log is (it would block there, as the supervisor, which
+ * refuses one, does not): it says so at once, with status 1. */
+static void logs_follow_refuses_a_fifo(void **state)
+{
+    fixture *f = *state;
+    start(f, "[defaults]\nlog_dir = logs\nwait_until_completed = false\n\n"
+             "[kind]\nexec = /bin/sleep 600\n");
+    entry e;
+    assert_true(wait_state(f, "kind", "running", 0, 5000, &e));
+    char log[160], out[512];
+    snprintf(log, sizeof log, "%s/logs/kind.log", f->dir);
+    assert_int_equal(unlink(log), 0);
+    assert_int_equal(mkfifo(log, 0600), 0);
+    int64_t t0 = sup_now_ms();
+    assert_int_equal(ctl_err(f, out, sizeof out, "logs", "-f", "kind", NULL), 1);
+    char want[256];
+    snprintf(want, sizeof want, "shmrpcctl: logs: %s: not a regular file\n", log);
+    assert_string_equal(out, want);
+    print_message("refused in %lld ms\n", (long long)(sup_now_ms() - t0));
+}
+
 /* stop says when it had to SIGKILL (issue 38): a service that ignores SIGTERM, after
  * stop_timeout_s; one whose leader ends on SIGTERM but leaves a process that ignores it;
  * and one that ends as asked, which says nothing of the kind. status shows it in last_exit
@@ -996,6 +1017,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(control_edges, setup, teardown),
         cmocka_unit_test_setup_teardown(status_shows_cpu_and_memory, setup, teardown),
         cmocka_unit_test_setup_teardown(stop_says_sigkill, setup, teardown),
+        cmocka_unit_test_setup_teardown(logs_follow_refuses_a_fifo, setup, teardown),
         cmocka_unit_test_setup_teardown(logs_follow_across_rotations, setup, teardown),
         cmocka_unit_test_setup_teardown(logs_follow_past_log_keep, setup, teardown),
         cmocka_unit_test_setup_teardown(logs_follow_keep_zero, setup, teardown),
