@@ -32,7 +32,7 @@ static const command commands[] = {
     {"list", "ADDRESS", "the methods of a running service", ctl_list_main, false},
     {"describe", "ADDRESS [NAME]", "a running service as a .svc file, or its method or type NAME",
      ctl_describe_main, false},
-    {"health", "[--timeout MS] ADDRESS",
+    {"health", "[--json] [--timeout MS] ADDRESS",
      "a service's health: serving (exit 0), not_serving, draining or unreachable (1)",
      ctl_health_main, false},
     {"ls", "[--json] [NAME...]", "list shmrpc segments with their owners", ctl_ls_main, false},
@@ -47,12 +47,13 @@ static const command commands[] = {
      * --ini FILE (before or after the command), $SHMRPC_CONTROL or $SHMRPC_INI, else the
      * registry of the supervisors that run (registry.h). */
     {"status", "[--json] [SERVICE...]", "the supervisor's services", ctl_status, true},
-    {"start", "SERVICE [--no-wait]", "start a service of the supervisor", ctl_start, true},
-    {"stop", "SERVICE [--no-wait]", "stop a service of the supervisor", ctl_stop, true},
-    {"restart", "SERVICE [--no-wait]", "restart a service of the supervisor", ctl_restart, true},
-    {"logs", "SERVICE [-n LINES] [-f|--follow]",
+    {"start", "SERVICE [--no-wait] [--json]", "start a service of the supervisor", ctl_start, true},
+    {"stop", "SERVICE [--no-wait] [--json]", "stop a service of the supervisor", ctl_stop, true},
+    {"restart", "SERVICE [--no-wait] [--json]", "restart a service of the supervisor", ctl_restart,
+     true},
+    {"logs", "SERVICE [-n LINES] [-f|--follow|--json]",
      "the tail of a service's log; -f: and what follows", ctl_logs, true},
-    {"scale", "SERVICE WORKERS", "set a service's workers", ctl_scale, true},
+    {"scale", "SERVICE WORKERS [--json]", "set a service's workers", ctl_scale, true},
 };
 
 #define N_COMMANDS (sizeof commands / sizeof *commands)

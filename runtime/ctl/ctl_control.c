@@ -250,7 +250,6 @@ static json_t *status_json(const control_ServiceStatus *s)
         json_array_append_new(pids, json_integer(s->worker_pids.items[i]));
     json_object_set_new(o, "worker_pids", pids);
     json_object_set_new(o, "last_exit", s->last_exit.len ? str_json(s->last_exit) : json_null());
-    json_object_set_new(o, "sigkill", s->sigkill.has ? str_json(s->sigkill.value) : json_null());
     json_object_set_new(o, "log_path", str_json(s->log_path));
     json_object_set_new(o, "log_dropped_bytes", json_integer((json_int_t)s->log_dropped_bytes));
     json_object_set_new(o, "cpu_percent",
@@ -258,7 +257,16 @@ static json_t *status_json(const control_ServiceStatus *s)
     json_object_set_new(o, "rss_bytes",
                         s->rss_bytes.has ? json_integer((json_int_t)s->rss_bytes.value)
                                          : json_null());
+    json_object_set_new(o, "sigkill", s->sigkill.has ? str_json(s->sigkill.value) : json_null());
     return o;
+}
+
+/* v (taken) on stdout as status --json prints: indented, then a line end. */
+static void put_json(json_t *v)
+{
+    json_dumpf(v, stdout, JSON_INDENT(2));
+    putchar('\n');
+    json_decref(v);
 }
 
 /* "512K", "12.3M", "1.50G": bytes as ps and top show memory, in powers of 1024. */
@@ -320,9 +328,7 @@ int ctl_status(int argc, char **argv)
         for (size_t i = 0; i < list.len; i++)
             if (named(&o, list.items[i].name))
                 json_array_append_new(a, status_json(&list.items[i]));
-        json_dumpf(a, stdout, JSON_INDENT(2));
-        putchar('\n');
-        json_decref(a);
+        put_json(a);
     } else {
         int w = 4;
         for (size_t i = 0; i < list.len; i++)
@@ -360,7 +366,8 @@ static int act(int argc, char **argv,
                int (*call)(shmrpc_client *, shmrpc_str, control_ServiceStatus *))
 {
     opts o;
-    int st = parse(argc, argv, CTL_OPT_WAIT, 1, "SERVICE [--no-wait | --wait SECONDS] ", &o);
+    int st = parse(argc, argv, CTL_OPT_WAIT | CTL_OPT_JSON, 1,
+                   "SERVICE [--no-wait | --wait SECONDS] [--json] ", &o);
     if (st >= 0) return st;
     shmrpc_client *c = connect_to(&o, &st);
     if (!c) return st;
@@ -390,6 +397,12 @@ static int act(int argc, char **argv,
         for (size_t i = 0; i < list.len; i++)
             if (is(list.items[i].name, o.pos[0])) s = list.items[i];
     }
+    bool ok = stopping || o.no_wait || !is(s.state, "failed");
+    if (o.json) { /* the service as status --json shows it */
+        put_json(status_json(&s));
+        shmrpc_client_free(c);
+        return ok ? 0 : 1;
+    }
     printf("%s: %.*s", o.pos[0], (int)s.state.len, s.state.ptr);
     if (s.pid) printf(" (pid %d)", (int)s.pid);
     if (is(s.state, "failed") && s.last_exit.len)
@@ -397,7 +410,6 @@ static int act(int argc, char **argv,
     else if (!o.no_wait && (stopping || strcmp(o.cmd, "restart") == 0) && s.sigkill.has)
         printf("; %.*s", (int)s.sigkill.value.len, s.sigkill.value.ptr); /* this stop's */
     putchar('\n');
-    bool ok = stopping || o.no_wait || !is(s.state, "failed");
     shmrpc_client_free(c);
     return ok ? 0 : 1;
 }
@@ -564,8 +576,10 @@ static int follow(const opts *o, const char *path)
 int ctl_logs(int argc, char **argv)
 {
     opts o;
-    int st = parse(argc, argv, CTL_OPT_LINES | CTL_OPT_FOLLOW, 1, "SERVICE [-n LINES] [-f] ", &o);
+    int st = parse(argc, argv, CTL_OPT_LINES | CTL_OPT_FOLLOW | CTL_OPT_JSON, 1,
+                   "SERVICE [-n LINES] [-f | --json] ", &o);
     if (st >= 0) return st;
+    if (o.follow && o.json) return ctl_usage_error(o.cmd, "--json does not go with -f");
     shmrpc_client *c = connect_to(&o, &st);
     if (!c) return st;
     if (o.follow) { /* where the file is, from status: which also knows the name */
@@ -591,8 +605,15 @@ int ctl_logs(int argc, char **argv)
     control_list_String lines;
     int rc = control_logs(c, shmrpc_str_c(o.pos[0]), (uint32_t)o.lines, &lines);
     if (rc) return failed(&o, c, rc);
-    for (size_t i = 0; i < lines.len; i++)
-        printf("%.*s\n", (int)lines.items[i].len, lines.items[i].ptr);
+    if (o.json) { /* an array of the lines, oldest first */
+        json_t *a = json_array();
+        for (size_t i = 0; i < lines.len; i++)
+            json_array_append_new(a, str_json(lines.items[i]));
+        put_json(a);
+    } else {
+        for (size_t i = 0; i < lines.len; i++)
+            printf("%.*s\n", (int)lines.items[i].len, lines.items[i].ptr);
+    }
     shmrpc_client_free(c);
     return 0;
 }
@@ -600,7 +621,7 @@ int ctl_logs(int argc, char **argv)
 int ctl_scale(int argc, char **argv)
 {
     opts o;
-    int st = parse(argc, argv, 0, 2, "SERVICE WORKERS ", &o);
+    int st = parse(argc, argv, CTL_OPT_JSON, 2, "SERVICE WORKERS [--json] ", &o);
     if (st >= 0) return st;
     long workers;
     if (!number(o.pos[1], 1, 1024, &workers)) {
@@ -612,7 +633,10 @@ int ctl_scale(int argc, char **argv)
     control_ServiceStatus s;
     int rc = control_scale(c, shmrpc_str_c(o.pos[0]), (uint32_t)workers, &s);
     if (rc) return failed(&o, c, rc);
-    printf("%s: %.*s\n", o.pos[0], (int)s.state.len, s.state.ptr);
+    if (o.json)
+        put_json(status_json(&s));
+    else
+        printf("%s: %.*s\n", o.pos[0], (int)s.state.len, s.state.ptr);
     shmrpc_client_free(c);
     return 0;
 }

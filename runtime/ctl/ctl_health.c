@@ -6,6 +6,7 @@
 #include "ctl_call.h"
 
 #include <getopt.h> /* optind */
+#include <jansson.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -21,9 +22,10 @@
 #include "usage.h"
 
 #define USAGE                                                                                      \
-    "usage: shmrpcctl health [--timeout MS] [--secret-file PATH] [TLS OPTIONS] ADDRESS\n"          \
-    "prints serving, not_serving, draining or unreachable; exits 0 only when "                     \
-    "serving\n" CTL_TLS_USAGE
+    "usage: shmrpcctl health [--json] [--timeout MS] [--secret-file PATH] [TLS OPTIONS] ADDRESS\n" \
+    "prints serving, not_serving, draining or unreachable (--json: {\"address\": ..., "            \
+    "\"health\":\n"                                                                                \
+    "...}, and \"why\" when unreachable); exits 0 only when serving\n" CTL_TLS_USAGE
 
 /* Whether addr is a shm:// service whose manager runs and marked its control segment
  * stopping: it takes no new connection then, so asking it is not possible, but the field
@@ -51,7 +53,7 @@ int ctl_health_main(int argc, char **argv)
     shmrpc_client_opts *opts = &o.client;
     /* A probe answers quickly or not at all: a shorter default than a call's. */
     opts->timeout_ms = 1000;
-    int status = ctl_client_options(argc, argv, 0, USAGE, &o);
+    int status = ctl_client_options(argc, argv, CTL_OPT_JSON, USAGE, &o);
     if (status >= 0) return status;
     opts->tcp.connect_timeout_ms = opts->timeout_ms;
     if (argc - optind != 1) return shmrpc__usage(false, USAGE);
@@ -77,14 +79,19 @@ int ctl_health_main(int argc, char **argv)
         rc = 0;
         state = SHMRPC_HEALTH_DRAINING;
     }
-    if (rc != 0) {
-        /* Unreachable is not a state the server says, but a probe's answer all the same:
-         * stdout for scripts, the reason on stderr. */
-        printf("unreachable\n");
-        fprintf(stderr, "shmrpcctl: %s: %s\n", addr, why);
+    /* Unreachable is not a state the server says, but a probe's answer all the same:
+     * stdout for scripts, the reason on stderr (and in the JSON). */
+    const char *said = rc != 0 ? "unreachable" : shmrpc_health_name((int)state);
+    if (o.json) {
+        json_t *j = json_pack("{s:s, s:s}", "address", addr, "health", said);
+        if (j && rc != 0) json_object_set_new(j, "why", json_string(why));
+        if (j) json_dumpf(j, stdout, JSON_INDENT(2));
+        putchar('\n');
+        json_decref(j);
     } else {
-        printf("%s\n", shmrpc_health_name((int)state));
+        printf("%s\n", said);
     }
+    if (rc != 0) fprintf(stderr, "shmrpcctl: %s: %s\n", addr, why);
     shmrpc_dyn_free(d);
     return rc == 0 && state == SHMRPC_HEALTH_SERVING ? 0 : 1;
 }

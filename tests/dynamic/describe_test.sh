@@ -1,7 +1,7 @@
 #!/bin/sh
 # SPDX-License-Identifier: MIT
 # describe_test.sh CTL GEN EVERY_SERVER EVERY_SVC TABLE_SERVER: shmrpcctl list and describe
-# against every-server (every.svc: every type of the language) over shm:// and tcp:// on
+# (and health --json) against every-server (every.svc: every type of the language) over shm:// and tcp:// on
 # loopback. describe's .svc is read back by shmrpcgen --check-compat, which must find it the
 # same as every.svc both ways: every method's fingerprint, so every type and annotation, as
 # the server has it. Then tables no .svc makes, served by table-server: names that would
@@ -125,6 +125,18 @@ expect 0 "@raw bytes raw(bytes data);" describe "shm://$name" raw
 expect 0 "void nothing();" describe "shm://$name" nothing
 expect 0 "struct Dynamic { any v; list<any> l; map<string, any> m; }" describe "shm://$name" Dynamic
 expect 0 "enum Sign { minus = -1, zero = 0, plus = 1 }" describe "tcp://127.0.0.1:$port" Sign
+
+# health --json (issue 38): the address and the state; why, when there is none.
+expect 0 "{
+  \"address\": \"shm://$name\",
+  \"health\": \"serving\"
+}" health --json "shm://$name"
+expect 1 "shmrpcctl: shm://$name-none: no server at shm://$name-none
+{
+  \"address\": \"shm://$name-none\",
+  \"health\": \"unreachable\",
+  \"why\": \"no server at shm://$name-none\"
+}" health --json "shm://$name-none"
 
 # What is not there, and bad usage.
 expect 2 "shmrpcctl: Every has no method or type 'nope' (see 'shmrpcctl list')" \

@@ -430,6 +430,26 @@ static void control(void **state)
     assert_non_null(strstr(out, "chatter: running (pid "));
     assert_int_equal(ctl(f, out, sizeof out, "logs", "chatter", "-n", "1", NULL), 0);
     assert_non_null(strstr(out, "chatter: done\n"));
+    /* --json: the lines as an array of strings; the answers of start, stop, restart and
+     * scale as status --json shows a service. */
+    assert_int_equal(ctl(f, out, sizeof out, "logs", "chatter", "-n", "2", "--json", NULL), 0);
+    assert_true(strncmp(out, "[\n  \"", 5) == 0);
+    assert_non_null(strstr(out, " chatter line 00002 "));
+    assert_non_null(strstr(out, "chatter: done\"\n]\n"));
+    assert_int_equal(ctl_err(f, out, sizeof out, "logs", "chatter", "-f", "--json", NULL), 2);
+    assert_string_equal(out, "shmrpcctl: logs: --json does not go with -f (see 'shmrpcctl logs "
+                             "--help')\n");
+    assert_int_equal(ctl(f, out, sizeof out, "stop", "chatter", "--json", NULL), 0);
+    assert_true(strncmp(out,
+                        "{\n  \"name\": \"chatter\",\n  \"state\": \"stopped\",\n  \"pid\": 0,",
+                        50) == 0);
+    assert_non_null(strstr(out, "\"sigkill\": null\n}\n"));
+    assert_int_equal(ctl(f, out, sizeof out, "start", "chatter", "--json", NULL), 0);
+    assert_non_null(strstr(out, "\"state\": \"running\""));
+    assert_int_equal(ctl(f, out, sizeof out, "scale", "echo", "3", "--json", NULL), 0);
+    assert_true(strncmp(out, "{\n  \"name\": \"echo\",\n  \"state\": \"running\",", 36) == 0);
+    assert_int_equal(ctl(f, out, sizeof out, "status", "--json", "nope", NULL), 1);
+    assert_string_equal(out, "");
     assert_int_equal(ctl(f, out, sizeof out, "stop", "nope", NULL), 1);
     assert_true(status_of(f, "chatter", &again));
 
@@ -653,7 +673,7 @@ static void status_shows_cpu_and_memory(void **state)
     if (!strstr(out, "\nspin  stopped         0        0         0       -       -  -\n"))
         fail_msg("a stopped spin's row in\n%s", out);
     assert_int_equal(ctl(f, out, sizeof out, "status", "--json", "spin", NULL), 0);
-    assert_non_null(strstr(out, "\"cpu_percent\": null,\n    \"rss_bytes\": null\n"));
+    assert_non_null(strstr(out, "\"cpu_percent\": null,\n    \"rss_bytes\": null,\n"));
 }
 
 /* logs -f opens no FIFO put where the log is (it would block there, as the supervisor, which
