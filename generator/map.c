@@ -2,6 +2,7 @@
 /* Typed maps ("map<string, Entry> cache;"): in NAME.h the map's name and type and its
  * functions, in NAME.c their bodies, which encode the key and the value with the same codec
  * glue as the calls (msgpack) around a shmrpc_map (docs/map.md, "Typed maps"). */
+#include <stdbool.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -32,6 +33,40 @@ static const char *value_decl(gen *g, const gtype *t, const char *name)
 {
     return t->kind == GK_STRUCT ? gen_ptr_decl(g, t->ctype, name, true)
                                 : gen_decl(g, t->ctype, name);
+}
+
+/* Whether decoding a value of t takes memory of an arena: a list, a map, an optional
+ * struct, or a struct that holds one (by value, so the walk ends: a struct holds itself
+ * only through a list or an optional). Strings, bytes and dynamic values point into the
+ * buffer. */
+static bool allocates(gen *g, const gtype *t)
+{
+    switch (t->kind) {
+    case GK_LIST:
+    case GK_MAP:
+        return true;
+    case GK_OPT:
+        return t->elem->kind == GK_STRUCT || allocates(g, t->elem);
+    case GK_STRUCT:
+        for (const svc_field *f = t->fields; f; f = f->next)
+            if (allocates(g, gen_type(g, f->type))) return true;
+        return false;
+    default:
+        return false;
+    }
+}
+
+/* A get or iterate of a map whose keys or values need an arena refuses a NULL one, saying
+ * so, rather than fail its first allocation as "out of memory". */
+static void need_arena(gen *g, emitter *e, const svc_method *m, const char *what, const char *label)
+{
+    gtype *k = key_type(g, m), *v = gen_type(g, m->result);
+    if (!allocates(g, k) && !allocates(g, v)) return;
+    em_open(e, "if (arena_ == NULL)");
+    em_last(e,
+            "return shmrpc_client_error(NULL, SHMRPC_EINVAL, \"%s: %s needs an arena (arena_ is "
+            "NULL): map<%s, %s> holds lists, maps or optional structs\");",
+            label, what, k->canon, v->canon);
 }
 
 enum { P_OPEN, P_GET, P_PUT, P_PUT_IF_ABSENT, P_REMOVE, P_FN, P_ITERATE, P_COUNT };
@@ -150,6 +185,7 @@ void gen_map_functions(gen *g, emitter *e)
 
         /* The view is copied before the next call on the map can unmap what it shows. */
         begin_keyed(g, e, m, P_GET, label);
+        need_arena(g, e, m, "get", label);
         em(e, "shmrpc_map_view view_;");
         em(e, "int rc_ = shmrpc_map_get_view(m_, buf_->data, buf_->len, &view_);");
         em_open(e, "if (rc_ != 0)");
@@ -203,6 +239,7 @@ void gen_map_functions(gen *g, emitter *e)
         em_blank(e);
         em(e, "%s", protos(g, m, P_ITERATE));
         em_open(e, "{");
+        need_arena(g, e, m, "iterate", label);
         em(e, "struct %s walk_ = {fn_, arg_, arena_};", walk);
         em(e, "return shmrpc_map_iterate(m_, %s, &walk_);", fn(g, m, "visit"));
         em_close(e, "}");

@@ -36,19 +36,26 @@ __all__ += ["Dict", "HybridLock", "CONNECT_OR_CREATE", "CONNECT_TO_EXISTING",
 
 class Struct(dict):
     """A struct that came back from a call: its fields as attributes (p.x) and as a dict
-    (p["x"], dict(p)); it may be passed back as an argument as it is."""
+    (p["x"], dict(p)); it may be passed back as an argument as it is. A field wins over a
+    dict's method of its name (p.keys, p.items, p.get are the fields keys, items, get when
+    the struct has them; dict.keys(p) is the method); no field begins with '_'."""
     __slots__ = ()
     _struct_name = "Struct"
 
+    def __getattribute__(self, name):
+        if name[0] != "_":
+            try:
+                return dict.__getitem__(self, name)
+            except KeyError:
+                pass
+        return object.__getattribute__(self, name)
+
     def __getattr__(self, name):
-        try:
-            return self[name]
-        except KeyError:
-            raise AttributeError(f"struct {self._struct_name} has no field {name!r}") from None
+        raise AttributeError(f"struct {type(self)._struct_name} has no field {name!r}")
 
     def __repr__(self):
-        fields = ", ".join(f"{k}={v!r}" for k, v in self.items())
-        return f"{self._struct_name}({fields})"
+        fields = ", ".join(f"{k}={v!r}" for k, v in dict.items(self))
+        return f"{type(self)._struct_name}({fields})"
 
 
 _struct_classes = {}

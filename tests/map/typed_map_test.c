@@ -160,6 +160,20 @@ static void filled_by_one_read_by_another(void **state)
     assert_int_equal(Typed_items_get(items, &buf, arena, shmrpc_str_c("item-x"), &it),
                      SHMRPC_ENOENT);
 
+    /* An Item holds a list: get and iterate need an arena, and say so (issue 38; it was
+     * "out of memory"). by_color's below need none. */
+    assert_int_equal(Typed_items_get(items, &buf, NULL, shmrpc_str_c("item-9"), &it),
+                     SHMRPC_EINVAL);
+    assert_string_equal(shmrpc_errmsg(), "Typed.items: get needs an arena (arena_ is NULL): "
+                                         "map<string, Item> holds lists, maps or optional "
+                                         "structs");
+    struct seen none = {0, true};
+    assert_int_equal(Typed_items_iterate(items, NULL, check_item, &none), SHMRPC_EINVAL);
+    assert_int_equal(none.n, 0);
+    assert_string_equal(shmrpc_errmsg(), "Typed.items: iterate needs an arena (arena_ is NULL): "
+                                         "map<string, Item> holds lists, maps or optional "
+                                         "structs");
+
     struct seen all = {0, true};
     assert_int_equal(Typed_items_iterate(items, arena, check_item, &all), 0);
     assert_int_equal(all.n, N_ITEMS);

@@ -478,3 +478,55 @@ def test_trace_through_two_hops(py_echo):
         assert seen["sent"] == {"traceparent": a_own}  # what A's client interceptor saw
     finally:
         b.stop()
+
+
+WORDS_SVC = """\
+service Words {
+    port 5999;
+    name "words";
+    struct Entry { string keys; list<i64> items; i64 get; string label; }
+    Entry echo(Entry e);
+    @json Entry echo_json(Entry e);
+}
+"""
+
+WORDS_SERVER = """\
+import sys
+import shmrpc
+
+
+def echo(e):
+    # The handler's argument is a struct too: its fields win over the dict's methods.
+    assert (e.keys, e.items, e.get) == ("k", [1, 2], 3), repr(e)
+    return e
+
+
+shmrpc.serve(sys.argv[1], {"echo": echo, "echo_json": echo}, sys.argv[2])
+"""
+
+
+def test_struct_fields_win_over_dict_methods(tmp_path):
+    """A struct field named keys, items or get reads as the field (issue 38: it read as the
+    dict's method), in a result and in a handler's argument; the dict's methods stay
+    dict.keys(p), and a struct still is a dict."""
+    from conftest import Server
+    (tmp_path / "words.svc").write_text(WORDS_SVC)
+    (tmp_path / "words_server.py").write_text(WORDS_SERVER)
+    addr = shm_name("words")
+    s = Server(sys.executable, addr, str(tmp_path / "words_server.py"),
+               str(tmp_path / "words.svc"), env=python_env())
+    try:
+        with shmrpc.connect(addr, timeout=5) as c:
+            for method in (c.echo, c.echo_json):
+                p = method({"keys": "k", "items": [1, 2], "get": 3, "label": "x"})
+                assert (p.keys, p.items, p.get, p.label) == ("k", [1, 2], 3, "x")
+                assert p["keys"] == "k" and isinstance(p, dict)
+                assert sorted(dict.keys(p)) == ["get", "items", "keys", "label"]
+                assert dict(p) == {"keys": "k", "items": [1, 2], "get": 3, "label": "x"}
+                assert repr(p) == "Entry(keys='k', items=[1, 2], get=3, label='x')"
+                assert p.copy() == dict(p)  # a dict's method that no field hides
+                with pytest.raises(AttributeError, match="struct Entry has no field 'nope'"):
+                    p.nope
+                assert method(p) == p  # passed back as it is
+    finally:
+        s.stop()

@@ -2542,9 +2542,9 @@ static void control_commands_refuse_misuse(void **state)
         const char *args[5];
         const char *says; /* all of stderr, or the start of the usage */
     } bad[] = {
-        {{"stop", "--json", "svc"},
-         "shmrpcctl: stop: option '--json' does not go with this command (see 'shmrpcctl stop "
-         "--help')\n"},
+        {{"scale", "--no-wait", "svc", "2"},
+         "shmrpcctl: scale: option '--no-wait' does not go with this command (see 'shmrpcctl "
+         "scale --help')\n"},
         {{"status", "--wait", "5"},
          "shmrpcctl: status: option '--wait' does not go with this command (see 'shmrpcctl "
          "status --help')\n"},

@@ -20,7 +20,11 @@
 SHMRPC_BEGIN_DECLS
 
 /* A handle belongs to one thread at a time: a call may map a new generation and unmap the
- * old one, which another thread of the handle could be reading. Open one per thread. */
+ * old one, which another thread of the handle could be reading. Open one per thread.
+ * Across fork: a child may go on with a handle open in its parent (its first read claims a
+ * reader slot of its own, so its views and the parent's end apart), and may close it; the
+ * child's close and exit never remove a map its parent created with auto_unlink
+ * (docs/map.md). */
 typedef struct shmrpc_map shmrpc_map;
 
 /* What shmrpc_map_open does when the map exists or does not: shmrpc/open_mode.h, under the

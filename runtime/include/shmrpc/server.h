@@ -45,7 +45,11 @@ int shmrpc_server_register(shmrpc_server *s, const shmrpc_service *svc, const vo
 /* Starts serving at addr: "shm://NAME" (docs/shm-transport.md), "tcp://HOST:PORT"
  * (docs/wire.md; a host other than loopback needs a shared secret, shmrpc/tcp.h), or
  * "inproc://NAME" (calls from this process, run on the caller's thread). A second server on one
- * address fails with SHMRPC_EBUSY and a message saying who holds it. */
+ * address fails with SHMRPC_EBUSY and a message saying who holds it. A server listens at
+ * one address: a second listen fails with SHMRPC_EBUSY ("the server is already
+ * listening"). To serve one service at shm:// and tcp:// both, make a server for each
+ * (each serves with workers of its own), or let shmrpc-service run it as a module=
+ * service, whose TCP manager it starts beside the shm:// one (docs/service-ini.md). */
 int shmrpc_server_listen(shmrpc_server *s, const char *addr);
 
 /* Serves until shmrpc_server_stop(). For shm:// and tcp:// it runs workers processes (0: serves on
