@@ -6,6 +6,7 @@ match refused before anything is served, SIGTERM finishing the call in flight, a
 that reads its call's deadline and learns that its client gave up, interceptors on both
 sides, and a Python service
 under shmrpc-service that loses a worker, and then itself, to SIGKILL."""
+import json
 import os
 import signal
 import subprocess
@@ -525,6 +526,7 @@ def test_struct_fields_win_over_dict_methods(tmp_path):
                 assert dict(p) == {"keys": "k", "items": [1, 2], "get": 3, "label": "x"}
                 assert repr(p) == "Entry(keys='k', items=[1, 2], get=3, label='x')"
                 assert p.copy() == dict(p)  # a dict's method that no field hides
+                assert json.loads(json.dumps(dict(p))) == dict(p)  # as docs/python.md says
                 with pytest.raises(AttributeError, match="struct Entry has no field 'nope'"):
                     p.nope
                 assert method(p) == p  # passed back as it is
