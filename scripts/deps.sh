@@ -1,24 +1,35 @@
 #!/bin/sh
 # SPDX-License-Identifier: MIT
-# Installs the Debian packages shmrpc builds, tests and fuzzes with, when any is missing.
-# libssl-dev is TLS over tcp://; the openssl program makes the TLS tests' certificates.
-# chromium, nodejs and npm run the browser test (tests/browser); redis-server is a baseline of
-# shmrpc-bench-map (which skips its rows when it is missing); g++ and libboost-dev build the
-# boost-mq baseline of shmrpc-bench-queue (bench/boost_mq.cpp); scdoc builds the man pages
-# (docs/man; without it they are left out); python3-dev and python3-pytest build and test the
-# Python module (python/, tests/python); debhelper and lintian build and check the Debian
-# packages (tests/package/deb_test.sh, which is skipped without them), and build-essential,
-# which dpkg-buildpackage requires of every build and which brings make for the pkg-config
-# Makefile consumer (tests/package/consumer_make); iproute2's `ip` makes the network
-# namespaces of the three-hosts test (tests/hosts/hosts.sh); systemd's systemd-analyze checks the
-# unit (tests/systemd/unit_check.sh, which is skipped without it); gcovr reports the coverage
-# of scripts/coverage.sh, and acl's setfacl lets the processes of other users there write
+# Installs the Debian packages shmrpc needs, when any is missing, and says how far it is.
+#     sh scripts/deps.sh demo   what scripts/demo.sh builds with (fourteen packages, with
+#                               what they need)
+#     sh scripts/deps.sh        that, and what the tests, the benchmarks, the fuzzers and
+#                               the packages are built and run with (about a thousand)
+# The demo's: the compilers and build tools, re2c and lemon for the .svc front end, and the
+# libraries libshmrpc and the supervisor link (msgpack-c, jansson, snappy, zlib, libsodium,
+# OpenSSL's libssl for TLS over tcp://, civetweb for the management page).
+# The rest: clang (the ASan and UBSan build and the fuzzers, with libclang-rt); cmocka (the
+# unit tests); the openssl program (the TLS tests' certificates); chromium, nodejs and npm
+# (the browser test, tests/browser); redis-server, a baseline of shmrpc-bench-map (which
+# skips its rows when it is missing); g++ and libboost-dev, the boost-mq baseline of
+# shmrpc-bench-queue (bench/boost_mq.cpp); scdoc, the man pages (docs/man; without it they
+# are left out); python3-dev and python3-pytest, the Python module and its tests (python/,
+# tests/python); debhelper and lintian, the Debian packages (tests/package/deb_test.sh,
+# skipped without them); iproute2's `ip`, the network namespaces of the three-hosts test
+# (tests/hosts/hosts.sh); systemd's systemd-analyze, the unit's check
+# (tests/systemd/unit_check.sh, skipped without it); gcovr, the coverage report of
+# scripts/coverage.sh, and acl's setfacl, which lets the processes of other users there write
 # their counts.
 set -eu
-pkgs="build-essential cmake ninja-build pkg-config gcc g++ clang libclang-rt-14-dev re2c lemon libmsgpack-dev
-      libjansson-dev libcmocka-dev libsnappy-dev zlib1g-dev libsodium-dev libssl-dev openssl libcivetweb-dev
-      libboost-dev chromium nodejs npm redis-server scdoc python3-dev python3-pytest debhelper
-      lintian iproute2 systemd gcovr acl"
+demo="build-essential cmake ninja-build pkg-config gcc re2c lemon libmsgpack-dev libjansson-dev
+      libsnappy-dev zlib1g-dev libsodium-dev libssl-dev libcivetweb-dev"
+rest="g++ clang libclang-rt-14-dev libcmocka-dev openssl libboost-dev chromium nodejs npm
+      redis-server scdoc python3-dev python3-pytest debhelper lintian iproute2 systemd gcovr acl"
+case "${1:-all}" in
+demo) pkgs=$demo ;;
+all) pkgs="$demo $rest" ;;
+*) echo "usage: deps.sh [demo]" >&2; exit 2 ;;
+esac
 missing=""
 for p in $pkgs; do
     # A node from elsewhere (NodeSource's nodejs brings its own npm and conflicts with
@@ -31,9 +42,29 @@ for p in $pkgs; do
         missing="$missing $p"
 done
 [ -z "$missing" ] && exit 0
-echo "installing:$missing"
 sudo=""
 [ "$(id -u)" -eq 0 ] || sudo=sudo
+echo "deps.sh: installing$missing, with what they need (apt-get; a first run takes minutes)"
 $sudo apt-get update -qq
+# apt-get runs in the background, its output in a file; every 10 s a line says how many
+# packages it has fetched and set up, and when it fails, its last lines say why. (kill -0
+# cannot ask after a process of root's from another user's shell: sudo's run shows none.)
+log=$(mktemp)
 # shellcheck disable=SC2086
-DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq $missing >/dev/null
+DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -q $missing >"$log" 2>&1 &
+apt=$!
+ticks=0
+while kill -0 "$apt" 2>/dev/null; do
+    sleep 1
+    ticks=$((ticks + 1))
+    [ $((ticks % 10)) -eq 0 ] && kill -0 "$apt" 2>/dev/null &&
+        echo "deps.sh: $(grep -c '^Get:' "$log" || true) fetched, $(grep -c '^Setting up' "$log" || true) set up"
+done
+if ! wait "$apt"; then
+    tail -n 20 "$log" >&2
+    rm -f "$log"
+    echo "deps.sh: apt-get install failed" >&2
+    exit 1
+fi
+echo "deps.sh: done, $(grep -c '^Setting up' "$log" || true) packages set up"
+rm -f "$log"

@@ -39,7 +39,9 @@ run_ctest() {
 }
 
 echo "== gcc, -Wall -Wextra -Werror"
+# The tests, the benchmarks and Python again on: scripts/demo.sh configures build/ without.
 CC=gcc cmake -S . -B build -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DSHMRPC_WERROR=ON \
+    -DSHMRPC_TESTS=ON -DSHMRPC_BENCH=ON -DCMAKE_DISABLE_FIND_PACKAGE_Python3=OFF \
     -DSHMRPC_REQUIRE_PYTHON=ON >/dev/null
 cmake --build build -j "$jobs"
 run_ctest build
