@@ -31,6 +31,7 @@ SKIP_DIRS = {".git", "node_modules", "__pycache__"}
 # Files that the documents name in prose and that are not the repository's: a user's.
 NOT_OURS = {
     "my_service.py",  # docs/python.md: `exec = python3 my_service.py`
+    "parts.h",  # docs/tutorial.md: what shmrpcgen writes for the reader's parts.svc
 }
 WORD = re.compile(r"[^\s`'\"()\[\]|;<>,]*\{[^}\s]*\}[^\s`'\"()\[\]|;<>,]*|[^\s`'\"()\[\]|;<>,]+")
 PLACEHOLDER = re.compile(r"(?<![a-z])[A-Z][A-Z0-9]+(?![a-z])")
