@@ -309,6 +309,17 @@ static bool unknown(const opts *o, const control_list_ServiceStatus *list)
     return false;
 }
 
+/* Every service's status into *list, with the names checked against them: 0; else the
+ * exit status, after a message, with c freed. */
+static int named_status(const opts *o, shmrpc_client *c, control_list_ServiceStatus *list)
+{
+    int rc = control_status(c, list);
+    if (rc) return failed(o, c, rc);
+    if (!unknown(o, list)) return 0;
+    shmrpc_client_free(c);
+    return 1;
+}
+
 int ctl_status(int argc, char **argv)
 {
     opts o;
@@ -317,12 +328,7 @@ int ctl_status(int argc, char **argv)
     shmrpc_client *c = connect_to(&o, &st);
     if (!c) return st;
     control_list_ServiceStatus list;
-    int rc = control_status(c, &list);
-    if (rc) return failed(&o, c, rc);
-    if (unknown(&o, &list)) {
-        shmrpc_client_free(c);
-        return 1;
-    }
+    if ((st = named_status(&o, c, &list)) != 0) return st;
     if (o.json) {
         json_t *a = json_array();
         for (size_t i = 0; i < list.len; i++)
@@ -584,12 +590,7 @@ int ctl_logs(int argc, char **argv)
     if (!c) return st;
     if (o.follow) { /* where the file is, from status: which also knows the name */
         control_list_ServiceStatus list;
-        int rc = control_status(c, &list);
-        if (rc) return failed(&o, c, rc);
-        if (unknown(&o, &list)) {
-            shmrpc_client_free(c);
-            return 1;
-        }
+        if ((st = named_status(&o, c, &list)) != 0) return st;
         char path[4096] = "";
         for (size_t i = 0; i < list.len; i++)
             if (is(list.items[i].name, o.pos[0]))
