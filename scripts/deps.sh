@@ -47,17 +47,18 @@ sudo=""
 echo "deps.sh: installing$missing, with what they need (apt-get; a first run takes minutes)"
 $sudo apt-get update -qq
 # apt-get runs in the background, its output in a file; every 10 s a line says how many
-# packages it has fetched and set up, and when it fails, its last lines say why. (kill -0
-# cannot ask after a process of root's from another user's shell: sudo's run shows none.)
+# packages it has fetched and set up, and when it fails, its last lines say why. Ctrl-C
+# stops it too. DEBIAN_FRONTEND through env: sudo drops the variables it is given.
 log=$(mktemp)
 # shellcheck disable=SC2086
-DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -q $missing >"$log" 2>&1 &
+$sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -q $missing >"$log" 2>&1 &
 apt=$!
+trap 'kill "$apt" 2>/dev/null; rm -f "$log"; exit 130' INT TERM
 ticks=0
-while kill -0 "$apt" 2>/dev/null; do
+while [ -d "/proc/$apt" ]; do
     sleep 1
     ticks=$((ticks + 1))
-    [ $((ticks % 10)) -eq 0 ] && kill -0 "$apt" 2>/dev/null &&
+    [ $((ticks % 10)) -eq 0 ] && [ -d "/proc/$apt" ] &&
         echo "deps.sh: $(grep -c '^Get:' "$log" || true) fetched, $(grep -c '^Setting up' "$log" || true) set up"
 done
 if ! wait "$apt"; then
@@ -66,5 +67,6 @@ if ! wait "$apt"; then
     echo "deps.sh: apt-get install failed" >&2
     exit 1
 fi
+trap - INT TERM
 echo "deps.sh: done, $(grep -c '^Setting up' "$log" || true) packages set up"
 rm -f "$log"

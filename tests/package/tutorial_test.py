@@ -103,10 +103,11 @@ class Shell:
 
 
 def alive(pid):
+    """Whether pid runs (a zombie, which the shell has not reaped, does not)."""
     try:
-        os.kill(pid, 0)
-        return True
-    except ProcessLookupError:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except (OSError, IndexError):
         return False
 
 
@@ -120,7 +121,10 @@ def main():
                    stdout=subprocess.DEVNULL)
     pylib = next((os.path.join(d, "") for d, _, files in os.walk(prefix)
                   if "__init__.py" in files and d.endswith("/shmrpc")), None)
-    env = dict(os.environ, PATH=f"{prefix}/bin:{os.environ['PATH']}", CMAKE_PREFIX_PATH=prefix,
+    # The installation's programs, then this test's python3 (the one the module was built
+    # for), then the rest.
+    path = f"{prefix}/bin:{os.path.dirname(sys.executable)}:{os.environ['PATH']}"
+    env = dict(os.environ, PATH=path, CMAKE_PREFIX_PATH=prefix,
                XDG_RUNTIME_DIR=os.path.join(tmp, "run"), LC_ALL="C.UTF-8")
     if pylib:
         env["PYTHONPATH"] = os.path.dirname(os.path.dirname(pylib))
