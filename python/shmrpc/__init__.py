@@ -43,7 +43,7 @@ class Struct(dict):
     _struct_name = "Struct"
 
     def __getattribute__(self, name):
-        if name[0] != "_":
+        if not name.startswith("_"):  # getattr(p, "") is AttributeError, as anywhere
             try:
                 return dict.__getitem__(self, name)
             except KeyError:

@@ -51,9 +51,8 @@ typedef struct svc_series {
     char said[OBS_STATS_WHY]; /* the last reason logged for leaving an address's figures out */
     int64_t next_at;          /* monotonic ms of its next sample; 0: due at once */
     bool due;                 /* sampled in this tick */
-    bool usage;               /* cpu and mem are of the last line written */
+    bool usage;               /* cpu and rss are of the last line written */
     double cpu;               /* its "cpu": percent of one CPU */
-    uint64_t mem;             /* its "rss": bytes */
     int workers;              /* the workers of the last sample (see count_workers); 0: none */
     pid_t worker_pids[SUP_SERIES_MAX_PIDS]; /* the first of them, ascending */
     int fd;                                 /* LOG_DIR/NAME.series; -1 while closed */
@@ -137,7 +136,7 @@ bool sup_series_usage(const sup_series *ss, size_t i, double *cpu, uint64_t *rss
     const svc_series *x = &ss->v[i];
     if (!x->usage || !x->leader || x->svc->pid != x->leader) return false;
     *cpu = x->cpu;
-    *rss = x->mem;
+    *rss = x->rss; /* set by the sample that wrote the line, until the next one's */
     return true;
 }
 
@@ -451,7 +450,6 @@ static void write_sample(sup_series *ss, svc_series *x, int64_t now, int64_t uni
     len = k > 0 ? (size_t)k : 0;
     put(line, sizeof line, &len, "workers", true, "%.0f", x->workers);
     x->cpu = (double)cpu * 100.0 / (double)ss->hz / secs;
-    x->mem = x->rss;
     x->usage = true;
     put(line, sizeof line, &len, "cpu", true, "%.2f", x->cpu);
     put(line, sizeof line, &len, "rss", true, "%.0f", (double)x->rss);

@@ -529,6 +529,7 @@ def test_struct_fields_win_over_dict_methods(tmp_path):
                 assert json.loads(json.dumps(dict(p))) == dict(p)  # as docs/python.md says
                 with pytest.raises(AttributeError, match="struct Entry has no field 'nope'"):
                     p.nope
+                assert not hasattr(p, "")  # AttributeError, not IndexError
                 assert method(p) == p  # passed back as it is
     finally:
         s.stop()
