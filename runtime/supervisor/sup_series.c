@@ -140,15 +140,15 @@ bool sup_series_usage(const sup_series *ss, size_t i, double *cpu, uint64_t *rss
     return true;
 }
 
-uint64_t sup_series_percentile(const uint64_t cur[SHMRPC_STATS_BUCKETS],
-                               const uint64_t prev[SHMRPC_STATS_BUCKETS], double p)
+double sup_series_quantile(const uint64_t cur[SHMRPC_STATS_BUCKETS],
+                           const uint64_t prev[SHMRPC_STATS_BUCKETS], double p)
 {
     shmrpc_method_stats d = {0};
     for (unsigned b = 0; b < SHMRPC_STATS_BUCKETS; b++) {
         d.buckets[b] = cur[b] >= prev[b] ? cur[b] - prev[b] : cur[b];
         d.calls += d.buckets[b];
     }
-    return shmrpc_stats_percentile(&d, p);
+    return shmrpc_stats_quantile(&d, p);
 }
 
 /* --- /proc --------------------------------------------------------------------------- */
@@ -300,10 +300,10 @@ static void put_json_string(FILE *f, const char *s)
 }
 
 /* ns as microseconds, or null with no calls. */
-static void put_us(FILE *f, uint64_t ns, bool any)
+static void put_us(FILE *f, double ns, bool any)
 {
     if (any)
-        fprintf(f, "%.3f", (double)ns / 1000.0);
+        fprintf(f, "%.3f", ns / 1000.0);
     else
         fputs("null", f);
 }
@@ -342,11 +342,11 @@ static void write_methods(svc_series *x, int64_t unix_ms, const obs_stats *all)
         fprintf(f, ", \"calls\": %llu, \"errors\": %llu, \"total_ns\": %llu, \"mean_us\": ",
                 (unsigned long long)m->calls, (unsigned long long)m->errors,
                 (unsigned long long)m->total_ns);
-        put_us(f, m->calls ? m->total_ns / m->calls : 0, m->calls > 0);
+        put_us(f, m->calls ? (double)m->total_ns / (double)m->calls : 0, m->calls > 0);
         fputs(", \"p50_us\": ", f);
-        put_us(f, shmrpc_stats_percentile(m, 0.5), m->calls > 0);
+        put_us(f, shmrpc_stats_quantile(m, 0.5), m->calls > 0);
         fputs(", \"p99_us\": ", f);
-        put_us(f, shmrpc_stats_percentile(m, 0.99), m->calls > 0);
+        put_us(f, shmrpc_stats_quantile(m, 0.99), m->calls > 0);
         fputc('}', f);
     }
     fputs("\n]}\n", f);
@@ -459,9 +459,9 @@ static void write_sample(sup_series *ss, svc_series *x, int64_t now, int64_t uni
     put(line, sizeof line, &len, "calls", st != NULL, "%.3f", (double)calls / secs);
     put(line, sizeof line, &len, "errors", st != NULL, "%.3f", (double)errors / secs);
     put(line, sizeof line, &len, "p50_us", any, "%.3f",
-        (double)sup_series_percentile(d.buckets, none, 0.5) / 1000.0);
+        sup_series_quantile(d.buckets, none, 0.5) / 1000.0);
     put(line, sizeof line, &len, "p99_us", any, "%.3f",
-        (double)sup_series_percentile(d.buckets, none, 0.99) / 1000.0);
+        sup_series_quantile(d.buckets, none, 0.99) / 1000.0);
     put(line, sizeof line, &len, "calls_total", st != NULL, "%.0f", (double)now_c.calls);
     put(line, sizeof line, &len, "errors_total", st != NULL, "%.0f", (double)now_c.errors);
     if (len + 3 > sizeof line) return; /* cannot happen: the line is far shorter */

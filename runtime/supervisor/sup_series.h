@@ -45,9 +45,9 @@ int sup_series_workers(const sup_series *ss, size_t i, const pid_t **pids, int *
 bool sup_series_usage(const sup_series *ss, size_t i, double *cpu, uint64_t *rss);
 
 /* The p-th fraction (0 to 1) of the calls counted between two snapshots of one histogram,
- * as the upper bound in ns of its bucket (shmrpc_stats_percentile on the difference); 0
- * with no calls between them. A bucket that went down (a new server) counts from 0. */
-uint64_t sup_series_percentile(const uint64_t cur[SHMRPC_STATS_BUCKETS],
-                               const uint64_t prev[SHMRPC_STATS_BUCKETS], double p);
+ * in ns, interpolated within its bucket (shmrpc_stats_quantile on the difference); 0 with
+ * no calls between them. A bucket that went down (a new server) counts from 0. */
+double sup_series_quantile(const uint64_t cur[SHMRPC_STATS_BUCKETS],
+                           const uint64_t prev[SHMRPC_STATS_BUCKETS], double p);
 
 #endif

@@ -148,16 +148,126 @@ static int rev_prev(rev *r, const char **line, size_t *n)
 
 /* --- the series ------------------------------------------------------------------------ */
 
+/* How a window of samples (?step=) gives each field: its newest sample's, the sum, the mean
+ * weighted by each sample's dt_ms (a rate over the window), the mean weighted by each
+ * sample's calls (dt_ms times calls/s), or the highest. */
+enum how { NEWEST, SUM, BY_TIME, BY_CALLS, HIGHEST };
+
 /* The fields of a sample the charts use, in the answer's order. dt_ms tells the charts
  * each sample's interval, which series_interval_s sets per service: two samples much
  * further apart than that are a time the service was down. */
-static const char *const series_fields[] = {"t",      "dt_ms",   "cpu",   "rss",    "pss",
-                                            "read",   "write",   "calls", "errors", "p50_us",
-                                            "p99_us", "workers", "pid"};
+static const struct {
+    const char *name;
+    enum how how;
+} series_fields[] = {
+    {"t", NEWEST},        {"dt_ms", SUM},      {"cpu", BY_TIME},     {"rss", HIGHEST},
+    {"pss", HIGHEST},     {"read", BY_TIME},   {"write", BY_TIME},   {"calls", BY_TIME},
+    {"errors", BY_TIME},  {"p50_us", BY_CALLS}, {"p99_us", HIGHEST}, {"workers", NEWEST},
+    {"pid", NEWEST},
+};
+#define N_FIELDS (sizeof series_fields / sizeof series_fields[0])
 
-/* Appends to got (newest first) fd's samples newer than since until it holds max: 0 when
- * it met an older sample (the rest are older still), 1 when it did not, or an error. */
-static int series_scan(int fd, int64_t since, json_t **got, size_t max, size_t *n)
+/* The samples (or windows) found so far, newest first, and the window being summed. */
+typedef struct series_got {
+    json_t **v;       /* of max */
+    size_t n, max;
+    int64_t step_ms;  /* 0: each sample as it is */
+    bool open;        /* a window is being summed: key, sum, weight, newest */
+    bool full;        /* a sample of the window after the last one met: stop */
+    int64_t key;      /* t / step_ms of the window's samples */
+    double sum[N_FIELDS], weight[N_FIELDS];
+    json_t *newest;   /* the window's newest sample */
+} series_got;
+
+static double num(json_t *o, const char *key, double otherwise)
+{
+    json_t *x = json_object_get(o, key);
+    return json_is_number(x) ? json_number_value(x) : otherwise;
+}
+
+/* The window being summed, as a sample, into g->v. */
+static void close_window(series_got *g)
+{
+    if (!g->open) return;
+    g->open = false;
+    json_t *w = json_object();
+    for (size_t f = 0; w && f < N_FIELDS; f++) {
+        const char *k = series_fields[f].name;
+        json_t *x = NULL;
+        if (series_fields[f].how == NEWEST)
+            x = json_incref(json_object_get(g->newest, k));
+        else if (g->weight[f] > 0)
+            x = json_real(series_fields[f].how == BY_TIME || series_fields[f].how == BY_CALLS
+                              ? g->sum[f] / g->weight[f]
+                              : g->sum[f]);
+        if (x) json_object_set_new(w, k, x);
+    }
+    json_decref(g->newest);
+    g->newest = NULL;
+    g->v[g->n++] = w ? w : json_null();
+}
+
+/* Takes sample v (newer than since), the next older one: as it is, or into its window. */
+static void take(series_got *g, json_t *v)
+{
+    if (g->step_ms == 0) {
+        g->v[g->n++] = json_incref(v);
+        return;
+    }
+    int64_t t = (int64_t)json_integer_value(json_object_get(v, "t"));
+    int64_t key = t >= 0 ? t / g->step_ms : (t + 1) / g->step_ms - 1; /* floor */
+    if (g->open && key != g->key) close_window(g);
+    if (g->n == g->max) {
+        g->full = true;
+        return;
+    }
+    if (!g->open) {
+        g->open = true;
+        g->key = key;
+        g->newest = json_incref(v);
+        memset(g->sum, 0, sizeof g->sum);
+        memset(g->weight, 0, sizeof g->weight);
+    }
+    double dt = num(v, "dt_ms", 0) > 0 ? num(v, "dt_ms", 0) : 1;
+    for (size_t f = 0; f < N_FIELDS; f++) {
+        json_t *x = json_object_get(v, series_fields[f].name);
+        if (!json_is_number(x)) continue;
+        double y = json_number_value(x);
+        switch (series_fields[f].how) {
+        case NEWEST:
+            break;
+        case SUM:
+            g->sum[f] += y;
+            g->weight[f] = 1;
+            break;
+        case BY_TIME:
+            g->sum[f] += y * dt;
+            g->weight[f] += dt;
+            break;
+        case BY_CALLS: {
+            double calls = num(v, "calls", 0) * dt;
+            if (calls > 0) {
+                g->sum[f] += y * calls;
+                g->weight[f] += calls;
+            }
+            break;
+        }
+        case HIGHEST:
+            if (g->weight[f] == 0 || y > g->sum[f]) g->sum[f] = y;
+            g->weight[f] = 1;
+            break;
+        }
+    }
+}
+
+static bool got_all(const series_got *g)
+{
+    return g->step_ms ? g->full : g->n == g->max;
+}
+
+/* Takes fd's samples newer than since, newest first, until g has all it holds: 0 when it
+ * met an older sample (the rest are older still), 1 when it did not, or an error. */
+static int series_scan(int fd, int64_t since, series_got *g)
 {
     struct stat st;
     if (fstat(fd, &st) != 0) return SHMRPC_ESYS(errno);
@@ -166,7 +276,7 @@ static int series_scan(int fd, int64_t since, json_t **got, size_t max, size_t *
     const char *line;
     size_t len;
     bool older = false;
-    while (*n < max && !older && rev_prev(&r, &line, &len) == 1) {
+    while (!got_all(g) && !older && rev_prev(&r, &line, &len) == 1) {
         /* A file anyone with the log directory may write: bounded before jansson. */
         json_t *v = shmrpc_json_check_depth(line, len, SHMRPC_JSON_MAX_DEPTH) == 0
                         ? json_loadb(line, len, 0, NULL)
@@ -174,7 +284,7 @@ static int series_scan(int fd, int64_t since, json_t **got, size_t max, size_t *
         json_t *t = json_object_get(v, "t");
         /* Lines are in the order of the samples; one without a t is none: skipped. */
         if (json_is_integer(t) && json_integer_value(t) > since)
-            got[(*n)++] = json_incref(v);
+            take(g, v);
         else
             older = json_is_integer(t);
         json_decref(v);
@@ -187,7 +297,7 @@ static int series_scan(int fd, int64_t since, json_t **got, size_t max, size_t *
 
 /* Scans path unless it is the file `skip` (a rotation between two opens). */
 static int series_file(const char *path, const struct stat *skip, struct stat *seen, int64_t since,
-                       json_t **got, size_t max, size_t *n)
+                       series_got *g)
 {
     int fd = shmrpc__open_regular(path, O_RDONLY, 0, NULL);
     if (fd < 0) return errno == ENOENT ? 1 : SHMRPC_ESYS(errno);
@@ -195,40 +305,41 @@ static int series_file(const char *path, const struct stat *skip, struct stat *s
     if (fstat(fd, seen) != 0)
         rc = SHMRPC_ESYS(errno);
     else if (!skip || seen->st_ino != skip->st_ino || seen->st_dev != skip->st_dev)
-        rc = series_scan(fd, since, got, max, n);
+        rc = series_scan(fd, since, g);
     close(fd);
     return rc;
 }
 
-int web_series(const cfg_service *s, int64_t since, int max, shmrpc_buf *out, web_err *e)
+int web_series(const cfg_service *s, const web_series_req *q, shmrpc_buf *out, web_err *e)
 {
-    size_t cap = max < 1 ? 1 : (size_t)max, n = 0;
-    json_t **got = calloc(cap, sizeof *got);
-    if (!got) return fail(e, 500, SHMRPC_ENOMEM, "series");
+    series_got g = {.max = q->max < 1 ? 1 : (size_t)q->max, .step_ms = q->step_ms};
+    g.v = calloc(g.max, sizeof *g.v);
+    if (!g.v) return fail(e, 500, SHMRPC_ENOMEM, "series");
     char path[PATH_MAX];
     snprintf(path, sizeof path, "%s/%s.series", s->s.log_dir, s->name);
     struct stat cur = {0}, old;
-    int rc = series_file(path, NULL, &cur, since, got, cap, &n);
+    int rc = series_file(path, NULL, &cur, q->since, &g);
     /* NAME.series began at the last rotation: the older samples are in NAME.series.1. */
-    if (rc == 1 && n < cap) {
+    if (rc == 1 && !got_all(&g)) {
         snprintf(path, sizeof path, "%s/%s.series.1", s->s.log_dir, s->name);
-        rc = series_file(path, cur.st_ino ? &cur : NULL, &old, since, got, cap, &n);
+        rc = series_file(path, cur.st_ino ? &cur : NULL, &old, q->since, &g);
     }
+    close_window(&g); /* the oldest: whole, or as much of it as the files still hold */
     json_t *root = NULL;
     if (rc >= 0) {
         root = json_object();
-        for (size_t f = 0; f < sizeof series_fields / sizeof series_fields[0]; f++) {
+        for (size_t f = 0; f < N_FIELDS; f++) {
             json_t *col = json_array();
-            for (size_t k = n; k-- > 0;) {
-                json_t *x = json_object_get(got[k], series_fields[f]);
+            for (size_t k = g.n; k-- > 0;) {
+                json_t *x = json_object_get(g.v[k], series_fields[f].name);
                 json_array_append_new(col, json_is_number(x) ? json_incref(x) : json_null());
             }
-            json_object_set_new(root, series_fields[f], col);
+            json_object_set_new(root, series_fields[f].name, col);
         }
     }
-    for (size_t k = 0; k < n; k++)
-        json_decref(got[k]);
-    free(got);
+    for (size_t k = 0; k < g.n; k++)
+        json_decref(g.v[k]);
+    free(g.v);
     if (rc < 0) return fail(e, 500, rc, path);
     return web_dump(root, out, e);
 }

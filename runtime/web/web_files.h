@@ -24,10 +24,20 @@
 /* Lines of the log's tail: without ?after=, and after a rotation. */
 #define WEB_LOG_TAIL_LINES 100
 
-/* GET /api/services/NAME/series: the samples of s's NAME.series (then NAME.series.1)
- * whose t is above since, the last max of them (1..WEB_SERIES_MAX), oldest first, as one
- * JSON array per field. A missing file is no samples. */
-int web_series(const cfg_service *s, int64_t since, int max, shmrpc_buf *out, web_err *e);
+/* Windows of ?step= in seconds: a day in windows of a minute and a half is 900 points. */
+#define WEB_SERIES_STEP_MAX 3600
+
+/* What GET /api/services/NAME/series asked for. */
+typedef struct web_series_req {
+    int64_t since;   /* samples whose t is above this (ms since 1970) */
+    int max;         /* samples, or windows, in the answer: the newest (1..WEB_SERIES_MAX) */
+    int64_t step_ms; /* 0: each sample; else each window of this many ms (t / step_ms) as
+                      * one sample, its fields summed as docs/web.md says */
+} web_series_req;
+
+/* GET /api/services/NAME/series: the samples of s's NAME.series (then NAME.series.1) that
+ * q asks for, oldest first, as one JSON array per field. A missing file is no samples. */
+int web_series(const cfg_service *s, const web_series_req *q, shmrpc_buf *out, web_err *e);
 
 /* What GET /api/services/NAME/log asked for. */
 typedef struct web_log_req {

@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include <shmrpc/codec.h>
 #include <shmrpc/status.h>
@@ -100,17 +101,27 @@ static int bad_query(struct mg_connection *conn, const char *name)
     return web_reply_error(conn, 400, SHMRPC_EINVAL, msg);
 }
 
-/* GET /api/services/NAME/series[?since=T_MS][&max=N] */
+/* GET /api/services/NAME/series[?since=T_MS][&span_s=S][&step=S][&max=N] */
 static int get_series(struct mg_connection *conn, const web_server *s, size_t i)
 {
     const struct mg_request_info *ri = mg_get_request_info(conn);
-    long long since = INT64_MIN, max = WEB_SERIES_DEFAULT;
+    long long since = INT64_MIN, span = 0, step = 0, max = WEB_SERIES_DEFAULT;
     if (query_int(ri, "since", INT64_MIN, INT64_MAX, &since) < 0) return bad_query(conn, "since");
+    /* The last span_s seconds by this host's clock, which stamped the samples. */
+    if (query_int(ri, "span_s", 1, INT32_MAX, &span) < 0) return bad_query(conn, "span_s");
+    if (query_int(ri, "step", 1, WEB_SERIES_STEP_MAX, &step) < 0) return bad_query(conn, "step");
     if (query_int(ri, "max", 1, WEB_SERIES_MAX, &max) < 0) return bad_query(conn, "max");
+    if (span > 0) {
+        struct timespec now;
+        clock_gettime(CLOCK_REALTIME, &now);
+        long long from = (long long)now.tv_sec * 1000 + now.tv_nsec / 1000000 - span * 1000;
+        if (from > since) since = from;
+    }
+    web_series_req q = {.since = since, .max = (int)max, .step_ms = step * 1000};
     shmrpc_buf b;
     shmrpc_buf_init(&b);
     web_err e;
-    int r = web_series(&s->w.cfg->services[i], since, (int)max, &b, &e) == 0
+    int r = web_series(&s->w.cfg->services[i], &q, &b, &e) == 0
                 ? web_reply_json(conn, 200, &b)
                 : web_reply_err(conn, &e);
     shmrpc_buf_destroy(&b);

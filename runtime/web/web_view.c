@@ -287,8 +287,8 @@ static json_t *method_json(const shmrpc_method_stats *m)
     json_object_set_new(o, "total_ns", json_integer((json_int_t)m->total_ns));
     if (m->calls) {
         json_object_set_new(o, "mean_us", json_real((double)m->total_ns / (double)m->calls / 1e3));
-        json_object_set_new(o, "p50_us", json_real((double)shmrpc_stats_percentile(m, 0.5) / 1e3));
-        json_object_set_new(o, "p99_us", json_real((double)shmrpc_stats_percentile(m, 0.99) / 1e3));
+        json_object_set_new(o, "p50_us", json_real(shmrpc_stats_quantile(m, 0.5) / 1e3));
+        json_object_set_new(o, "p99_us", json_real(shmrpc_stats_quantile(m, 0.99) / 1e3));
     } else {
         json_object_set_new(o, "mean_us", json_null());
         json_object_set_new(o, "p50_us", json_null());

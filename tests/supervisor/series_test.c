@@ -604,7 +604,8 @@ static void series_torn_line_and_failed_rotation(void **state)
     assert_true(S_ISDIR(st.st_mode));
 }
 
-/* The interval's percentiles come from the difference of two histograms. */
+/* The interval's percentiles come from the difference of two histograms, interpolated
+ * within their bucket (the calls of a bucket taken as spread evenly over it). */
 static void percentile_of_the_difference(void **state)
 {
     (void)state;
@@ -613,16 +614,20 @@ static void percentile_of_the_difference(void **state)
     cur[0] = 1000;
     cur[3] = 90; /* this interval: 90 in [4, 8) us, 10 in [0.5, 1) ms */
     cur[10] = 10;
-    assert_int_equal(sup_series_percentile(cur, prev, 0.5), 8192);
-    assert_int_equal(sup_series_percentile(cur, prev, 0.9), 8192);
-    assert_int_equal(sup_series_percentile(cur, prev, 0.99), 1048576);
-    assert_int_equal(sup_series_percentile(prev, prev, 0.5), 0); /* no calls */
-    /* A bucket that went down (a new server's histogram) counts from zero. */
+    /* The 50th of 100 is the 50th of the 90 in [4096, 8192) ns. */
+    assert_float_equal(sup_series_quantile(cur, prev, 0.5), 4096 + 4096 * 50.0 / 90, 1e-6);
+    assert_float_equal(sup_series_quantile(cur, prev, 0.9), 8192, 1e-6);
+    /* The 99th is the 9th of the 10 in [2^19, 2^20) ns. */
+    assert_float_equal(sup_series_quantile(cur, prev, 0.99), 524288 + 524288 * 0.9, 1e-3);
+    assert_float_equal(sup_series_quantile(prev, prev, 0.5), 0, 0); /* no calls */
+    /* A bucket that went down (a new server's histogram) counts from zero; bucket 0 starts
+     * at 0 ns. */
     uint64_t fresh[SHMRPC_STATS_BUCKETS] = {0};
     fresh[0] = 5;
     fresh[1] = 5;
-    assert_int_equal(sup_series_percentile(fresh, cur, 0.5), 1024);
-    assert_int_equal(sup_series_percentile(fresh, cur, 0.99), 2048);
+    assert_float_equal(sup_series_quantile(fresh, cur, 0.5), 1024, 1e-6);
+    assert_float_equal(sup_series_quantile(fresh, cur, 0.2), 1024 * 2.0 / 5, 1e-6);
+    assert_float_equal(sup_series_quantile(fresh, cur, 0.99), 1024 + 1024 * 4.9 / 5, 1e-6);
 }
 
 /* Whose statistics segment obs_stats_read takes: one of a live server in the service's

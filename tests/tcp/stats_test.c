@@ -14,6 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <fcntl.h>
+#include <math.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -213,6 +214,34 @@ static void percentiles(void **state)
     assert_int_equal(shmrpc_stats_percentile(&m, 2), 1u << 13);
 }
 
+/* Quantiles as Prometheus' histogram_quantile makes them: a bucket's calls spread evenly
+ * over it, bucket 0 from 0 ns, the open-ended last bucket as its lower bound; fractions
+ * outside 0..1 (and NaN) taken as 0 and 1. */
+static void quantiles(void **state)
+{
+    (void)state;
+    shmrpc_method_stats m = {.calls = 4};
+    m.buckets[0] = 1; /* [0, 1024) */
+    m.buckets[3] = 3; /* [4096, 8192) */
+    assert_float_equal(shmrpc_stats_quantile(&m, 0.125), 512, 1e-9);
+    assert_float_equal(shmrpc_stats_quantile(&m, 0.25), 1024, 1e-9);
+    assert_float_equal(shmrpc_stats_quantile(&m, 0.5), 4096 + 4096 / 3.0, 1e-9);
+    assert_float_equal(shmrpc_stats_quantile(&m, 1), 8192, 1e-9);
+    assert_float_equal(shmrpc_stats_quantile(&m, 2), 8192, 1e-9);
+    /* The 0th is where the least call's bucket starts, not the empty buckets before. */
+    shmrpc_method_stats low = {.calls = 4};
+    low.buckets[3] = 4;
+    assert_float_equal(shmrpc_stats_quantile(&low, 0), 4096, 1e-9);
+    assert_float_equal(shmrpc_stats_quantile(&low, -1), 4096, 1e-9);
+    assert_float_equal(shmrpc_stats_quantile(&low, NAN), 4096, 1e-9);
+    assert_float_equal(shmrpc_stats_quantile(&low, 0.75), 4096 + 4096 * 0.75, 1e-9);
+    shmrpc_method_stats slow = {.calls = 2};
+    slow.buckets[SHMRPC_STATS_BUCKETS - 1] = 2;
+    assert_float_equal(shmrpc_stats_quantile(&slow, 0.5), (double)(1ull << 40), 1e-9);
+    shmrpc_method_stats none = {0};
+    assert_float_equal(shmrpc_stats_quantile(&none, 0.5), 0, 0);
+}
+
 /* --- a segment the reader did not write ------------------------------------------------ */
 
 /* The segment's layout (runtime/src/stats/stats.h), as a reader of another build meets it: a
@@ -382,6 +411,7 @@ int main(void)
         cmocka_unit_test_teardown(back_to_back_calls_keep_their_time, teardown),
         cmocka_unit_test(nothing_there),
         cmocka_unit_test(percentiles),
+        cmocka_unit_test(quantiles),
         cmocka_unit_test_teardown(forged_segments, unlink_forged),
     };
     if (calls_shared_map() != 0) return 1;

@@ -272,6 +272,10 @@ static void test_hostile_requests(void **state)
          "?since= takes an integer"},
         {"GET", "/api/services/talker/series?max=1.5", NULL, NULL, false, 400, "SHMRPC_EINVAL",
          "?max= takes an integer"},
+        {"GET", "/api/services/talker/series?step=1m", NULL, NULL, false, 400, "SHMRPC_EINVAL",
+         "?step= takes an integer"},
+        {"GET", "/api/services/talker/series?span_s=", NULL, NULL, false, 400, "SHMRPC_EINVAL",
+         "?span_s= takes an integer"},
         {"POST", "/api/services/nobody/start", NULL, "", true, 404, "SHMRPC_ENOENT", NOBODY},
         {"POST", "/api/nobody/add", NULL, "[1,2]", true, 404, "SHMRPC_ENOENT", NOBODY},
         {"POST", "/api/services/echo/pause", NULL, "", true, 404, "SHMRPC_ENOENT",
@@ -922,6 +926,14 @@ static json_int_t t_at(json_t *v, size_t i)
     return json_integer_value(json_array_get(json_object_get(v, "t"), i));
 }
 
+/* Column `field` of a series answer at i, as a number (a test fails at null). */
+static double num_at(json_t *v, const char *field, size_t i)
+{
+    json_t *x = json_array_get(json_object_get(v, field), i);
+    if (!json_is_number(x)) fail_msg("%s[%zu] is no number", field, i);
+    return json_number_value(x);
+}
+
 static void test_series(void **state)
 {
     (void)state;
@@ -1226,6 +1238,73 @@ static void test_crafted_files(void **state)
     v = get_json("/api/services/talker/series?since=2995&max=3600", 200);
     assert_int_equal(columns(v), 3004);
     assert_int_equal(t_at(v, 0), 2996);
+    json_decref(v);
+    /* ?step=S: a window of S seconds (t / 1000S) as one sample: its newest t, workers and
+     * pid, the sum of its dt_ms, its rates weighted by their dt_ms, p50 by their calls,
+     * the highest rss, pss and p99. */
+    shmrpc_buf_clear(&b);
+    static const char varied[] =
+        "{\"t\": 10000, \"dt_ms\": 1000, \"pid\": 7, \"workers\": 1, \"cpu\": 10, \"rss\": 100, "
+        "\"calls\": 10, \"p50_us\": 1, \"p99_us\": 5}\n"
+        "{\"t\": 10500, \"dt_ms\": 3000, \"pid\": 7, \"workers\": 2, \"cpu\": 50, \"rss\": 300, "
+        "\"calls\": 30, \"p50_us\": 3, \"p99_us\": 4}\n"
+        "{\"t\": 11000, \"dt_ms\": 1000, \"pid\": 8, \"workers\": 1, \"cpu\": 20, \"rss\": 200, "
+        "\"calls\": 0, \"p50_us\": null, \"p99_us\": null}\n"
+        "{\"t\": 12500, \"dt_ms\": 1000, \"pid\": 8, \"workers\": 1, \"cpu\": 30, \"rss\": 50, "
+        "\"calls\": 5, \"p50_us\": 2, \"p99_us\": 2}\n";
+    shmrpc_buf_append(&b, varied, sizeof varied - 1);
+    craft("talker.series", (const char *)b.data, b.len);
+    v = get_json("/api/services/talker/series?since=9999&step=1", 200);
+    assert_int_equal(columns(v), 3);
+    assert_int_equal(t_at(v, 0), 10500);
+    assert_int_equal(t_at(v, 1), 11000);
+    assert_int_equal(t_at(v, 2), 12500);
+    assert_true(num_at(v, "dt_ms", 0) == 4000);
+    assert_true(num_at(v, "cpu", 0) == 40);   /* (10 * 1000 + 50 * 3000) / 4000 */
+    assert_true(num_at(v, "calls", 0) == 25); /* (10 * 1000 + 30 * 3000) / 4000 */
+    assert_float_equal(num_at(v, "p50_us", 0), 2.8, 1e-9); /* 10 000 calls at 1, 90 000 at 3 */
+    assert_true(num_at(v, "p99_us", 0) == 5);
+    assert_true(num_at(v, "rss", 0) == 300);
+    assert_true(num_at(v, "workers", 0) == 2);
+    assert_true(num_at(v, "pid", 0) == 7);
+    assert_true(json_is_null(json_array_get(json_object_get(v, "p50_us"), 1))); /* no calls */
+    assert_true(json_is_null(json_array_get(json_object_get(v, "p99_us"), 1)));
+    assert_true(json_is_null(json_array_get(json_object_get(v, "pss"), 0))); /* none had one */
+    assert_true(num_at(v, "pid", 1) == 8);
+    json_decref(v);
+    v = get_json("/api/services/talker/series?since=9999&step=1&max=2", 200); /* the newest */
+    assert_int_equal(columns(v), 2);
+    assert_int_equal(t_at(v, 0), 11000);
+    json_decref(v);
+    v = get_json("/api/services/talker/series?since=9999&step=2", 200); /* 10 000 to 11 999 */
+    assert_int_equal(columns(v), 2);
+    assert_int_equal(t_at(v, 0), 11000);
+    assert_true(num_at(v, "dt_ms", 0) == 5000);
+    assert_true(num_at(v, "cpu", 0) == 36); /* (10 000 + 150 000 + 20 000) / 5000 */
+    assert_true(num_at(v, "pid", 0) == 8);
+    json_decref(v);
+    v = get_json("/api/services/talker/series?since=10000&step=1", 200); /* after 10 000 */
+    assert_int_equal(columns(v), 3);
+    assert_true(num_at(v, "cpu", 0) == 50);
+    assert_true(num_at(v, "dt_ms", 0) == 3000);
+    json_decref(v);
+    /* ?span_s=S: the samples of the last S seconds by the clock, which stamps them. */
+    struct timespec now;
+    clock_gettime(CLOCK_REALTIME, &now);
+    long long now_ms = (long long)now.tv_sec * 1000 + now.tv_nsec / 1000000;
+    char recent[256];
+    int len = snprintf(recent, sizeof recent,
+                       "{\"t\": %lld, \"dt_ms\": 1000, \"cpu\": 1}\n"
+                       "{\"t\": %lld, \"dt_ms\": 1000, \"cpu\": 2}\n",
+                       now_ms - 120000, now_ms - 30000);
+    shmrpc_buf_append(&b, recent, (size_t)len);
+    craft("talker.series", (const char *)b.data, b.len);
+    v = get_json("/api/services/talker/series?span_s=60", 200);
+    assert_int_equal(columns(v), 1);
+    assert_true(num_at(v, "cpu", 0) == 2);
+    json_decref(v);
+    v = get_json("/api/services/talker/series?span_s=600", 200);
+    assert_int_equal(columns(v), 2);
     json_decref(v);
     /* A new NAME.series (after a rotation): the samples before are in NAME.series.1. */
     /* dt_ms: a sample's own interval, here 60 s (series_interval_s = 60); a sample

@@ -39,8 +39,14 @@ int shmrpc_stats_read(const char *addr, shmrpc_stats **out);
 void shmrpc_stats_free(shmrpc_stats *s);
 
 /* The upper bound in ns of the bucket holding the p-th fraction (0 to 1) of m's calls, or
- * 0 with no calls: a percentile to within a factor of two. */
+ * 0 with no calls: a percentile to within a factor of two, never below the true one. */
 uint64_t shmrpc_stats_percentile(const shmrpc_method_stats *m, double p);
+
+/* The p-th fraction (0 to 1) of m's calls in ns, estimated as Prometheus'
+ * histogram_quantile does: the calls of a bucket are taken as spread evenly over it
+ * (bucket 0 from 0 ns), and a quantile in the open-ended last bucket is its lower bound.
+ * 0 with no calls. What the management page and the time series show. */
+double shmrpc_stats_quantile(const shmrpc_method_stats *m, double p);
 
 SHMRPC_END_DECLS
 

@@ -128,3 +128,27 @@ uint64_t shmrpc_stats_percentile(const shmrpc_method_stats *m, double p)
     }
     return (uint64_t)1 << (SHMRPC_STATS_BUCKETS + 9);
 }
+
+double shmrpc_stats_quantile(const shmrpc_method_stats *m, double p)
+{
+    uint64_t total = 0;
+    for (unsigned b = 0; b < SHMRPC_STATS_BUCKETS; b++)
+        total += m->buckets[b];
+    if (total == 0) return 0;
+    if (!(p > 0)) p = 0; /* NaN too */
+    if (p > 1) p = 1;
+    /* The rank among the calls, and the first bucket whose calls reach it: linear within. */
+    double rank = p * (double)total, below = 0;
+    for (unsigned b = 0; b < SHMRPC_STATS_BUCKETS; b++) {
+        double n = (double)m->buckets[b];
+        if (n == 0 || below + n < rank) {
+            below += n;
+            continue;
+        }
+        double lo = b == 0 ? 0 : (double)((uint64_t)1 << (b + 9));
+        if (b == SHMRPC_STATS_BUCKETS - 1) return lo;
+        double hi = (double)((uint64_t)1 << (b + 10));
+        return lo + (hi - lo) * (rank - below) / n;
+    }
+    return (double)((uint64_t)1 << (SHMRPC_STATS_BUCKETS + 8)); /* not reached */
+}
