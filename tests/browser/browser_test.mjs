@@ -4,9 +4,13 @@
 // logs in on the login page, opens the overview, sees a queue and a map made here (shm_maker)
 // in its "Queues and maps" table with their figures, and the figures change at the next
 // refresh when the queue and map do; follows the echo service's link, sees
-// its charts drawn and its log, presses restart and sees new worker PIDs; then its session
-// ends (a logout) and the page goes to the login page by itself, which brings it back.
-// With --screenshots DIR it makes the README's pictures instead (no secret).
+// its charts drawn (UTC time labels, a log latency axis) and its log; a stop it declines to
+// confirm leaves the service alone; a confirmed restart gives new worker PIDs and a
+// restart mark on every chart, which the 1 h range shows too (in windows of 4 s); at 600
+// px neither page is wider than the window; then its session ends (a logout) and the
+// page goes to the login page by itself, which brings it back; "restart all" and "stop
+// all" on the overview act on the service.
+// With --screenshots DIR it makes the pictures of docs/img instead (no secret).
 //
 //   node browser_test.mjs --service PATH/shmrpc-service --module PATH/echo-module.so
 //                         --maker PATH/browser_shm_maker
@@ -46,6 +50,8 @@ const run = {
   token: "",
   secret: "", // the page's secret_file's, "" when it has none
   cookie: "", // NAME=VALUE of this script's own session
+  dialogs: [], // the messages of the page's confirm()s, in order
+  decline: false, // answer the next confirm() with Cancel
 };
 
 function parseArgs(argv) {
@@ -398,7 +404,13 @@ async function openBrowser(chromium) {
       problems.push(`console error: ${m.text()} (${m.location().url})`);
   });
   page.on("pageerror", (e) => problems.push(`uncaught exception: ${e.message}`));
-  page.on("dialog", (d) => d.accept().catch(() => { })); // a confirm() before an action
+  // A confirm() before an action: OK, unless run.decline says Cancel (once).
+  page.on("dialog", (d) => {
+    run.dialogs.push(d.message());
+    const no = run.decline;
+    run.decline = false;
+    (no ? d.dismiss() : d.accept()).catch(() => { });
+  });
   log(`chromium ${run.browser.version()}`);
   return { page, problems };
 }
@@ -460,8 +472,19 @@ function pageState(page) {
           if (px[j + 3] > 128 && Math.abs(px[j] - r) + Math.abs(px[j + 1] - g) + Math.abs(px[j + 2] - b) < 60) count++;
         drawn = Math.max(drawn || 0, count);
       }
+      // marked: the canvas's pixels in the restart marks' colour.
+      let marked = 0;
+      if (px) {
+        const probe = document.createElement("canvas").getContext("2d", { willReadFrequently: true });
+        probe.fillStyle = RESTART_COLOR;
+        probe.fillRect(0, 0, 1, 1);
+        const [r, g, b] = probe.getImageData(0, 0, 1, 1).data;
+        for (let j = 0; j < px.length; j += 4)
+          if (px[j + 3] > 128 && Math.abs(px[j] - r) + Math.abs(px[j + 1] - g) + Math.abs(px[j + 2] - b) < 40) marked++;
+      }
       charts[m] = {
         points: Number(div.getAttribute("data-points")),
+        restarts: Number(div.getAttribute("data-restarts")), marked,
         uplotPoints: u && u.data && u.data[0] ? u.data[0].length : null,
         nonNull, drawn,
         max: u && u.data ? Math.max(0, ...u.data.slice(1).flat().filter((v) => typeof v === "number")) : null,
@@ -542,6 +565,23 @@ async function test(chromium) {
       map: { entries: "6", writes: "6" },
     }, "the queue's and the map's new figures in #shared");
     log("queues and maps: refreshed");
+    // "errors" is a count wherever it heads a column; the services' share of failed calls
+    // is "error rate", in percent. Times are UTC.
+    const heads = await until("the overview's tables with their figures", 15_000, async (d) => {
+      const h = await bounded(10_000, "reading the overview's heads", page.evaluate(() => {
+        const ths = (t) => [...document.querySelectorAll(`#${t} thead th`)].map((th) => th.textContent);
+        const figs = (sel) => [...document.querySelectorAll(sel)].map((td) => td.textContent);
+        return { services: ths("services"), top: ths("top"), rate: figs('#services td[data-figure="error_rate"]'),
+                 errors: figs('#top td[data-figure="errors"]'), updated: document.getElementById("updated").textContent };
+      }));
+      d.last = JSON.stringify(h);
+      return h.rate.length > 0 && h.errors.length > 0 && h;
+    });
+    if (!heads.services.includes("error rate") || heads.services.includes("errors") || !heads.top.includes("errors"))
+      throw new Error(`the overview's column heads: ${JSON.stringify(heads)}`);
+    if (!heads.rate.every((t) => /^(\d+\.\d%|–)$/.test(t)) || !heads.errors.every((t) => /^\d+$/.test(t)))
+      throw new Error(`error rates and error counts: ${JSON.stringify(heads)}`);
+    if (!/^updated \d\d:\d\d:\d\d UTC$/.test(heads.updated)) throw new Error(`#updated: ${heads.updated}`);
     const link = row.locator("a.service-link");
     const href = await link.getAttribute("href", { timeout: 10_000 });
     if (href !== `/services/${NAME}`) throw new Error(`a.service-link goes to ${href}, not /services/${NAME}`);
@@ -576,6 +616,25 @@ async function test(chromium) {
     }));
     if (JSON.stringify(breaks) !== "[false,true,false,true,false]")
       throw new Error(`the charts' lines break at the wrong samples: ${JSON.stringify(breaks)}`);
+    // The time axis in UTC, as the logs: seconds when ticks are under a minute apart, the
+    // day where it changes; the latency axis logarithmic, labelled at 1, 2 and 5; restarts
+    // where the pid changes.
+    const axes = await bounded(10_000, "service.js's axes", page.evaluate(() => {
+      const night = Date.UTC(2026, 10, 27, 23, 59, 30) / 1000;
+      return {
+        seconds: timeTicks([night, night + 15]), hours: timeTicks([night + 30 - 3600, night + 30]),
+        day: timeTicks([night + 30 - 7200, night + 30 - 3600, night + 30]),
+        log: logTicks([1, 2, 3, 5, 10, 20, 700], micros), distr: window.shmrpcCharts.latency.scales.y.distr,
+        restarts: restartsOf([1, 2, 3, 4, 5, 6], [7, 7, null, 8, 8, 9]),
+      };
+    }));
+    const wantAxes = {
+      seconds: ["23:59:30", "23:59:45"], hours: ["23:00", "2026-11-28"],
+      day: ["22:00", "23:00", "2026-11-28"], log: ["1.00 µs", "2.00 µs", "", "5.00 µs", "10.0 µs", "20.0 µs", ""],
+      distr: 3, restarts: [4, 6],
+    };
+    if (JSON.stringify(axes) !== JSON.stringify(wantAxes))
+      throw new Error(`the charts' axes: ${JSON.stringify(axes)}, not ${JSON.stringify(wantAxes)}`);
 
     // The module host's line, with the supervisor's time stamp before it.
     const serving = new RegExp(`^\\d{4}-\\d\\d-\\d\\dT\\d\\d:\\d\\d:\\d\\d.*\\b${NAME}: pid ${before.pid} serving shm://${run.shm} with 2 workers`);
@@ -587,9 +646,27 @@ async function test(chromium) {
     log("log: the service's line is there");
     noProblems(problems, "on the service page");
 
+    // A stop not confirmed does nothing.
+    run.decline = true;
+    await page.locator('button[data-action="stop"]').click({ timeout: 10_000 });
+    await until("a confirm() for the stop", 10_000, async (d) => {
+      d.last = JSON.stringify(run.dialogs);
+      return run.dialogs.includes(`stop ${NAME}?`);
+    });
+    await sleep(2_500); // a refresh of the page, and time for a stop that was not wanted
+    const declined = await pageState(page);
+    if (declined.state !== "running" || declined.result)
+      throw new Error(`a stop not confirmed acted: ${short(declined)}`);
+    if ((await service()).pid !== before.pid) throw new Error("a stop not confirmed stopped the service");
+    log("stop, not confirmed: still running");
+
     await calls.stop();
     log(`${calls.count()} calls made; restart`);
     await page.locator('button[data-action="restart"]').click({ timeout: 10_000 });
+    await until("a confirm() for the restart", 10_000, async (d) => {
+      d.last = JSON.stringify(run.dialogs);
+      return run.dialogs.includes(`restart ${NAME}?`);
+    });
     const after = await until("new worker PIDs, running", 60_000, async (d) => {
       const s = await pageState(page);
       d.last = short(s);
@@ -612,6 +689,36 @@ async function test(chromium) {
       return s.log.some((l) => again.test(l));
     });
     log("log: the restarted service's line is there");
+    // The restart is marked on every chart, a dashed line drawn; the 1 h range, in windows
+    // of 4 s, shows it too.
+    const marks = async (what) => until(what, 30_000, async (d) => {
+      const s = await pageState(page);
+      d.last = JSON.stringify(s.charts);
+      return METRICS.every((m) => s.charts[m].restarts >= 1 && s.charts[m].marked >= 20 && s.charts[m].points >= 2) && s;
+    });
+    await marks("a restart mark on every chart");
+    const asked = [];
+    const onRequest = (r) => { if (r.url().includes("/series")) asked.push(r.url()); };
+    page.on("request", onRequest);
+    await page.locator('#range button[data-span="3600"]').click({ timeout: 10_000 });
+    const hour = await marks("the 1 h range with the restart marked");
+    // Three polls after the first: samples come a second apart, so that one at least
+    // falls in a window already plotted.
+    await until("the 1 h range's requests: the last hour, then its newest window again", 15_000, async (d) => {
+      d.last = JSON.stringify(asked);
+      return asked.some((u) => /[?&]span_s=3600&step=4&/.test(u)) &&
+        asked.filter((u) => /[?&]since=\d+&step=4&/.test(u)).length >= 4;
+    });
+    page.off("request", onRequest);
+    // The newest window, asked for again while it fills, replaces the one plotted: one
+    // point per window of 4 s, however many polls.
+    const ts = await bounded(10_000, "the samples' t", page.evaluate(() => samples.t.slice()));
+    const windows = ts.map((t) => Math.floor(t / 4000));
+    if (new Set(windows).size !== windows.length || windows.some((w, i) => i && w <= windows[i - 1]))
+      throw new Error(`the 1 h range plots a window twice, or out of order: t ${JSON.stringify(ts)}`);
+    log(`1 h range: ${hour.charts.calls.points} windows, ${hour.charts.calls.restarts} restart marked`);
+    await page.locator('#range button[data-span="900"]').click({ timeout: 10_000 });
+    await marks("the 15 min range again");
     // A failed read shows in #error: none may last once the service runs again.
     await until("#error to be hidden", 10_000, async (d) => {
       const s = await pageState(page);
@@ -619,6 +726,24 @@ async function test(chromium) {
       return !s.error;
     });
     noProblems(problems, "after the restart");
+
+    // At a phone's width neither page is wider than the window: the tables scroll in
+    // their own boxes, the charts take the width there is.
+    await page.setViewportSize({ width: 600, height: 900 });
+    for (const where of [`/services/${NAME}`, "/"]) {
+      if (where === "/") await openOverview(page);
+      await until(`${where} at 600 px`, 15_000, async (d) => {
+        const w = await bounded(10_000, "reading widths", page.evaluate(() => ({
+          page: document.documentElement.scrollWidth, window: window.innerWidth,
+          widest: Math.max(...[...document.querySelectorAll("main > *")].map((e) => e.getBoundingClientRect().right)),
+        })));
+        d.last = JSON.stringify(w);
+        return w.window === 600 && w.page <= 600 && w.widest <= 600;
+      });
+    }
+    await page.setViewportSize({ width: 1200, height: 800 });
+    log("600 px: no page wider than the window");
+    await page.goto(`${base()}/services/${NAME}`, { waitUntil: "load" });
 
     // The session ends (a logout from the page itself, as a session's 12 h would end it):
     // the page's next poll gets 401 and goes to the login page with ?next=, which, once
@@ -639,6 +764,28 @@ async function test(chromium) {
       return s.service === NAME && s.state === "running" && s.pids.length > 0 && !s.error;
     });
     noProblems(problems, "after logging in again");
+
+    // "restart all", then "stop all", each confirmed, on the overview.
+    await openOverview(page);
+    const pid = (await service()).pid;
+    await page.locator('button[data-all="restart"]').click({ timeout: 10_000 });
+    await until("the service restarted by restart all", 30_000, async (d) => {
+      const s = await service();
+      d.last = `${s.state} pid ${s.pid}; asked ${JSON.stringify(run.dialogs.at(-1))}`;
+      return s.state === "running" && s.pid && s.pid !== pid;
+    });
+    if (run.dialogs.at(-1) !== `restart all services (${NAME})?`)
+      throw new Error(`restart all asked ${JSON.stringify(run.dialogs.at(-1))}`);
+    await page.locator('button[data-all="stop"]').click({ timeout: 10_000 });
+    await until("the service stopped by stop all", 30_000, async (d) => {
+      const s = await service();
+      d.last = `${s.state}; #result ${await page.locator("#result").textContent()}`;
+      return s.state === "stopped";
+    });
+    if (run.dialogs.at(-1) !== `stop all services (${NAME})?`)
+      throw new Error(`stop all asked ${JSON.stringify(run.dialogs.at(-1))}`);
+    log("restart all, stop all: done");
+    noProblems(problems, "after restart all and stop all");
   } finally {
     await calls.stop();
   }
@@ -653,17 +800,26 @@ async function screenshots(chromium) {
   const calls = callLoop(4, 0);
   try {
     const { page, problems } = await openBrowser(chromium);
-    log("calling echo for 15 s");
-    await sleep(15_000);
-    await openOverview(page);
-    await sleep(2_500); // a refresh with the latest sample
-    await page.screenshot({ path: path.join(opts.screenshots, "overview.png") });
-    log(`${opts.screenshots}/overview.png`);
-    await page.goto(`${base()}/services/${NAME}`, { waitUntil: "load" });
-    await chartsDrawn(page, 10, 45_000);
-    await sleep(1_500);
-    await page.screenshot({ path: path.join(opts.screenshots, "service.png"), fullPage: true });
-    log(`${opts.screenshots}/service.png`);
+    log("calling echo for 15 s, with a restart after 8 s");
+    await sleep(8_000);
+    const r = await fetch(`${base()}/api/services/${NAME}/restart`, {
+      method: "POST", headers: { "X-Shmrpc-Token": run.token }, signal: AbortSignal.timeout(10_000),
+    });
+    if (!r.ok) throw new Error(`restart: HTTP ${r.status}`);
+    await sleep(7_000);
+    // At a desktop's width, then at a phone's.
+    for (const [width, suffix] of [[1200, ""], [600, "-narrow"]]) {
+      await page.setViewportSize({ width, height: 800 });
+      await openOverview(page);
+      await sleep(2_500); // a refresh with the latest sample
+      await page.screenshot({ path: path.join(opts.screenshots, `overview${suffix}.png`) });
+      log(`${opts.screenshots}/overview${suffix}.png`);
+      await page.goto(`${base()}/services/${NAME}`, { waitUntil: "load" });
+      await chartsDrawn(page, 10, 45_000);
+      await sleep(1_500);
+      await page.screenshot({ path: path.join(opts.screenshots, `service${suffix}.png`), fullPage: true });
+      log(`${opts.screenshots}/service${suffix}.png`);
+    }
     noProblems(problems, "while taking screenshots");
   } finally {
     await calls.stop();

@@ -1,38 +1,83 @@
 /* SPDX-License-Identifier: MIT */
 // The overview: GET /api/services every 2 s into the tables (services, the methods that
 // took the most time, the user's queues and maps); the buttons POST the
-// actions with the page's token (X-Shmrpc-Token). A service's name leads to its page
-// (/services/NAME, service.js), with charts and its log. Formats, and the way to the
+// actions with the page's token (X-Shmrpc-Token), stop and restart once confirmed, and
+// "restart all" and "stop all" for each service in turn. A service's name leads to its
+// page (/services/NAME, service.js), with charts and its log. Formats, and the way to the
 // login page when the session has ended (a 401), are format.js's.
 "use strict";
 
 const token = document.querySelector('meta[name="shmrpc-token"]').content;
+// The services of the last refresh, for "restart all" and "stop all".
+let services = [];
 
-// s: the service as /api/services gave it.
+// POSTs action to service s (as /api/services gave it): its state after, or an Error.
+async function post(s, action, body) {
+  const opts = { method: "POST", headers: { "X-Shmrpc-Token": token, "Content-Type": "application/json" } };
+  if (body) opts.body = JSON.stringify(body);
+  const r = await fetch("/api/services/" + encodeURIComponent(s.name) + "/" + action, opts);
+  if (sessionEnded(r)) return null;
+  const answer = await r.json();
+  if (!r.ok) throw new Error(answer.error ? answer.error.message : r.status + " " + r.statusText);
+  return answer.state;
+}
+
+function show(text, failed) {
+  const out = document.getElementById("result");
+  out.textContent = text;
+  out.className = failed ? "error" : "";
+}
+
 async function act(s, action) {
   const name = s.name;
-  const out = document.getElementById("result");
-  const opts = { method: "POST", headers: { "X-Shmrpc-Token": token, "Content-Type": "application/json" } };
+  if (!confirmed(action, name)) return;
+  let body = null;
   if (action === "scale") {
     // A count per address: a module= service serving tcp:// too has two managers.
     const perAddress = s.managers > 1;
     const now = perAddress ? Math.round(s.workers / s.managers) : s.workers;
     const n = prompt((perAddress ? "Workers per address for " : "Workers for ") + name + "?", String(now));
     if (n === null) return;
-    opts.body = JSON.stringify({ workers: Number(n) });
+    body = { workers: Number(n) };
   }
-  const r = await fetch("/api/services/" + encodeURIComponent(name) + "/" + action, opts);
-  if (sessionEnded(r)) return;
-  const body = await r.json();
-  out.textContent = r.ok ? name + ": " + action + ": " + body.state
-                         : name + ": " + action + " failed: " + body.error.message;
-  out.className = r.ok ? "" : "error";
+  try {
+    const state = await post(s, action, body);
+    if (state === null) return;
+    show(name + ": " + action + ": " + state, false);
+  } catch (e) {
+    show(name + ": " + action + " failed: " + e.message, true);
+  }
   refresh();
 }
 
+// "restart all", "stop all": every service of the last refresh, one after the other.
+async function actAll(action) {
+  const all = services.slice();
+  if (!all.length || !confirm(action + " all services (" + all.map((s) => s.name).join(", ") + ")?"))
+    return;
+  const done = [];
+  let failed = false;
+  for (const s of all) {
+    try {
+      const state = await post(s, action, null);
+      if (state === null) return;
+      done.push(s.name + " " + state);
+    } catch (e) {
+      done.push(s.name + " failed: " + e.message);
+      failed = true;
+    }
+    show(action + " all: " + done.join(", "), failed);
+  }
+  refresh();
+}
+
+for (const b of document.querySelectorAll("button[data-all]"))
+  b.addEventListener("click", () => actAll(b.dataset.all));
+
 function render(data) {
   document.getElementById("supervisor").textContent = "supervisor pid " + data.supervisor.pid + " · " + data.supervisor.ini;
-  document.getElementById("updated").textContent = "updated " + new Date(data.supervisor.now_ms).toLocaleTimeString();
+  document.getElementById("updated").textContent = "updated " + isoTime(data.supervisor.now_ms) + " UTC";
+  services = data.services;
   const body = document.querySelector("#services tbody");
   body.replaceChildren();
   for (const s of data.services) {
@@ -50,7 +95,7 @@ function render(data) {
     cell(row, duration(s.uptime_s));
     cell(row, s.restarts);
     cell(row, s.calls_per_s === null ? "–" : s.calls_per_s.toFixed(1));
-    cell(row, s.error_rate === null ? "–" : (100 * s.error_rate).toFixed(1) + "%");
+    cell(row, s.error_rate === null ? "–" : (100 * s.error_rate).toFixed(1) + "%").dataset.figure = "error_rate";
     cell(row, micros(s.p50_us));
     cell(row, micros(s.p99_us));
     cell(row, s.cpu_percent === null ? "–" : s.cpu_percent.toFixed(1) + "%");
@@ -71,7 +116,7 @@ function render(data) {
     cell(row, m.service);
     cell(row, m.name);
     cell(row, m.calls);
-    cell(row, m.errors);
+    cell(row, m.errors).dataset.figure = "errors";
     cell(row, micros(m.total_ns / 1000));
     cell(row, micros(m.p50_us));
     cell(row, micros(m.p99_us));

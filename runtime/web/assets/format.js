@@ -48,6 +48,25 @@ function duration(s) {
   return d ? d + "d" + h + "h" : h ? h + "h" + m + "m" : m ? m + "m" + (s % 60) + "s" : s + "s";
 }
 
+// Times as the logs write them, ISO 8601 in UTC, whatever the browser's locale and zone:
+// "2026-11-27", "02:15:30", "2026-11-27 02:15:30 UTC" (ms: Unix ms).
+function isoDate(ms) {
+  return new Date(ms).toISOString().slice(0, 10);
+}
+
+function isoTime(ms, seconds = true) {
+  return new Date(ms).toISOString().slice(11, seconds ? 19 : 16);
+}
+
+function isoDateTime(ms) {
+  return isoDate(ms) + " " + isoTime(ms) + " UTC";
+}
+
+// Asks before an action that ends processes (stop, restart); true to go on.
+function confirmed(action, what) {
+  return action !== "stop" && action !== "restart" ? true : confirm(action + " " + what + "?");
+}
+
 function cell(row, value, cls) {
   const td = row.insertCell();
   td.textContent = value;

@@ -1,10 +1,12 @@
 /* SPDX-License-Identifier: MIT */
 // The page of one service (/services/NAME): its status, workers and methods from
-// /api/services/NAME every 2 s; five uPlot charts from .../series every 2 s, asking only
-// for the samples after the last one plotted; its log from .../log every second,
-// following new lines from the offset it has read to. The actions POST with the page's
-// token and show their outcome in #result. Formats, and the way to the login page when
-// the session has ended (a 401), are format.js's.
+// /api/services/NAME every 2 s; five uPlot charts from .../series every 2 s over the range
+// #range picks (15 min to 24 h, in windows of .../series?step= beyond 15 min), asking only
+// for what is newer than the last window plotted, with restarts (a new pid) marked; its
+// log from .../log every second, following new lines from the offset it has read to. The
+// actions POST with the page's token, stop and restart once confirmed, and show their
+// outcome in #result. Times are UTC, as the logs'. Formats, and the way to the login page
+// when the session has ended (a 401), are format.js's.
 "use strict";
 
 const token = document.querySelector('meta[name="shmrpc-token"]').content;
@@ -14,9 +16,10 @@ const api = "/api/services/" + encodeURIComponent(name);
 const STATUS_MS = 2000;
 const SERIES_MS = 2000;
 const LOG_MS = 1000;
-// Samples on the charts (as many as the first GET .../series gives): 15 minutes at the
-// default one a second, 15 hours at series_interval_s = 60.
-const WINDOW = 900;
+// The ranges #range offers (its buttons' data-span, in s) and the windows each asks the
+// series for (?step=, in s; 0: every sample): about 900 points at one sample a second.
+const STEPS = { 900: 0, 3600: 4, 21600: 24, 86400: 96 };
+const SERIES_MAX = 3600; // what one answer of .../series holds at most
 const LOG_LINES = 1000;  // lines kept in #log
 // Two samples further apart than this many times the later one's own interval (its dt_ms,
 // series_interval_s or a little more) were not taken one after the other: the service was
@@ -44,9 +47,13 @@ async function getJSON(url) {
 }
 
 // Runs fn now and again ms after each run ends (never two at once, however slow), or at
-// once when fn says true (it is behind).
+// once when fn says true (it is behind). Returns a function that has it run at once (or
+// right after the run under way).
 function every(ms, what, fn) {
+  let timer = null, running = false, soon = false;
   const run = async () => {
+    timer = null;
+    running = true;
     let again = ms;
     try {
       if ((await fn()) === true) again = 0;
@@ -54,11 +61,22 @@ function every(ms, what, fn) {
     } catch (e) {
       errors[what] = "cannot read " + what + ": " + e.message;
     }
+    running = false;
     if (leaving) return;
     showErrors();
-    setTimeout(run, again);
+    if (soon) again = 0;
+    soon = false;
+    timer = setTimeout(run, again);
   };
   run();
+  return () => {
+    if (running) {
+      soon = true;
+    } else if (timer !== null) {
+      clearTimeout(timer);
+      run();
+    }
+  };
 }
 
 // --- status, workers, methods --------------------------------------------------------
@@ -107,7 +125,7 @@ function renderStatus(s) {
     cell(row, micros(m.p50_us));
     cell(row, micros(m.p99_us));
   }
-  document.getElementById("updated").textContent = "updated " + new Date().toLocaleTimeString();
+  document.getElementById("updated").textContent = "updated " + isoTime(Date.now()) + " UTC";
 }
 
 async function refreshStatus() {
@@ -122,6 +140,7 @@ async function refreshStatus() {
 const PASSING = new Set(["starting", "stopping"]);
 
 async function act(action) {
+  if (!confirmed(action, name)) return;
   const out = document.getElementById("result");
   const opts = { method: "POST", headers: { "X-Shmrpc-Token": token, "Content-Type": "application/json" } };
   let label = action;
@@ -169,22 +188,31 @@ document.getElementById("scale-workers").addEventListener("input", (e) => {
 
 // --- charts --------------------------------------------------------------------------
 
+// positive: a log scale, where a value of 0 or less is not drawn.
 const CHARTS = [
   { metric: "cpu", fields: ["cpu"], labels: ["CPU"], fmt: (v) => v.toFixed(1) + "%", min: 0 },
   { metric: "memory", fields: ["rss", "pss"], labels: ["RSS", "PSS"], fmt: bytes, min: 0 },
   { metric: "io", fields: ["read", "write"], labels: ["read", "write"], fmt: (v) => bytes(v) + "/s", min: 0 },
   { metric: "calls", fields: ["calls", "errors"], labels: ["calls/s", "errors/s"], fmt: (v) => v.toFixed(1), min: 0 },
-  { metric: "latency", fields: ["p50_us", "p99_us"], labels: ["p50", "p99"], fmt: micros, min: 0 },
+  { metric: "latency", fields: ["p50_us", "p99_us"], labels: ["p50", "p99"], fmt: micros, log: true },
 ];
 const COLORS = ["#1f6fb4", "#d2691e"];
+const RESTART_COLOR = "#b11";
 
-// The samples received, by field of the series: t and dt_ms in ms, the rest as the server
-// gave them; pid and dt_ms tell the gaps.
-const samples = { t: [], dt_ms: [], pid: [] };
-for (const c of CHARTS) for (const f of c.fields) samples[f] = [];
+// The range shown: its span in s and its windows' (?step=).
+let range = { span: 900, step: 0 };
+// The samples (or windows) received, by field of the series: t and dt_ms in ms, the rest
+// as the server gave them; pid and dt_ms tell the gaps and the restarts.
+const samples = {};
+function clearSamples() {
+  for (const f of ["t", "dt_ms", "pid"].concat(...CHARTS.map((c) => c.fields))) samples[f] = [];
+}
+clearSamples();
 let lastT = null;
-// What the charts show: their x values (t in s) and where their lines break.
+// What the charts show: their x values (t in s), where their lines break, and the x of
+// each restart.
 let plotted = { dt_ms: [], pid: [] };
+let restarts = [];
 
 // Whether samples i - 1 and i of what is plotted (xs: their t in s) have a time between
 // them when the service was down, or was restarted (another pid), which the line does not
@@ -192,6 +220,18 @@ let plotted = { dt_ms: [], pid: [] };
 function brokenBefore(xs, i) {
   const dt = plotted.dt_ms[i] ?? plotted.dt_ms[i - 1] ?? 1000;
   return (xs[i] - xs[i - 1]) * 1000 > GAP_INTERVALS * dt || plotted.pid[i] !== plotted.pid[i - 1];
+}
+
+// The x (t in s) of each sample whose pid is another than the one before it: a restart.
+function restartsOf(xs, pids) {
+  const at = [];
+  let prev = null;
+  for (let i = 0; i < xs.length; i++) {
+    if (pids[i] === null || pids[i] === undefined) continue;
+    if (prev !== null && pids[i] !== prev) at.push(xs[i]);
+    prev = pids[i];
+  }
+  return at;
 }
 
 function timeGaps(u, sidx, idx0, idx1, nullGaps) {
@@ -204,29 +244,72 @@ function timeGaps(u, sidx, idx0, idx1, nullGaps) {
   return nullGaps.concat(gaps).sort((a, b) => a[0] - b[0]);
 }
 
+// The time axis' labels (ticks: t in s), in UTC as the logs write it: "02:15", or
+// "02:15:30" when the ticks are less than a minute apart; a tick on another day than the
+// one before it shows that day instead ("2026-11-27").
+function timeTicks(ticks) {
+  const seconds = ticks.length > 1 && ticks[1] - ticks[0] < 60;
+  return ticks.map((t, i) => i > 0 && isoDate(t * 1000) !== isoDate(ticks[i - 1] * 1000)
+    ? isoDate(t * 1000) : isoTime(t * 1000, seconds));
+}
+
+// A log axis' labels: at 1, 2 and 5 times a power of ten, none between.
+function logTicks(ticks, fmt) {
+  return ticks.map((v) => {
+    const m = v / 10 ** Math.floor(Math.log10(v) + 1e-9);
+    return [1, 2, 5].some((k) => Math.abs(m - k) < 1e-6) ? fmt(v) : "";
+  });
+}
+
+// A dashed line down the plot at each restart, two pixels wide on whole pixels (crisp).
+function drawRestarts(u) {
+  const { left, top, width, height } = u.bbox;
+  const ctx = u.ctx;
+  ctx.save();
+  ctx.strokeStyle = RESTART_COLOR;
+  ctx.lineWidth = 2 * Math.max(1, Math.round(devicePixelRatio));
+  ctx.setLineDash([4 * devicePixelRatio, 4 * devicePixelRatio]);
+  for (const x of restarts) {
+    const px = Math.round(u.valToPos(x, "x", true));
+    if (px < left || px > left + width) continue;
+    ctx.beginPath();
+    ctx.moveTo(px, top);
+    ctx.lineTo(px, top + height);
+    ctx.stroke();
+  }
+  ctx.restore();
+}
+
 function chartWidth(el) {
   return Math.max(200, el.clientWidth);
 }
 
 function makeChart(c) {
   const el = document.querySelector('div.chart[data-metric="' + c.metric + '"]');
+  const y = c.log
+    ? { distr: 3, log: 10, range: (u, lo, hi) => (lo === null ? [1, 10] : uPlot.rangeLog(lo, hi, 10, true)) }
+    : { range: (u, lo, hi) => (lo === null ? [0, 1] : uPlot.rangeNum(Math.min(c.min, lo), hi, 0.1, true)) };
   const opts = {
     width: chartWidth(el),
     height: 180,
     legend: { live: true },
     cursor: { drag: { x: false, y: false } },
-    scales: {
-      x: { time: true },
-      y: { range: (u, lo, hi) => (lo === null ? [0, 1] : uPlot.rangeNum(Math.min(c.min, lo), hi, 0.1, true)) },
-    },
-    series: [{}].concat(c.fields.map((f, i) => ({
-      label: c.labels[i],
-      stroke: COLORS[i],
-      width: 1.5,
-      gaps: timeGaps,
-      value: (u, v) => (v === null || v === undefined ? "–" : c.fmt(v)),
-    }))),
-    axes: [{}, { size: 80, values: (u, ticks) => ticks.map((v) => c.fmt(v)) }],
+    // Ticks on UTC's minutes and hours, whatever the browser's zone.
+    tzDate: (ts) => uPlot.tzDate(new Date(ts * 1e3), "Etc/UTC"),
+    scales: { x: { time: true }, y },
+    series: [{ value: (u, v) => (v === null || v === undefined ? "–" : isoDateTime(v * 1000)) }].concat(
+      c.fields.map((f, i) => ({
+        label: c.labels[i],
+        stroke: COLORS[i],
+        width: 1.5,
+        gaps: timeGaps,
+        value: (u, v) => (v === null || v === undefined ? "–" : c.fmt(v)),
+      }))),
+    axes: [
+      { space: 70, values: (u, ticks) => timeTicks(ticks) },
+      { size: 80, values: (u, ticks) => (c.log ? logTicks(ticks, c.fmt) : ticks.map((v) => c.fmt(v))) },
+    ],
+    hooks: { draw: [drawRestarts] },
   };
   const plot = new uPlot(opts, [[], ...c.fields.map(() => [])], el);
   new ResizeObserver(() => {
@@ -242,23 +325,48 @@ window.shmrpcCharts = Object.fromEntries(charts.map((x) => [x.c.metric, x.plot])
 function plotAll() {
   const xs = samples.t.map((t) => t / 1000);
   plotted = { dt_ms: samples.dt_ms.slice(), pid: samples.pid.slice() };
+  restarts = restartsOf(xs, plotted.pid);
   for (const { el, plot, c } of charts) {
-    plot.setData([xs, ...c.fields.map((f) => samples[f])]);
+    plot.setData([xs, ...c.fields.map((f) => (c.log ? samples[f].map((v) => (v > 0 ? v : null)) : samples[f]))]);
     el.dataset.points = xs.length;
+    el.dataset.restarts = restarts.length;
   }
 }
 
 async function refreshSeries() {
-  const d = await getJSON(api + "/series" + (lastT === null ? "" : "?since=" + lastT));
-  if (d.t.length) {
-    for (const f of Object.keys(samples)) {
-      samples[f].push(...d[f]);
-      if (samples[f].length > WINDOW) samples[f].splice(0, samples[f].length - WINDOW);
-    }
-    lastT = d.t[d.t.length - 1];
+  const r = range;
+  const step = r.step ? "&step=" + r.step : "";
+  let q = "?span_s=" + r.span + step + "&max=" + SERIES_MAX;
+  if (lastT !== null) {
+    // The newest window was still filling: it is asked for again, whole, and replaced.
+    const from = r.step ? Math.floor(lastT / (r.step * 1000)) * r.step * 1000 - 1 : lastT;
+    q = "?since=" + from + step + "&max=" + SERIES_MAX;
+    const keep = samples.t.findIndex((t) => t > from);
+    if (keep >= 0) for (const f of Object.keys(samples)) samples[f].length = keep;
   }
+  const d = await getJSON(api + "/series" + q);
+  if (r !== range) return true; // another range was picked meanwhile: ask for it at once
+  for (const f of Object.keys(samples)) samples[f].push(...d[f]);
+  // What fell out of the range on the left.
+  if (samples.t.length) lastT = samples.t[samples.t.length - 1];
+  const old = samples.t.findIndex((t) => t > lastT - r.span * 1000);
+  if (old > 0) for (const f of Object.keys(samples)) samples[f].splice(0, old);
   plotAll();
 }
+
+function pickRange(button) {
+  const span = Number(button.dataset.span);
+  range = { span, step: STEPS[span] };
+  for (const b of document.querySelectorAll("#range button"))
+    b.setAttribute("aria-pressed", String(b === button));
+  clearSamples();
+  lastT = null;
+  plotAll();
+  seriesNow();
+}
+
+for (const b of document.querySelectorAll("#range button"))
+  b.addEventListener("click", () => pickRange(b));
 
 // --- the log -------------------------------------------------------------------------
 
@@ -290,5 +398,5 @@ async function followLog() {
 }
 
 every(STATUS_MS, "the status", refreshStatus);
-every(SERIES_MS, "the series", refreshSeries);
+const seriesNow = every(SERIES_MS, "the series", refreshSeries);
 every(LOG_MS, "the log", followLog);
