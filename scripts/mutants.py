@@ -107,9 +107,10 @@ def load(globs, want_open=False):
 
 
 def sync(src, dst):
-    """Makes dst a copy of src's files (not .git, not build*/ at the top). A kept scratch tree
-    gets only the files whose bytes differ, with a new time, so that it rebuilds only what
-    changed (and what a run that was stopped left mutated)."""
+    """Makes dst a copy of src's files (not .git, not build*/ at the top; node_modules/ as a
+    link to src's). A kept scratch tree gets only the files whose bytes differ, with a new
+    time, so that it rebuilds only what changed (and what a run that was stopped left
+    mutated)."""
     keep = set()
     for d, dirs, names in os.walk(src):
         rel = os.path.relpath(d, src)
@@ -117,6 +118,18 @@ def sync(src, dst):
                    not (rel == "." and (x.startswith("build") or x.startswith("obj-")))]
         os.makedirs(os.path.join(dst, rel), exist_ok=True)
         keep.add(os.path.normpath(os.path.join(dst, rel)))
+        # What npm ci installed (tests/browser's playwright-core), which no mutant changes:
+        # linked, not copied, so that the browser test runs in the copy as in the tree.
+        if os.path.isdir(os.path.join(d, "node_modules")):
+            s = os.path.realpath(os.path.join(d, "node_modules"))
+            t = os.path.normpath(os.path.join(dst, rel, "node_modules"))
+            keep.add(t)
+            if not os.path.islink(t) or os.readlink(t) != s:
+                if os.path.isdir(t) and not os.path.islink(t):
+                    shutil.rmtree(t)
+                elif os.path.lexists(t):
+                    os.unlink(t)
+                os.symlink(s, t)
         for n in names:
             s, t = os.path.join(d, n), os.path.normpath(os.path.join(dst, rel, n))
             keep.add(t)
