@@ -14,9 +14,9 @@
 # skips its rows when it is missing); g++ and libboost-dev, the boost-mq baseline of
 # shmrpc-bench-queue (bench/boost_mq.cpp); scdoc, the man pages (docs/man; without it they
 # are left out); python3-dev and python3-pytest, the Python module and its tests (python/,
-# tests/python); debhelper and lintian, the Debian packages (tests/package/deb_test.sh,
-# skipped without them); iproute2's `ip`, the network namespaces of the three-hosts test
-# (tests/hosts/hosts.sh); systemd's systemd-analyze, the unit's check
+# tests/python); debhelper, dh-python (dh_python3) and lintian, the Debian packages
+# (tests/package/deb_test.sh, skipped without them); iproute2's `ip`, the network namespaces
+# of the three-hosts test (tests/hosts/hosts.sh); systemd's systemd-analyze, the unit's check
 # (tests/systemd/unit_check.sh, skipped without it); gcovr, the coverage report of
 # scripts/coverage.sh, and acl's setfacl, which lets the processes of other users there write
 # their counts.
@@ -24,7 +24,8 @@ set -eu
 demo="build-essential cmake ninja-build pkg-config gcc re2c lemon libmsgpack-dev libjansson-dev
       libsnappy-dev zlib1g-dev libsodium-dev libssl-dev libcivetweb-dev"
 rest="g++ clang libclang-rt-14-dev libcmocka-dev openssl libboost-dev chromium nodejs npm
-      redis-server scdoc python3-dev python3-pytest debhelper lintian iproute2 systemd gcovr acl"
+      redis-server scdoc python3-dev python3-pytest debhelper dh-python lintian iproute2 systemd
+      gcovr acl"
 case "${1:-all}" in
 demo) pkgs=$demo ;;
 all) pkgs="$demo $rest" ;;

@@ -7,10 +7,13 @@
  * supervisor acted; shmrpcctl then asks for the status until the service settles. */
 #include "ctl_control.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <jansson.h>
+#include <pwd.h>
 #include <stdbool.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -146,6 +149,29 @@ static const char *find_one(const opts *o, char *addr, size_t cap, int *st)
     return NULL;
 }
 
+/* The uid of another user whose directory of names (/dev/shm/shmrpc-UID, docs/names.md)
+ * holds shm://KEY's segment, or -1: a supervisor that runs as that user (the systemd unit's
+ * shmrpc), which shm:// serves to its own user's clients only. Only root can look into
+ * another user's directory, and only root needs to: anyone else is refused there anyway. */
+static long other_users(const char *addr)
+{
+    if (geteuid() != 0 || strncmp(addr, "shm://", 6) != 0) return -1;
+    DIR *d = opendir("/dev/shm");
+    if (!d) return -1;
+    long uid = -1;
+    for (struct dirent *e; uid < 0 && (e = readdir(d)) != NULL;) {
+        unsigned long u;
+        char tail;
+        if (sscanf(e->d_name, "shmrpc-%lu%c", &u, &tail) != 1 || u == 0 || u > UINT32_MAX) continue;
+        char path[400];
+        struct stat st;
+        snprintf(path, sizeof path, "/dev/shm/%s/shmrpc:%s", e->d_name, addr + 6);
+        if (lstat(path, &st) == 0 && st.st_uid == u) uid = (long)u;
+    }
+    closedir(d);
+    return uid;
+}
+
 /* Connects to the supervisor the options name; NULL after a message, with *st the exit
  * status: 2 when none is named, 1 when it cannot be reached. */
 static shmrpc_client *connect_to(const opts *o, int *st)
@@ -173,6 +199,23 @@ static shmrpc_client *connect_to(const opts *o, int *st)
     shmrpc_client *c = NULL;
     int rc = shmrpc_client_new(&c, &Control_service_info, &co);
     if (!rc) rc = shmrpc_client_connect(c, addr);
+    long uid = rc == SHMRPC_ENOENT || rc == SHMRPC_EUNAVAIL ? other_users(addr) : -1;
+    if (rc && uid >= 0) {
+        /* Root, and the supervisor another user's (docs/systemd.md). */
+        const struct passwd *pw = getpwuid((uid_t)uid);
+        char user[64];
+        if (pw)
+            snprintf(user, sizeof user, "%s", pw->pw_name);
+        else
+            snprintf(user, sizeof user, "#%ld", uid);
+        fprintf(stderr,
+                "shmrpcctl: %s: the supervisor at %s runs as uid %ld, and shm:// serves the "
+                "clients of its own user only: run shmrpcctl as that user (sudo -u %s "
+                "shmrpcctl ...)\n",
+                o->cmd, addr, uid, user);
+        shmrpc_client_free(c);
+        return NULL;
+    }
     if (rc) {
         const char *why = shmrpc_errmsg();
         fprintf(stderr, "shmrpcctl: %s: cannot reach the supervisor at %s: %s%s%s%s\n", o->cmd,

@@ -63,6 +63,12 @@ lib=/usr/lib/$multiarch
 contains libshmrpc0 "$lib/libshmrpc.so.0"
 contains libshmrpc-dev /usr/include/shmrpc.h "$lib/libshmrpc.so" "$lib/libshmrpc.a" \
     "$lib/cmake/shmrpc/shmrpcConfig.cmake" "$lib/pkgconfig/shmrpc.pc"
+# The user's docs and the examples, uncompressed, as a project that builds (below).
+dev=/usr/share/doc/libshmrpc-dev
+contains libshmrpc-dev $dev/tutorial.md.gz $dev/svc-language.md.gz $dev/install.md.gz \
+    $dev/README.md.gz $dev/examples/CMakeLists.txt $dev/examples/echo/echo.svc \
+    $dev/examples/echo/echo_server.c $dev/examples/echo/CMakeLists.txt \
+    $dev/examples/cache/cache.svc $dev/examples/pipeline/pipeline_node.c
 contains shmrpcgen /usr/bin/shmrpcgen /usr/share/man/man1/shmrpcgen.1.gz \
     /usr/share/man/man5/shmrpc-svc.5.gz
 contains shmrpc /usr/bin/shmrpc-service /usr/bin/shmrpcctl /usr/bin/shmrpc-ini-check \
@@ -77,6 +83,10 @@ contains python3-shmrpc "$py/__init__.py" "$py/_shmrpc$soabi" "$py/dict.py" "$py
     "${py%/shmrpc}/speedysvc/service.py"
 dpkg-deb -f "$tmp/python3-shmrpc_${version}_$arch.deb" Depends | grep -q "python3 (>= " ||
     fail "python3-shmrpc does not depend on python3"
+# dh_python3's: the module is compiled when installed and its .pyc removed when it is.
+dpkg-deb -e "$tmp/python3-shmrpc_${version}_$arch.deb" "$tmp/python3-control"
+grep -q "py3compile -p python3-shmrpc" "$tmp/python3-control/postinst" || fail "python3-shmrpc's postinst runs no py3compile"
+grep -q "py3clean -p python3-shmrpc" "$tmp/python3-control/prerm" || fail "python3-shmrpc's prerm runs no py3clean"
 # python3 -m speedysvc.service runs shmrpc-service, which the shmrpc package holds.
 dpkg-deb -f "$tmp/python3-shmrpc_${version}_$arch.deb" Recommends | grep -qw shmrpc ||
     fail "python3-shmrpc does not recommend shmrpc (shmrpc-service)"
@@ -136,3 +146,18 @@ echo "python3-shmrpc: speedysvc.service reads a service.ini"
 
 SHMRPC_INSTALLED_PREFIX=$root/usr sh "$src/tests/package/run_consumer.sh" \
     "$(echo "$tmp"/shmrpc/obj-*)" "$src" "${CC:-cc}" "$(dpkg-buildflags --get CFLAGS)"
+
+# The examples libshmrpc-dev installs build as a project of their own against the unpacked
+# root, and run.
+cmake -S "$root$dev/examples" -B "$tmp/examples" -DCMAKE_PREFIX_PATH="$root/usr" \
+    >"$tmp/examples.log" 2>&1 && cmake --build "$tmp/examples" >>"$tmp/examples.log" 2>&1 ||
+    { tail -20 "$tmp/examples.log"; fail "the examples of $dev/examples do not build"; }
+"$tmp/examples/echo/echo-inproc" | grep -qx "add(40, 2) = 42" || fail "the installed example echo-inproc"
+echo "libshmrpc-dev: $dev/examples build and run"
+
+# Installed and purged for real, as piuparts would, but in an overlay of this system (no
+# chroot to download): every package installed with dpkg, the module imported as root
+# (which writes .pyc files where none were compiled), every package purged; then no file
+# may be left that the system did not have, but dpkg's own records and logs. Needs root
+# and an overlay mount: skipped (77) without them, which CI (root) does not allow.
+sh "$src/tests/package/purge_test.sh" "$tmp" || exit $?

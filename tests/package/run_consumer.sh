@@ -50,8 +50,16 @@ sh "$here/check_exports.sh" "$libdir/libshmrpc.so" "$prefix/include" || fail "li
 PATH="$build/bin:$PATH" "$prefix/bin/shmrpc-ini-check" "$src/examples/echo/service.ini" >/dev/null ||
     fail "the installed shmrpc-ini-check does not run"
 
-# pkg-config: the generator, and the static libraries only with --static.
+# pkg-config: the prefix it was installed under (an unpacked root's is /usr, read through
+# PKG_CONFIG_SYSROOT_DIR, as a staged root is), the generator, and the static libraries only
+# with --static.
 export PKG_CONFIG_PATH="$libdir/pkgconfig"
+if [ -n "${SHMRPC_INSTALLED_PREFIX:-}" ]; then
+    export PKG_CONFIG_SYSROOT_DIR="${prefix%/usr}"
+    grep -qx "prefix=/usr" "$libdir/pkgconfig/shmrpc.pc" || fail "shmrpc.pc: $(grep '^prefix=' "$libdir/pkgconfig/shmrpc.pc")"
+else
+    grep -qx "prefix=$prefix" "$libdir/pkgconfig/shmrpc.pc" || fail "shmrpc.pc: $(grep '^prefix=' "$libdir/pkgconfig/shmrpc.pc")"
+fi
 gen=$(pkg-config --variable=shmrpcgen shmrpc)
 [ -x "$gen" ] || fail "pkg-config --variable=shmrpcgen shmrpc: '$gen' is not a program"
 libs=$(pkg-config --libs shmrpc)
