@@ -209,7 +209,7 @@ static shmrpc_client *connect_to(const opts *o, int *st)
         else
             snprintf(user, sizeof user, "#%ld", uid);
         fprintf(stderr,
-                "shmrpcctl: %s: the supervisor at %s runs as uid %ld, and shm:// serves the "
+                "shmrpcctl: %s: the supervisor at %s is uid %ld's, and shm:// serves the "
                 "clients of its own user only: run shmrpcctl as that user (sudo -u %s "
                 "shmrpcctl ...)\n",
                 o->cmd, addr, uid, user);

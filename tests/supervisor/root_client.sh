@@ -40,15 +40,15 @@ log_dir = logs
 [web monitor]
 port = $port
 [sleeper]
-exec = /bin/sleep 120
+exec = /bin/sleep 60
 wait_until_completed = false
 INI
+chmod 644 "$tmp/service.ini"
 (as_nobody "$service" --foreground "$tmp/service.ini" 2>"$tmp/err") &
 sup=$!
-i=0
-until (as_nobody timeout -k 2 10 "$ctl" --ini "$tmp/service.ini" status >"$tmp/out" 2>&1); do
-    i=$((i + 1))
-    [ $i -lt 200 ] ||
+end=$(($(date +%s) + 30))
+until (as_nobody timeout -k 2 5 "$ctl" --ini "$tmp/service.ini" status >"$tmp/out" 2>&1); do
+    [ "$(date +%s)" -lt $end ] ||
         { echo "FAIL: the supervisor (as nobody) did not answer its user"; cat "$tmp/out" "$tmp/err"; exit 1; }
     sleep 0.1
 done
@@ -58,7 +58,7 @@ echo "as nobody: status answers"
 timeout -k 2 10 "$ctl" --ini "$tmp/service.ini" status >"$tmp/out" 2>"$tmp/root.err"
 rc=$?
 user=$(getent passwd 65534 | cut -d: -f1)
-want="^shmrpcctl: status: the supervisor at shm://shmrpc-control-[0-9a-f]* runs as uid 65534,"
+want="^shmrpcctl: status: the supervisor at shm://shmrpc-control-[0-9a-f]* is uid 65534's,"
 want="$want and shm:// serves the clients of its own user only: run shmrpcctl as that user"
 want="$want (sudo -u ${user:-#65534} shmrpcctl \.\.\.)\$"
 [ $rc -eq 1 ] && [ ! -s "$tmp/out" ] && grep -q "$want" "$tmp/root.err" ||

@@ -39,7 +39,8 @@ int shmrpc_stats_read(const char *addr, shmrpc_stats **out);
 void shmrpc_stats_free(shmrpc_stats *s);
 
 /* The upper bound in ns of the bucket holding the p-th fraction (0 to 1) of m's calls, or
- * 0 with no calls: a percentile to within a factor of two, never below the true one. */
+ * 0 with no calls: a percentile to within a factor of two (but in bucket 0, under 1 us, and
+ * in the open-ended last one, for which it is 2^41). */
 uint64_t shmrpc_stats_percentile(const shmrpc_method_stats *m, double p);
 
 /* The p-th fraction (0 to 1) of m's calls in ns, estimated as Prometheus'

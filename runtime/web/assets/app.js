@@ -51,22 +51,29 @@ async function act(s, action) {
 }
 
 // "restart all", "stop all": every service of the last refresh, one after the other.
+// Their buttons are disabled until the last service has answered.
 async function actAll(action) {
   const all = services.slice();
   if (!all.length || !confirm(action + " all services (" + all.map((s) => s.name).join(", ") + ")?"))
     return;
+  const buttons = document.querySelectorAll("button[data-all]");
+  buttons.forEach((b) => { b.disabled = true; });
   const done = [];
   let failed = false;
-  for (const s of all) {
-    try {
-      const state = await post(s, action, null);
-      if (state === null) return;
-      done.push(s.name + " " + state);
-    } catch (e) {
-      done.push(s.name + " failed: " + e.message);
-      failed = true;
+  try {
+    for (const s of all) {
+      try {
+        const state = await post(s, action, null);
+        if (state === null) return;
+        done.push(s.name + " " + state);
+      } catch (e) {
+        done.push(s.name + " failed: " + e.message);
+        failed = true;
+      }
+      show(action + " all: " + done.join(", "), failed);
     }
-    show(action + " all: " + done.join(", "), failed);
+  } finally {
+    buttons.forEach((b) => { b.disabled = false; });
   }
   refresh();
 }

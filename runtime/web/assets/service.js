@@ -337,15 +337,17 @@ async function refreshSeries() {
   const r = range;
   const step = r.step ? "&step=" + r.step : "";
   let q = "?span_s=" + r.span + step + "&max=" + SERIES_MAX;
+  let from = null;
   if (lastT !== null) {
-    // The newest window was still filling: it is asked for again, whole, and replaced.
-    const from = r.step ? Math.floor(lastT / (r.step * 1000)) * r.step * 1000 - 1 : lastT;
+    // The newest window was still filling: it is asked for again, whole, and replaced
+    // once the answer is here (the charts draw from these arrays meanwhile).
+    from = r.step ? Math.floor(lastT / (r.step * 1000)) * r.step * 1000 - 1 : lastT;
     q = "?since=" + from + step + "&max=" + SERIES_MAX;
-    const keep = samples.t.findIndex((t) => t > from);
-    if (keep >= 0) for (const f of Object.keys(samples)) samples[f].length = keep;
   }
   const d = await getJSON(api + "/series" + q);
   if (r !== range) return true; // another range was picked meanwhile: ask for it at once
+  const keep = from === null ? -1 : samples.t.findIndex((t) => t > from);
+  if (keep >= 0) for (const f of Object.keys(samples)) samples[f].length = keep;
   for (const f of Object.keys(samples)) samples[f].push(...d[f]);
   // What fell out of the range on the left.
   if (samples.t.length) lastT = samples.t[samples.t.length - 1];
