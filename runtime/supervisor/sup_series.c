@@ -144,11 +144,9 @@ double sup_series_quantile(const uint64_t cur[SHMRPC_STATS_BUCKETS],
                            const uint64_t prev[SHMRPC_STATS_BUCKETS], double p)
 {
     shmrpc_method_stats d = {0};
-    for (unsigned b = 0; b < SHMRPC_STATS_BUCKETS; b++) {
+    for (unsigned b = 0; b < SHMRPC_STATS_BUCKETS; b++)
         d.buckets[b] = cur[b] >= prev[b] ? cur[b] - prev[b] : cur[b];
-        d.calls += d.buckets[b];
-    }
-    return shmrpc_stats_quantile(&d, p);
+    return shmrpc_stats_quantile(&d, p); /* from the buckets alone */
 }
 
 /* --- /proc --------------------------------------------------------------------------- */

@@ -188,7 +188,7 @@ document.getElementById("scale-workers").addEventListener("input", (e) => {
 
 // --- charts --------------------------------------------------------------------------
 
-// positive: a log scale, where a value of 0 or less is not drawn.
+// log: a log scale, where a value of 0 or less is not drawn.
 const CHARTS = [
   { metric: "cpu", fields: ["cpu"], labels: ["CPU"], fmt: (v) => v.toFixed(1) + "%", min: 0 },
   { metric: "memory", fields: ["rss", "pss"], labels: ["RSS", "PSS"], fmt: bytes, min: 0 },
