@@ -103,21 +103,27 @@ typedef struct caller {
     int head, n;
 } caller;
 
-/* Keeps k->in_flight echoes in flight: waits for the oldest (checking its answer) and
- * starts one more, so the loop's rate is the connection's rate with that many in flight. */
+/* Keeps k->in_flight echoes (or works) in flight: waits for the oldest (checking its
+ * answer) and starts one more, so the loop's rate is the connection's rate with that many
+ * in flight. */
 static int call_in_flight(caller *k, uint64_t seq)
 {
+    bool work = k->method[0] == 'w';
     while (k->n < k->in_flight) {
         int i = (k->head + k->n) % k->in_flight;
         k->payload[0] = (uint8_t)(seq + (uint64_t)k->n);
         k->seq[i] = seq + (uint64_t)k->n;
-        if (bench_echo_start(k->c, shmrpc_bytes_of(k->payload, k->len), &k->ring[i]) != 0) return 1;
+        shmrpc_bytes req = shmrpc_bytes_of(k->payload, k->len);
+        if ((work ? bench_work_start(k->c, req, &k->ring[i])
+                  : bench_echo_start(k->c, req, &k->ring[i])) != 0)
+            return 1;
         k->n++;
     }
     int i = k->head;
     shmrpc_bytes out;
     uint64_t want = k->seq[i];
-    int rc = bench_echo_finish(k->c, k->ring[i], &out);
+    int rc = work ? bench_work_finish(k->c, k->ring[i], &out)
+                  : bench_echo_finish(k->c, k->ring[i], &out);
     k->ring[i] = NULL;
     k->head = (k->head + 1) % k->in_flight;
     k->n--;

@@ -883,7 +883,8 @@ static void free_with_calls(void **state)
     assert_true(test_stop_server(srv));
 }
 
-/* shm:// and inproc://: start runs the call, wait returns it. */
+/* shm:// (calls in flight on lanes: tests/shm/inflight_test.c) and inproc:// (start runs
+ * the call, wait returns it): the same API, answers waited for in reverse order. */
 static void other_transports(void **state)
 {
     (void)state;

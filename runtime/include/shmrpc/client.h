@@ -173,7 +173,9 @@ int shmrpc_client_health(shmrpc_client *c, shmrpc_health *state);
  * server draining or leaving before it read it) may go to another endpoint within its
  * deadline, or fails with SHMRPC_EUNAVAIL. Over tcp:// up to shmrpc_tcp_opts.max_in_flight
  * calls are in flight on each connection, and answers may come in any order; over shm://
- * and inproc:// start runs the call to its end (one in flight) and wait returns it. A
+ * up to 64, each on a connection of its own to the service, opened as starts need them
+ * and kept (a start past them waits for one within its deadline; docs/shm-transport.md,
+ * "Calls in flight"); over inproc:// start runs the call to its end and wait returns it. A
  * client handle is still used by one thread at a time; shmrpc_client_call works while
  * calls are in flight. A started call is never retried, @idempotent or not
  * (docs/retries.md): its failure comes to the caller, who may start it again. */

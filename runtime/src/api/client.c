@@ -688,6 +688,7 @@ static shmrpc_call *call_new(shmrpc_client *c, uint32_t sid, int64_t j, int64_t 
     k->p.sid = sid;
     k->p.j = j;
     k->p.deadline = shmrpc__deadline_at(&(shmrpc__deadline){0, timeout}, shmrpc__now_ns());
+    k->p.timeout_ms = timeout;
     k->cancels_seen = c->conn->cancels_seen;
     return k;
 }

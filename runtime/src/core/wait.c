@@ -107,6 +107,33 @@ static void futex_sleep(shmrpc__futex *f, uint32_t old, int64_t ns, const shmrpc
         atomic_fetch_sub(&f->sleepers, 1);
 }
 
+void shmrpc__sleep_any(shmrpc__futex *const *fs, const uint32_t *old, unsigned n, int64_t ns)
+{
+    if (n == 0 || n > SHMRPC__SLEEP_ANY_MAX) return;
+    struct futex_waitv v[SHMRPC__SLEEP_ANY_MAX];
+    for (unsigned i = 0; i < n; i++)
+        atomic_fetch_add(&fs[i]->sleepers, 1);
+    unsigned i = 0;
+    while (i < n && atomic_load(&fs[i]->word) == old[i])
+        i++;
+    if (i == n) {
+        struct timespec at;
+        clock_gettime(CLOCK_MONOTONIC, &at); /* futex_waitv's timeout is absolute */
+        at.tv_sec += (time_t)(ns / 1000000000);
+        at.tv_nsec += (long)(ns % 1000000000);
+        if (at.tv_nsec >= 1000000000) at.tv_sec++, at.tv_nsec -= 1000000000;
+        for (i = 0; i < n; i++) /* not FUTEX_PRIVATE_FLAG: the words are shared */
+            v[i] = (struct futex_waitv){.val = old[i], .uaddr = (uintptr_t)&fs[i]->word,
+                                        .flags = FUTEX_32};
+        if (syscall(SYS_futex_waitv, v, n, 0, &at, CLOCK_MONOTONIC) != 0 && errno == ENOSYS) {
+            struct timespec rel = {0, ns < 1000000 ? (long)ns : 1000000};
+            syscall(SYS_futex, &fs[0]->word, FUTEX_WAIT, old[0], &rel, NULL, 0);
+        }
+    }
+    for (i = 0; i < n; i++)
+        atomic_fetch_sub(&fs[i]->sleepers, 1);
+}
+
 void shmrpc__lock_release(_Atomic uint32_t *lock, uint32_t tid)
 {
     uint32_t v = tid;

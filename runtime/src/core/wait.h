@@ -138,6 +138,15 @@ int64_t shmrpc__now_ns(void); /* CLOCK_MONOTONIC */
 int shmrpc__wait_while(shmrpc__futex *f, uint32_t old, int64_t deadline_ns,
                        const shmrpc__waiter *w);
 
+/* Sleeps while each of the n words fs[i]->word is old[i] (n at most
+ * SHMRPC__SLEEP_ANY_MAX), for at most ns: until one changes and its waker wakes it, a
+ * signal or the time is up. Each futex's sleeper count is raised before the words are read
+ * again, as for one (shmrpc__wake). The caller looks at the words and the clock after. A
+ * kernel without futex_waitv (before 5.16) sleeps on the first word alone, for at most a
+ * millisecond. */
+#define SHMRPC__SLEEP_ANY_MAX 128
+void shmrpc__sleep_any(shmrpc__futex *const *fs, const uint32_t *old, unsigned n, int64_t ns);
+
 /* Wakes up to n sleepers on f (INT32_MAX: all) after the caller changed f->word; makes
  * the futex syscall only when someone sleeps. */
 void shmrpc__wake(shmrpc__futex *f, int n);

@@ -242,6 +242,8 @@ typedef struct shmrpc__pending {
     uint32_t sid;                        /* the server's method id */
     int64_t j;                           /* the client's method id, or -1 (health) */
     int64_t deadline;                    /* CLOCK_MONOTONIC ns; INT64_MAX: none */
+    int64_t timeout_ms;                  /* what deadline was made of (ms, or
+                                            SHMRPC_TIMEOUT_INFINITE) */
     uint64_t tried;                      /* endpoints it went to and did not run on */
     bool done;
     int status;

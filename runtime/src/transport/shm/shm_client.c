@@ -11,6 +11,7 @@
 #include <errno.h>
 #include <inttypes.h>
 #include <limits.h>
+#include <sched.h>
 #include <stdio.h>
 #include <string.h>
 #include <stdlib.h>
@@ -136,6 +137,21 @@ typedef struct shm_conn {
     bool rung;            /* this call's request rang the doorbell */
     uint8_t *loan;        /* the channel's data while a loan waits for its call, or NULL */
     shmrpc_wait_opts wait;
+    /* Calls in flight (shmrpc_client_start): each runs on a lane, a connection of its own
+     * to the service (a slot and a channel), so that every call keeps the state machine,
+     * the checks and the at-most-once of one call (see shm_start). lanes[0] is this
+     * connection; the others are opened as starts need them, up to LANES_MAX, and kept.
+     * NULL before the first start. On a lane: p is its call, or NULL, and dl its deadline. */
+    struct shm_conn **lanes;
+    unsigned n_lanes;
+    unsigned ended; /* the lane whose call ended last: free, unless it took another since */
+    int64_t lane_retry_ns; /* a lane that failed to open is not tried again before this */
+    shmrpc__pending *p;
+    shmrpc__deadline dl;
+    int64_t next_check_ns; /* when the lane's call is looked at (client_check) next; 0: not
+                              before the call's first clock read */
+    int64_t late_at;       /* when its request rings after all (ring_late); 0: not */
+    bool spin_counted;     /* the waiter of calls in flight counts in awake (shm_progress) */
 } shm_conn;
 
 static void shm_conn_close(shmrpc__conn *base);
@@ -149,8 +165,19 @@ static int shm_loan(shmrpc__conn *base, uint32_t sid, size_t size, void **ptr, i
 static int shm_call_loaned(shmrpc__conn *base, uint32_t sid, size_t len, shmrpc_bytes *resp,
                            int64_t timeout_ms, shmrpc_buf *err);
 
-static const shmrpc__conn_ops shm_conn_ops = {
-    .call = shm_call, .close = shm_conn_close, .loan = shm_loan, .call_loaned = shm_call_loaned};
+static int shm_start(shmrpc__conn *base, shmrpc__pending *p, shmrpc_buf *err);
+static void shm_progress(shmrpc__conn *base, int64_t deadline);
+static void shm_abandon(shmrpc__conn *base, shmrpc__pending *p);
+static void shm_cancel(shmrpc__conn *base, shmrpc__pending *p);
+
+static const shmrpc__conn_ops shm_conn_ops = {.call = shm_call,
+                                              .close = shm_conn_close,
+                                              .start = shm_start,
+                                              .progress = shm_progress,
+                                              .abandon = shm_abandon,
+                                              .cancel = shm_cancel,
+                                              .loan = shm_loan,
+                                              .call_loaned = shm_call_loaned};
 static int attach(shm_conn *c, int64_t deadline, shmrpc_buf *err);
 
 static int open_ctl(shm_conn *c, const shmrpc_service_info *info, uint32_t *map_ids,
@@ -301,14 +328,12 @@ static int create_chan(shm_conn *c, int64_t deadline, shmrpc_buf *err)
     return 0;
 }
 
-int shmrpc__shm_connect(const char *where, const shmrpc_service_info *info,
-                        const shmrpc__client_cfg *cfg, uint32_t *map_ids, shmrpc__table *table,
-                        shmrpc__conn **out, shmrpc_buf *err)
+/* A connection to shm://key, not attached yet. */
+static shm_conn *conn_new(const char *key, const shmrpc_service_info *info,
+                          const shmrpc_wait_opts *wait, uint32_t *map_ids, shmrpc__table *table)
 {
-    int rc = shmrpc__shm_check_key(where, err);
-    if (rc != 0) return rc;
     shm_conn *c = calloc(1, sizeof *c);
-    if (c == NULL) return SHMRPC_ENOMEM;
+    if (c == NULL) return NULL;
     c->base.ops = &shm_conn_ops;
     c->ctl_fd = c->chan.fd = c->rdv_fd = -1;
     c->slot = UINT_MAX;
@@ -317,8 +342,19 @@ int shmrpc__shm_connect(const char *where, const shmrpc_service_info *info,
     c->info = info;
     c->map = map_ids;
     c->table = table;
-    snprintf(c->key, sizeof c->key, "%s", where);
-    c->wait = cfg->wait;
+    snprintf(c->key, sizeof c->key, "%s", key);
+    c->wait = *wait;
+    return c;
+}
+
+int shmrpc__shm_connect(const char *where, const shmrpc_service_info *info,
+                        const shmrpc__client_cfg *cfg, uint32_t *map_ids, shmrpc__table *table,
+                        shmrpc__conn **out, shmrpc_buf *err)
+{
+    int rc = shmrpc__shm_check_key(where, err);
+    if (rc != 0) return rc;
+    shm_conn *c = conn_new(where, info, &cfg->wait, map_ids, table);
+    if (c == NULL) return SHMRPC_ENOMEM;
     rc = attach(c, shmrpc__now_ns() + RDV_WAIT_NS, err);
     if (rc != 0) {
         shm_conn_close(&c->base);
@@ -413,6 +449,11 @@ static int reconnect(shm_conn *c, int64_t deadline, shmrpc_buf *err)
 static void shm_conn_close(shmrpc__conn *base)
 {
     shm_conn *c = (shm_conn *)base;
+    for (unsigned i = 1; i < c->n_lanes; i++) { /* their calls were abandoned first */
+        detach(c->lanes[i]);
+        free(c->lanes[i]);
+    }
+    free(c->lanes);
     detach(c);
     free(c);
 }
@@ -486,7 +527,8 @@ static bool slot_ours(shm_conn *c)
 static int client_check(void *arg)
 {
     shm_conn *c = arg;
-    if (shmrpc__conn_cancelled(&c->base)) return SHMRPC_ECANCELLED;
+    /* A call in flight is cancelled by client.c (shm_cancel), each by its own count. */
+    if (c->p == NULL && shmrpc__conn_cancelled(&c->base)) return SHMRPC_ECANCELLED;
     shmrpc__shm_chan *h = c->chan.head;
     uint32_t st = atomic_load(&h->state.word);
     uint64_t claim = atomic_load(&h->claim);
@@ -529,6 +571,24 @@ static void ring_request(shm_conn *c)
 {
     shmrpc__shm_ring(c->ctl, c->slot);
     c->rung = true;
+}
+
+/* Rings for the request of a call in flight, which a worker may also watch: its pending bit
+ * is set whatever the watcher (a worker that finds the call taken from the state moves on),
+ * and that exchange, after the release of the REQUEST, hands the request to whoever takes
+ * the bit, so the state needs no sequentially consistent store. The doorbell rings only
+ * when no other request of the bit's word was waiting: a worker takes that one, and every
+ * worker looks at the bits again after each call, before it waits on the doorbell (so a
+ * busy client's lanes cost one exchange a call, not three). A second sleeping worker is
+ * then not woken by this call: its late ring does that, if no worker took it by then. */
+static void ring_lane(shm_conn *c)
+{
+    uint64_t bit = (uint64_t)1 << (c->slot % 64);
+    uint64_t was = atomic_fetch_or(&c->ctl->pending[c->slot / 64], bit);
+    c->rung = (was & ~bit) == 0;
+    if (!c->rung) return;
+    atomic_fetch_add(&c->ctl->doorbell.word, 1);
+    shmrpc__wake_mask(&c->ctl->doorbell, &c->ctl->sleeping, 1);
 }
 
 /* How long after its wait's first clock read (a few microseconds in, or its first yield)
@@ -737,10 +797,12 @@ static int call_begin(shm_conn *c, size_t len, shmrpc__deadline *dl, shmrpc_buf 
     return rc;
 }
 
-/* Sends the request of method sid and waits for its answer: 0 once it is there. A request
- * already in the channel's data (a loan) is not copied. */
-static int call_send(shm_conn *c, uint32_t sid, shmrpc_bytes req, shmrpc__deadline *dl,
-                     shmrpc_buf *err)
+/* Sends the request of method sid (after call_begin): 0, or the status of a failure to
+ * make room for the metadata (nothing sent). A request already in the channel's data (a
+ * loan) is not copied. A call that counts may count in the service's awake at once; one
+ * of many in flight never does (their waiter counts once for all, shm_progress). */
+static int call_post(shm_conn *c, uint32_t sid, shmrpc_bytes req, shmrpc__deadline *dl,
+                     bool counts, shmrpc_buf *err)
 {
     int rc;
     shmrpc__shm_chan *h = c->chan.head;
@@ -791,7 +853,8 @@ static int call_send(shm_conn *c, uint32_t sid, shmrpc_bytes req, shmrpc__deadli
      * worker) it counts only once its wait lasts; the read alone does not move the line
      * where nobody writes it. */
     c->counted = false;
-    if ((int)atomic_load_explicit(&c->ctl->awake, memory_order_relaxed) >= shmrpc__ncpus()) {
+    if (counts &&
+        (int)atomic_load_explicit(&c->ctl->awake, memory_order_relaxed) >= shmrpc__ncpus()) {
         atomic_fetch_add(&c->ctl->awake, 1);
         c->counted = true;
         atomic_store_explicit(&c->ctl->slots[c->slot].counted, 1, memory_order_relaxed);
@@ -802,9 +865,22 @@ static int call_send(shm_conn *c, uint32_t sid, shmrpc_bytes req, shmrpc__deadli
      * that watches the channel takes the request from its state: no doorbell, whose line
      * would move twice more per call. */
     c->rung = false;
+    if (!counts) { /* a call in flight: see ring_lane */
+        atomic_store_explicit(&h->state.word, SHM_CHAN_REQUEST, memory_order_release);
+        ring_lane(c);
+        return 0;
+    }
     atomic_store(&h->state.word, SHM_CHAN_REQUEST);
     if (atomic_load(&h->watcher) == 0) ring_request(c);
+    return 0;
+}
 
+/* Sends the request of method sid and waits for its answer: 0 once it is there. */
+static int call_send(shm_conn *c, uint32_t sid, shmrpc_bytes req, shmrpc__deadline *dl,
+                     shmrpc_buf *err)
+{
+    int rc = call_post(c, sid, req, dl, true, err);
+    if (rc != 0) return rc;
     /* A call not counted yet counts once its wait lasts (its first clock read): one
      * answered sooner writes nothing on awake's line, which the workers read as they spin.
      * Its slot's counted says so, for whoever takes back a dead client's share. */
@@ -853,29 +929,13 @@ static int call_failed(int32_t status, shmrpc_bytes data, shmrpc_buf *err)
     return status;
 }
 
-static int shm_call(shmrpc__conn *base, uint32_t sid, shmrpc_bytes req, shmrpc_buf *resp,
-                    int64_t timeout_ms, shmrpc_buf *err)
+/* The answer that came, appended to resp, or why the call failed: its status. Ends the
+ * call. */
+static int call_result(shm_conn *c, shmrpc_buf *resp, shmrpc_buf *err)
 {
-    shm_conn *c = (shm_conn *)base;
-    /* The deadline is computed when something first waits: a call answered within the
-     * first turns of its spin reads no clock for it, and overruns by those turns at most. */
-    shmrpc__deadline dl = {.at = 0, .timeout_ms = timeout_ms};
-    c->loan = NULL; /* another call gives up the loan */
-    if (self() != c->pid) return not_ours(c, err);
-    /* Health while the manager drains: it marked the control segment STOPPING, its workers
-     * finish what they took and take nothing new, so no worker would answer; the field it
-     * wrote is its answer (docs/health.md). */
-    if (sid == SHMRPC_HEALTH_METHOD_ID && c->ctl && atomic_load(&c->ctl->state) == SHM_STOPPING &&
-        shmrpc__proc_alive(c->owner, c->owner_start)) {
-        uint8_t state = SHMRPC_HEALTH_DRAINING;
-        return shmrpc_buf_append(resp, &state, 1) ? SHMRPC_ENOMEM : 0;
-    }
-    int rc = call_begin(c, req.len, &dl, err);
-    if (rc == 0) rc = call_send(c, sid, req, &dl, err);
-    if (rc != 0) return rc;
     int32_t status;
     shmrpc_bytes data;
-    rc = call_answer(c, &status, &data, err);
+    int rc = call_answer(c, &status, &data, err);
     if (rc == 0 && status == 0 && shmrpc_buf_append(resp, data.ptr, data.len) != 0) {
         rc = resp->err; /* said as inproc:// says it */
         if (rc == SHMRPC_ETOOBIG)
@@ -889,6 +949,343 @@ static int shm_call(shmrpc__conn *base, uint32_t sid, shmrpc_bytes req, shmrpc_b
     call_end(c);
     if (rc != 0 || status == 0) return rc;
     return call_failed(status, data, err);
+}
+
+/* Whether a call of sid is the health method's while the manager drains: it marked the
+ * control segment STOPPING, its workers finish what they took and take nothing new, so no
+ * worker would answer; the field it wrote is its answer (docs/health.md). */
+static bool health_draining(shm_conn *c, uint32_t sid)
+{
+    return sid == SHMRPC_HEALTH_METHOD_ID && c->ctl &&
+           atomic_load(&c->ctl->state) == SHM_STOPPING &&
+           shmrpc__proc_alive(c->owner, c->owner_start);
+}
+
+static int shm_call(shmrpc__conn *base, uint32_t sid, shmrpc_bytes req, shmrpc_buf *resp,
+                    int64_t timeout_ms, shmrpc_buf *err)
+{
+    shm_conn *c = (shm_conn *)base;
+    /* The deadline is computed when something first waits: a call answered within the
+     * first turns of its spin reads no clock for it, and overruns by those turns at most. */
+    shmrpc__deadline dl = {.at = 0, .timeout_ms = timeout_ms};
+    c->loan = NULL; /* another call gives up the loan */
+    if (self() != c->pid) return not_ours(c, err);
+    if (health_draining(c, sid)) {
+        uint8_t state = SHMRPC_HEALTH_DRAINING;
+        return shmrpc_buf_append(resp, &state, 1) ? SHMRPC_ENOMEM : 0;
+    }
+    int rc = call_begin(c, req.len, &dl, err);
+    if (rc == 0) rc = call_send(c, sid, req, &dl, err);
+    return rc != 0 ? rc : call_result(c, resp, err);
+}
+
+/* --- calls in flight (shmrpc_client_start) ---------------------------------------------
+ * Each call in flight runs on a lane: a connection of its own to the service, with its
+ * slot and channel (lanes[0] is the one shmrpc__shm_connect made). A start takes a free
+ * lane, opens another while all are busy (up to LANES_MAX, kept until the client closes),
+ * or waits for one within its deadline. A lane carries one call at a time through the
+ * state machine of a blocking call (its claim, its checks, its give-up), so every call runs
+ * at most once and says whether it ran as one call does; workers take the lanes' requests
+ * off the doorbell as anyone's, so calls run side by side on as many workers and are
+ * answered in any order. One waiter (lanes_wait) watches all the lanes: it spins, counted
+ * once in the service's awake, then sleeps on all their states at once (futex_waitv). */
+#define LANES_MAX 64
+#define LANE_RETRY_NS ((int64_t)100 * 1000 * 1000) /* after a lane failed to open */
+#define LANE_CHECK_NS ((int64_t)5 * 1000 * 1000)   /* a lane's call is looked at so often */
+
+/* Whether lane l's channel still holds a call its client gave up on (a worker runs it). */
+static bool lane_held(shm_conn *l)
+{
+    if (l->p || l->broken || l->chan.head == NULL) return false;
+    shmrpc__shm_chan *h = l->chan.head;
+    return atomic_load(&h->state.word) == SHM_CHAN_REQUEST && worker_has(l, atomic_load(&h->claim));
+}
+
+/* Whether lane l may take a call now (one that is broken connects again at its start). */
+static bool lane_free(shm_conn *l)
+{
+    return l->p == NULL && !lane_held(l);
+}
+
+static int lanes_init(shm_conn *c, shmrpc_buf *err)
+{
+    if (c->lanes) return 0;
+    c->lanes = calloc(LANES_MAX, sizeof *c->lanes);
+    if (c->lanes == NULL) {
+        shmrpc__msg_set(err, "out of memory for the calls in flight; the call did not run");
+        return SHMRPC_ENOMEM;
+    }
+    c->lanes[0] = c;
+    c->n_lanes = 1;
+    return 0;
+}
+
+/* Opens one more lane within deadline: 0 and *out, or why not (in err). */
+static int lane_open(shm_conn *c, int64_t deadline, shm_conn **out, shmrpc_buf *err)
+{
+    shm_conn *l = conn_new(c->key, c->info, &c->wait, c->map, c->table);
+    if (l == NULL) return SHMRPC_ENOMEM;
+    int64_t now = shmrpc__now_ns();
+    int rc = attach(l, deadline - now < RDV_WAIT_NS ? deadline : now + RDV_WAIT_NS, err);
+    if (rc != 0) {
+        detach(l);
+        free(l);
+        return rc;
+    }
+    c->lanes[c->n_lanes++] = l;
+    *out = l;
+    return 0;
+}
+
+/* The wait of calls in flight no longer counts in awake (see count_out). */
+static void lanes_count_out(shm_conn *c)
+{
+    if (!c->spin_counted) return;
+    if (c->ctl && c->slot < SHMRPC__MAX_CONNS) atomic_store(&c->ctl->slots[c->slot].counted, 0);
+    if (c->ctl) atomic_fetch_sub(&c->ctl->awake, 1);
+    c->spin_counted = false;
+}
+
+/* Ends lane l's call: with its answer (rc 0), or after giving it up for rc (which finds
+ * the answer there after all, or withdraws the call, or leaves it to its worker). */
+static void lane_end(shm_conn *l, int rc)
+{
+    shmrpc__pending *p = l->p;
+    if (rc != 0) rc = give_up(l, rc, &p->msg);
+    if (rc == 0) rc = call_result(l, &p->resp, &p->msg);
+    count_out(l);
+    p->status = rc;
+    p->done = true;
+    p->where = NULL;
+    l->p = NULL;
+}
+
+/* Looks at every lane: ends the calls answered, and at now (0: the clock was not read)
+ * those whose deadline passed or whose check fails; frees a held lane whose worker died.
+ * Whether the waiter may return: a call ended, none is in flight, or (for_lane) a lane is
+ * free. */
+static bool lanes_look(shm_conn *c, int64_t now, bool for_lane)
+{
+    unsigned ended = 0, busy = 0, idle = 0;
+    for (unsigned i = 0; i < c->n_lanes; i++) {
+        shm_conn *l = c->lanes[i];
+        if (l->p == NULL) {
+            /* A held lane whose worker died: nobody else will write its state. */
+            if (now && lane_held(l) && now >= l->next_check_ns) {
+                if (!taker_alive(l)) atomic_store(&l->chan.head->state.word, SHM_CHAN_IDLE);
+                l->next_check_ns = now + LANE_CHECK_NS;
+            }
+            idle += lane_free(l);
+            continue;
+        }
+        if (atomic_load_explicit(&l->chan.head->state.word, memory_order_acquire) !=
+            SHM_CHAN_REQUEST) {
+            lane_end(l, 0);
+            ended++;
+            c->ended = i;
+            continue;
+        }
+        busy++;
+        if (now == 0) continue;
+        int rc = 0;
+        if (l->next_check_ns == 0) { /* the call's first clock read */
+            l->next_check_ns = now + LANE_CHECK_NS;
+            /* A request whose ring_lane left the doorbell alone rings after all once no
+             * worker took it within a check's time: another request of its word was
+             * waiting, and its workers are busy, or asleep after a bad write. */
+            l->late_at = l->rung ? 0 : now + LANE_CHECK_NS;
+        } else if (now >= l->next_check_ns) {
+            rc = client_check(l);
+            l->next_check_ns = now + LANE_CHECK_NS;
+        }
+        if (rc == 0 && now >= l->p->deadline) rc = SHMRPC_ETIMEDOUT;
+        if (rc == 0 && l->late_at != 0 && now >= l->late_at) {
+            l->late_at = 0;
+            ring_late(l);
+        }
+        if (rc != 0) {
+            lane_end(l, rc);
+            ended++;
+            c->ended = i;
+        }
+    }
+    return ended > 0 || busy == 0 || (for_lane && idle > 0);
+}
+
+/* Sleeps on the states of the lanes whose calls are in flight or held, until one leaves
+ * REQUEST, the deadline, the first call's deadline or ring, or SHMRPC__CHECK_NS. */
+static void lanes_sleep(shm_conn *c, int64_t now, int64_t deadline)
+{
+    shmrpc__futex *fs[LANES_MAX];
+    uint32_t old[LANES_MAX];
+    unsigned n = 0;
+    int64_t until = deadline - now > SHMRPC__CHECK_NS ? now + SHMRPC__CHECK_NS : deadline;
+    for (unsigned i = 0; i < c->n_lanes; i++) {
+        shm_conn *l = c->lanes[i];
+        if (l->p == NULL && !lane_held(l)) continue;
+        fs[n] = &l->chan.head->state;
+        old[n++] = SHM_CHAN_REQUEST;
+        if (l->p && l->p->deadline < until) until = l->p->deadline;
+        if (l->p && l->late_at != 0 && l->late_at < until) until = l->late_at;
+    }
+    if (n > 0 && until > now) shmrpc__sleep_any(fs, old, n, until - now);
+}
+
+/* Waits until a call in flight ends, none is, (for_lane) a lane is free, or deadline
+ * passes: spinning as a blocking call's wait does (yielding while the service is crowded),
+ * then asleep. */
+static void lanes_wait(shm_conn *c, int64_t deadline, bool for_lane)
+{
+    const shmrpc_wait_opts *o = &c->wait;
+    int64_t until = 0; /* when the spin ends; 0: the clock was not read yet */
+    unsigned spent = 0;
+    for (;;) {
+        int64_t now = 0;
+        if (spent >= SHMRPC__SPIN_QUIET || o->mode == SHMRPC_WAIT_SLEEP) {
+            spent = 0;
+            now = shmrpc__now_ns();
+        }
+        if (lanes_look(c, now, for_lane)) break;
+        if (now == 0) {
+            shmrpc__cpu_relax();
+            spent++;
+            continue;
+        }
+        if (now >= deadline) break;
+        if (until == 0) {
+            /* Counted while it spins, as one waiter whatever the calls (see call_post). */
+            if (o->mode != SHMRPC_WAIT_SLEEP && !c->spin_counted && c->ctl &&
+                c->slot < SHMRPC__MAX_CONNS) {
+                atomic_fetch_add(&c->ctl->awake, 1);
+                c->spin_counted = true;
+                atomic_store_explicit(&c->ctl->slots[c->slot].counted, 1, memory_order_relaxed);
+            }
+            until = o->mode == SHMRPC_WAIT_SPIN                       ? deadline
+                    : o->mode == SHMRPC_WAIT_SLEEP                    ? now
+                    : o->spin_ns >= deadline - now                    ? deadline
+                                                                      : now + o->spin_ns;
+        }
+        if (now < until) {
+            if (o->mode == SHMRPC_WAIT_ADAPTIVE && c->ctl &&
+                (int)atomic_load_explicit(&c->ctl->awake, memory_order_relaxed) > shmrpc__ncpus()) {
+                sched_yield(); /* spinning would take a CPU that a worker needs */
+                spent = SHMRPC__SPIN_QUIET;
+            }
+            continue;
+        }
+        lanes_count_out(c);
+        lanes_sleep(c, now, deadline);
+        spent = SHMRPC__SPIN_QUIET; /* looks with the clock after a sleep */
+    }
+    lanes_count_out(c);
+}
+
+/* A lane for p's call: a free one, a new one, or the first to free up within p's
+ * deadline. */
+static int lane_get(shm_conn *c, shmrpc__pending *p, shm_conn **out, bool *waited)
+{
+    for (;; *waited = true) {
+        /* The lane that ended last first: a busy client's next call takes it, and the
+         * others' lines stay where they are. */
+        for (unsigned k = 0; k < c->n_lanes; k++) {
+            shm_conn *l = c->lanes[(c->ended + k) % c->n_lanes];
+            if (lane_free(l)) {
+                *out = l;
+                return 0;
+            }
+        }
+        int64_t now = shmrpc__now_ns();
+        if (c->n_lanes < LANES_MAX && now >= c->lane_retry_ns) {
+            /* A lane that cannot be opened (every slot of the service taken, say): the
+             * call waits for one of the lanes it has, and no lane is tried for a while. */
+            shmrpc_buf why;
+            shmrpc_buf_init(&why);
+            int rc = lane_open(c, p->deadline, out, &why);
+            shmrpc_buf_destroy(&why);
+            if (rc == 0) return 0;
+            c->lane_retry_ns = now + LANE_RETRY_NS;
+        }
+        if (now >= p->deadline) {
+            shmrpc__msg_set(&p->msg,
+                            "the deadline passed while %u calls in flight held every connection "
+                            "to shm://%s; the call did not run",
+                            c->n_lanes, c->key);
+            return SHMRPC_ETIMEDOUT;
+        }
+        lanes_wait(c, p->deadline, true);
+    }
+}
+
+static int shm_start(shmrpc__conn *base, shmrpc__pending *p, shmrpc_buf *err)
+{
+    shm_conn *c = (shm_conn *)base;
+    (void)err; /* a call that fails at once says why in its own message */
+    c->loan = NULL; /* another call gives up the loan */
+    shm_conn *l = NULL;
+    int rc = self() != c->pid ? not_ours(c, &p->msg) : lanes_init(c, &p->msg);
+    if (rc == 0 && health_draining(c, p->sid)) {
+        uint8_t state = SHMRPC_HEALTH_DRAINING;
+        p->status = shmrpc_buf_append(&p->resp, &state, 1) ? SHMRPC_ENOMEM : 0;
+        p->done = true;
+        return 0;
+    }
+    bool waited = false;
+    if (rc == 0) rc = lane_get(c, p, &l, &waited);
+    if (rc == 0) {
+        /* The handler's budget is the call's timeout (no clock read), or what is left of it
+         * once the call waited for a lane. */
+        l->dl = waited ? (shmrpc__deadline){.at = p->deadline, .timeout_ms = p->timeout_ms}
+                       : (shmrpc__deadline){.at = 0, .timeout_ms = p->timeout_ms};
+        l->base.meta = shmrpc_bytes_of(p->meta.data, p->meta.len);
+        shmrpc_bytes req = shmrpc_bytes_of(p->req.data, p->req.len);
+        rc = call_begin(l, req.len, &l->dl, &p->msg);
+        if (rc == 0) rc = call_post(l, p->sid, req, &l->dl, false, &p->msg);
+    }
+    if (rc != 0) {
+        p->status = rc;
+        p->done = true;
+        return 0;
+    }
+    l->p = p;
+    l->next_check_ns = l->late_at = 0;
+    p->where = l;
+    /* Where its workers look to yield rather than spin on this process's CPU. */
+    shmrpc__presence_update(&l->ctl->slots[l->slot].presence);
+    return 0;
+}
+
+static void shm_progress(shmrpc__conn *base, int64_t deadline)
+{
+    shm_conn *c = (shm_conn *)base;
+    if (c->lanes) lanes_wait(c, deadline, false);
+}
+
+/* Forgets p, not done: its request withdrawn if no worker took it, else its claim marked
+ * given up for why (the handler sees ETIMEDOUT, or cancelled), and an answer that comes
+ * dropped at the lane's next call. */
+static void lane_drop(shmrpc__pending *p, int why)
+{
+    shm_conn *l = p->where;
+    if (l == NULL || l->p != p) return;
+    shmrpc_buf msg;
+    shmrpc_buf_init(&msg);
+    give_up(l, why, &msg);
+    shmrpc_buf_destroy(&msg);
+    count_out(l);
+    l->p = NULL;
+    p->where = NULL;
+}
+
+static void shm_abandon(shmrpc__conn *base, shmrpc__pending *p)
+{
+    (void)base;
+    lane_drop(p, SHMRPC_ETIMEDOUT);
+}
+
+static void shm_cancel(shmrpc__conn *base, shmrpc__pending *p)
+{
+    (void)base;
+    lane_drop(p, SHMRPC_ECANCELLED);
 }
 
 /* Room for a request of size bytes in the channel's data, where the worker reads it

@@ -1,0 +1,321 @@
+/* SPDX-License-Identifier: MIT */
+/* Many calls in flight over shm:// from one client thread (issue 37): shmrpc_client_start
+ * and _wait against real server processes, each call on a lane of its own. Calls run side
+ * by side on the workers and are answered in any order, each with its own deadline;
+ * a start past the lanes waits for one within its deadline; a cancelled call's lane serves
+ * again once its handler is done; a worker killed with calls in flight fails only the call
+ * it had, and no call runs twice. Every wait is bounded. */
+#define _GNU_SOURCE
+#include <setjmp.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "calls_handlers.h"
+#include "procs.h"
+
+static char addr[64];
+
+static int setup(void **state)
+{
+    (void)state;
+    snprintf(addr, sizeof addr, "shm://inflight_test_%d", (int)getpid());
+    sh->calls = 0;
+    sh->running = 0;
+    sh->most = 0;
+    sh->naps_begun = 0;
+    sh->wake = 0;
+    return 0;
+}
+
+static pid_t start_server(int workers)
+{
+    test_server ts = {&Calls_service, &calls_test_handlers, addr, workers, 0, NULL, NULL, NULL};
+    pid_t pid = test_start_server(&ts);
+    assert_true(pid > 0);
+    return pid;
+}
+
+static void stop_server(pid_t srv)
+{
+    sh->wake = 1; /* any nap still held ends */
+    assert_true(test_stop_server(srv));
+    assert_int_equal(test_shm_segments(addr), 0);
+}
+
+static shmrpc_client *connect_to(void)
+{
+    int rc;
+    shmrpc_client *c = test_connect(&Calls_service_info, NULL, addr, &rc);
+    if (!c || rc) fail_msg("connect %s: %s: %s", addr, shmrpc_strerror(rc), shmrpc_errmsg());
+    return c;
+}
+
+/* Starts a nap of ms with a deadline of timeout_ms. */
+static int nap_start(shmrpc_client *c, uint32_t ms, int64_t timeout_ms, shmrpc_call **call)
+{
+    shmrpc_client_next_timeout(c, timeout_ms);
+    return calls_nap_start(c, ms, call);
+}
+
+/* How many times a nap of ms began, by the workers' log of naps. */
+static int naps_of(uint32_t ms)
+{
+    int32_t n = sh->naps_begun, runs = 0;
+    assert_true(n <= CALLS_NAPS_LOGGED);
+    for (int32_t i = 0; i < n; i++)
+        runs += sh->nap_ms[i] == ms;
+    return runs;
+}
+
+/* Waits for one of the n calls (at most 20 s): its index. */
+static size_t wait_one(shmrpc_client *c, shmrpc_call **calls, size_t n)
+{
+    size_t which;
+    int rc = shmrpc_client_wait(c, calls, n, 20000, &which);
+    if (rc) fail_msg("wait: %s: %s", shmrpc_strerror(rc), shmrpc_errmsg());
+    return which;
+}
+
+/* Waits for all n calls, in whatever order they end. */
+static void wait_all(shmrpc_client *c, shmrpc_call **calls, size_t n)
+{
+    shmrpc_call **left = calloc(n, sizeof *left);
+    memcpy(left, calls, n * sizeof *left);
+    for (size_t m = n; m > 0; m--) {
+        size_t which = wait_one(c, left, m);
+        left[which] = left[m - 1];
+    }
+    free(left);
+}
+
+/* Polls (every ms, at most 20 s) until *v reaches at least want. */
+static void await_at_least(_Atomic int32_t *v, int32_t want, const char *what)
+{
+    for (int i = 0; i < 20000 && *v < want; i++)
+        usleep(1000);
+    if (*v < want) fail_msg("%s: %d, not %d, after 20 s", what, (int)*v, (int)want);
+}
+
+/* 64 adds in flight from one thread on two workers: each answered with its own sum, and
+ * run once. */
+static void sixty_four_each_answered(void **state)
+{
+    (void)state;
+    pid_t srv = start_server(2);
+    shmrpc_client *c = connect_to();
+    shmrpc_call *calls[64];
+    for (int round = 0; round < 3; round++) { /* the lanes are kept and used again */
+        sh->calls = 0;
+        for (int i = 0; i < 64; i++)
+            assert_int_equal(calls_add_start(c, i, 1000 * round, &calls[i]), 0);
+        wait_all(c, calls, 64);
+        for (int i = 0; i < 64; i++) {
+            int64_t sum;
+            assert_int_equal(calls_add_finish(c, calls[i], &sum), 0);
+            assert_int_equal(sum, i + 1000 * round);
+        }
+        assert_int_equal(sh->calls, 64);
+    }
+    /* A blocking call after them, on the same client. */
+    int64_t sum;
+    assert_int_equal(calls_add(c, 40, 2, &sum), 0);
+    assert_int_equal(sum, 42);
+    shmrpc_client_free(c);
+    stop_server(srv);
+}
+
+/* Two naps held on two workers run at once, and a fast call started after them is
+ * answered first: one client thread keeps both workers busy. Before issue 37, start ran
+ * each call to its end over shm://, and no two ran at once. */
+static void side_by_side_any_order(void **state)
+{
+    (void)state;
+    pid_t srv = start_server(2);
+    shmrpc_client *c = connect_to();
+    shmrpc_call *calls[3];
+    assert_int_equal(nap_start(c, CALLS_NAP_HELD, 30000, &calls[0]), 0);
+    assert_int_equal(nap_start(c, CALLS_NAP_HELD, 30000, &calls[1]), 0);
+    await_at_least(&sh->running, 2, "naps running at once");
+    /* Both workers hold a nap: the add waits untaken until one is let go. */
+    assert_int_equal(calls_add_start(c, 2, 3, &calls[2]), 0);
+    size_t which;
+    assert_int_equal(shmrpc_client_wait(c, calls, 3, 100, &which), SHMRPC_ETIMEDOUT);
+    sh->wake = 1;
+    wait_all(c, calls, 3);
+    for (int i = 0; i < 3; i++) {
+        assert_int_equal(shmrpc_call_status(calls[i]), 0);
+        shmrpc_call_free(calls[i]);
+    }
+    assert_int_equal(sh->most, 2);
+    shmrpc_client_free(c);
+    stop_server(srv);
+}
+
+/* The fast call first: a held nap, then an add, which is answered while the nap runs. */
+static void answered_out_of_order(void **state)
+{
+    (void)state;
+    pid_t srv = start_server(2);
+    shmrpc_client *c = connect_to();
+    shmrpc_call *calls[2];
+    assert_int_equal(nap_start(c, CALLS_NAP_HELD, 30000, &calls[0]), 0);
+    await_at_least(&sh->running, 1, "the held nap running");
+    assert_int_equal(calls_add_start(c, 20, 22, &calls[1]), 0);
+    assert_int_equal(wait_one(c, calls, 2), 1);
+    int64_t sum;
+    assert_int_equal(calls_add_finish(c, calls[1], &sum), 0);
+    assert_int_equal(sum, 42);
+    assert_int_equal(shmrpc_call_status(calls[0]), SHMRPC_CALL_PENDING);
+    sh->wake = 1;
+    int32_t pid;
+    assert_int_equal(calls_nap_finish(c, calls[0], &pid), 0);
+    assert_true(pid > 0);
+    shmrpc_client_free(c);
+    stop_server(srv);
+}
+
+/* Each call has its own deadline: a held nap of 200 ms times out (it ran), an add beside
+ * it does not; the nap's lane is taken again only once its handler let go of it. */
+static void deadlines_of_their_own(void **state)
+{
+    (void)state;
+    pid_t srv = start_server(2);
+    shmrpc_client *c = connect_to();
+    shmrpc_call *calls[2];
+    assert_int_equal(nap_start(c, CALLS_NAP_HELD, 200, &calls[0]), 0);
+    await_at_least(&sh->running, 1, "the held nap running");
+    assert_int_equal(calls_add_start(c, 1, 2, &calls[1]), 0);
+    wait_all(c, calls, 2);
+    assert_int_equal(shmrpc_call_status(calls[1]), 0);
+    shmrpc_bytes b;
+    assert_int_equal(shmrpc_call_result(calls[0], &b), SHMRPC_ETIMEDOUT);
+    assert_non_null(strstr(shmrpc_errmsg(), "while the call ran"));
+    shmrpc_call_free(calls[0]);
+    shmrpc_call_free(calls[1]);
+    /* The abandoned nap still runs; calls go on beside it, on other lanes. */
+    for (int i = 0; i < 10; i++) {
+        int64_t sum;
+        assert_int_equal(calls_add_start(c, i, 1, &calls[1]), 0);
+        assert_int_equal(calls_add_finish(c, calls[1], &sum), 0);
+        assert_int_equal(sum, i + 1);
+    }
+    assert_int_equal(sh->running, 1);
+    sh->wake = 1;
+    shmrpc_client_free(c);
+    stop_server(srv);
+}
+
+/* 64 lanes held by naps on one worker: the 65th start waits for a lane within its deadline
+ * and fails saying it did not run; once the naps are let go, all 64 succeed. */
+static void past_the_lanes(void **state)
+{
+    (void)state;
+    pid_t srv = start_server(1);
+    shmrpc_client *c = connect_to();
+    shmrpc_call *calls[65];
+    for (int i = 0; i < 64; i++)
+        assert_int_equal(nap_start(c, CALLS_NAP_HELD, 30000, &calls[i]), 0);
+    await_at_least(&sh->running, 1, "a held nap running");
+    shmrpc_client_next_timeout(c, 300);
+    assert_int_equal(calls_add_start(c, 1, 2, &calls[64]), 0);
+    shmrpc_bytes b;
+    assert_int_equal(shmrpc_call_result(calls[64], &b), SHMRPC_ETIMEDOUT);
+    assert_non_null(strstr(shmrpc_errmsg(), "held every connection"));
+    assert_non_null(strstr(shmrpc_errmsg(), "did not run"));
+    shmrpc_call_free(calls[64]);
+    sh->wake = 1;
+    wait_all(c, calls, 64);
+    for (int i = 0; i < 64; i++) {
+        assert_int_equal(shmrpc_call_status(calls[i]), 0);
+        shmrpc_call_free(calls[i]);
+    }
+    assert_int_equal(sh->naps_begun, 64);
+    shmrpc_client_free(c);
+    stop_server(srv);
+}
+
+/* A cancelled call is done at once; its handler goes on, its lane serves again after. */
+static void cancelled_one_of_many(void **state)
+{
+    (void)state;
+    pid_t srv = start_server(2);
+    shmrpc_client *c = connect_to();
+    shmrpc_call *calls[2];
+    assert_int_equal(nap_start(c, CALLS_NAP_HELD, 30000, &calls[0]), 0);
+    assert_int_equal(nap_start(c, 50, 30000, &calls[1]), 0);
+    await_at_least(&sh->running, 1, "the held nap running");
+    shmrpc_call_cancel(calls[0]);
+    assert_int_equal(shmrpc_call_status(calls[0]), SHMRPC_ECANCELLED);
+    int32_t pid;
+    assert_int_equal(calls_nap_finish(c, calls[1], &pid), 0);
+    shmrpc_call_free(calls[0]);
+    sh->wake = 1;
+    for (int i = 0; i < 8; i++) {
+        int64_t sum;
+        assert_int_equal(calls_add_start(c, i, i, &calls[0]), 0);
+        assert_int_equal(calls_add_finish(c, calls[0], &sum), 0);
+        assert_int_equal(sum, 2 * i);
+    }
+    shmrpc_client_free(c);
+    stop_server(srv);
+}
+
+/* A held nap and seven more in flight on two workers, and the held nap's worker SIGKILLed
+ * while the other worker serves: the held call fails saying its worker died, the seven
+ * succeed (the manager starts a new worker), and none ran twice (each nap's ms is its own,
+ * the workers' log counts its runs). */
+static void worker_killed_with_calls_in_flight(void **state)
+{
+    (void)state;
+    pid_t srv = start_server(2);
+    shmrpc_client *c = connect_to();
+    enum { N = 8, MS0 = 100 };
+    shmrpc_call *calls[N];
+    assert_int_equal(nap_start(c, CALLS_NAP_HELD, 30000, &calls[0]), 0);
+    await_at_least(&sh->running, 1, "the held nap running");
+    pid_t victim = sh->napping;
+    assert_true(victim > 0);
+    for (int i = 1; i < N; i++)
+        assert_int_equal(nap_start(c, MS0 + i, 30000, &calls[i]), 0);
+    await_at_least(&sh->running, 2, "a second nap running");
+    assert_int_equal(kill(victim, SIGKILL), 0);
+    wait_all(c, calls, N);
+    shmrpc_bytes b;
+    assert_int_equal(shmrpc_call_result(calls[0], &b), SHMRPC_EPEERDIED);
+    assert_non_null(strstr(shmrpc_errmsg(), "died during the call"));
+    shmrpc_call_free(calls[0]);
+    for (int i = 1; i < N; i++) {
+        int rc = shmrpc_call_status(calls[i]), runs = naps_of(MS0 + (uint32_t)i);
+        if (rc != 0 || runs != 1)
+            fail_msg("call %d ended with %s and ran %d times", i, shmrpc_strerror(rc), runs);
+        shmrpc_call_free(calls[i]);
+    }
+    assert_int_equal(naps_of(CALLS_NAP_HELD), 1);
+    shmrpc_client_free(c);
+    stop_server(srv);
+}
+
+int main(void)
+{
+    if (calls_shared_map() != 0) return 1;
+    signal(SIGPIPE, SIG_IGN);
+    alarm(280);
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup(sixty_four_each_answered, setup),
+        cmocka_unit_test_setup(side_by_side_any_order, setup),
+        cmocka_unit_test_setup(answered_out_of_order, setup),
+        cmocka_unit_test_setup(deadlines_of_their_own, setup),
+        cmocka_unit_test_setup(past_the_lanes, setup),
+        cmocka_unit_test_setup(cancelled_one_of_many, setup),
+        cmocka_unit_test_setup(worker_killed_with_calls_in_flight, setup),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
