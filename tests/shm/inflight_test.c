@@ -6,6 +6,7 @@
  * again once its handler is done; a worker killed with calls in flight fails only the call
  * it had, and no call runs twice. Every wait is bounded. */
 #define _GNU_SOURCE
+#include <fcntl.h>
 #include <setjmp.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -14,12 +15,15 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <cmocka.h>
 
 #include "calls_handlers.h"
 #include "procs.h"
+#include "transport/shm/shm.h"
 
 static char addr[64];
 
@@ -303,6 +307,130 @@ static void worker_killed_with_calls_in_flight(void **state)
     stop_server(srv);
 }
 
+/* The control segment of addr, mapped whole (its header is what these tests read). */
+static shmrpc__shm_ctl *map_ctl(size_t *len)
+{
+    char name[128], path[400];
+    snprintf(name, sizeof name, "shmrpc:%s", addr + strlen("shm://"));
+    test_names_path(path, sizeof path, name);
+    int fd = open(path, O_RDWR);
+    struct stat st;
+    if (fd < 0 || fstat(fd, &st) != 0 || st.st_size < (off_t)sizeof(shmrpc__shm_ctl)) {
+        if (fd >= 0) close(fd);
+        return NULL;
+    }
+    *len = (size_t)st.st_size;
+    void *p = mmap(NULL, *len, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+    close(fd);
+    return p == MAP_FAILED ? NULL : p;
+}
+
+/* Polls (every ms, at most 10 s) until the service's awake is want: whether it got there. */
+static bool awake_reaches(shmrpc__shm_ctl *ctl, uint32_t want)
+{
+    for (int i = 0; i < 10000 && atomic_load(&ctl->awake) != want; i++)
+        usleep(1000);
+    return atomic_load(&ctl->awake) == want;
+}
+
+/* How many open slots name pid as their client. */
+static int slots_of(shmrpc__shm_ctl *ctl, pid_t pid)
+{
+    int n = 0;
+    for (int i = 0; i < SHMRPC__MAX_CONNS; i++)
+        n += atomic_load(&ctl->slots[i].client.pid) == pid &&
+             atomic_load(&ctl->slots[i].state) != SHM_SLOT_FREE;
+    return n;
+}
+
+/* The waiter of calls in flight counts once in the service's awake while it spins: with
+ * every call answered and the workers asleep, awake is back at 0, and the lanes are the
+ * client's open slots. */
+static void awake_comes_back(void **state)
+{
+    (void)state;
+    pid_t srv = start_server(2);
+    shmrpc_client *c = connect_to();
+    size_t len;
+    shmrpc__shm_ctl *ctl = map_ctl(&len);
+    assert_non_null(ctl);
+    for (int round = 0; round < 20; round++) {
+        shmrpc_call *calls[16];
+        for (int i = 0; i < 16; i++)
+            assert_int_equal(nap_start(c, i % 2, 30000, &calls[i]), 0);
+        wait_all(c, calls, 16);
+        for (int i = 0; i < 16; i++) {
+            assert_int_equal(shmrpc_call_status(calls[i]), 0);
+            shmrpc_call_free(calls[i]);
+        }
+    }
+    int lanes = slots_of(ctl, getpid());
+    bool back = awake_reaches(ctl, 0);
+    uint32_t awake = atomic_load(&ctl->awake);
+    munmap(ctl, len);
+    shmrpc_client_free(c);
+    stop_server(srv);
+    if (!back) fail_msg("awake stayed at %u with the client idle and the workers asleep", awake);
+    assert_true(lanes >= 2 && lanes <= 16);
+}
+
+/* A client killed -9 while it spins over 16 calls in flight (one held nap running, 15
+ * waiting): the manager frees all its slots at the hang-up and takes its share of awake
+ * back then, by its mark, and none of the waiting calls runs after. */
+static void client_killed_with_calls_in_flight(void **state)
+{
+    (void)state;
+    pid_t srv = start_server(1);
+    shmrpc_client *probe = connect_to(); /* the server is up */
+    shmrpc_client_free(probe);
+    size_t len;
+    shmrpc__shm_ctl *ctl = map_ctl(&len);
+    assert_non_null(ctl);
+    pid_t child = fork();
+    if (child == 0) {
+        alarm(30);
+        setenv("SHMRPC_WAIT", "spin", 1); /* counted all through its wait */
+        int rc;
+        shmrpc_client *c = test_connect(&Calls_service_info, NULL, addr, &rc);
+        shmrpc_call *calls[16];
+        for (int i = 0; c && i < 16; i++)
+            if (nap_start(c, i == 0 ? CALLS_NAP_HELD : 500 + (uint32_t)i, 30000, &calls[i]))
+                _exit(2);
+        size_t which;
+        if (c) shmrpc_client_wait(c, calls, 16, 30000, &which);
+        _exit(1);
+    }
+    assert_true(child > 0);
+    /* The held nap runs, the child's lanes are open and it spins, counted (the worker runs
+     * a handler, so it is awake too). */
+    int64_t until = test_now_ms() + 10000;
+    while (test_now_ms() < until && (sh->running < 1 || slots_of(ctl, child) < 16 ||
+                                     atomic_load(&ctl->awake) < 2))
+        usleep(1000);
+    int held = slots_of(ctl, child);
+    uint32_t before = atomic_load(&ctl->awake);
+    kill(child, SIGKILL);
+    test_reap(child, 5000);
+    until = test_now_ms() + 10000;
+    while (test_now_ms() < until && slots_of(ctl, child) > 0)
+        usleep(1000);
+    int left = slots_of(ctl, child);
+    /* Taken back with the slots, by the mark: the one worker runs the held nap, so no
+     * sweep (which would repair the count too) runs before it ends. */
+    uint32_t after = atomic_load(&ctl->awake);
+    sh->wake = 1; /* the held nap ends; its worker then sleeps */
+    bool back = awake_reaches(ctl, 0);
+    int32_t naps = sh->naps_begun;
+    munmap(ctl, len);
+    stop_server(srv);
+    assert_int_equal(held, 16);
+    assert_int_equal(before, 2);
+    assert_int_equal(left, 0);
+    assert_int_equal(after, 1); /* the worker */
+    assert_true(back);
+    assert_int_equal(naps, 1);
+}
+
 int main(void)
 {
     if (calls_shared_map() != 0) return 1;
@@ -316,6 +444,9 @@ int main(void)
         cmocka_unit_test_setup(past_the_lanes, setup),
         cmocka_unit_test_setup(cancelled_one_of_many, setup),
         cmocka_unit_test_setup(worker_killed_with_calls_in_flight, setup),
+        cmocka_unit_test_setup(awake_comes_back, setup),
+        cmocka_unit_test_setup(client_killed_with_calls_in_flight, setup),
     };
+    if (getenv("INFLIGHT_TEST_ONLY")) cmocka_set_test_filter(getenv("INFLIGHT_TEST_ONLY"));
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

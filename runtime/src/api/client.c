@@ -842,8 +842,9 @@ int shmrpc_client_wait(shmrpc_client *c, shmrpc_call *const *calls, size_t n, in
     for (size_t i = 0; i < n; i++)
         if (!calls[i] || calls[i]->client != c)
             return shmrpc__err_set(SHMRPC_EINVAL, "call %zu is not one of this client's", i);
-    int64_t timeout = resolve(timeout_ms, SHMRPC_TIMEOUT_INFINITE);
-    int64_t deadline = shmrpc__deadline_at(&(shmrpc__deadline){0, timeout}, shmrpc__now_ns());
+    /* The deadline from the first look that finds nothing done: a call done already (the
+     * oldest of many in flight, as a rule) costs no clock read. */
+    shmrpc__deadline dl = {0, resolve(timeout_ms, SHMRPC_TIMEOUT_INFINITE)};
     for (;;) {
         cancel_due(c);
         for (size_t i = 0; i < n; i++) {
@@ -854,6 +855,7 @@ int shmrpc_client_wait(shmrpc_client *c, shmrpc_call *const *calls, size_t n, in
             return shmrpc__err_end(0);
         }
         int64_t now = shmrpc__now_ns();
+        int64_t deadline = shmrpc__deadline_at(&dl, now);
         if (!c->conn || now >= deadline)
             return shmrpc__err_set(SHMRPC_ETIMEDOUT, "none of the %zu calls was done in time", n);
         /* In steps, so that a cancel from another thread is seen within one. */

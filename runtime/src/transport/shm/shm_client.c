@@ -1177,7 +1177,7 @@ static void lanes_wait(shm_conn *c, int64_t deadline, bool for_lane)
         lanes_sleep(c, now, deadline);
         spent = SHMRPC__SPIN_QUIET; /* looks with the clock after a sleep */
     }
-    lanes_count_out(c);
+    lanes_count_out(c); /* it returns: counted no more */
 }
 
 /* A lane for p's call: a free one, a new one, or the first to free up within p's
