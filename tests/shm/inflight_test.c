@@ -7,6 +7,7 @@
  * it had, and no call runs twice. Every wait is bounded. */
 #define _GNU_SOURCE
 #include <fcntl.h>
+#include <pthread.h>
 #include <setjmp.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -17,6 +18,7 @@
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <cmocka.h>
@@ -232,7 +234,7 @@ static void past_the_lanes(void **state)
     assert_int_equal(calls_add_start(c, 1, 2, &calls[64]), 0);
     shmrpc_bytes b;
     assert_int_equal(shmrpc_call_result(calls[64], &b), SHMRPC_ETIMEDOUT);
-    assert_non_null(strstr(shmrpc_errmsg(), "held every connection"));
+    assert_non_null(strstr(shmrpc_errmsg(), "held all 64 connections"));
     assert_non_null(strstr(shmrpc_errmsg(), "did not run"));
     shmrpc_call_free(calls[64]);
     sh->wake = 1;
@@ -246,7 +248,8 @@ static void past_the_lanes(void **state)
     stop_server(srv);
 }
 
-/* A cancelled call is done at once; its handler goes on, its lane serves again after. */
+/* A call cancelled while it runs is done at once; its handler goes on, and its lane takes
+ * no call until the handler is done, while the others serve. */
 static void cancelled_one_of_many(void **state)
 {
     (void)state;
@@ -254,13 +257,15 @@ static void cancelled_one_of_many(void **state)
     shmrpc_client *c = connect_to();
     shmrpc_call *calls[2];
     assert_int_equal(nap_start(c, CALLS_NAP_HELD, 30000, &calls[0]), 0);
-    assert_int_equal(nap_start(c, 50, 30000, &calls[1]), 0);
     await_at_least(&sh->running, 1, "the held nap running");
+    assert_int_equal(nap_start(c, 50, 30000, &calls[1]), 0);
     shmrpc_call_cancel(calls[0]);
     assert_int_equal(shmrpc_call_status(calls[0]), SHMRPC_ECANCELLED);
     int32_t pid;
     assert_int_equal(calls_nap_finish(c, calls[1], &pid), 0);
     shmrpc_call_free(calls[0]);
+    assert_int_equal(naps_of(CALLS_NAP_HELD), 1); /* it ran, and runs still */
+    assert_int_equal(sh->running, 1);
     sh->wake = 1;
     for (int i = 0; i < 8; i++) {
         int64_t sum;
@@ -303,6 +308,75 @@ static void worker_killed_with_calls_in_flight(void **state)
         shmrpc_call_free(calls[i]);
     }
     assert_int_equal(naps_of(CALLS_NAP_HELD), 1);
+    shmrpc_client_free(c);
+    stop_server(srv);
+}
+
+/* A forked child that frees the client it inherited with calls in flight leaves them to
+ * the parent: nothing in the channels changes, the child's own look at them fails (they are
+ * not its process's), and the parent's calls are answered, each run once. */
+static void forked_child_leaves_the_calls(void **state)
+{
+    (void)state;
+    pid_t srv = start_server(1);
+    shmrpc_client *c = connect_to();
+    shmrpc_call *calls[2];
+    assert_int_equal(nap_start(c, CALLS_NAP_HELD, 30000, &calls[0]), 0);
+    await_at_least(&sh->running, 1, "the held nap running");
+    assert_int_equal(calls_add_start(c, 40, 2, &calls[1]), 0); /* waits, untaken */
+    for (int way = 0; way < 2; way++) { /* the child waits first, or frees at once */
+        pid_t child = fork();
+        if (child == 0) {
+            size_t which = 0;
+            int rc = way == 0 ? shmrpc_client_wait(c, calls, 2, 1000, &which) : 0;
+            int st = way == 0 ? shmrpc_call_status(calls[which]) : SHMRPC_EINVAL;
+            shmrpc_client_free(c);
+            _exit(rc == 0 && st == SHMRPC_EINVAL ? 0 : 1);
+        }
+        assert_true(child > 0);
+        int status = test_reap(child, 10000);
+        assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+    }
+    assert_int_equal(shmrpc_call_status(calls[1]), SHMRPC_CALL_PENDING);
+    sh->wake = 1;
+    int64_t sum;
+    assert_int_equal(calls_add_finish(c, calls[1], &sum), 0);
+    assert_int_equal(sum, 42);
+    int32_t pid;
+    assert_int_equal(calls_nap_finish(c, calls[0], &pid), 0);
+    assert_int_equal(sh->calls, 2); /* the nap and the add, once each */
+    shmrpc_client_free(c);
+    stop_server(srv);
+}
+
+static void *cancel_later(void *arg)
+{
+    usleep(100 * 1000);
+    shmrpc_client_cancel(arg);
+    return NULL;
+}
+
+/* A start that waits for a lane is cancelled by shmrpc_client_cancel from another thread:
+ * done at once with SHMRPC_ECANCELLED, saying it did not run. */
+static void cancelled_while_waiting_for_a_lane(void **state)
+{
+    (void)state;
+    pid_t srv = start_server(1);
+    shmrpc_client *c = connect_to();
+    shmrpc_call *calls[65];
+    for (int i = 0; i < 64; i++)
+        assert_int_equal(nap_start(c, CALLS_NAP_HELD, 30000, &calls[i]), 0);
+    pthread_t t;
+    assert_int_equal(pthread_create(&t, NULL, cancel_later, c), 0);
+    shmrpc_client_next_timeout(c, SHMRPC_TIMEOUT_INFINITE);
+    assert_int_equal(calls_add_start(c, 1, 2, &calls[64]), 0);
+    pthread_join(t, NULL);
+    shmrpc_bytes b;
+    assert_int_equal(shmrpc_call_result(calls[64], &b), SHMRPC_ECANCELLED);
+    assert_non_null(strstr(shmrpc_errmsg(), "while it waited for a connection"));
+    sh->wake = 1;
+    for (int i = 0; i < 65; i++)
+        shmrpc_call_free(calls[i]);
     shmrpc_client_free(c);
     stop_server(srv);
 }
@@ -371,7 +445,7 @@ static void awake_comes_back(void **state)
     shmrpc_client_free(c);
     stop_server(srv);
     if (!back) fail_msg("awake stayed at %u with the client idle and the workers asleep", awake);
-    assert_true(lanes >= 2 && lanes <= 16);
+    assert_int_equal(lanes, 16); /* opened by the first 16 starts, used again after */
 }
 
 /* A client killed -9 while it spins over 16 calls in flight (one held nap running, 15
@@ -393,9 +467,11 @@ static void client_killed_with_calls_in_flight(void **state)
         int rc;
         shmrpc_client *c = test_connect(&Calls_service_info, NULL, addr, &rc);
         shmrpc_call *calls[16];
-        for (int i = 0; c && i < 16; i++)
-            if (nap_start(c, i == 0 ? CALLS_NAP_HELD : 500 + (uint32_t)i, 30000, &calls[i]))
-                _exit(2);
+        if (!c || nap_start(c, CALLS_NAP_HELD, 30000, &calls[0])) _exit(2);
+        for (int i = 0; i < 10000 && sh->running < 1; i++) /* the held nap first */
+            usleep(1000);
+        for (int i = 1; i < 16; i++)
+            if (nap_start(c, 500 + (uint32_t)i, 30000, &calls[i])) _exit(2);
         size_t which;
         if (c) shmrpc_client_wait(c, calls, 16, 30000, &which);
         _exit(1);
@@ -444,6 +520,8 @@ int main(void)
         cmocka_unit_test_setup(past_the_lanes, setup),
         cmocka_unit_test_setup(cancelled_one_of_many, setup),
         cmocka_unit_test_setup(worker_killed_with_calls_in_flight, setup),
+        cmocka_unit_test_setup(forked_child_leaves_the_calls, setup),
+        cmocka_unit_test_setup(cancelled_while_waiting_for_a_lane, setup),
         cmocka_unit_test_setup(awake_comes_back, setup),
         cmocka_unit_test_setup(client_killed_with_calls_in_flight, setup),
     };

@@ -107,6 +107,10 @@ static void futex_sleep(shmrpc__futex *f, uint32_t old, int64_t ns, const shmrpc
         atomic_fetch_sub(&f->sleepers, 1);
 }
 
+/* Whether futex_waitv failed for a reason other than the words or the time (a kernel
+ * before 5.16, or a seccomp filter that refuses syscalls it does not know). */
+static _Atomic bool no_waitv;
+
 void shmrpc__sleep_any(shmrpc__futex *const *fs, const uint32_t *old, unsigned n, int64_t ns)
 {
     if (n == 0 || n > SHMRPC__SLEEP_ANY_MAX) return;
@@ -125,7 +129,11 @@ void shmrpc__sleep_any(shmrpc__futex *const *fs, const uint32_t *old, unsigned n
         for (i = 0; i < n; i++) /* not FUTEX_PRIVATE_FLAG: the words are shared */
             v[i] = (struct futex_waitv){.val = old[i], .uaddr = (uintptr_t)&fs[i]->word,
                                         .flags = FUTEX_32};
-        if (syscall(SYS_futex_waitv, v, n, 0, &at, CLOCK_MONOTONIC) != 0 && errno == ENOSYS) {
+        if (!atomic_load_explicit(&no_waitv, memory_order_relaxed) &&
+            syscall(SYS_futex_waitv, v, n, 0, &at, CLOCK_MONOTONIC) != 0 && errno != EAGAIN &&
+            errno != ETIMEDOUT && errno != EINTR)
+            atomic_store_explicit(&no_waitv, true, memory_order_relaxed);
+        if (atomic_load_explicit(&no_waitv, memory_order_relaxed)) {
             struct timespec rel = {0, ns < 1000000 ? (long)ns : 1000000};
             syscall(SYS_futex, &fs[0]->word, FUTEX_WAIT, old[0], &rel, NULL, 0);
         }

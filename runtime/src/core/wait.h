@@ -141,9 +141,9 @@ int shmrpc__wait_while(shmrpc__futex *f, uint32_t old, int64_t deadline_ns,
 /* Sleeps while each of the n words fs[i]->word is old[i] (n at most
  * SHMRPC__SLEEP_ANY_MAX), for at most ns: until one changes and its waker wakes it, a
  * signal or the time is up. Each futex's sleeper count is raised before the words are read
- * again, as for one (shmrpc__wake). The caller looks at the words and the clock after. A
- * kernel without futex_waitv (before 5.16) sleeps on the first word alone, for at most a
- * millisecond. */
+ * again, as for one (shmrpc__wake). The caller looks at the words and the clock after.
+ * Where futex_waitv fails (a kernel before 5.16, a seccomp filter that refuses it), from
+ * then on it sleeps on the first word alone, for at most a millisecond. */
 #define SHMRPC__SLEEP_ANY_MAX 128
 void shmrpc__sleep_any(shmrpc__futex *const *fs, const uint32_t *old, unsigned n, int64_t ns);
 

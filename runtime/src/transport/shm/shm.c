@@ -222,6 +222,14 @@ void shmrpc__shm_ring(shmrpc__shm_ctl *ctl, unsigned slot)
     shmrpc__wake_mask(&ctl->doorbell, &ctl->sleeping, 1);
 }
 
+void shmrpc__shm_unring(shmrpc__shm_ctl *ctl, unsigned slot)
+{
+    uint64_t bit = (uint64_t)1 << (slot % 64);
+    if ((atomic_fetch_and(&ctl->pending[slot / 64], ~bit) & ~bit) == 0) return;
+    atomic_fetch_add(&ctl->doorbell.word, 1);
+    shmrpc__wake_mask(&ctl->doorbell, &ctl->sleeping, 1);
+}
+
 void shmrpc__chan_unmap(shmrpc__chan_map *m)
 {
     if (m->head) munmap(m->head, (size_t)m->mapped);

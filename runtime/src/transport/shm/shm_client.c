@@ -577,15 +577,15 @@ static void ring_request(shm_conn *c)
  * is set whatever the watcher (a worker that finds the call taken from the state moves on),
  * and that exchange, after the release of the REQUEST, hands the request to whoever takes
  * the bit, so the state needs no sequentially consistent store. The doorbell rings only
- * when no other request of the bit's word was waiting: a worker takes that one, and every
- * worker looks at the bits again after each call, before it waits on the doorbell (so a
- * busy client's lanes cost one exchange a call, not three). A second sleeping worker is
- * then not woken by this call: its late ring does that, if no worker took it by then. */
+ * when another request of the bit's word was waiting or a worker sleeps: a worker takes
+ * that other one, and every worker looks at the bits again after each call, before it
+ * waits on the doorbell (and a bit cleared unserved rings for the others:
+ * shmrpc__shm_unring). So a busy client's lanes cost one exchange a call, not three. */
 static void ring_lane(shm_conn *c)
 {
     uint64_t bit = (uint64_t)1 << (c->slot % 64);
     uint64_t was = atomic_fetch_or(&c->ctl->pending[c->slot / 64], bit);
-    c->rung = (was & ~bit) == 0;
+    c->rung = (was & ~bit) == 0 || atomic_load(&c->ctl->sleeping) != 0;
     if (!c->rung) return;
     atomic_fetch_add(&c->ctl->doorbell.word, 1);
     shmrpc__wake_mask(&c->ctl->doorbell, &c->ctl->sleeping, 1);
@@ -678,7 +678,7 @@ static int give_up(shm_conn *c, int rc, shmrpc_buf *err)
                                                 shmrpc__shm_claim(c->call, SHM_CLAIM_WITHDRAWN)))
                 continue;                                /* a worker took it meanwhile */
             atomic_store(&h->state.word, SHM_CHAN_IDLE); /* no worker will take it now */
-            atomic_fetch_and(&c->ctl->pending[c->slot / 64], ~((uint64_t)1 << (c->slot % 64)));
+            shmrpc__shm_unring(c->ctl, c->slot);
             if (rc == SHMRPC_ETIMEDOUT)
                 shmrpc__msg_set(
                     err, "the deadline passed before a worker took the call; it did not run");
@@ -797,12 +797,13 @@ static int call_begin(shm_conn *c, size_t len, shmrpc__deadline *dl, shmrpc_buf 
     return rc;
 }
 
-/* Sends the request of method sid (after call_begin): 0, or the status of a failure to
- * make room for the metadata (nothing sent). A request already in the channel's data (a
- * loan) is not copied. A call that counts may count in the service's awake at once; one
- * of many in flight never does (their waiter counts once for all, shm_progress). */
-static int call_post(shm_conn *c, uint32_t sid, shmrpc_bytes req, shmrpc__deadline *dl,
-                     bool counts, shmrpc_buf *err)
+/* Sends the request of method sid with its metadata meta (after call_begin): 0, or the
+ * status of a failure to make room for the metadata (nothing sent). A request already in
+ * the channel's data (a loan) is not copied. A call that counts may count in the service's
+ * awake at once; one of many in flight never does (their waiter counts once for all,
+ * lanes_wait). */
+static int call_post(shm_conn *c, uint32_t sid, shmrpc_bytes req, shmrpc_bytes meta,
+                     shmrpc__deadline *dl, bool counts, shmrpc_buf *err)
 {
     int rc;
     shmrpc__shm_chan *h = c->chan.head;
@@ -812,7 +813,7 @@ static int call_post(shm_conn *c, uint32_t sid, shmrpc_bytes req, shmrpc__deadli
     h->req_len = (uint32_t)req.len;
     /* The call's metadata after the request (shm.h), in room made now: the request is in the
      * channel already, which a growth keeps. */
-    uint32_t mlen = (uint32_t)c->base.meta.len;
+    uint32_t mlen = (uint32_t)meta.len;
     if (mlen) {
         uint64_t off = req.len <= SHMRPC__CHAN_SMALL ? 0 : req.len;
         if ((rc = shmrpc__chan_reserve(&c->chan, off + mlen, err)) != 0) return rc;
@@ -821,7 +822,7 @@ static int call_post(shm_conn *c, uint32_t sid, shmrpc_bytes req, shmrpc__deadli
          * pairs, and no large message since): lines the worker only reads then stay in
          * both caches instead of moving to it again on every call. */
         uint8_t *at = shmrpc__chan_data(&c->chan) + off;
-        if (memcmp(at, c->base.meta.ptr, mlen) != 0) memcpy(at, c->base.meta.ptr, mlen);
+        if (memcmp(at, meta.ptr, mlen) != 0) memcpy(at, meta.ptr, mlen);
     }
     if (mlen != c->meta_len) {
         atomic_store_explicit(&h->meta_len, mlen, memory_order_relaxed);
@@ -879,7 +880,7 @@ static int call_post(shm_conn *c, uint32_t sid, shmrpc_bytes req, shmrpc__deadli
 static int call_send(shm_conn *c, uint32_t sid, shmrpc_bytes req, shmrpc__deadline *dl,
                      shmrpc_buf *err)
 {
-    int rc = call_post(c, sid, req, dl, true, err);
+    int rc = call_post(c, sid, req, c->base.meta, dl, true, err);
     if (rc != 0) return rc;
     /* A call not counted yet counts once its wait lasts (its first clock read): one
      * answered sooner writes nothing on awake's line, which the workers read as they spin.
@@ -1060,10 +1061,21 @@ static void lane_end(shm_conn *l, int rc)
     l->p = NULL;
 }
 
+/* The server of lane gone went away: the idle lanes it served are broken too, and connect
+ * again at their next call rather than each failing one first (5 ms or more later). */
+static void lanes_server_gone(shm_conn *c, const shm_conn *gone)
+{
+    for (unsigned i = 0; i < c->n_lanes; i++) {
+        shm_conn *l = c->lanes[i];
+        if (l->p == NULL && l->owner == gone->owner && l->owner_start == gone->owner_start)
+            l->broken = true;
+    }
+}
+
 /* Looks at every lane: ends the calls answered, and at now (0: the clock was not read)
  * those whose deadline passed or whose check fails; frees a held lane whose worker died.
- * Whether the waiter may return: a call ended, none is in flight, or (for_lane) a lane is
- * free. */
+ * Whether the waiter may return: a call ended, or none is in flight (for_lane: a lane is
+ * free; one held by a call given up on frees up only when its worker answers or dies). */
 static bool lanes_look(shm_conn *c, int64_t now, bool for_lane)
 {
     unsigned ended = 0, busy = 0, idle = 0;
@@ -1107,9 +1119,10 @@ static bool lanes_look(shm_conn *c, int64_t now, bool for_lane)
             lane_end(l, rc);
             ended++;
             c->ended = i;
+            if (l->broken && !l->lost) lanes_server_gone(c, l);
         }
     }
-    return ended > 0 || busy == 0 || (for_lane && idle > 0);
+    return ended > 0 || (for_lane ? idle > 0 : busy == 0);
 }
 
 /* Sleeps on the states of the lanes whose calls are in flight or held, until one leaves
@@ -1180,19 +1193,32 @@ static void lanes_wait(shm_conn *c, int64_t deadline, bool for_lane)
     lanes_count_out(c); /* it returns: counted no more */
 }
 
+/* A free lane, connected first (one that is broken may wait out its reconnect's backoff),
+ * the one that ended last before the others: a busy client's next call takes it, and the
+ * other lanes' lines stay where they are. NULL when none is free. */
+static shm_conn *lane_free_one(shm_conn *c)
+{
+    shm_conn *broken = NULL;
+    for (unsigned k = 0; k < c->n_lanes; k++) {
+        shm_conn *l = c->lanes[(c->ended + k) % c->n_lanes];
+        if (!lane_free(l)) continue;
+        if (!l->broken) return l;
+        if (broken == NULL) broken = l;
+    }
+    return broken;
+}
+
 /* A lane for p's call: a free one, a new one, or the first to free up within p's
- * deadline. */
+ * deadline, unless the call is cancelled meanwhile. */
 static int lane_get(shm_conn *c, shmrpc__pending *p, shm_conn **out, bool *waited)
 {
     for (;; *waited = true) {
-        /* The lane that ended last first: a busy client's next call takes it, and the
-         * others' lines stay where they are. */
-        for (unsigned k = 0; k < c->n_lanes; k++) {
-            shm_conn *l = c->lanes[(c->ended + k) % c->n_lanes];
-            if (lane_free(l)) {
-                *out = l;
-                return 0;
-            }
+        if ((*out = lane_free_one(c)) != NULL) return 0;
+        if (shmrpc__conn_cancelled(&c->base)) {
+            shmrpc__msg_set(&p->msg, "the call was cancelled by its client while it waited for "
+                                     "a connection to shm://%s; it did not run",
+                            c->key);
+            return SHMRPC_ECANCELLED;
         }
         int64_t now = shmrpc__now_ns();
         if (c->n_lanes < LANES_MAX && now >= c->lane_retry_ns) {
@@ -1207,12 +1233,16 @@ static int lane_get(shm_conn *c, shmrpc__pending *p, shm_conn **out, bool *waite
         }
         if (now >= p->deadline) {
             shmrpc__msg_set(&p->msg,
-                            "the deadline passed while %u calls in flight held every connection "
-                            "to shm://%s; the call did not run",
+                            "the deadline passed while calls in flight, or given up on and still "
+                            "running, held all %u connections to shm://%s; the call did not run",
                             c->n_lanes, c->key);
             return SHMRPC_ETIMEDOUT;
         }
-        lanes_wait(c, p->deadline, true);
+        /* In steps, so that a cancel, or the time to try a new lane again, is seen within
+         * one. */
+        int64_t until = p->deadline - now > SHMRPC__CHECK_NS ? now + SHMRPC__CHECK_NS
+                                                             : p->deadline;
+        lanes_wait(c, until, true);
     }
 }
 
@@ -1236,10 +1266,11 @@ static int shm_start(shmrpc__conn *base, shmrpc__pending *p, shmrpc_buf *err)
          * once the call waited for a lane. */
         l->dl = waited ? (shmrpc__deadline){.at = p->deadline, .timeout_ms = p->timeout_ms}
                        : (shmrpc__deadline){.at = 0, .timeout_ms = p->timeout_ms};
-        l->base.meta = shmrpc_bytes_of(p->meta.data, p->meta.len);
         shmrpc_bytes req = shmrpc_bytes_of(p->req.data, p->req.len);
         rc = call_begin(l, req.len, &l->dl, &p->msg);
-        if (rc == 0) rc = call_post(l, p->sid, req, &l->dl, false, &p->msg);
+        if (rc == 0)
+            rc = call_post(l, p->sid, req, shmrpc_bytes_of(p->meta.data, p->meta.len), &l->dl,
+                           false, &p->msg);
     }
     if (rc != 0) {
         p->status = rc;
@@ -1257,35 +1288,49 @@ static int shm_start(shmrpc__conn *base, shmrpc__pending *p, shmrpc_buf *err)
 static void shm_progress(shmrpc__conn *base, int64_t deadline)
 {
     shm_conn *c = (shm_conn *)base;
-    if (c->lanes) lanes_wait(c, deadline, false);
+    if (c->lanes == NULL) return;
+    if (self() == c->pid) {
+        lanes_wait(c, deadline, false);
+        return;
+    }
+    /* A forked child inherited its parent's calls: they are the parent's to wait for. */
+    for (unsigned i = 0; i < c->n_lanes; i++) {
+        shmrpc__pending *p = c->lanes[i]->p;
+        if (p == NULL) continue;
+        p->status = not_ours(c, &p->msg);
+        p->done = true;
+        p->where = NULL;
+        c->lanes[i]->p = NULL;
+    }
 }
 
 /* Forgets p, not done: its request withdrawn if no worker took it, else its claim marked
  * given up for why (the handler sees ETIMEDOUT, or cancelled), and an answer that comes
- * dropped at the lane's next call. */
-static void lane_drop(shmrpc__pending *p, int why)
+ * dropped at the lane's next call. In a forked child only the child's record of it goes:
+ * the channel is the parent's, whose call it still is. */
+static void lane_drop(shm_conn *c, shmrpc__pending *p, int why)
 {
     shm_conn *l = p->where;
     if (l == NULL || l->p != p) return;
-    shmrpc_buf msg;
-    shmrpc_buf_init(&msg);
-    give_up(l, why, &msg);
-    shmrpc_buf_destroy(&msg);
-    count_out(l);
+    if (self() == c->pid) {
+        shmrpc_buf msg;
+        shmrpc_buf_init(&msg);
+        give_up(l, why, &msg);
+        shmrpc_buf_destroy(&msg);
+        count_out(l);
+    }
     l->p = NULL;
     p->where = NULL;
 }
 
 static void shm_abandon(shmrpc__conn *base, shmrpc__pending *p)
 {
-    (void)base;
-    lane_drop(p, SHMRPC_ETIMEDOUT);
+    lane_drop((shm_conn *)base, p, SHMRPC_ETIMEDOUT);
 }
 
 static void shm_cancel(shmrpc__conn *base, shmrpc__pending *p)
 {
-    (void)base;
-    lane_drop(p, SHMRPC_ECANCELLED);
+    lane_drop((shm_conn *)base, p, SHMRPC_ECANCELLED);
 }
 
 /* Room for a request of size bytes in the channel's data, where the worker reads it

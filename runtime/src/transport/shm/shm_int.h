@@ -88,6 +88,10 @@ void shmrpc__chan_unmap(shmrpc__chan_map *m);
 /* Rings the doorbell for the request in slot's channel: its pending bit, then the bell,
  * and a wake-up for a sleeping worker (the client's, or a watcher's that stopped watching). */
 void shmrpc__shm_ring(shmrpc__shm_ctl *ctl, unsigned slot);
+/* Clears slot's pending bit for a request that nobody will serve (withdrawn, or its slot
+ * freed), and rings the doorbell when other bits of its word are set: a call in flight may
+ * have left its ring to the request whose bit this was (shm_client.c, ring_lane). */
+void shmrpc__shm_unring(shmrpc__shm_ctl *ctl, unsigned slot);
 
 /* Maps all of the channel that the other side may have grown. Its claimed size is only
  * a hint: what is mapped is what the file really holds, within this side's maximum. Like

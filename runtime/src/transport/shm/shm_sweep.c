@@ -51,7 +51,7 @@ void shmrpc__shm_free_slot(shmrpc__shm_ctl *ctl, unsigned i, uint32_t state, uin
     shmrpc__shm_proc_set(&s->client, 0, 0);
     atomic_store(&s->pidless_ns, 0);
     atomic_store(&s->counted, 0);
-    atomic_fetch_and(&ctl->pending[i / 64], ~((uint64_t)1 << (i % 64)));
+    shmrpc__shm_unring(ctl, i);
     if (in_call) shmrpc__count_down(&ctl->awake); /* it died counted as awake */
     atomic_store(&s->state, SHM_SLOT_FREE);
 }

@@ -144,9 +144,15 @@ static void hand_back(worker_chan *c, int status, const void *data, size_t n)
     if (call == c->call || (call != c->call + 1 &&
                             atomic_load_explicit(&h->claim, memory_order_relaxed) >> 2 == c->call))
         atomic_store_explicit(&h->state.word, SHM_CHAN_RESPONSE, memory_order_release);
-    shmrpc__wake(&h->state, 1);
-    if (c->lock_tid) shmrpc__lock_release(&h->lock, c->lock_tid);
+    /* The lock's exchange (or a fence) comes between the answer and the look at the state's
+     * sleepers: a client that counts itself a sleeper and then finds no answer (the waiter
+     * of calls in flight sleeps on the state) is seen, or sees the answer. */
+    if (c->lock_tid)
+        shmrpc__lock_release(&h->lock, c->lock_tid);
+    else
+        atomic_thread_fence(memory_order_seq_cst);
     c->lock_tid = 0;
+    shmrpc__wake(&h->state, 1);
 }
 
 /* Puts the answer (or the error message) into the channel and hands it back. */
