@@ -188,13 +188,13 @@ static const bench_case table[] = {
     /* Many calls in flight from one client thread (shmrpc_client_start), each on a lane of
      * its own (docs/shm-transport.md, "Calls in flight"). */
     {ROW("raw-if1", "shm", 16, 1, 1), .run = bench_shm, .arg = &shm_if1,
-     .vs = {{"ratio_to_blocking", "shm/raw/16/1x1", BENCH_CALLS}},
+     .vs = {VS_LIMIT, {"ratio_to_blocking", "shm/raw/16/1x1", BENCH_CALLS}},
      .note = "one call in flight through start/finish"},
     {ROW("raw-if64", "shm", 16, 1, 1), .run = bench_shm, .arg = &shm_if64,
-     .vs = {{"ratio_to_blocking", "shm/raw/16/1x1", BENCH_CALLS}},
+     .vs = {VS_LIMIT, {"ratio_to_blocking", "shm/raw/16/1x1", BENCH_CALLS}},
      .note = "64 in flight, one worker"},
     {ROW("raw-if64", "shm", 16, 1, 2), .run = bench_shm, .arg = &shm_if64,
-     .vs = {{"ratio_to_blocking", "shm/raw/16/1x1", BENCH_CALLS}},
+     .vs = {VS_LIMIT, {"ratio_to_blocking", "shm/raw/16/1x1", BENCH_CALLS}},
      .note = "goal (issue 37): >= 5 M calls/s and >= 2x one at a time"},
     {ROW("raw", "shm", 16, 4, 2), .run = bench_shm, .arg = &shm_echo,
      .vs = {{"ratio_to_unix", UNIX_16_C4, BENCH_CALLS},
@@ -247,7 +247,7 @@ static const bench_case table[] = {
      .vs = {VS_LIMIT_TURNS, {"ratio_to_spin", SPIN_16, BENCH_P50}},
      .note = "a 20 us handler: goal calls/s near 1/(20 us + spin p50)"},
     {ROW("work20-if64", "shm", 16, 1, 2), .run = bench_shm, .arg = &shm_work_if64,
-     .vs = {{"ratio_to_blocking", "shm/work20/16/1x1", BENCH_CALLS}},
+     .vs = {VS_LIMIT, {"ratio_to_blocking", "shm/work20/16/1x1", BENCH_CALLS}},
      .note = "a 20 us handler, 64 in flight on 2 workers: both busy, near 2x"},
 };
 
