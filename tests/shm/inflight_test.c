@@ -102,6 +102,17 @@ static void wait_all(shmrpc_client *c, shmrpc_call **calls, size_t n)
     free(left);
 }
 
+/* Waits for all n calls, each of which must succeed, and frees them. */
+static void wait_all_ok(shmrpc_client *c, shmrpc_call **calls, size_t n)
+{
+    wait_all(c, calls, n);
+    for (size_t i = 0; i < n; i++) {
+        if (shmrpc_call_status(calls[i]) != 0)
+            fail_msg("call %zu: %s", i, shmrpc_strerror(shmrpc_call_status(calls[i])));
+        shmrpc_call_free(calls[i]);
+    }
+}
+
 /* Polls (every ms, at most 20 s) until *v reaches at least want. */
 static void await_at_least(_Atomic int32_t *v, int32_t want, const char *what)
 {
@@ -155,11 +166,7 @@ static void side_by_side_any_order(void **state)
     size_t which;
     assert_int_equal(shmrpc_client_wait(c, calls, 3, 100, &which), SHMRPC_ETIMEDOUT);
     sh->wake = 1;
-    wait_all(c, calls, 3);
-    for (int i = 0; i < 3; i++) {
-        assert_int_equal(shmrpc_call_status(calls[i]), 0);
-        shmrpc_call_free(calls[i]);
-    }
+    wait_all_ok(c, calls, 3);
     assert_int_equal(sh->most, 2);
     shmrpc_client_free(c);
     stop_server(srv);
@@ -238,11 +245,7 @@ static void past_the_lanes(void **state)
     assert_non_null(strstr(shmrpc_errmsg(), "did not run"));
     shmrpc_call_free(calls[64]);
     sh->wake = 1;
-    wait_all(c, calls, 64);
-    for (int i = 0; i < 64; i++) {
-        assert_int_equal(shmrpc_call_status(calls[i]), 0);
-        shmrpc_call_free(calls[i]);
-    }
+    wait_all_ok(c, calls, 64);
     assert_int_equal(sh->naps_begun, 64);
     shmrpc_client_free(c);
     stop_server(srv);
@@ -432,11 +435,7 @@ static void awake_comes_back(void **state)
         shmrpc_call *calls[16];
         for (int i = 0; i < 16; i++)
             assert_int_equal(nap_start(c, i % 2, 30000, &calls[i]), 0);
-        wait_all(c, calls, 16);
-        for (int i = 0; i < 16; i++) {
-            assert_int_equal(shmrpc_call_status(calls[i]), 0);
-            shmrpc_call_free(calls[i]);
-        }
+        wait_all_ok(c, calls, 16);
     }
     int lanes = slots_of(ctl, getpid());
     bool back = awake_reaches(ctl, 0);
