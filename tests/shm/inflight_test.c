@@ -421,30 +421,36 @@ static int slots_of(shmrpc__shm_ctl *ctl, pid_t pid)
 }
 
 /* The waiter of calls in flight counts once in the service's awake while it spins: with
- * every call answered and the workers asleep, awake is back at 0, and the lanes are the
- * client's open slots. */
+ * every call answered and the workers asleep, awake is back at 0, after a client that
+ * sleeps past its spin and one that only spins (SHMRPC_WAIT=spin, counted from its first
+ * clock read to its return); and the lanes are the client's open slots. */
 static void awake_comes_back(void **state)
 {
     (void)state;
     pid_t srv = start_server(2);
     shmrpc_client *c = connect_to();
+    setenv("SHMRPC_WAIT", "spin", 1);
+    shmrpc_client *spinner = connect_to();
+    unsetenv("SHMRPC_WAIT");
     size_t len;
     shmrpc__shm_ctl *ctl = map_ctl(&len);
     assert_non_null(ctl);
     for (int round = 0; round < 20; round++) {
+        shmrpc_client *k = round % 2 ? spinner : c;
         shmrpc_call *calls[16];
         for (int i = 0; i < 16; i++)
-            assert_int_equal(nap_start(c, i % 2, 30000, &calls[i]), 0);
-        wait_all_ok(c, calls, 16);
+            assert_int_equal(nap_start(k, i % 2, 30000, &calls[i]), 0);
+        wait_all_ok(k, calls, 16);
     }
     int lanes = slots_of(ctl, getpid());
     bool back = awake_reaches(ctl, 0);
     uint32_t awake = atomic_load(&ctl->awake);
     munmap(ctl, len);
     shmrpc_client_free(c);
+    shmrpc_client_free(spinner);
     stop_server(srv);
-    if (!back) fail_msg("awake stayed at %u with the client idle and the workers asleep", awake);
-    assert_int_equal(lanes, 16); /* opened by the first 16 starts, used again after */
+    if (!back) fail_msg("awake stayed at %u with the clients idle and the workers asleep", awake);
+    assert_int_equal(lanes, 32); /* opened by each client's first 16 starts, used again */
 }
 
 /* A client killed -9 while it spins over 16 calls in flight (one held nap running, 15
