@@ -329,9 +329,13 @@ typedef struct canceller {
     int32_t seen; /* the attempts the server had begun when it cancelled */
 } canceller;
 
+/* Cancels k->ms after the first attempt began: within the backoff after it, however long
+ * the machine took to start the call (its attempt ends in a round trip). */
 static void *cancel_later(void *arg)
 {
     canceller *k = arg;
+    for (int i = 0; i < 5000 && sh->calls[GET] < 1; i++)
+        usleep(1000);
     usleep((useconds_t)k->ms * 1000);
     k->seen = sh->calls[GET];
     shmrpc_client_cancel(k->c);
@@ -344,9 +348,12 @@ static void cancel_stops_it(void **state)
 {
     (void)state;
     start();
+    /* A backoff of 400 ms and the cancel 150 ms into it: an attempt that took over 150 ms
+     * (a loaded sanitizer build under ctest -j2 made one last long enough for a 30 ms
+     * backoff's cancel to land inside it) is what would move it. */
     shmrpc_retry_opts r = {.max_attempts = 100,
-                           .initial_backoff_ms = 30,
-                           .max_backoff_ms = 30,
+                           .initial_backoff_ms = 400,
+                           .max_backoff_ms = 400,
                            .backoff_multiplier = 1,
                            .max_tokens = 1000,
                            .token_ratio = 1};
@@ -355,7 +362,7 @@ static void cancel_stops_it(void **state)
     assert_int_equal(retry_get(c, 1, &out), 0);
     sh->calls[GET] = 0;
     sh->fail_with = SHMRPC_EUNAVAIL;
-    canceller k = {.c = c, .ms = 200};
+    canceller k = {.c = c, .ms = 150};
     assert_int_equal(pthread_create(&k.thread, NULL, cancel_later, &k), 0);
     int64_t t0 = test_now_ms();
     assert_int_equal(retry_get(c, 1, &out), SHMRPC_ECANCELLED);

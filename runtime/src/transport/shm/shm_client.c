@@ -139,7 +139,7 @@ typedef struct shm_conn {
     shmrpc_wait_opts wait;
     /* Calls in flight (shmrpc_client_start): each runs on a lane, a connection of its own
      * to the service (a slot and a channel), so that every call keeps the state machine,
-     * the checks and the at-most-once of one call (see shm_start). lanes[0] is this
+     * the checks and the at-most-once of one call ("calls in flight" below). lanes[0] is this
      * connection; the others are opened as starts need them, up to LANES_MAX, and kept.
      * NULL before the first start. On a lane: p is its call, or NULL, and dl its deadline. */
     struct shm_conn **lanes;
@@ -151,7 +151,7 @@ typedef struct shm_conn {
     int64_t next_check_ns; /* when the lane's call is looked at (client_check) next; 0: not
                               before the call's first clock read */
     int64_t late_at;       /* when its request rings after all (ring_late); 0: not */
-    bool spin_counted;     /* the waiter of calls in flight counts in awake (shm_progress) */
+    bool spin_counted;     /* the waiter of calls in flight counts in awake (lanes_wait) */
 } shm_conn;
 
 static void shm_conn_close(shmrpc__conn *base);
