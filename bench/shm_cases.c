@@ -94,7 +94,7 @@ static int serve(bench_run *run, int idx, void *arg)
 typedef struct caller {
     shmrpc_client *c;
     const char *method;
-    uint8_t payload[65536];
+    uint8_t *payload; /* len bytes */
     size_t len;
     int in_flight;         /* calls kept in flight (bench_shm_opts), or 0 */
     bool loan;             /* echo through loaned buffers (bench_shm_opts) */
@@ -198,12 +198,14 @@ static int client(bench_run *run, int idx, void *arg)
     k.len = run->c->payload;
     k.in_flight = row->o->in_flight;
     k.loan = row->o->loan;
+    if (!(k.payload = calloc(1, k.len ? k.len : 1))) return 1;
     if (row->o->text) bench_fill_text(k.payload, k.len);
     if (open_client(&k.c, row) != 0) return 1;
     int rc = bench_client_loop(run, idx, call, &k);
     shmrpc_client_free(k.c); /* calls still in flight end with it, and are freed after */
     for (int i = 0; i < k.n; i++)
         shmrpc_call_free(k.ring[(k.head + i) % k.in_flight]);
+    free(k.payload);
     return rc;
 }
 

@@ -123,13 +123,14 @@ static void stub_raw(gen *g, emitter *e, const svc_method *m, const char *label,
         return;
     }
     const char *data = gen_tokstr(g, m->params->name);
+    if (part == PART_ALL) { /* sent from the caller's bytes: the transport copies them once */
+        em(e, "return shmrpc_client_call_raw(client_, %s, %s, out_);", gen_method_id(g, m), data);
+        return;
+    }
     em(e, "int rc_ = shmrpc_buf_append(req_, %s.ptr, %s.len);", data, data);
     encode_failed(e, label);
-    if (part == PART_START)
-        em(e, "return shmrpc_client_start(client_, %s, SHMRPC_TIMEOUT_DEFAULT, call_);",
-           gen_method_id(g, m));
-    else
-        em(e, "return shmrpc_client_call(client_, %s, out_);", gen_method_id(g, m));
+    em(e, "return shmrpc_client_start(client_, %s, SHMRPC_TIMEOUT_DEFAULT, call_);",
+       gen_method_id(g, m));
 }
 
 void gen_client(gen *g, emitter *e)
@@ -151,8 +152,10 @@ void gen_client(gen *g, emitter *e)
                 em(e, "int %s_%s_finish(shmrpc_client *client_, shmrpc_call *call_%s)", g->p,
                    gen_method_cname(g, m), gen_out_decl(g, m));
             em_open(e, "{");
-            /* The request, which each stub but NAME_finish writes its arguments into. */
-            if (part != PART_FINISH) em(e, "shmrpc_buf *req_ = shmrpc_client_request(client_);");
+            /* The request, which each stub but NAME_finish writes its arguments into (a @raw
+             * call sends its bytes from where the caller has them). */
+            if (part == PART_START || (part == PART_ALL && !svc_enc_is_raw(m->enc)))
+                em(e, "shmrpc_buf *req_ = shmrpc_client_request(client_);");
             if (svc_enc_is_raw(m->enc))
                 stub_raw(g, e, m, label, part);
             else if (m->enc == SVC_ENC_JSON)

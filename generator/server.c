@@ -139,7 +139,7 @@ static void invoke_raw(gen *g, emitter *e, const svc_method *m)
     em(e, "int rc = h->%s(ctx, req, &out);", gen_method_cname(g, m));
     em_open(e, "if (rc != 0)");
     em_last(e, "return rc;");
-    em(e, "return shmrpc_buf_append(resp, out.ptr, out.len);");
+    em(e, "return shmrpc_ctx_answer_raw(ctx, resp, out);");
 }
 
 static const char *invoke_fn(gen *g, const svc_method *m)

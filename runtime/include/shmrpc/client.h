@@ -248,6 +248,16 @@ shmrpc_arena *shmrpc_client_arena(shmrpc_client *c);
  * method the server's table marks @idempotent is retried as shmrpc_retry_opts says; its
  * message then ends "[@idempotent: N attempts; why no more]" (docs/retries.md). */
 int shmrpc_client_call(shmrpc_client *c, uint32_t method_id, shmrpc_bytes *resp);
+/* shmrpc_client_call with the request req as it is (a @raw method's bytes, which the
+ * generated stub passes on): sent from req itself, never copied into the request buffer,
+ * so a transport copies it once, where it goes (over shm://, into the channel), and *resp
+ * points at the answer where the transport has it (over shm://, the channel, written by
+ * the worker, a process of this user: docs/shm-transport.md, "Large @raw calls"), valid,
+ * as any call's, until the next call on c. req must stay as it is until the call returns;
+ * retries send it again. Fails as shmrpc_client_call, and with SHMRPC_ETOOBIG for req above
+ * the client's maximum, SHMRPC_EINVAL for a length with a NULL pointer. */
+int shmrpc_client_call_raw(shmrpc_client *c, uint32_t method_id, shmrpc_bytes req,
+                           shmrpc_bytes *resp);
 /* Records a message (printf-style) for shmrpc_errmsg() and returns rc. */
 int shmrpc_client_error(shmrpc_client *c, int rc, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));

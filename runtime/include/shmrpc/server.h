@@ -82,19 +82,22 @@ int shmrpc_server_serve_until_signal(shmrpc_server *s, int workers);
  * a supervisor may call it from a signal handler. No effect when serving in place. */
 int shmrpc_server_set_workers(shmrpc_server *s, int workers);
 
-/* Lets the handler of the @raw method method_id (the server's index, as the generated
- * NAME_METHOD_*) read its request where the client wrote it rather than from a private copy: over
+/* Sets whether the handler of the @raw method method_id (the server's index, as the generated
+ * NAME_METHOD_*) reads its request where the client wrote it rather than from a private copy: over
  * shm:// in the channel itself, so a large @raw request is not copied before the handler runs (one
- * of 24 bytes or less still is: it rides in the channel's state line). The client's process can
- * write those bytes while the handler reads them (a correct client waits for its answer; a broken
- * or hostile one need not): a handler that checks what it reads must copy what it checks and check
- * the copy, never read a length or offset twice, and must not crash on any content; one that only
- * moves bytes (a store, a transform, a checksum) may read in place. Over tcp:// the request is the
- * worker's own copy and over inproc:// the caller's buffer, as without it. Call it after
- * shmrpc_server_register and before shmrpc_server_serve (workers keep what was set when they were
- * forked); in_place 0 turns it off. SHMRPC_EINVAL with no service registered, an id outside its
- * table, or a method that is not @raw (its generated decoder would read bytes the client can change
- * under it). docs/shm-transport.md, "Loaned buffers". */
+ * of 24 bytes or less still is: it rides in the channel's state line). Left unset, a @raw handler
+ * reads requests of 1024 bytes or more in place and its shmrpc_ctx_loan gives memory of the arena
+ * (docs/shm-transport.md, "Large @raw calls": every shm:// client is a process of the server's own
+ * user); in_place 1 reads every request in place and lends the channel, in_place 0 keeps the copy
+ * for every request. The client's process can write those bytes while the handler reads them (a
+ * correct client waits for its answer; a broken or hostile one need not): a handler that checks
+ * what it reads must copy what it checks and check the copy, never read a length or offset twice,
+ * and must not crash on any content; one that only moves bytes (a store, a transform, a checksum)
+ * may read in place. Over tcp:// the request is the worker's own copy and over inproc:// the
+ * caller's buffer, as without it. Call it after shmrpc_server_register and before
+ * shmrpc_server_serve (workers keep what was set when they were forked). SHMRPC_EINVAL with no
+ * service registered, an id outside its table, or a method that is not @raw (its generated decoder
+ * would read bytes the client can change under it). docs/shm-transport.md, "Loaned buffers". */
 int shmrpc_server_set_in_place(shmrpc_server *s, uint32_t method_id, int in_place);
 
 /* Makes shmrpc_server_serve() return. Async-signal-safe: call it from a SIGTERM handler. */

@@ -127,11 +127,18 @@ int shmrpc_ctx_decode_error(shmrpc_ctx *ctx, const char *method, const char *wha
  * any other. The channel holds one message: the room is where the request was, so writing
  * it overwrites a request the handler reads in place (shmrpc_server_set_in_place), which
  * suits a handler that transforms its request in place; one that still needs its request
- * reads or copies it first. The room lasts until the handler returns; a second loan
+ * reads or copies it first. (A @raw handler that reads a large request in place without
+ * having asked, docs/shm-transport.md "Large @raw calls", gets memory of the arena.) The room lasts until the handler returns; a second loan
  * replaces the first (whose pointer is then not to be used). SHMRPC_ETOOBIG above the
  * server's maximum message, or when the channel cannot grow; SHMRPC_EINVAL outside a
  * handler. docs/shm-transport.md, "Loaned buffers". */
 int shmrpc_ctx_loan(shmrpc_ctx *ctx, size_t size, void **ptr);
+/* For generated code: appends out, what a @raw handler (or @pickle, @marshal) returned, to
+ * resp, the answer buffer its invoke was given; over shm:// an answer of 256 bytes or more
+ * goes straight into the room a loan would give (moved there from the request
+ * it may be part of, or taken as it is when it is there already), not through resp's
+ * storage. 0, or resp's error. */
+int shmrpc_ctx_answer_raw(shmrpc_ctx *ctx, shmrpc_buf *resp, shmrpc_bytes out);
 
 /* Decodes a request, calls the handler and encodes its result into resp. */
 typedef int (*shmrpc_invoke_fn)(shmrpc_ctx *ctx, const void *handlers, shmrpc_bytes req,

@@ -22,6 +22,10 @@ struct shmrpc_client {
     shmrpc__client_cfg cfg; /* what connections are made with */
     shmrpc_buf req;
     shmrpc_buf resp;
+    /* A @raw call (shmrpc_client_call_raw) takes its answer where the transport has it
+     * (conn->ops->call_view), into view, rather than into resp. */
+    bool want_view;
+    shmrpc_bytes view;
     shmrpc_arena *arena;
     uint32_t *map;       /* client method id -> server method id; n_methods entries */
     shmrpc__table table; /* the server's, from the last connect */
@@ -310,10 +314,9 @@ int shmrpc_client_decode_error(shmrpc_client *c, const char *method, const char 
     return shmrpc__err_set(SHMRPC_EINVAL, "%s", text);
 }
 
-/* A request the stub could not encode whole (the buffer's sticky error). */
-static int request_error(shmrpc_client *c)
+/* A request the stub could not encode whole (rc: the buffer's sticky error), or too long. */
+static int request_error(shmrpc_client *c, int rc)
 {
-    int rc = c->req.err;
     if (rc == SHMRPC_ETOOBIG)
         return shmrpc_client_error(
             c, rc, "the request is larger than the client's maximum of %zu bytes", c->cfg.max_msg);
@@ -382,32 +385,35 @@ static int call_begin(shmrpc_client *c, uint32_t method_id, int64_t timeout_ms, 
     if (method_id >= c->info->n_methods)
         return shmrpc_client_error(c, SHMRPC_ENOENT, "no method with id %u (service '%s' has %u)",
                                    method_id, c->info->name, c->info->n_methods);
-    if (c->req.err) return request_error(c);
+    if (c->req.err) return request_error(c, c->req.err);
     return 0;
 }
 
 /* One attempt of a blocking call of method j, once begun: the fault SHMRPC_FAULTS injects
  * (with faults), the deadline it inherits, then the transport. */
-static inline int attempt(shmrpc_client *c, uint32_t j, int64_t timeout, bool faults,
-                          shmrpc_buf *err)
+static inline int attempt(shmrpc_client *c, uint32_t j, shmrpc_bytes req, int64_t timeout,
+                          bool faults, shmrpc_buf *err)
 {
     int rc = faults ? inject(c, j, &timeout) : 0;
     if (rc || (rc = inherited_passed(c, timeout)) != 0) return rc;
-    shmrpc_bytes req = shmrpc_bytes_of(c->req.len ? c->req.data : empty, c->req.len);
     return call_blocking(c, c->map[j], j, req, timeout, err);
 }
 
-static int slow_call(shmrpc_client *c, uint32_t j, int64_t timeout, shmrpc_buf *err);
+static int slow_call(shmrpc_client *c, uint32_t j, shmrpc_bytes req, int64_t timeout,
+                     shmrpc_buf *err);
 
-/* A blocking call of method_id once begun: one attempt, or the slow path's (faults,
- * retries), chosen by one test, as the test of faults alone chose before retries. */
-static int send_call(shmrpc_client *c, uint32_t method_id, int64_t timeout, shmrpc_bytes *resp,
-                     shmrpc_buf *err)
+/* A blocking call of method_id with request req once begun: one attempt, or the slow
+ * path's (faults, retries), chosen by one test, as the test of faults alone chose before
+ * retries. */
+static int send_call(shmrpc_client *c, uint32_t method_id, shmrpc_bytes req, int64_t timeout,
+                     shmrpc_bytes *resp, shmrpc_buf *err)
 {
-    int rc = c->slow[method_id] ? slow_call(c, method_id, timeout, err)
-                                : attempt(c, method_id, timeout, false, err);
+    int rc = c->slow[method_id] ? slow_call(c, method_id, req, timeout, err)
+                                : attempt(c, method_id, req, timeout, false, err);
     if (rc) return shmrpc__err_end(rc);
-    if (resp) *resp = shmrpc_bytes_of(c->resp.len ? c->resp.data : empty, c->resp.len);
+    if (resp)
+        *resp = c->view.ptr ? c->view
+                            : shmrpc_bytes_of(c->resp.len ? c->resp.data : empty, c->resp.len);
     /* An inproc:// handler runs on this thread: what its own failed calls left is not
      * this call's. */
     return shmrpc__err_end(0);
@@ -432,12 +438,13 @@ static bool back_off(shmrpc_client *c, int64_t ns)
  * each fails with a retryable status (shmrpc__retryable), up to max_attempts, while the
  * budget allows a retry and the call's deadline leaves time for one after its backoff
  * (docs/retries.md). A failure's message ends with how many attempts were made. */
-static int retried(shmrpc_client *c, uint32_t j, int64_t timeout, bool faults, shmrpc_buf *err)
+static int retried(shmrpc_client *c, uint32_t j, shmrpc_bytes req, int64_t timeout, bool faults,
+                   shmrpc_buf *err)
 {
     int64_t now = shmrpc__now_ns();
     int64_t deadline = shmrpc__deadline_at(&(shmrpc__deadline){.timeout_ms = timeout}, now);
     uint32_t n = 1;
-    int rc = attempt(c, j, timeout, faults, err);
+    int rc = attempt(c, j, req, timeout, faults, err);
     const char *why;
     for (;; n++) {
         if (rc == 0) {
@@ -487,18 +494,19 @@ static int retried(shmrpc_client *c, uint32_t j, int64_t timeout, bool faults, s
         }
         shmrpc_buf_clear(&c->resp);
         shmrpc__msg_clear(err);
-        rc = attempt(c, j, left, faults, err);
+        rc = attempt(c, j, req, left, faults, err);
     }
     shmrpc__msg_append(err, " [@idempotent: %u attempt%s; %s]", n, n == 1 ? "" : "s", why);
     return rc;
 }
 
 /* A blocking call that SHMRPC_FAULTS may touch, or of a method to retry. */
-static int slow_call(shmrpc_client *c, uint32_t j, int64_t timeout, shmrpc_buf *err)
+static int slow_call(shmrpc_client *c, uint32_t j, shmrpc_bytes req, int64_t timeout,
+                     shmrpc_buf *err)
 {
     bool faults = c->slow[j] & SLOW_FAULTS;
-    if (c->slow[j] & SLOW_RETRY) return retried(c, j, timeout, faults, err);
-    return attempt(c, j, timeout, faults, err);
+    if (c->slow[j] & SLOW_RETRY) return retried(c, j, req, timeout, faults, err);
+    return attempt(c, j, req, timeout, faults, err);
 }
 
 /* A loaned call (shmrpc_client_call_loaned) of len bytes in the transport, once begun: as
@@ -524,14 +532,14 @@ static shmrpc__icall icall_of(shmrpc_client *c, uint32_t j)
         .msg = &c->icmsg};
 }
 
-/* A blocking call of method j (loaned: of that many bytes in the transport; SIZE_MAX: from
- * the request buffer) inside the client's interceptors. A failure's message waits in
+/* A blocking call of method j (loaned: of that many bytes in the transport; SIZE_MAX: of
+ * req) inside the client's interceptors. A failure's message waits in
  * c->icmsg while the afters run (which may make calls of their own), and goes to the thread
  * at the end. c->icmsg is read only for a call that ends failed, whose message was put
  * there by then (here, by a refusing before, or by an after that failed it), so a success
  * leaves it as it is: nothing formatted or written on a call's common path. */
-static int intercepted(shmrpc_client *c, uint32_t j, size_t loaned, int64_t timeout,
-                       shmrpc_bytes *resp, shmrpc_buf *err)
+static int intercepted(shmrpc_client *c, uint32_t j, shmrpc_bytes req, size_t loaned,
+                       int64_t timeout, shmrpc_bytes *resp, shmrpc_buf *err)
 {
     shmrpc__icall ic = icall_of(c, j);
     uint32_t ran;
@@ -539,7 +547,7 @@ static int intercepted(shmrpc_client *c, uint32_t j, size_t loaned, int64_t time
     bool refused = rc != 0; /* then not sent */
     if (!refused) {
         err = shmrpc__err_begin(); /* not what the befores' own calls left */
-        rc = loaned == SIZE_MAX ? send_call(c, j, timeout, resp, err)
+        rc = loaned == SIZE_MAX ? send_call(c, j, req, timeout, resp, err)
                                 : send_loaned(c, loaned, timeout, resp, err);
         if (rc) shmrpc__msg_set(&c->icmsg, "%s", shmrpc_errmsg());
     }
@@ -558,8 +566,33 @@ int shmrpc_client_call(shmrpc_client *c, uint32_t method_id, shmrpc_bytes *resp)
     shmrpc_buf *err;
     int rc = call_begin(c, method_id, SHMRPC_TIMEOUT_DEFAULT, &timeout, &err);
     if (rc) return rc;
-    if (c->icpt) return intercepted(c, method_id, SIZE_MAX, timeout, resp, err);
-    return send_call(c, method_id, timeout, resp, err);
+    shmrpc_bytes req = shmrpc_bytes_of(c->req.len ? c->req.data : empty, c->req.len);
+    if (c->icpt) return intercepted(c, method_id, req, SIZE_MAX, timeout, resp, err);
+    return send_call(c, method_id, req, timeout, resp, err);
+}
+
+int shmrpc_client_call_raw(shmrpc_client *c, uint32_t method_id, shmrpc_bytes req,
+                           shmrpc_bytes *resp)
+{
+    if (resp) *resp = shmrpc_bytes_of(empty, 0);
+    if (!c) return shmrpc__err_set(SHMRPC_EINVAL, "no client");
+    shmrpc_client_request(c); /* what the last call left: its answer, its arena, an error */
+    int64_t timeout;
+    shmrpc_buf *err;
+    int rc = call_begin(c, method_id, SHMRPC_TIMEOUT_DEFAULT, &timeout, &err);
+    if (rc) return rc;
+    if (req.len > c->cfg.max_msg) return request_error(c, SHMRPC_ETOOBIG);
+    if (req.len && !req.ptr)
+        return shmrpc_client_error(c, SHMRPC_EINVAL, "a request of %zu bytes at NULL", req.len);
+    if (!req.len) req = shmrpc_bytes_of(empty, 0);
+    /* Sent from where the caller has it, and answered where the transport has the answer:
+     * over shm:// the request is copied once, into the channel, and the answer is read
+     * where the worker put it. */
+    c->want_view = true;
+    rc = c->icpt ? intercepted(c, method_id, req, SIZE_MAX, timeout, resp, err)
+                 : send_call(c, method_id, req, timeout, resp, err);
+    c->want_view = false;
+    return rc;
 }
 
 int shmrpc_client_loan(shmrpc_client *c, uint32_t method_id, size_t size, void **ptr)
@@ -619,7 +652,8 @@ int shmrpc_client_call_loaned(shmrpc_client *c, size_t len, shmrpc_bytes *resp)
     shmrpc_buf *err = shmrpc__err_begin();
     if (!c->conn) return shmrpc_client_error(c, SHMRPC_ECLOSED, "not connected");
     cancellable(c);
-    if (c->icpt) return intercepted(c, c->loan_method, len, timeout, resp, err);
+    if (c->icpt)
+        return intercepted(c, c->loan_method, shmrpc_bytes_of(empty, 0), len, timeout, resp, err);
     return send_loaned(c, len, timeout, resp, err);
 }
 
@@ -727,14 +761,23 @@ static int start(shmrpc_client *c, uint32_t sid, int64_t j, shmrpc_bytes req, in
     return 0;
 }
 
-/* A blocking call of the server's method sid (j as for start), its answer into c->resp.
+/* A blocking call of the server's method sid (j as for start), its answer into c->resp
+ * (or, for a @raw call over a transport that can, c->view).
  * With calls started and not yet returned by a wait it joins them (start, then wait for
  * it): a transport with start reads the answers of all of a connection's calls, and one
  * read on its own would skip theirs (the health method among calls in flight, say). */
 static int call_blocking(shmrpc_client *c, uint32_t sid, int64_t j, shmrpc_bytes req,
                          int64_t timeout, shmrpc_buf *err)
 {
-    if (!c->calls) return c->conn->ops->call(c->conn, sid, req, &c->resp, timeout, err);
+    c->view = shmrpc_bytes_of(NULL, 0);
+    if (c->calls) {
+        shmrpc_call *k;
+        int rc = start(c, sid, j, req, timeout, &k, err);
+        return rc ? rc : shmrpc_client_finish(c, k, NULL);
+    }
+    if (c->want_view && c->conn->ops->call_view)
+        return c->conn->ops->call_view(c->conn, sid, req, &c->view, timeout, err);
+    return c->conn->ops->call(c->conn, sid, req, &c->resp, timeout, err);
     shmrpc_call *k;
     int rc = start(c, sid, j, req, timeout, &k, err);
     return rc ? rc : shmrpc_client_finish(c, k, NULL);

@@ -186,7 +186,7 @@ int shmrpc_server_set_in_place(shmrpc_server *s, uint32_t method_id, int in_plac
                                info->methods[method_id].name);
     if (!s->in_place && !(s->in_place = calloc(info->n_methods, sizeof *s->in_place)))
         return shmrpc__err_set(SHMRPC_ENOMEM, "out of memory");
-    s->in_place[method_id] = in_place != 0;
+    s->in_place[method_id] = in_place ? SHMRPC__READ_IN_PLACE : SHMRPC__READ_COPY;
     return 0;
 }
 

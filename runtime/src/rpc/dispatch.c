@@ -67,9 +67,30 @@ void shmrpc__ctx_destroy(shmrpc_ctx *ctx)
     ctx->arena = NULL;
 }
 
-bool shmrpc__server_in_place(const shmrpc_server *s, uint32_t id)
+int shmrpc__server_reads(const shmrpc_server *s, uint32_t id)
 {
-    return s->in_place && s->svc && id < s->svc->info->n_methods && s->in_place[id];
+    if (!s->svc || id >= s->svc->info->n_methods) return SHMRPC__READ_COPY;
+    if (s->in_place && s->in_place[id] != SHMRPC__READ_UNSET) return s->in_place[id];
+    return s->svc->info->methods[id].encoding == SHMRPC_ENC_RAW ? SHMRPC__READ_LARGE
+                                                                : SHMRPC__READ_COPY;
+}
+
+/* Makes the room p of size bytes the answer buffer of ctx's dispatch, until
+ * shmrpc__ctx_unloan. */
+static void lend(shmrpc_ctx *ctx, void *p, size_t size)
+{
+    shmrpc_buf *resp = ctx->resp;
+    if (!ctx->loaned) {
+        ctx->saved_data = resp->data;
+        ctx->saved_cap = resp->cap;
+        ctx->loaned = true;
+    }
+    /* The answer buffer is now the loan, never grown (max == cap): an answer the handler
+     * returns from the loan's start is appended onto itself, which copies nothing. */
+    resp->data = p;
+    resp->len = 0;
+    resp->cap = resp->max = size;
+    resp->err = 0;
 }
 
 int shmrpc_ctx_loan(shmrpc_ctx *ctx, size_t size, void **ptr)
@@ -83,27 +104,34 @@ int shmrpc_ctx_loan(shmrpc_ctx *ctx, size_t size, void **ptr)
                                 "a loan of %zu bytes is larger than the server's maximum of %zu "
                                 "bytes",
                                 size, ctx->max_msg);
-    if (!ctx->loan) { /* no room in the transport: the arena's, copied as any result */
+    if (!ctx->loan || ctx->req_in_room) { /* the arena's, copied as any result */
         *ptr = shmrpc_arena_alloc(ctx->arena, size ? size : 1, 16);
         return *ptr ? 0 : shmrpc_ctx_error(ctx, SHMRPC_ENOMEM, "out of memory");
     }
     void *p;
     int rc = ctx->loan(ctx->loan_arg, size, &p);
     if (rc) return shmrpc_ctx_error(ctx, rc, "no room for an answer of %zu bytes", size);
-    if (!ctx->loaned) {
-        ctx->saved_data = resp->data;
-        ctx->saved_cap = resp->cap;
-        ctx->loaned = true;
-    }
-    /* The answer buffer is now the loan, never grown (max == cap): an answer the handler
-     * returns from the loan's start is appended onto itself, which copies nothing. */
-    resp->data = p;
-    resp->len = 0;
-    resp->cap = resp->max = size;
-    resp->err = 0;
+    lend(ctx, p, size);
     *ptr = p;
     return 0;
 }
+
+int shmrpc_ctx_answer_raw(shmrpc_ctx *ctx, shmrpc_buf *resp, shmrpc_bytes out)
+{
+    /* Not for an answer the handler wrote in a loan (appended onto itself below), nor for a
+     * short one, whose copy costs less than the loan. */
+    void *room;
+    if (ctx && ctx->loan && !ctx->loaned && resp == ctx->resp && out.len >= SHMRPC__ROOM_MIN &&
+        ctx->loan(ctx->loan_arg, out.len, &room) == 0) {
+        /* The handler has returned: its request, which the room may hold, is read. What it
+         * answers may be part of that request (memmove), or there already. */
+        if (room != out.ptr) memmove(room, out.ptr, out.len);
+        lend(ctx, room, out.len);
+        out.ptr = room;
+    }
+    return shmrpc_buf_append(resp, out.ptr, out.len);
+}
+
 
 void shmrpc__ctx_unloan(shmrpc_ctx *ctx)
 {

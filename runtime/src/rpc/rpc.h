@@ -87,6 +87,11 @@ struct shmrpc_ctx {
      * waits in saved_data and saved_cap, until shmrpc__ctx_unloan. */
     int (*loan)(void *arg, size_t size, void **ptr);
     void *loan_arg;
+    /* Set by the transport for a call whose request the handler reads in the room a loan
+     * would give without having asked to (SHMRPC__READ_LARGE): the handler's own loans then
+     * come from the arena, so that writing its answer cannot overwrite what it still reads;
+     * shmrpc_ctx_answer_raw, after the handler, still answers in the room. */
+    bool req_in_room;
     shmrpc_buf *resp;
     size_t max_msg; /* the server's, for loans */
     /* The call's deadline (shmrpc_ctx_deadline): the time its client gives it, in ns from
@@ -127,8 +132,23 @@ void shmrpc__ctx_destroy(shmrpc_ctx *ctx);
  * answered in a loan (shmrpc_ctx_loan): the transport calls it once it has sent the answer.
  * Nothing when there was no loan. */
 void shmrpc__ctx_unloan(shmrpc_ctx *ctx);
-/* Whether the handler of method id reads its request in place (shmrpc_server_set_in_place). */
-bool shmrpc__server_in_place(const shmrpc_server *s, uint32_t id);
+/* How the handler of method id reads a request that a transport has in memory the client
+ * can write (shm://'s channel; docs/shm-transport.md, "Large @raw calls"): */
+enum {
+    SHMRPC__READ_UNSET,    /* (shmrpc_server_set_in_place was not called for it) */
+    SHMRPC__READ_COPY,     /* from a private copy: typed methods, or set so */
+    SHMRPC__READ_IN_PLACE, /* where the client wrote it: set so */
+    SHMRPC__READ_LARGE,    /* a @raw method left as it is: in place from
+                            * SHMRPC__IN_PLACE_MIN bytes, and then its loans are not there */
+};
+int shmrpc__server_reads(const shmrpc_server *s, uint32_t id);
+/* The size from which a @raw request is read in place unasked (SHMRPC__READ_LARGE): below
+ * it a copy costs less than the lines a handler reading in place pulls across, measured by
+ * shmrpc-bench's shm/raw rows (docs/shm-transport.md). */
+#define SHMRPC__IN_PLACE_MIN 1024
+/* The size from which shmrpc_ctx_answer_raw puts an answer straight into the transport's
+ * room (service.h): a shorter one is copied for less than the loan costs. */
+#define SHMRPC__ROOM_MIN 256
 /* timeout_ms (SHMRPC_TIMEOUT_INFINITE or more than 0) for a call made on this thread,
  * cut to what is left of the deadline of the call whose handler runs on it, if any: a call
  * made from a handler inherits its deadline (0 when it passed already). */
@@ -288,6 +308,11 @@ typedef struct shmrpc__conn_ops {
                 shmrpc_buf *err);
     int (*call_loaned)(shmrpc__conn *c, uint32_t sid, size_t len, shmrpc_bytes *resp,
                        int64_t timeout_ms, shmrpc_buf *err);
+    /* Optional (client.c calls call without it): call, but *resp points at the answer where
+     * it arrived (shm://'s channel), valid until the next loan or call on c; for a @raw
+     * method's call (shmrpc_client_call_raw). */
+    int (*call_view)(shmrpc__conn *c, uint32_t sid, shmrpc_bytes req, shmrpc_bytes *resp,
+                     int64_t timeout_ms, shmrpc_buf *err);
 } shmrpc__conn_ops;
 
 struct shmrpc__conn {

@@ -22,7 +22,7 @@ struct shmrpc_server {
     const shmrpc_service *svc; /* NULL until registered; then read-only */
     void *handlers;            /* our copy of the handler table */
     void *user;
-    bool *in_place;             /* per method: its handler reads the request in place */
+    uint8_t *in_place; /* per method, as shmrpc_server_set_in_place set it: SHMRPC__READ_* */
     shmrpc__faults *faults;     /* SHMRPC_FAULTS's server entries, bound at register; or NULL */
     shmrpc__icpts *icpt;        /* its interceptors, set before listen; or NULL */
     shmrpc__listener *listener; /* NULL until listening */

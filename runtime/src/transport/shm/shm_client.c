@@ -170,6 +170,9 @@ static void shm_progress(shmrpc__conn *base, int64_t deadline);
 static void shm_abandon(shmrpc__conn *base, shmrpc__pending *p);
 static void shm_cancel(shmrpc__conn *base, shmrpc__pending *p);
 
+static int shm_call_view(shmrpc__conn *base, uint32_t sid, shmrpc_bytes req, shmrpc_bytes *resp,
+                         int64_t timeout_ms, shmrpc_buf *err);
+
 static const shmrpc__conn_ops shm_conn_ops = {.call = shm_call,
                                               .close = shm_conn_close,
                                               .start = shm_start,
@@ -177,7 +180,8 @@ static const shmrpc__conn_ops shm_conn_ops = {.call = shm_call,
                                               .abandon = shm_abandon,
                                               .cancel = shm_cancel,
                                               .loan = shm_loan,
-                                              .call_loaned = shm_call_loaned};
+                                              .call_loaned = shm_call_loaned,
+                                              .call_view = shm_call_view};
 static int attach(shm_conn *c, int64_t deadline, shmrpc_buf *err);
 
 static int open_ctl(shm_conn *c, const shmrpc_service_info *info, uint32_t *map_ids,
@@ -1350,6 +1354,20 @@ static int shm_loan(shmrpc__conn *base, uint32_t sid, size_t size, void **ptr, i
     return 0;
 }
 
+/* The answer that came, *resp pointing at it where it is, or why the call failed. Ends the
+ * call; the answer stays where it is: only this client's next request writes the channel. */
+static int answer_view(shm_conn *c, shmrpc_bytes *resp, shmrpc_buf *err)
+{
+    int32_t status;
+    shmrpc_bytes data;
+    int rc = call_answer(c, &status, &data, err);
+    call_end(c);
+    if (rc != 0) return rc;
+    if (status != 0) return call_failed(status, data, err);
+    *resp = data;
+    return 0;
+}
+
 /* Sends the loan's first len bytes where the program wrote them, and points *resp at the
  * answer in the channel: no copy either way (one of at most 24 bytes rides in the state's
  * line, as any). */
@@ -1372,14 +1390,19 @@ static int shm_call_loaned(shmrpc__conn *base, uint32_t sid, size_t len, shmrpc_
         return SHMRPC_EUNAVAIL;
     }
     int rc = call_send(c, sid, shmrpc_bytes_of(loan, len), &dl, err);
-    if (rc != 0) return rc;
-    int32_t status;
-    shmrpc_bytes data;
-    rc = call_answer(c, &status, &data, err);
-    /* The answer stays where it is: only this client's next request writes the channel. */
-    call_end(c);
-    if (rc != 0) return rc;
-    if (status != 0) return call_failed(status, data, err);
-    *resp = data;
-    return 0;
+    return rc != 0 ? rc : answer_view(c, resp, err);
+}
+
+/* A call whose answer is left where it came (for a @raw method's stub): the request
+ * copied into the channel once, from where the caller has it, and nothing copied back. */
+static int shm_call_view(shmrpc__conn *base, uint32_t sid, shmrpc_bytes req, shmrpc_bytes *resp,
+                         int64_t timeout_ms, shmrpc_buf *err)
+{
+    shm_conn *c = (shm_conn *)base;
+    shmrpc__deadline dl = {.at = 0, .timeout_ms = timeout_ms};
+    c->loan = NULL; /* another call gives up the loan */
+    if (self() != c->pid) return not_ours(c, err);
+    int rc = call_begin(c, req.len, &dl, err);
+    if (rc == 0) rc = call_send(c, sid, req, &dl, err);
+    return rc != 0 ? rc : answer_view(c, resp, err);
 }

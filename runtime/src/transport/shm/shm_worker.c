@@ -352,7 +352,7 @@ static void loan_end(worker *w)
     shmrpc__ctx_unloan(&w->ctx);
     if (w->kept.head) shmrpc__chan_unmap(&w->kept); /* fd -1: the mapping only */
     w->serving = NULL;
-    w->in_place = false;
+    w->in_place = w->ctx.req_in_room = false;
 }
 
 /* Runs the call that this worker took on channel c, and answers it. */
@@ -383,12 +383,18 @@ static void run_call(worker *w, worker_chan *c)
         return;
     }
     /* The client could rewrite the request while it runs: run a private copy, unless the
-     * handler said it reads in place (shmrpc_server_set_in_place; docs/shm-transport.md,
-     * "Loaned buffers"). A small request is copied anyway, out of the state's line, onto
+     * handler said it reads in place (shmrpc_server_set_in_place), or is a @raw handler left
+     * as it is and the request is large (docs/shm-transport.md, "Large @raw calls": the
+     * client is a process of this user, who could do worse to this one, as the channel's
+     * owner and mode say). A small request is copied anyway, out of the state's line, onto
      * the stack: the whole line's part, which the compiler copies without a loop. */
     uint8_t small[SHMRPC__CHAN_SMALL];
     const uint8_t *data = small;
-    w->in_place = len > SHMRPC__CHAN_SMALL && shmrpc__server_in_place(w->l->server, method);
+    int reads = shmrpc__server_reads(w->l->server, method);
+    w->in_place = len > SHMRPC__CHAN_SMALL &&
+                  (reads == SHMRPC__READ_IN_PLACE ||
+                   (reads == SHMRPC__READ_LARGE && len >= SHMRPC__IN_PLACE_MIN));
+    w->ctx.req_in_room = w->in_place && reads == SHMRPC__READ_LARGE;
     if (len <= SHMRPC__CHAN_SMALL) {
         memcpy(small, h->small, sizeof small);
     } else {

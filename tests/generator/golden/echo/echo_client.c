@@ -4,11 +4,7 @@
 
 int echo_echo_raw(shmrpc_client *client_, shmrpc_bytes data, shmrpc_bytes *out_)
 {
-    shmrpc_buf *req_ = shmrpc_client_request(client_);
-    int rc_ = shmrpc_buf_append(req_, data.ptr, data.len);
-    if (rc_ != 0)
-        return shmrpc_client_error(client_, rc_, "Echo.echo_raw: cannot encode the arguments");
-    return shmrpc_client_call(client_, ECHO_METHOD_ECHO_RAW, out_);
+    return shmrpc_client_call_raw(client_, ECHO_METHOD_ECHO_RAW, data, out_);
 }
 
 int echo_echo_raw_start(shmrpc_client *client_, shmrpc_bytes data, shmrpc_call **call_)

@@ -84,7 +84,7 @@ static int Echo_echo_raw_invoke(shmrpc_ctx *ctx, const void *handlers, shmrpc_by
     shmrpc_bytes out = {NULL, 0};
     int rc = h->echo_raw(ctx, req, &out);
     if (rc != 0) return rc;
-    return shmrpc_buf_append(resp, out.ptr, out.len);
+    return shmrpc_ctx_answer_raw(ctx, resp, out);
 }
 
 static int Echo_echo_json_invoke(shmrpc_ctx *ctx, const void *handlers, shmrpc_bytes req,

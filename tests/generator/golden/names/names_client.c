@@ -380,11 +380,7 @@ fail:
 
 int names_echo_raw(shmrpc_client *client_, shmrpc_bytes out, shmrpc_bytes *out_)
 {
-    shmrpc_buf *req_ = shmrpc_client_request(client_);
-    int rc_ = shmrpc_buf_append(req_, out.ptr, out.len);
-    if (rc_ != 0)
-        return shmrpc_client_error(client_, rc_, "Names.echo_raw: cannot encode the arguments");
-    return shmrpc_client_call(client_, NAMES_METHOD_ECHO_RAW, out_);
+    return shmrpc_client_call_raw(client_, NAMES_METHOD_ECHO_RAW, out, out_);
 }
 
 int names_echo_raw_start(shmrpc_client *client_, shmrpc_bytes out, shmrpc_call **call_)

@@ -477,7 +477,7 @@ static int Names_echo_raw_invoke(shmrpc_ctx *ctx, const void *handlers, shmrpc_b
     shmrpc_bytes out = {NULL, 0};
     int rc = h->echo_raw(ctx, req, &out);
     if (rc != 0) return rc;
-    return shmrpc_buf_append(resp, out.ptr, out.len);
+    return shmrpc_ctx_answer_raw(ctx, resp, out);
 }
 
 static int Names_list_item_invoke(shmrpc_ctx *ctx, const void *handlers, shmrpc_bytes req,

@@ -682,11 +682,7 @@ int types_maybe_sign_finish(shmrpc_client *client_, shmrpc_call *call_, types_op
 
 int types_raw(shmrpc_client *client_, shmrpc_bytes data, shmrpc_bytes *out_)
 {
-    shmrpc_buf *req_ = shmrpc_client_request(client_);
-    int rc_ = shmrpc_buf_append(req_, data.ptr, data.len);
-    if (rc_ != 0)
-        return shmrpc_client_error(client_, rc_, "Types.raw: cannot encode the arguments");
-    return shmrpc_client_call(client_, TYPES_METHOD_RAW, out_);
+    return shmrpc_client_call_raw(client_, TYPES_METHOD_RAW, data, out_);
 }
 
 int types_raw_start(shmrpc_client *client_, shmrpc_bytes data, shmrpc_call **call_)

@@ -531,7 +531,7 @@ static int Types_raw_invoke(shmrpc_ctx *ctx, const void *handlers, shmrpc_bytes 
     shmrpc_bytes out = {NULL, 0};
     int rc = h->raw(ctx, req, &out);
     if (rc != 0) return rc;
-    return shmrpc_buf_append(resp, out.ptr, out.len);
+    return shmrpc_ctx_answer_raw(ctx, resp, out);
 }
 
 static const shmrpc_invoke_fn Types_invoke[] = {
