@@ -5,8 +5,9 @@
  * of a method set to copy (shmrpc_server_set_in_place 0), from a private copy; the stub's
  * answer is read where the worker put it; answers of every shape come back whole (the
  * request itself, a part of it, a reversal written in the handler's own loan, which must
- * not be the request's bytes, memory of the handler's own, larger than the channel); a
- * worker killed in the middle of such a call fails it with SHMRPC_EPEERDIED; and tcp:// and
+ * not be the request's bytes, memory of the handler's own, larger than the channel); the
+ * last answer, or its tail, sent back as the next request, comes back as sent; a worker
+ * killed in the middle of such a call fails it with SHMRPC_EPEERDIED; and tcp:// and
  * inproc:// answer the same. Every wait is bounded, every server stopped and its segments
  * checked gone. */
 #define _GNU_SOURCE
@@ -290,6 +291,41 @@ static void answers_of_every_shape(void **state)
     stop_server(server, addr);
 }
 
+/* The last answer, whole or in part, sent back as the next request (it lies in the channel,
+ * where that request and its answer go; and a part of it overlaps where the request is
+ * written): each answer is the request that was sent. */
+static void answers_sent_back(const char *where)
+{
+    shmrpc_client *c = connect_to(where);
+    const size_t n = 65536;
+    uint8_t *req = request('E', n, 0);
+    shmrpc_bytes out;
+    assert_int_equal(calls_echo(c, shmrpc_bytes_of(req, n), &out), 0);
+    assert_int_equal(calls_echo(c, out, &out), 0); /* the whole answer */
+    assert_int_equal(out.len, n);
+    assert_memory_equal(out.ptr, req, n);
+    for (size_t cut = 8; cut < 64; cut += 8) { /* its tail: an overlapping copy otherwise */
+        assert_int_equal(calls_echo(c, shmrpc_bytes_of(out.ptr + 8, out.len - 8), &out), 0);
+        assert_int_equal(out.len, n - cut);
+        assert_memory_equal(out.ptr, req + cut, n - cut);
+    }
+    free(req);
+    shmrpc_client_free(c);
+}
+
+static void answers_sent_back_are_sent_whole(void **state)
+{
+    (void)state;
+    pid_t server = start_server(addr, serve_plain);
+    answers_sent_back(addr);
+    stop_server(server, addr);
+    char tcp[64];
+    snprintf(tcp, sizeof tcp, "tcp://127.0.0.1:%d", test_free_port());
+    server = start_server(tcp, serve_plain);
+    answers_sent_back(tcp);
+    assert_true(test_stop_server(server));
+}
+
 /* A worker killed (SIGKILL) while it reads a large request in place: the call fails with
  * SHMRPC_EPEERDIED, and the replacement serves the next. */
 static void worker_killed_mid_call(void **state)
@@ -366,6 +402,7 @@ int main(void)
         cmocka_unit_test_setup(large_requests_are_read_in_place, setup),
         cmocka_unit_test_setup(set_to_copy_copies, setup),
         cmocka_unit_test_setup(answers_of_every_shape, setup),
+        cmocka_unit_test_setup(answers_sent_back_are_sent_whole, setup),
         cmocka_unit_test_setup(worker_killed_mid_call, setup),
         cmocka_unit_test_setup(the_same_over_tcp_and_inproc, setup),
     };

@@ -252,10 +252,12 @@ int shmrpc_client_call(shmrpc_client *c, uint32_t method_id, shmrpc_bytes *resp)
  * generated stub passes on): sent from req itself, never copied into the request buffer,
  * so a transport copies it once, where it goes (over shm://, into the channel), and *resp
  * points at the answer where the transport has it (over shm://, the channel, written by
- * the worker, a process of this user: docs/shm-transport.md, "Large @raw calls"), valid,
- * as any call's, until the next call on c. req must stay as it is until the call returns;
- * retries send it again. Fails as shmrpc_client_call, and with SHMRPC_ETOOBIG for req above
- * the client's maximum, SHMRPC_EINVAL for a length with a NULL pointer. */
+ * the worker, a process of this user: docs/shm-transport.md, "Large @raw calls"), valid
+ * until the next call or loan on c (in a child forked meanwhile, until the parent's next
+ * call: the channel is shared). req must stay as it is until the call returns; retries send
+ * it again; the last answer, or a part of it, may be sent back (it is copied first).
+ * Fails as shmrpc_client_call, and with SHMRPC_ETOOBIG for req above the client's maximum,
+ * SHMRPC_EINVAL for a length with a NULL pointer. */
 int shmrpc_client_call_raw(shmrpc_client *c, uint32_t method_id, shmrpc_bytes req,
                            shmrpc_bytes *resp);
 /* Records a message (printf-style) for shmrpc_errmsg() and returns rc. */

@@ -128,8 +128,9 @@ int shmrpc_ctx_decode_error(shmrpc_ctx *ctx, const char *method, const char *wha
  * it overwrites a request the handler reads in place (shmrpc_server_set_in_place), which
  * suits a handler that transforms its request in place; one that still needs its request
  * reads or copies it first. (A @raw handler that reads a large request in place without
- * having asked, docs/shm-transport.md "Large @raw calls", gets memory of the arena.) The room lasts until the handler returns; a second loan
- * replaces the first (whose pointer is then not to be used). SHMRPC_ETOOBIG above the
+ * having asked, docs/shm-transport.md "Large @raw calls", gets memory of the arena.) The
+ * room lasts until the handler returns; a second loan replaces the first (whose pointer is
+ * then not to be used). SHMRPC_ETOOBIG above the
  * server's maximum message, or when the channel cannot grow; SHMRPC_EINVAL outside a
  * handler. docs/shm-transport.md, "Loaned buffers". */
 int shmrpc_ctx_loan(shmrpc_ctx *ctx, size_t size, void **ptr);

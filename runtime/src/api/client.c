@@ -23,7 +23,8 @@ struct shmrpc_client {
     shmrpc_buf req;
     shmrpc_buf resp;
     /* A @raw call (shmrpc_client_call_raw) takes its answer where the transport has it
-     * (conn->ops->call_view), into view, rather than into resp. */
+     * (conn->ops->call_view) rather than into resp; view: the last answer left there (a
+     * @raw call's or a loaned one's), which the next @raw call must not send from. */
     bool want_view;
     shmrpc_bytes view;
     shmrpc_arena *arena;
@@ -376,6 +377,7 @@ static int call_begin(shmrpc_client *c, uint32_t method_id, int64_t timeout_ms, 
                       shmrpc_buf **err)
 {
     c->loaned = false; /* another call gives up the loan */
+    c->want_view = false; /* a call made inside a @raw call's interceptors takes a copy */
     *timeout = call_timeout(c, timeout_ms);
     c->has_next = false;
     *err = shmrpc__err_begin();
@@ -520,6 +522,7 @@ static int send_loaned(shmrpc_client *c, size_t len, int64_t timeout, shmrpc_byt
     shmrpc_bytes out;
     rc = c->conn->ops->call_loaned(c->conn, c->map[c->loan_method], len, &out, timeout, err);
     if (rc) return shmrpc__err_end(rc);
+    c->view = out;
     if (resp) *resp = out.len ? out : shmrpc_bytes_of(empty, 0);
     return shmrpc__err_end(0);
 }
@@ -571,11 +574,20 @@ int shmrpc_client_call(shmrpc_client *c, uint32_t method_id, shmrpc_bytes *resp)
     return send_call(c, method_id, req, timeout, resp, err);
 }
 
+/* Whether the bytes of a and b overlap. */
+static bool overlaps(shmrpc_bytes a, shmrpc_bytes b)
+{
+    if (!a.len || !b.len || !a.ptr || !b.ptr) return false;
+    uintptr_t a0 = (uintptr_t)a.ptr, b0 = (uintptr_t)b.ptr;
+    return a0 < b0 + b.len && b0 < a0 + a.len;
+}
+
 int shmrpc_client_call_raw(shmrpc_client *c, uint32_t method_id, shmrpc_bytes req,
                            shmrpc_bytes *resp)
 {
     if (resp) *resp = shmrpc_bytes_of(empty, 0);
     if (!c) return shmrpc__err_set(SHMRPC_EINVAL, "no client");
+    shmrpc_bytes last = c->view; /* the last answer left in the transport */
     shmrpc_client_request(c); /* what the last call left: its answer, its arena, an error */
     int64_t timeout;
     shmrpc_buf *err;
@@ -585,6 +597,14 @@ int shmrpc_client_call_raw(shmrpc_client *c, uint32_t method_id, shmrpc_bytes re
     if (req.len && !req.ptr)
         return shmrpc_client_error(c, SHMRPC_EINVAL, "a request of %zu bytes at NULL", req.len);
     if (!req.len) req = shmrpc_bytes_of(empty, 0);
+    /* The last answer (or part of it) sent back: it is where this call's request and answer
+     * go (the channel, the response buffer), and a retry or another endpoint would send
+     * what they became. Sent from a copy. */
+    if (overlaps(req, last) || overlaps(req, shmrpc_bytes_of(c->resp.data, c->resp.cap))) {
+        if (shmrpc_buf_append(&c->req, req.ptr, req.len) != 0)
+            return request_error(c, c->req.err);
+        req = shmrpc_bytes_of(c->req.data, c->req.len);
+    }
     /* Sent from where the caller has it, and answered where the transport has the answer:
      * over shm:// the request is copied once, into the channel, and the answer is read
      * where the worker put it. */
@@ -778,9 +798,6 @@ static int call_blocking(shmrpc_client *c, uint32_t sid, int64_t j, shmrpc_bytes
     if (c->want_view && c->conn->ops->call_view)
         return c->conn->ops->call_view(c->conn, sid, req, &c->view, timeout, err);
     return c->conn->ops->call(c->conn, sid, req, &c->resp, timeout, err);
-    shmrpc_call *k;
-    int rc = start(c, sid, j, req, timeout, &k, err);
-    return rc ? rc : shmrpc_client_finish(c, k, NULL);
 }
 
 /* Runs the afters due on k once it is done, while its client is there: its status becomes

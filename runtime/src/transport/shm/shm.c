@@ -215,19 +215,22 @@ uint8_t *shmrpc__chan_data(shmrpc__chan_map *m)
     return (uint8_t *)m->head + SHMRPC__CHAN_DATA;
 }
 
+void shmrpc__shm_bell(shmrpc__shm_ctl *ctl)
+{
+    atomic_fetch_add(&ctl->doorbell.word, 1);
+    shmrpc__wake_mask(&ctl->doorbell, &ctl->sleeping, 1);
+}
+
 void shmrpc__shm_ring(shmrpc__shm_ctl *ctl, unsigned slot)
 {
     atomic_fetch_or(&ctl->pending[slot / 64], (uint64_t)1 << (slot % 64));
-    atomic_fetch_add(&ctl->doorbell.word, 1);
-    shmrpc__wake_mask(&ctl->doorbell, &ctl->sleeping, 1);
+    shmrpc__shm_bell(ctl);
 }
 
 void shmrpc__shm_unring(shmrpc__shm_ctl *ctl, unsigned slot)
 {
     uint64_t bit = (uint64_t)1 << (slot % 64);
-    if ((atomic_fetch_and(&ctl->pending[slot / 64], ~bit) & ~bit) == 0) return;
-    atomic_fetch_add(&ctl->doorbell.word, 1);
-    shmrpc__wake_mask(&ctl->doorbell, &ctl->sleeping, 1);
+    if ((atomic_fetch_and(&ctl->pending[slot / 64], ~bit) & ~bit) != 0) shmrpc__shm_bell(ctl);
 }
 
 void shmrpc__chan_unmap(shmrpc__chan_map *m)

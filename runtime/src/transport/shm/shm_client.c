@@ -257,8 +257,7 @@ static int claim_slot(shm_conn *c, shmrpc_buf *err)
 static void ring(void *arg)
 {
     shm_conn *c = arg;
-    atomic_fetch_add(&c->ctl->doorbell.word, 1);
-    shmrpc__wake_mask(&c->ctl->doorbell, &c->ctl->sleeping, 1);
+    shmrpc__shm_bell(c->ctl);
 }
 
 /* Hands the channel over at the rendezvous, connecting again if the manager dropped the
@@ -590,9 +589,7 @@ static void ring_lane(shm_conn *c)
     uint64_t bit = (uint64_t)1 << (c->slot % 64);
     uint64_t was = atomic_fetch_or(&c->ctl->pending[c->slot / 64], bit);
     c->rung = (was & ~bit) == 0 || atomic_load(&c->ctl->sleeping) != 0;
-    if (!c->rung) return;
-    atomic_fetch_add(&c->ctl->doorbell.word, 1);
-    shmrpc__wake_mask(&c->ctl->doorbell, &c->ctl->sleeping, 1);
+    if (c->rung) shmrpc__shm_bell(c->ctl);
 }
 
 /* How long after its wait's first clock read (a few microseconds in, or its first yield)

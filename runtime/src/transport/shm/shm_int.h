@@ -85,6 +85,8 @@ uint8_t *shmrpc__chan_data(shmrpc__chan_map *m);
 
 /* Unmaps and closes a channel (either may be missing). */
 void shmrpc__chan_unmap(shmrpc__chan_map *m);
+/* The bell: the doorbell's word moved on, and a sleeping worker woken if any. */
+void shmrpc__shm_bell(shmrpc__shm_ctl *ctl);
 /* Rings the doorbell for the request in slot's channel: its pending bit, then the bell,
  * and a wake-up for a sleeping worker (the client's, or a watcher's that stopped watching). */
 void shmrpc__shm_ring(shmrpc__shm_ctl *ctl, unsigned slot);
