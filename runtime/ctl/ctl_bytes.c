@@ -11,6 +11,17 @@
 #include <shmrpc/status.h>
 #include <sodium.h>
 
+void ctl_put_safe(FILE *f, const char *s)
+{
+    for (; *s; s++) {
+        unsigned char c = (unsigned char)*s;
+        if (c >= 0x20 && c < 0x7f && c != '\\')
+            fputc(c, f);
+        else
+            fprintf(f, "\\x%02x", c);
+    }
+}
+
 int ctl_read_stdin(shmrpc_buf *b)
 {
     char chunk[65536];

@@ -7,12 +7,18 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <sys/types.h>
 
 #include <shmrpc/buf.h>
 
 /* Reads all of stdin into b: 0, or the buffer's or an I/O status. */
 int ctl_read_stdin(shmrpc_buf *b);
+
+/* Prints s on f as it may go to a terminal: a byte that is not printable ASCII (or is a
+ * backslash) as \xNN, so that what a server sent can neither forge a line nor reach the
+ * terminal as an escape. */
+void ctl_put_safe(FILE *f, const char *s);
 
 /* Prints p[0..n) as padded base64 and a newline on stdout. */
 void ctl_put_base64(const uint8_t *p, size_t n);

@@ -15,6 +15,7 @@
 #include <shmrpc/status.h>
 #include <shmrpc/tcp.h>
 
+#include "ctl_bytes.h"
 #include "usage.h"
 
 #define USAGE                                                                                      \
@@ -45,7 +46,9 @@ static char *read_stdin(size_t *n)
 
 static int connect_failed(const char *addr, int rc, const char *msg)
 {
-    fprintf(stderr, "shmrpcctl: %s: %s%s%s\n", addr, shmrpc_strerror(rc), *msg ? ": " : "", msg);
+    fprintf(stderr, "shmrpcctl: %s: %s%s", addr, shmrpc_strerror(rc), *msg ? ": " : "");
+    ctl_put_safe(stderr, msg);
+    fputc('\n', stderr);
     return 1;
 }
 
@@ -99,8 +102,11 @@ int ctl_call_main(int argc, char **argv)
             fprintf(stderr, "shmrpcctl: %s\n", shmrpc_errmsg());
             status = 2;
         } else if (m != NULL) {
-            fprintf(stderr, "shmrpcctl: %s: cannot read its %s\n  %s\n", method, shmrpc_errmsg(),
-                    m->signature);
+            fprintf(stderr, "shmrpcctl: %s: cannot read its ", method);
+            ctl_put_safe(stderr, shmrpc_errmsg());
+            fputs("\n  ", stderr);
+            ctl_put_safe(stderr, m->signature);
+            fputc('\n', stderr);
         } else {
             fprintf(stderr, "shmrpcctl: %s: %s\n", method, shmrpc_errmsg());
         }
@@ -125,13 +131,17 @@ int ctl_call_main(int argc, char **argv)
     }
     shmrpc_bytes resp;
     if ((rc = shmrpc_client_call(c, m->id, &resp)) != 0) {
+        /* The server's own words, which it may fill with anything. */
         const char *msg = shmrpc_errmsg();
-        fprintf(stderr, "shmrpcctl: %s: %s%s%s\n", method, shmrpc_strerror(rc), *msg ? ": " : "",
-                msg);
+        fprintf(stderr, "shmrpcctl: %s: %s%s", method, shmrpc_strerror(rc), *msg ? ": " : "");
+        ctl_put_safe(stderr, msg);
+        fputc('\n', stderr);
         goto done;
     }
     if (shmrpc_dyn_decode_result(sig, resp.ptr, resp.len, &out) != 0) {
-        fprintf(stderr, "shmrpcctl: %s: %s\n", method, shmrpc_errmsg());
+        fprintf(stderr, "shmrpcctl: %s: ", method);
+        ctl_put_safe(stderr, shmrpc_errmsg());
+        fputc('\n', stderr);
         goto done;
     }
     fwrite(out.data, 1, out.len, stdout);

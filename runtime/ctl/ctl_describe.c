@@ -5,6 +5,7 @@
  * prints is a .svc file that shmrpcgen reads into a table of the same fingerprints. */
 #include "ctl_describe.h"
 
+#include "ctl_bytes.h"
 #include "ctl_call.h"
 
 #include <ctype.h>
@@ -271,18 +272,6 @@ static void put_method(FILE *f, const char *indent, const shmrpc_dyn_sig *s)
     fputs(");\n", f);
 }
 
-/* s as it may go to a terminal: a byte that is not printable ASCII as \\xNN, so that what a
- * server sent can neither forge a line nor reach the terminal as an escape. */
-static void put_safe(FILE *f, const char *s)
-{
-    for (; *s; s++) {
-        unsigned char c = (unsigned char)*s;
-        if (c >= 0x20 && c < 0x7f && c != '\\')
-            fputc(c, f);
-        else
-            fprintf(f, "\\x%02x", c);
-    }
-}
 
 /* Whether s is an identifier of the .svc language, as every name the generator writes into
  * a method table is: the only names a server's table may show here. */
@@ -303,7 +292,7 @@ static shmrpc_dyn *connect_to(const char *addr, ctl_opts *o, int *status)
     if (rc != 0) {
         const char *why = shmrpc_errmsg();
         fprintf(stderr, "shmrpcctl: %s: %s%s", addr, shmrpc_strerror(rc), *why ? ": " : "");
-        put_safe(stderr, why);
+        ctl_put_safe(stderr, why);
         fputc('\n', stderr);
         *status = rc == SHMRPC_EINVAL ? 2 : 1;
         shmrpc_dyn_free(d);
@@ -316,7 +305,7 @@ static shmrpc_dyn *connect_to(const char *addr, ctl_opts *o, int *status)
     if (!bad) return d;
     fprintf(stderr, "shmrpcctl: %s: the server's method table has a name that is no identifier: '",
             addr);
-    put_safe(stderr, bad);
+    ctl_put_safe(stderr, bad);
     fputs("'\n", stderr);
     *status = 1;
     shmrpc_dyn_free(d);
@@ -336,9 +325,9 @@ static const shmrpc_dyn_sig *sig_of(shmrpc_dyn *d, uint32_t i)
         return NULL;
     }
     fprintf(stderr, "shmrpcctl: %s: cannot read its ", m->name);
-    put_safe(stderr, shmrpc_errmsg());
+    ctl_put_safe(stderr, shmrpc_errmsg());
     fputs("\n  ", stderr);
-    put_safe(stderr, m->signature ? m->signature : "");
+    ctl_put_safe(stderr, m->signature ? m->signature : "");
     fputc('\n', stderr);
     return NULL;
 }
@@ -456,7 +445,7 @@ static int describe_name(shmrpc_dyn *d, const char *name)
         }
         if (!found && !ts.nomem) {
             fprintf(stderr, "shmrpcctl: %s has no method or type '", info->name);
-            put_safe(stderr, name);
+            ctl_put_safe(stderr, name);
             fputs("' (see 'shmrpcctl list')\n", stderr);
             return 2;
         }

@@ -3,6 +3,7 @@
  * the built-in health method (shmrpc_client_health), which no user handler answers. */
 #include "ctl_health.h"
 
+#include "ctl_bytes.h"
 #include "ctl_call.h"
 
 #include <getopt.h> /* optind */
@@ -91,7 +92,11 @@ int ctl_health_main(int argc, char **argv)
     } else {
         printf("%s\n", said);
     }
-    if (rc != 0) fprintf(stderr, "shmrpcctl: %s: %s\n", addr, why);
+    if (rc != 0) {
+        fprintf(stderr, "shmrpcctl: %s: ", addr);
+        ctl_put_safe(stderr, why); /* the server's words may be among them */
+        fputc('\n', stderr);
+    }
     shmrpc_dyn_free(d);
     return rc == 0 && state == SHMRPC_HEALTH_SERVING ? 0 : 1;
 }

@@ -2,8 +2,10 @@
 /* The health method of a shm:// server process while it drains: a worker is inside a long
  * call when the server gets SIGTERM; a client connected before asks its health and is
  * told draining (the control segment's STOPPING, which the manager wrote), and the call
- * in hand still returns its result. Every wait is bounded; the server is reaped even when
- * a check fails. */
+ * in hand still returns its result. And what shmrpcctl prints of a server's words (a
+ * failed call's message, a failed probe's reason) reaches the terminal escaped: a server
+ * can neither forge a line of its output nor send an escape sequence to the terminal.
+ * Every wait is bounded; the server is reaped even when a check fails. */
 #include <pthread.h>
 #include <signal.h>
 #include <stdbool.h>
@@ -105,11 +107,47 @@ static void draining_while_a_call_finishes(void **state)
     server = 0;
 }
 
+/* A handler whose failure says what a hostile server would: an escape sequence and a line
+ * of its own. */
+static int h_hostile(shmrpc_ctx *ctx, shmrpc_bytes data, shmrpc_bytes *out)
+{
+    (void)data, (void)out;
+    return shmrpc_ctx_error(ctx, SHMRPC_EINVAL, "no\x1b[2J\nshmrpcctl: forged\\");
+}
+
+static void ctl_escapes_what_the_server_says(void **state)
+{
+    (void)state;
+    static Calls_handlers hostile;
+    hostile = calls_test_handlers;
+    hostile.echo = h_hostile;
+    snprintf(addr, sizeof addr, "shm://health_test_esc_%d", (int)getpid());
+    test_server ts = {.svc = &Calls_service, .handlers = &hostile, .addr = addr, .workers = 1};
+    server = test_start_server(&ts);
+    assert_true(server > 0);
+    char cmd[256], out[256] = "";
+    snprintf(cmd, sizeof cmd, "timeout 10 %s call %s echo '[\"x\"]' 2>&1; echo $?", SHMRPCCTL,
+             addr);
+    for (int64_t end = test_now_ms() + 5000; test_now_ms() < end; usleep(20000)) {
+        FILE *f = popen(cmd, "r"); /* until the server serves */
+        assert_non_null(f);
+        size_t got = fread(out, 1, sizeof out - 1, f);
+        out[got] = '\0';
+        pclose(f);
+        if (strstr(out, "invalid argument")) break;
+    }
+    assert_string_equal(out, "shmrpcctl: echo: invalid argument: "
+                             "no\\x1b[2J\\x0ashmrpcctl: forged\\x5c\n1\n");
+    assert_true(test_stop_server(server));
+    server = 0;
+}
+
 int main(void)
 {
     if (calls_shared_map() != 0) return 1;
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_teardown(draining_while_a_call_finishes, reap_server),
+        cmocka_unit_test_teardown(ctl_escapes_what_the_server_says, reap_server),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
