@@ -103,6 +103,18 @@ bad:
     return SHMRPC_EPROTO;
 }
 
+struct shm_conn;
+
+/* The lanes of a connection's calls in flight: at[0] is the connection itself; the others
+ * are opened as starts need them, up to LANES_MAX, and kept. */
+#define LANES_MAX 64
+typedef struct lanes {
+    struct shm_conn *at[LANES_MAX];
+    unsigned n;
+    unsigned ended;   /* the lane whose call ended last: free, unless it took another since */
+    int64_t retry_ns; /* a lane that failed to open is not tried again before this */
+} lanes;
+
 typedef struct shm_conn {
     shmrpc__conn base;
     char key[SHMRPC__KEY_MAX + 1];
@@ -139,13 +151,11 @@ typedef struct shm_conn {
     shmrpc_wait_opts wait;
     /* Calls in flight (shmrpc_client_start): each runs on a lane, a connection of its own
      * to the service (a slot and a channel), so that every call keeps the state machine,
-     * the checks and the at-most-once of one call ("calls in flight" below). lanes[0] is this
-     * connection; the others are opened as starts need them, up to LANES_MAX, and kept.
-     * NULL before the first start. On a lane: p is its call, or NULL, and dl its deadline. */
-    struct shm_conn **lanes;
-    unsigned n_lanes;
-    unsigned ended; /* the lane whose call ended last: free, unless it took another since */
-    int64_t lane_retry_ns; /* a lane that failed to open is not tried again before this */
+     * the checks and the at-most-once of one call ("calls in flight" below). The connection
+     * that connect made holds the table of them (NULL before the first start; and on every
+     * other lane). As a lane, a connection has p, its call or NULL, dl its deadline, and
+     * the times below. */
+    struct lanes *lanes;
     shmrpc__pending *p;
     shmrpc__deadline dl;
     int64_t next_check_ns; /* when the lane's call is looked at (client_check) next; 0: not
@@ -452,9 +462,9 @@ static int reconnect(shm_conn *c, int64_t deadline, shmrpc_buf *err)
 static void shm_conn_close(shmrpc__conn *base)
 {
     shm_conn *c = (shm_conn *)base;
-    for (unsigned i = 1; i < c->n_lanes; i++) { /* their calls were abandoned first */
-        detach(c->lanes[i]);
-        free(c->lanes[i]);
+    for (unsigned i = 1; c->lanes && i < c->lanes->n; i++) { /* their calls were abandoned first */
+        detach(c->lanes->at[i]);
+        free(c->lanes->at[i]);
     }
     free(c->lanes);
     detach(c);
@@ -991,7 +1001,6 @@ static int shm_call(shmrpc__conn *base, uint32_t sid, shmrpc_bytes req, shmrpc_b
  * off the doorbell as anyone's, so calls run side by side on as many workers and are
  * answered in any order. One waiter (lanes_wait) watches all the lanes: it spins, counted
  * once in the service's awake, then sleeps on all their states at once (futex_waitv). */
-#define LANES_MAX 64
 #define LANE_RETRY_NS ((int64_t)100 * 1000 * 1000) /* after a lane failed to open */
 #define LANE_CHECK_NS ((int64_t)5 * 1000 * 1000)   /* a lane's call is looked at so often */
 
@@ -1012,13 +1021,13 @@ static bool lane_free(shm_conn *l)
 static int lanes_init(shm_conn *c, shmrpc_buf *err)
 {
     if (c->lanes) return 0;
-    c->lanes = calloc(LANES_MAX, sizeof *c->lanes);
+    c->lanes = calloc(1, sizeof *c->lanes);
     if (c->lanes == NULL) {
         shmrpc__msg_set(err, "out of memory for the calls in flight; the call did not run");
         return SHMRPC_ENOMEM;
     }
-    c->lanes[0] = c;
-    c->n_lanes = 1;
+    c->lanes->at[0] = c;
+    c->lanes->n = 1;
     return 0;
 }
 
@@ -1034,7 +1043,7 @@ static int lane_open(shm_conn *c, int64_t deadline, shm_conn **out, shmrpc_buf *
         free(l);
         return rc;
     }
-    c->lanes[c->n_lanes++] = l;
+    c->lanes->at[c->lanes->n++] = l;
     *out = l;
     return 0;
 }
@@ -1066,8 +1075,8 @@ static void lane_end(shm_conn *l, int rc)
  * again at their next call rather than each failing one first (5 ms or more later). */
 static void lanes_server_gone(shm_conn *c, const shm_conn *gone)
 {
-    for (unsigned i = 0; i < c->n_lanes; i++) {
-        shm_conn *l = c->lanes[i];
+    for (unsigned i = 0; i < c->lanes->n; i++) {
+        shm_conn *l = c->lanes->at[i];
         if (l->p == NULL && l->owner == gone->owner && l->owner_start == gone->owner_start)
             l->broken = true;
     }
@@ -1080,22 +1089,26 @@ static void lanes_server_gone(shm_conn *c, const shm_conn *gone)
 static bool lanes_look(shm_conn *c, int64_t now, bool for_lane)
 {
     unsigned ended = 0, busy = 0, idle = 0;
-    for (unsigned i = 0; i < c->n_lanes; i++) {
-        shm_conn *l = c->lanes[i];
+    for (unsigned i = 0; i < c->lanes->n; i++) {
+        shm_conn *l = c->lanes->at[i];
         if (l->p == NULL) {
+            bool held = lane_held(l);
             /* A held lane whose worker died: nobody else will write its state. */
-            if (now && lane_held(l) && now >= l->next_check_ns) {
-                if (!taker_alive(l)) atomic_store(&l->chan.head->state.word, SHM_CHAN_IDLE);
+            if (now && held && now >= l->next_check_ns) {
+                if (!taker_alive(l)) {
+                    atomic_store(&l->chan.head->state.word, SHM_CHAN_IDLE);
+                    held = false;
+                }
                 l->next_check_ns = now + LANE_CHECK_NS;
             }
-            idle += lane_free(l);
+            idle += !held;
             continue;
         }
         if (atomic_load_explicit(&l->chan.head->state.word, memory_order_acquire) !=
             SHM_CHAN_REQUEST) {
             lane_end(l, 0);
             ended++;
-            c->ended = i;
+            c->lanes->ended = i;
             continue;
         }
         busy++;
@@ -1119,7 +1132,7 @@ static bool lanes_look(shm_conn *c, int64_t now, bool for_lane)
         if (rc != 0) {
             lane_end(l, rc);
             ended++;
-            c->ended = i;
+            c->lanes->ended = i;
             if (l->broken && !l->lost) lanes_server_gone(c, l);
         }
     }
@@ -1134,8 +1147,8 @@ static void lanes_sleep(shm_conn *c, int64_t now, int64_t deadline)
     uint32_t old[LANES_MAX];
     unsigned n = 0;
     int64_t until = deadline - now > SHMRPC__CHECK_NS ? now + SHMRPC__CHECK_NS : deadline;
-    for (unsigned i = 0; i < c->n_lanes; i++) {
-        shm_conn *l = c->lanes[i];
+    for (unsigned i = 0; i < c->lanes->n; i++) {
+        shm_conn *l = c->lanes->at[i];
         if (l->p == NULL && !lane_held(l)) continue;
         fs[n] = &l->chan.head->state;
         old[n++] = SHM_CHAN_REQUEST;
@@ -1200,8 +1213,8 @@ static void lanes_wait(shm_conn *c, int64_t deadline, bool for_lane)
 static shm_conn *lane_free_one(shm_conn *c)
 {
     shm_conn *broken = NULL;
-    for (unsigned k = 0; k < c->n_lanes; k++) {
-        shm_conn *l = c->lanes[(c->ended + k) % c->n_lanes];
+    for (unsigned k = 0; k < c->lanes->n; k++) {
+        shm_conn *l = c->lanes->at[(c->lanes->ended + k) % c->lanes->n];
         if (!lane_free(l)) continue;
         if (!l->broken) return l;
         if (broken == NULL) broken = l;
@@ -1222,7 +1235,7 @@ static int lane_get(shm_conn *c, shmrpc__pending *p, shm_conn **out, bool *waite
             return SHMRPC_ECANCELLED;
         }
         int64_t now = shmrpc__now_ns();
-        if (c->n_lanes < LANES_MAX && now >= c->lane_retry_ns) {
+        if (c->lanes->n < LANES_MAX && now >= c->lanes->retry_ns) {
             /* A lane that cannot be opened (every slot of the service taken, say): the
              * call waits for one of the lanes it has, and no lane is tried for a while. */
             shmrpc_buf why;
@@ -1230,13 +1243,13 @@ static int lane_get(shm_conn *c, shmrpc__pending *p, shm_conn **out, bool *waite
             int rc = lane_open(c, p->deadline, out, &why);
             shmrpc_buf_destroy(&why);
             if (rc == 0) return 0;
-            c->lane_retry_ns = now + LANE_RETRY_NS;
+            c->lanes->retry_ns = now + LANE_RETRY_NS;
         }
         if (now >= p->deadline) {
             shmrpc__msg_set(&p->msg,
                             "the deadline passed while calls in flight, or given up on and still "
                             "running, held all %u connections to shm://%s; the call did not run",
-                            c->n_lanes, c->key);
+                            c->lanes->n, c->key);
             return SHMRPC_ETIMEDOUT;
         }
         /* In steps, so that a cancel, or the time to try a new lane again, is seen within
@@ -1295,13 +1308,13 @@ static void shm_progress(shmrpc__conn *base, int64_t deadline)
         return;
     }
     /* A forked child inherited its parent's calls: they are the parent's to wait for. */
-    for (unsigned i = 0; i < c->n_lanes; i++) {
-        shmrpc__pending *p = c->lanes[i]->p;
+    for (unsigned i = 0; i < c->lanes->n; i++) {
+        shmrpc__pending *p = c->lanes->at[i]->p;
         if (p == NULL) continue;
         p->status = not_ours(c, &p->msg);
         p->done = true;
         p->where = NULL;
-        c->lanes[i]->p = NULL;
+        c->lanes->at[i]->p = NULL;
     }
 }
 
