@@ -20,6 +20,9 @@ def test_calls(echo):
         assert c.add(40, 2) == 42 and c.add(a=-40, b=2) == -38 and c.add(1, b=2) == 3
         assert c.echo_raw(b"x" * 16) == b"x" * 16
         assert c.echo_raw(bytes(1 << 20)) == bytes(1 << 20)
+        big = bytes(range(256)) * 4096  # 1 MiB; bytes go as they are, buffers from a copy
+        for data in (big, big[:65536], big[7:1031], bytearray(big[:4096]), memoryview(big)[1:70001]):
+            assert c.echo_raw(data) == bytes(data)
         assert c.echo_json("snow ☃ \"q\"") == "snow ☃ \"q\""
         p = c.centroid([{"x": 0, "y": 0}, {"x": 2.0, "y": 4.0, "label": None}])
         assert (p.x, p.y, p.label) == (1.0, 2.0, "centroid") and p == {"x": 1.0, "y": 2.0, "label": "centroid"}
