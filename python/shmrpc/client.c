@@ -280,11 +280,13 @@ static int find_method(ClientObject *self, const char *name, const shmrpc_method
 /* A call's arguments as a request of sig, checked against it and encoded into req (for
  * @msgpack straight to msgpack, unless via_codec asks for the codec's JSON path, which
  * tests compare it with). The arguments as bind_args takes them. With direct, a @raw
- * request that is a bytes object (immutable, and held by the caller's arguments until the
- * call returns) is pointed at in *direct rather than copied. -1 raised. */
+ * request that is a bytes object (immutable) is pointed at in *direct rather than copied,
+ * and a reference to it is kept in *held (NULL otherwise) until the call is over: the
+ * caller's arguments may be a dict that another thread changes while the GIL is let go.
+ * -1 raised. */
 static int build_request(ClientObject *self, const shmrpc_dyn_sig *sig, PyObject *const *pos,
                          Py_ssize_t npos, PyObject *kwnames, PyObject *kwdict, bool via_codec,
-                         shmrpc_buf *req, shmrpc_bytes *direct)
+                         shmrpc_buf *req, shmrpc_bytes *direct, PyObject **held)
 {
     PyObject *argv_small[16], **argv = argv_small;
     const char *name = sig->method;
@@ -301,6 +303,7 @@ static int build_request(ClientObject *self, const shmrpc_dyn_sig *sig, PyObject
         if (PyBytes_CheckExact(argv[0]) && direct) { /* the common case: sent as it is */
             *direct = shmrpc_bytes_of((const uint8_t *)PyBytes_AS_STRING(argv[0]),
                                       (size_t)PyBytes_GET_SIZE(argv[0]));
+            *held = Py_NewRef(argv[0]);
             rc = 0;
         } else if (PyBytes_CheckExact(argv[0])) { /* without a buffer view */
             rc = shmrpc_buf_append(req, PyBytes_AS_STRING(argv[0]),
@@ -360,8 +363,9 @@ static PyObject *call_locked(ClientObject *self, const shmrpc_method_info *m,
     shmrpc_client *c = shmrpc_dyn_client(self->d);
     int rc;
     shmrpc_bytes direct = {NULL, 0}; /* a @raw call's bytes, sent from where they are */
+    PyObject *held = NULL;           /* their object, until the call is over */
     if (build_request(self, sig, pos, npos, kwnames, kwdict, false, shmrpc_client_request(c),
-                      &direct) != 0)
+                      &direct, &held) != 0)
         goto done;
     shmrpc_bytes resp;
     char msg[1024];
@@ -395,6 +399,7 @@ static PyObject *call_locked(ClientObject *self, const shmrpc_method_info *m,
     }
     result = pyshm_decode(sig, resp.ptr, resp.len, &self->out, name);
 done:
+    Py_XDECREF(held);
     PyThread_release_lock(self->lock);
     return result;
 }
@@ -442,7 +447,8 @@ static PyObject *Client_request(ClientObject *self, PyObject *const *a, Py_ssize
     shmrpc_buf_init(&req);
     PyObject *r = NULL;
     if (build_request(self, sig, &PyTuple_GET_ITEM(a[1], 0), PyTuple_GET_SIZE(a[1]), NULL,
-                      a[2] == Py_None ? NULL : a[2], PyObject_IsTrue(a[3]) == 1, &req, NULL) == 0)
+                      a[2] == Py_None ? NULL : a[2], PyObject_IsTrue(a[3]) == 1, &req, NULL,
+                      NULL) == 0)
         r = PyBytes_FromStringAndSize((const char *)req.data, (Py_ssize_t)req.len);
     shmrpc_buf_destroy(&req);
     PyThread_release_lock(self->lock);

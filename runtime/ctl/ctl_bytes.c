@@ -22,6 +22,21 @@ void ctl_put_safe(FILE *f, const char *s)
     }
 }
 
+void ctl_safe_copy(char *out, size_t cap, const char *s)
+{
+    size_t n = 0;
+    for (; *s; s++) {
+        unsigned char c = (unsigned char)*s;
+        bool plain = c >= 0x20 && c < 0x7f && c != '\\';
+        if (n + (plain ? 1 : 4) >= cap) break;
+        if (plain)
+            out[n++] = (char)c;
+        else
+            n += (size_t)snprintf(out + n, cap - n, "\\x%02x", c);
+    }
+    out[n] = '\0';
+}
+
 int ctl_read_stdin(shmrpc_buf *b)
 {
     char chunk[65536];

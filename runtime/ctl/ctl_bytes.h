@@ -19,6 +19,9 @@ int ctl_read_stdin(shmrpc_buf *b);
  * backslash) as \xNN, so that what a server sent can neither forge a line nor reach the
  * terminal as an escape. */
 void ctl_put_safe(FILE *f, const char *s);
+/* The same into out (cap bytes, cap > 0), cut before an escape that would not fit and
+ * ended with a NUL: text that is ASCII, so valid UTF-8 for JSON, whatever s was. */
+void ctl_safe_copy(char *out, size_t cap, const char *s);
 
 /* Prints p[0..n) as padded base64 and a newline on stdout. */
 void ctl_put_base64(const uint8_t *p, size_t n);

@@ -98,8 +98,10 @@ int ctl_call_main(int argc, char **argv)
     const shmrpc_method_info *m;
     const shmrpc_dyn_sig *sig;
     if ((rc = shmrpc_dyn_method(d, method, &m, &sig)) != 0) {
-        if (rc == SHMRPC_ENOENT) {
-            fprintf(stderr, "shmrpcctl: %s\n", shmrpc_errmsg());
+        if (rc == SHMRPC_ENOENT) { /* it names the service and methods the server's table has */
+            fputs("shmrpcctl: ", stderr);
+            ctl_put_safe(stderr, shmrpc_errmsg());
+            fputc('\n', stderr);
             status = 2;
         } else if (m != NULL) {
             fprintf(stderr, "shmrpcctl: %s: cannot read its ", method);
@@ -108,7 +110,9 @@ int ctl_call_main(int argc, char **argv)
             ctl_put_safe(stderr, m->signature);
             fputc('\n', stderr);
         } else {
-            fprintf(stderr, "shmrpcctl: %s: %s\n", method, shmrpc_errmsg());
+            fprintf(stderr, "shmrpcctl: %s: ", method);
+            ctl_put_safe(stderr, shmrpc_errmsg());
+            fputc('\n', stderr);
         }
         goto done;
     }

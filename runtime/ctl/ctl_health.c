@@ -69,13 +69,17 @@ int ctl_health_main(int argc, char **argv)
     rc = shmrpc_dyn_connect(d, addr);
     if (rc == SHMRPC_EINVAL) {
         const char *why = shmrpc_errmsg();
-        fprintf(stderr, "shmrpcctl: %s: %s\n", addr, *why ? why : shmrpc_strerror(rc));
+        fprintf(stderr, "shmrpcctl: %s: ", addr);
+        ctl_put_safe(stderr, *why ? why : shmrpc_strerror(rc));
+        fputc('\n', stderr);
         shmrpc_dyn_free(d);
         return 2;
     }
     if (rc == 0) rc = shmrpc_client_health(shmrpc_dyn_client(d), &state);
-    char why[256]; /* before shm_draining, whose reading of the segments says its own */
-    snprintf(why, sizeof why, "%s", *shmrpc_errmsg() ? shmrpc_errmsg() : shmrpc_strerror(rc));
+    /* Escaped, for the terminal and for JSON: a server's words may be among them. Read
+     * before shm_draining, whose reading of the segments says its own. */
+    char why[1024];
+    ctl_safe_copy(why, sizeof why, *shmrpc_errmsg() ? shmrpc_errmsg() : shmrpc_strerror(rc));
     if (rc != 0 && shm_draining(addr)) {
         rc = 0;
         state = SHMRPC_HEALTH_DRAINING;
@@ -92,11 +96,7 @@ int ctl_health_main(int argc, char **argv)
     } else {
         printf("%s\n", said);
     }
-    if (rc != 0) {
-        fprintf(stderr, "shmrpcctl: %s: ", addr);
-        ctl_put_safe(stderr, why); /* the server's words may be among them */
-        fputc('\n', stderr);
-    }
+    if (rc != 0) fprintf(stderr, "shmrpcctl: %s: %s\n", addr, why);
     shmrpc_dyn_free(d);
     return rc == 0 && state == SHMRPC_HEALTH_SERVING ? 0 : 1;
 }

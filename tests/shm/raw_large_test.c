@@ -6,7 +6,8 @@
  * answer is read where the worker put it; answers of every shape come back whole (the
  * request itself, a part of it, a reversal written in the handler's own loan, which must
  * not be the request's bytes, memory of the handler's own, larger than the channel); the
- * last answer, or its tail, sent back as the next request, comes back as sent; a worker
+ * last answer, or its tail, sent back as the next request, comes back as sent, as does one
+ * in the client's arena (where the last results were decoded); a worker
  * killed in the middle of such a call fails it with SHMRPC_EPEERDIED; and tcp:// and
  * inproc:// answer the same. Every wait is bounded, every server stopped and its segments
  * checked gone. */
@@ -313,6 +314,33 @@ static void answers_sent_back(const char *where)
     shmrpc_client_free(c);
 }
 
+/* A request in the client's arena (where a stub decodes results: the last call's, passed on
+ * as this one's argument), in a block of its own past the first: the arena is let go of only
+ * once the call is made (a block this large is its own mapping, which freeing unmaps). */
+static void request_from_the_arena(void **state)
+{
+    (void)state;
+    pid_t server = start_server(addr, serve_plain);
+    shmrpc_client *c = connect_to(addr);
+    const size_t n = 300 << 10;
+    shmrpc_arena *arena = shmrpc_client_arena(c);
+    for (int round = 0; round < 3; round++) {
+        uint8_t *first = shmrpc_arena_alloc(arena, 4096, 16); /* the first block... */
+        uint8_t *req = shmrpc_arena_alloc(arena, n, 16);       /* ...and one more */
+        assert_non_null(first);
+        assert_non_null(req);
+        for (size_t i = 0; i < n; i++)
+            req[i] = pattern(i + (size_t)round);
+        shmrpc_bytes out;
+        assert_int_equal(calls_echo(c, shmrpc_bytes_of(req, n), &out), 0);
+        assert_int_equal(out.len, n);
+        for (size_t i = 0; i < n; i++)
+            if (out.ptr[i] != pattern(i + (size_t)round)) fail_msg("byte %zu wrong", i);
+    }
+    shmrpc_client_free(c);
+    stop_server(server, addr);
+}
+
 static void answers_sent_back_are_sent_whole(void **state)
 {
     (void)state;
@@ -403,6 +431,7 @@ int main(void)
         cmocka_unit_test_setup(set_to_copy_copies, setup),
         cmocka_unit_test_setup(answers_of_every_shape, setup),
         cmocka_unit_test_setup(answers_sent_back_are_sent_whole, setup),
+        cmocka_unit_test_setup(request_from_the_arena, setup),
         cmocka_unit_test_setup(worker_killed_mid_call, setup),
         cmocka_unit_test_setup(the_same_over_tcp_and_inproc, setup),
     };

@@ -238,9 +238,10 @@ int shmrpc_client_loan(shmrpc_client *c, uint32_t method_id, size_t size, void *
 int shmrpc_client_call_loaned(shmrpc_client *c, size_t len, shmrpc_bytes *resp);
 
 /* --- for generated stubs ---
- * A call: shmrpc_client_request() clears the request buffer, the arena and the previous
- * response; the stub encodes into the buffer, calls shmrpc_client_call(), and decodes
- * the response, whose bytes (and the arena) stay valid until the next call. */
+ * A call: shmrpc_client_request() clears the request buffer and the previous response; the
+ * stub encodes into the buffer, calls shmrpc_client_call(), which clears the arena once the
+ * request is encoded (so the last call's results may be this call's arguments), and
+ * decodes the response, whose bytes (and the arena) stay valid until the next call. */
 shmrpc_buf *shmrpc_client_request(shmrpc_client *c);
 shmrpc_arena *shmrpc_client_arena(shmrpc_client *c);
 /* SHMRPC_ECLOSED when not connected, SHMRPC_ENOENT for a method_id outside the

@@ -285,7 +285,8 @@ shmrpc_buf *shmrpc_client_request(shmrpc_client *c)
     c->loaned = false; /* another call gives up the loan */
     shmrpc_buf_clear(&c->req);
     shmrpc_buf_clear(&c->resp);
-    shmrpc_arena_reset(c->arena);
+    /* The arena stays until the call is made: the arguments a stub encodes now may be the
+     * last call's results, decoded there. */
     return &c->req;
 }
 
@@ -565,6 +566,7 @@ int shmrpc_client_call(shmrpc_client *c, uint32_t method_id, shmrpc_bytes *resp)
     if (resp) *resp = shmrpc_bytes_of(empty, 0);
     if (!c) return shmrpc__err_set(SHMRPC_EINVAL, "no client");
     shmrpc_buf_clear(&c->resp);
+    shmrpc_arena_reset(c->arena); /* the request is encoded: the last results may go */
     int64_t timeout;
     shmrpc_buf *err;
     int rc = call_begin(c, method_id, SHMRPC_TIMEOUT_DEFAULT, &timeout, &err);
@@ -612,6 +614,7 @@ int shmrpc_client_call_raw(shmrpc_client *c, uint32_t method_id, shmrpc_bytes re
     rc = c->icpt ? intercepted(c, method_id, req, SIZE_MAX, timeout, resp, err)
                  : send_call(c, method_id, req, timeout, resp, err);
     c->want_view = false;
+    shmrpc_arena_reset(c->arena); /* only now: req may have been the last results */
     return rc;
 }
 
@@ -622,7 +625,6 @@ int shmrpc_client_loan(shmrpc_client *c, uint32_t method_id, size_t size, void *
     c->loaned = false;
     shmrpc_buf_clear(&c->req);
     shmrpc_buf_clear(&c->resp);
-    shmrpc_arena_reset(c->arena);
     if (!c->conn) return shmrpc_client_error(c, SHMRPC_ECLOSED, "not connected");
     if (method_id >= c->info->n_methods)
         return shmrpc_client_error(c, SHMRPC_ENOENT, "no method with id %u (service '%s' has %u)",
@@ -663,6 +665,7 @@ int shmrpc_client_call_loaned(shmrpc_client *c, size_t len, shmrpc_bytes *resp)
                                    "a request of %zu bytes is larger than its loan of %zu", len,
                                    c->loan_size);
     c->loaned = false;
+    shmrpc_arena_reset(c->arena); /* the room is written: the last results may go */
     if (!c->loan_in_conn) { /* the request buffer is the loan: the ordinary call sends it */
         c->req.len = len;
         return shmrpc_client_call(c, c->loan_method, resp);
@@ -852,6 +855,7 @@ int shmrpc_client_start(shmrpc_client *c, uint32_t method_id, int64_t timeout_ms
 {
     if (call) *call = NULL;
     if (!c || !call) return shmrpc__err_set(SHMRPC_EINVAL, "no client or no place for the call");
+    shmrpc_arena_reset(c->arena); /* the request is encoded: the last results may go */
     int64_t timeout;
     shmrpc_buf *err;
     int rc = call_begin(c, method_id, timeout_ms, &timeout, &err);
