@@ -590,7 +590,7 @@ int shmrpc_client_call_raw(shmrpc_client *c, uint32_t method_id, shmrpc_bytes re
     if (resp) *resp = shmrpc_bytes_of(empty, 0);
     if (!c) return shmrpc__err_set(SHMRPC_EINVAL, "no client");
     shmrpc_bytes last = c->view; /* the last answer left in the transport */
-    shmrpc_client_request(c); /* what the last call left: its answer, its arena, an error */
+    shmrpc_client_request(c); /* what the last call left: its answer, an encoding error */
     int64_t timeout;
     shmrpc_buf *err;
     int rc = call_begin(c, method_id, SHMRPC_TIMEOUT_DEFAULT, &timeout, &err);
