@@ -132,7 +132,6 @@ int shmrpc_ctx_answer_raw(shmrpc_ctx *ctx, shmrpc_buf *resp, shmrpc_bytes out)
     return shmrpc_buf_append(resp, out.ptr, out.len);
 }
 
-
 void shmrpc__ctx_unloan(shmrpc_ctx *ctx)
 {
     if (!ctx->loaned) return;

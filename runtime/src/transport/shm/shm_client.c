@@ -941,26 +941,35 @@ static int call_failed(int32_t status, shmrpc_bytes data, shmrpc_buf *err)
     return status;
 }
 
-/* The answer that came, appended to resp, or why the call failed: its status. Ends the
- * call. */
-static int call_result(shm_conn *c, shmrpc_buf *resp, shmrpc_buf *err)
+/* The answer that came, *resp pointing at it where it is, or why the call failed. Ends the
+ * call; the answer stays where it is: only this client's next request writes the channel. */
+static int answer_view(shm_conn *c, shmrpc_bytes *resp, shmrpc_buf *err)
 {
     int32_t status;
     shmrpc_bytes data;
     int rc = call_answer(c, &status, &data, err);
-    if (rc == 0 && status == 0 && shmrpc_buf_append(resp, data.ptr, data.len) != 0) {
-        rc = resp->err; /* said as inproc:// says it */
-        if (rc == SHMRPC_ETOOBIG)
-            shmrpc__msg_set(err,
-                            "a response of %zu bytes is larger than the client's maximum of %zu "
-                            "bytes",
-                            data.len, resp->max);
-        else
-            shmrpc__msg_set(err, "%s", shmrpc_strerror(rc));
-    }
     call_end(c);
-    if (rc != 0 || status == 0) return rc;
-    return call_failed(status, data, err);
+    if (rc != 0) return rc;
+    if (status != 0) return call_failed(status, data, err);
+    *resp = data;
+    return 0;
+}
+
+/* The answer that came, appended to resp, or why the call failed: its status. Ends the
+ * call. */
+static int call_result(shm_conn *c, shmrpc_buf *resp, shmrpc_buf *err)
+{
+    shmrpc_bytes data;
+    int rc = answer_view(c, &data, err);
+    if (rc != 0 || shmrpc_buf_append(resp, data.ptr, data.len) == 0) return rc;
+    rc = resp->err; /* said as inproc:// says it */
+    if (rc == SHMRPC_ETOOBIG)
+        shmrpc__msg_set(err,
+                        "a response of %zu bytes is larger than the client's maximum of %zu bytes",
+                        data.len, resp->max);
+    else
+        shmrpc__msg_set(err, "%s", shmrpc_strerror(rc));
+    return rc;
 }
 
 /* Whether a call of sid is the health method's while the manager drains: it marked the
@@ -1361,20 +1370,6 @@ static int shm_loan(shmrpc__conn *base, uint32_t sid, size_t size, void **ptr, i
     if (rc != 0) return rc;
     c->loan = shmrpc__chan_data(&c->chan);
     *ptr = c->loan;
-    return 0;
-}
-
-/* The answer that came, *resp pointing at it where it is, or why the call failed. Ends the
- * call; the answer stays where it is: only this client's next request writes the channel. */
-static int answer_view(shm_conn *c, shmrpc_bytes *resp, shmrpc_buf *err)
-{
-    int32_t status;
-    shmrpc_bytes data;
-    int rc = call_answer(c, &status, &data, err);
-    call_end(c);
-    if (rc != 0) return rc;
-    if (status != 0) return call_failed(status, data, err);
-    *resp = data;
     return 0;
 }
 
