@@ -187,11 +187,15 @@ static int put_locked(shmrpc_map *m, const void *key, size_t klen, uint64_t h, c
         /* A freed block of the class if there is one; else fresh space; else free what
          * readers let go of (twice: what was retired in the current epoch too) before
          * growing. */
+        /* Fresh space at used, read from the segment: bounded without a sum that a value a
+         * bad write left there could wrap (used near 2^64 made base + used point before the
+         * mapping, and the writer fault). */
+        bool fresh = used >= m->geo.arena_off && used <= m->geo.total &&
+                     need <= m->geo.total - used;
         uint64_t off = full ? 0 : shmrpc__map_take_free(m, cls);
-        if (!full && !off && (used + need > m->geo.total || used < m->geo.arena_off) &&
-            shmrpc__map_advance_hard(m))
+        if (!full && !off && !fresh && shmrpc__map_advance_hard(m))
             off = shmrpc__map_take_free(m, cls);
-        if (full || (!off && (used + need > m->geo.total || used < m->geo.arena_off))) {
+        if (full || (!off && !fresh)) {
             rc = shmrpc__map_grow(m, 1, need, false);
             if (rc != 0) return rc;
             continue;
