@@ -192,6 +192,20 @@ int main(int argc, char **argv)
         return 1;
     }
 
+    /* The language has streams (docs/streams.md); the code for them is not written yet. */
+    for (const svc_method *m = f->service ? f->service->methods : NULL; m; m = m->next)
+        if (m->server_stream || m->client_stream) {
+            fprintf(stderr,
+                    "%s:%d:%d: error: method '%.*s' streams: shmrpcgen does not generate "
+                    "streaming methods yet\n",
+                    input, m->name.line, m->name.col, m->name.n, m->name.p);
+            nerrors++;
+        }
+    if (nerrors > 0) {
+        svc_arena_free(a);
+        return 1;
+    }
+
     gen g;
     gen_init(&g, a, f);
     gen_mark_needs(&g);

@@ -34,6 +34,7 @@ typedef enum svc_type_kind {
     SVC_T_OPTIONAL, /* elem; never itself optional */
     SVC_T_NAMED,    /* a struct or enum name; svc_check sets decl */
     SVC_T_ANY,      /* a dynamic value: null, bool, number, string, bytes, list, map */
+    SVC_T_STREAM,   /* elem, one after another: only a method's result or its one parameter */
 } svc_type_kind;
 
 typedef struct svc_decl svc_decl;
@@ -107,6 +108,9 @@ typedef struct svc_method {
     svc_annot *annots;
     svc_encoding enc; /* set by svc_check from annots; SVC_ENC_MSGPACK when none */
     bool idempotent;  /* @idempotent, set by svc_check: a client may retry it (docs/retries.md) */
+    /* Set by svc_check: the result is stream<T> (the server streams), or the one parameter
+     * is (the client streams); docs/streams.md. */
+    bool server_stream, client_stream;
     svc_type *result; /* SVC_T_VOID for void */
     svc_field *params;
     int n_params;

@@ -337,8 +337,15 @@ static void unknown_type(check *c, svc_tok t)
         err(c, t, "unknown type '%.*s'", t.n, t.p);
 }
 
-/* Resolves names and checks the type; void_ok only for a method's result itself. */
-static void check_type(check *c, svc_type *t, bool void_ok)
+/* Where a type is written, for what may stand there besides a value's type. */
+typedef enum where {
+    IN_VALUE,
+    IN_PARAM_ALONE, /* a method's one parameter: stream<T> too */
+    IN_RESULT,      /* a method's result: void and stream<T> too */
+} where;
+
+/* Resolves names and checks the type. */
+static void check_type(check *c, svc_type *t, where at)
 {
     if (!t) return;
     if (t->queue)
@@ -347,7 +354,12 @@ static void check_type(check *c, svc_type *t, bool void_ok)
             "service's members");
     switch (t->kind) {
     case SVC_T_VOID:
-        if (!void_ok) err(c, t->tok, "'void' is only valid as a method's result type");
+        if (at != IN_RESULT) err(c, t->tok, "'void' is only valid as a method's result type");
+        break;
+    case SVC_T_STREAM:
+        if (at == IN_VALUE)
+            err(c, t->tok, "'stream<T>' is only valid as a method's result or its one parameter");
+        check_type(c, t->elem, IN_VALUE);
         break;
     case SVC_T_NAMED: {
         const tinfo *ti = ntab_get(&c->types, text(c, t->tok));
@@ -358,18 +370,18 @@ static void check_type(check *c, svc_type *t, bool void_ok)
         break;
     }
     case SVC_T_LIST:
-        check_type(c, t->elem, false);
+        check_type(c, t->elem, IN_VALUE);
         break;
     case SVC_T_OPTIONAL:
-        check_type(c, t->elem, false);
+        check_type(c, t->elem, IN_VALUE);
         /* One null, not two: any? would need a form on the wire for "absent" apart from an
          * any that holds null, and msgpack has one nil. */
         if (t->elem && t->elem->kind == SVC_T_ANY)
             err(c, t->tok, "'any' holds null already: write 'any', not 'any?'");
         break;
     case SVC_T_MAP:
-        check_type(c, t->key, false);
-        check_type(c, t->elem, false);
+        check_type(c, t->key, IN_VALUE);
+        check_type(c, t->elem, IN_VALUE);
         check_map_key(c, t->key);
         break;
     default:
@@ -411,7 +423,7 @@ static void check_fields(check *c, svc_field *fields, const char *what, svc_tok 
             err(c, f->name, "duplicate %s '%.*s' in %s '%.*s' (first declared at %d:%d)",
                 params ? "parameter" : "field", f->name.n, f->name.p, what, owner.n, owner.p,
                 first->name.line, first->name.col);
-        check_type(c, f->type, false);
+        check_type(c, f->type, params && f == fields && !f->next ? IN_PARAM_ALONE : IN_VALUE);
     }
 }
 
@@ -505,14 +517,38 @@ static void check_annots(check *c, svc_method *m, const char *kind)
     }
 }
 
+/* What a value of t is: a stream's item, or t. */
+static const svc_type *item_of(const svc_type *t)
+{
+    return t && t->kind == SVC_T_STREAM ? t->elem : t;
+}
+
 static void check_raw(check *c, const svc_method *m)
 {
     const svc_field *p = m->params;
-    bool ok = m->result && m->result->kind == SVC_T_BYTES && m->n_params == 1 && p && p->type &&
-              p->type->kind == SVC_T_BYTES;
+    const svc_type *r = item_of(m->result), *a = p ? item_of(p->type) : NULL;
+    bool ok = r && r->kind == SVC_T_BYTES && m->n_params == 1 && a && a->kind == SVC_T_BYTES;
     if (!ok)
-        err(c, m->name, "@%s method '%.*s' must take exactly one bytes parameter and return bytes",
-            svc_encoding_name(m->enc), m->name.n, m->name.p);
+        err(c, m->name, "@%s method '%.*s' must take exactly one bytes parameter and return bytes%s",
+            svc_encoding_name(m->enc), m->name.n, m->name.p,
+            m->enc == SVC_ENC_RAW ? " (either may be a stream<bytes>)" : "");
+}
+
+/* A method that streams: items of @msgpack or @raw, and never retried (a retry would
+ * deliver again the items that came before the failure). */
+static void check_streams(check *c, svc_method *m)
+{
+    m->server_stream = m->result && m->result->kind == SVC_T_STREAM;
+    m->client_stream = m->n_params == 1 && m->params->type && m->params->type->kind == SVC_T_STREAM;
+    if (!m->server_stream && !m->client_stream) return;
+    if (m->enc != SVC_ENC_MSGPACK && m->enc != SVC_ENC_RAW)
+        err(c, m->name, "streaming method '%.*s' is @%s: streams are @msgpack or @raw",
+            m->name.n, m->name.p, svc_encoding_name(m->enc));
+    if (m->idempotent)
+        err(c, m->name,
+            "streaming method '%.*s' is @idempotent: a stream is never retried (its items would "
+            "come twice)",
+            m->name.n, m->name.p);
 }
 
 static void check_methods(check *c)
@@ -525,9 +561,10 @@ static void check_methods(check *c)
             err(c, m->name, "duplicate method '%.*s' (first declared at %d:%d)", m->name.n,
                 m->name.p, first->name.line, first->name.col);
         check_annots(c, m, "method");
-        check_type(c, m->result, true);
+        check_type(c, m->result, IN_RESULT);
         check_fields(c, m->params, "method", m->name, true);
         if (svc_enc_is_raw(m->enc)) check_raw(c, m);
+        check_streams(c, m);
     }
 }
 
@@ -562,9 +599,9 @@ static void check_maps(check *c, svc_ntab *seen, size_t prefix)
             err(c, m->name, "map '%.*s' is @msgpack only (@json and @raw are for methods)",
                 m->name.n, m->name.p);
         svc_type *k = m->params ? m->params->type : NULL;
-        check_type(c, k, false);
+        check_type(c, k, IN_VALUE);
         check_map_decl_key(c, m, k);
-        check_type(c, m->result, false);
+        check_type(c, m->result, IN_VALUE);
         if (prefix + (size_t)m->name.n > 180)
             err(c, m->name, "map name '%s.%.*s' is longer than 180 characters", c->s->svc_name,
                 m->name.n, m->name.p);
@@ -590,7 +627,7 @@ static void check_queues(check *c)
         if (q->enc == SVC_ENC_PICKLE || q->enc == SVC_ENC_MARSHAL)
             err(c, q->name, "@%s is for methods only (Python to Python), not queue '%.*s'",
                 svc_encoding_name(q->enc), q->name.n, q->name.p);
-        check_type(c, q->result, false);
+        check_type(c, q->result, IN_VALUE);
         /* As a @raw method's result, a @raw queue's message is its bytes as they are. */
         if (q->enc == SVC_ENC_RAW && q->result && q->result->kind != SVC_T_BYTES)
             err(c, q->name,

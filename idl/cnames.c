@@ -117,7 +117,7 @@ static const svc_builtin builtins[] = {
     {"i32", SVC_T_I32},       {"i64", SVC_T_I64},     {"u8", SVC_T_U8},     {"u16", SVC_T_U16},
     {"u32", SVC_T_U32},       {"u64", SVC_T_U64},     {"f32", SVC_T_F32},   {"f64", SVC_T_F64},
     {"string", SVC_T_STRING}, {"bytes", SVC_T_BYTES}, {"list", SVC_T_LIST}, {"map", SVC_T_MAP},
-    {"any", SVC_T_ANY},
+    {"any", SVC_T_ANY},       {"stream", SVC_T_STREAM},
 };
 
 const svc_builtin *svc_builtin_by_name(const char *p, int n)
@@ -159,6 +159,8 @@ const char *svc_type_str(svc_arena *a, const svc_type *t)
         return svc_arena_printf(a, "map<%s, %s>", type_str(a, t->key), type_str(a, t->elem));
     case SVC_T_OPTIONAL:
         return svc_arena_printf(a, "%s?", type_str(a, t->elem));
+    case SVC_T_STREAM:
+        return svc_arena_printf(a, "stream<%s>", type_str(a, t->elem));
     case SVC_T_NAMED:
         return svc_arena_strndup(a, t->tok.p, (size_t)t->tok.n);
     default: {

@@ -120,6 +120,11 @@ static void sig_type(sig *s, const svc_type *t)
         sig_type(s, t->elem);
         puts_(s, "?");
         return;
+    case SVC_T_STREAM:
+        puts_(s, "stream<");
+        sig_type(s, t->elem);
+        puts_(s, ">");
+        return;
     case SVC_T_NAMED: {
         const svc_decl *d = t->decl;
         bool st = d->kind == SVC_DECL_STRUCT;

@@ -336,11 +336,12 @@ svc_ltype svc_p_type_name(svc_pstate *ps, svc_ltok name)
 {
     const svc_builtin *b = svc_builtin_by_name(name.t.p, name.t.n);
     svc_type_kind kind = b ? b->kind : SVC_T_NAMED;
-    bool bad_args = kind == SVC_T_LIST || kind == SVC_T_MAP;
+    bool bad_args = kind == SVC_T_LIST || kind == SVC_T_MAP || kind == SVC_T_STREAM;
     if (bad_args) {
         svc_p_error(ps, name.t,
-                    kind == SVC_T_LIST ? "'list' takes one type argument: list<T>"
-                                       : "'map' takes two type arguments: map<K, V>");
+                    kind == SVC_T_LIST  ? "'list' takes one type argument: list<T>"
+                    : kind == SVC_T_MAP ? "'map' takes two type arguments: map<K, V>"
+                                        : "'stream' takes one type argument: stream<T>");
         kind = SVC_T_NAMED;
     }
     svc_type *t = new_type(ps, kind, name.t);
@@ -357,6 +358,9 @@ svc_ltype svc_p_type_args(svc_pstate *ps, svc_ltok name, svc_ltype a, const svc_
             r.t->elem = a.t;
             r.t->queue = tok_is(name.t, "queue");
         }
+    } else if (tok_is(name.t, "stream") && !b) {
+        r.t = new_type(ps, SVC_T_STREAM, name.t);
+        if (r.t) r.t->elem = a.t;
     } else if (tok_is(name.t, "map") && b) {
         r.t = new_type(ps, SVC_T_MAP, name.t);
         if (r.t) {
@@ -368,6 +372,8 @@ svc_ltype svc_p_type_args(svc_pstate *ps, svc_ltok name, svc_ltype a, const svc_
             svc_p_error(ps, name.t, "'list' takes one type argument: list<T>");
         else if (tok_is(name.t, "map"))
             svc_p_error(ps, name.t, "'map' takes two type arguments: map<K, V>");
+        else if (tok_is(name.t, "stream"))
+            svc_p_error(ps, name.t, "'stream' takes one type argument: stream<T>");
         else if (tok_is(name.t, "queue")) {
             svc_p_error(ps, name.t, "'queue' takes one type argument: queue<T> name;");
             r.t = new_type(ps, SVC_T_LIST, name.t); /* still a queue: one message, not two */
@@ -377,7 +383,8 @@ svc_ltype svc_p_type_args(svc_pstate *ps, svc_ltok name, svc_ltype a, const svc_
             }
             return r;
         } else
-            svc_p_error(ps, name.t, "'%.*s' takes no type arguments; only list<T> and map<K, V> do",
+            svc_p_error(ps, name.t,
+                        "'%.*s' takes no type arguments; only list<T>, map<K, V> and stream<T> do",
                         name.t.n, name.t.p);
         r.t = a.t;
         if (r.t) r.t->bad_args = true;

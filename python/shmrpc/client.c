@@ -290,6 +290,11 @@ static int build_request(ClientObject *self, const shmrpc_dyn_sig *sig, PyObject
 {
     PyObject *argv_small[16], **argv = argv_small;
     const char *name = sig->method;
+    if (sig->client_stream || sig->server_stream) {
+        PyErr_Format(PyExc_TypeError, "%s() streams its %s: Python calls no streams yet", name,
+                     sig->client_stream ? "parameter" : "result");
+        return -1;
+    }
     int status = -1, rc;
     if (sig->n_params > 16 && (argv = PyMem_Calloc(sig->n_params, sizeof *argv)) == NULL) {
         PyErr_NoMemory();

@@ -105,6 +105,13 @@ static int pysvc_load(pysvc *s, const char *path, PyObject *text)
     shmrpc_buf_init(&all);
     for (i = 0; i < n; i++) {
         const svc_method *m = s->decl[i];
+        if (m->server_stream || m->client_stream) {
+            shmrpc_buf_destroy(&all);
+            const char *name = svc_arena_strndup(s->a, m->name.p, (size_t)m->name.n);
+            PyErr_Format(PyExc_ValueError, "%s: method %s streams: Python serves no streams yet",
+                         path, name ? name : "?");
+            return -1;
+        }
         /* The canonical text for the fingerprint and the codec; the table's for the table. */
         const char *sig = svc_signature(s->a, m, SIZE_MAX / 2, NULL);
         const char *tsig = svc_table_signature(s->a, m, SVC_MAX_SIGNATURE, NULL);

@@ -262,12 +262,14 @@ static void put_method(FILE *f, const char *indent, const shmrpc_dyn_sig *s)
     else if (s->encoding == SHMRPC_ENC_RAW)
         fputs("@raw ", f);
     if (s->idempotent) fputs("@idempotent ", f);
+    fputs(s->server_stream ? "stream<" : "", f);
     put_type(f, s->result);
-    fprintf(f, " %s(", s->method);
+    fprintf(f, "%s %s(", s->server_stream ? ">" : "", s->method);
     for (size_t i = 0; i < s->n_params; i++) {
         if (i) fputs(", ", f);
+        fputs(s->client_stream ? "stream<" : "", f);
         put_type(f, s->params[i].type);
-        fprintf(f, " %s", s->params[i].name);
+        fprintf(f, "%s %s", s->client_stream ? ">" : "", s->params[i].name);
     }
     fputs(");\n", f);
 }

@@ -568,6 +568,27 @@ static const struct {
     {"x(i64 a_9)->void @msgpack", NULL},
     {"x()->bytes @raw", NULL},
     {"x(bytes a)->bytes @raw", NULL},
+    /* Streams (docs/streams.md): a result, or the one parameter, of @msgpack or @raw. */
+    {"x(i64 a)->stream<i64> @msgpack", NULL},
+    {"x(stream<i64> a)->stream<struct S{i64 v;}> @msgpack", NULL},
+    {"x(stream<bytes> a)->bytes @raw", NULL},
+    {"x(stream<i64> a,i64 b)->void @msgpack",
+     "signature, at byte 16: a stream is a method's one parameter"},
+    {"x(i64 a,stream<i64> b)->void @msgpack",
+     "signature, at byte 8: a stream is a method's one parameter"},
+    {"x(stream<i64 a)->void @msgpack", "signature, at byte 12: expected '>'"},
+    {"x(list<stream<i64>> a)->void @msgpack", "signature, at byte 7: unknown type 'stream'"},
+    {"x()->stream<stream<i64>> @msgpack", "signature, at byte 12: unknown type 'stream'"},
+    {"x()->stream<i64>? @msgpack", "signature, at byte 16: expected ' @'"},
+    {"x()->stream<void> @msgpack", "signature, at byte 16: only a result can be void"},
+    {"x()->stream<i64> @json",
+     "signature, at byte 22: a stream is @msgpack or @raw, and never @idempotent"},
+    {"x()->stream<i64> @msgpack @idempotent",
+     "signature, at byte 37: a stream is @msgpack or @raw, and never @idempotent"},
+    {"x()->stream<bytes> @pickle",
+     "signature, at byte 26: a stream is @msgpack or @raw, and never @idempotent"},
+    {"x(bytes a)->stream<i64> @raw",
+     "signature, at byte 28: a @raw method takes bytes and returns bytes"},
 };
 
 /* Each signature above, and types nested more deeply than the parser follows (it recurses
@@ -1380,6 +1401,90 @@ static void hostile_tables(void **state)
     }
 }
 
+/* One service of one method m of signature sig, and the verdict of a client of mine on it. */
+static int compat_of(const char *mine, const char *theirs, shmrpc_buf *v)
+{
+    shmrpc_method_info mm = {"m", 0, SHMRPC_ENC_MSGPACK, 1, mine};
+    shmrpc_method_info tm = {"m", 0, SHMRPC_ENC_MSGPACK, 2, theirs};
+    const shmrpc_service_info a = {SHMRPC_SERVICE_MAGIC, SHMRPC_DESCRIPTOR_VERSION, "S", "s", 0, 0,
+                                   1, &mm, 0, NULL};
+    const shmrpc_service_info b = {SHMRPC_SERVICE_MAGIC, SHMRPC_DESCRIPTOR_VERSION, "S", "s", 0, 0,
+                                   1, &tm, 0, NULL};
+    shmrpc_buf_init(v);
+    return shmrpc_service_compat(&a, &b, v);
+}
+
+/* Streams (docs/streams.md): their signatures read back as written, a stream never meets a
+ * method that answers or asks once, and one call's JSON carries no stream. */
+static void streams_read_back(void **state)
+{
+    fixture *f = *state;
+    static const struct {
+        const char *text;
+        bool client, server;
+    } good[] = {
+        {"m(i64 n)->stream<i64> @msgpack", false, true},
+        {"m(stream<struct P{i64 x;f64? y;}> points)->struct P @msgpack", true, false},
+        {"m(stream<bytes> data)->stream<bytes> @raw", true, true},
+        {"m(stream<list<string>> a)->void @msgpack", true, false},
+    };
+    shmrpc_buf text;
+    shmrpc_buf_init(&text);
+    for (size_t i = 0; i < sizeof good / sizeof *good; i++) {
+        const shmrpc_dyn_sig *sig;
+        if (shmrpc_dyn_sig_parse(f->d, good[i].text, &sig) != 0)
+            fail_msg("%s: %s", good[i].text, shmrpc_errmsg());
+        assert_int_equal(sig->client_stream, good[i].client);
+        assert_int_equal(sig->server_stream, good[i].server);
+        shmrpc_buf_clear(&text);
+        assert_int_equal(shmrpc_dyn_sig_text(sig, &text), 0);
+        shmrpc_buf_append(&text, "", 1);
+        assert_string_equal((const char *)text.data, good[i].text);
+    }
+    shmrpc_buf_destroy(&text);
+
+    const shmrpc_dyn_sig *sig;
+    shmrpc_buf out;
+    shmrpc_buf_init(&out);
+    assert_int_equal(shmrpc_dyn_sig_parse(f->d, "ticks(i64 n)->stream<i64> @msgpack", &sig), 0);
+    assert_int_equal(shmrpc_dyn_encode_args(sig, "[3]", 3, &out), SHMRPC_EINVAL);
+    assert_string_equal(shmrpc_errmsg(), "the method streams its result, which one call's "
+                                         "JSON cannot carry");
+    assert_int_equal(shmrpc_dyn_decode_result(sig, "\x03", 1, &out), SHMRPC_EINVAL);
+    assert_int_equal(shmrpc_dyn_sig_parse(f->d, "sum(stream<i64> v)->i64 @msgpack", &sig), 0);
+    assert_int_equal(shmrpc_dyn_encode_args(sig, "[3]", 3, &out), SHMRPC_EINVAL);
+    assert_string_equal(shmrpc_errmsg(), "the method streams its parameter, which one call's "
+                                         "JSON cannot carry");
+    assert_int_equal(shmrpc_dyn_encode_result(sig, "3", 1, &out), SHMRPC_EINVAL);
+    shmrpc_buf_destroy(&out);
+
+    static const struct {
+        const char *mine, *theirs, *why;
+    } cases[] = {
+        {"m(i64 n)->stream<i64> @msgpack", "m(i64 n)->i64 @msgpack",
+         "the result is a stream on the client only"},
+        {"m(i64 n)->i64 @msgpack", "m(i64 n)->stream<i64> @msgpack",
+         "the result is a stream on the server only"},
+        {"m(stream<i64> n)->i64 @msgpack", "m(i64 n)->i64 @msgpack",
+         "the parameter is a stream on the client only"},
+        {"m(list<i64> n)->i64 @msgpack", "m(stream<list<i64>> n)->i64 @msgpack",
+         "the parameter is a stream on the server only"},
+        {"m(stream<i64> n)->stream<i64> @msgpack", "m(stream<string> n)->stream<i64> @msgpack",
+         "parameter 'n'"},
+        {"m(stream<i64> n)->stream<i64> @msgpack", "m(stream<i64> n)->stream<i64> @msgpack", NULL},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+        shmrpc_buf v;
+        int rc = compat_of(cases[i].mine, cases[i].theirs, &v);
+        shmrpc_buf_append(&v, "", 1);
+        const char *got = (const char *)v.data;
+        if (cases[i].why ? rc != SHMRPC_EMISMATCH || !strstr(got, cases[i].why) : rc != 0)
+            fail_msg("case %zu: got %d '%s'\n  want '%s'", i, rc, got,
+                     cases[i].why ? cases[i].why : "compatible");
+        shmrpc_buf_destroy(&v);
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1397,6 +1502,7 @@ int main(void)
         cmocka_unit_test(whole_texts),
         cmocka_unit_test(any_reads_back),
         cmocka_unit_test(signature_errors),
+        cmocka_unit_test(streams_read_back),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

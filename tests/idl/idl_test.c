@@ -624,6 +624,48 @@ static void test_long_names(void **state)
     assert_true(s < 5.0);
 }
 
+/* stream<T> as a method's result or its one parameter: the tree keeps it, the checker
+ * marks the method, and both signatures write it (the table's naming structs alone). */
+static void test_streams(void **state)
+{
+    (void)state;
+    parsed p = parse_ok("service T {\n port 1; name \"t\";\n"
+                        " struct Tick { i64 at; }\n"
+                        " stream<Tick> ticks(i64 n);\n"
+                        " i64 sum(stream<i64> values);\n"
+                        " @raw stream<bytes> both(stream<bytes> data);\n"
+                        " list<i64> plain(list<i64> v);\n"
+                        "}\n");
+    svc_service *s = p.f->service;
+    static const struct {
+        bool server, client;
+        const char *sig, *table;
+    } want[] = {
+        {true, false, "ticks(i64 n)->stream<struct Tick{i64 at;}> @msgpack",
+         "ticks(i64 n)->stream<struct Tick> @msgpack"},
+        {false, true, "sum(stream<i64> values)->i64 @msgpack", NULL},
+        {true, true, "both(stream<bytes> data)->stream<bytes> @raw", NULL},
+        {false, false, "plain(list<i64> v)->list<i64> @msgpack", NULL},
+    };
+    for (int i = 0; i < 4; i++) {
+        const svc_method *m = method_at(s, i);
+        assert_int_equal(m->server_stream, want[i].server);
+        assert_int_equal(m->client_stream, want[i].client);
+        assert_string_equal(svc_signature(p.a, m, 4096, NULL), want[i].sig);
+        assert_string_equal(svc_table_signature(p.a, m, 4096, NULL),
+                            want[i].table ? want[i].table : want[i].sig);
+    }
+    assert_int_equal(method_at(s, 0)->result->kind, SVC_T_STREAM);
+    assert_int_equal(method_at(s, 0)->result->elem->kind, SVC_T_NAMED);
+    assert_string_equal(svc_type_str(p.a, method_at(s, 1)->params->type), "stream<i64>");
+    /* The table's types: Tick, reached through the stream. */
+    int n = 0;
+    const svc_decl **types = svc_table_types(p.a, s, &n);
+    assert_int_equal(n, 1);
+    assert_tok(types[0]->name, "Tick");
+    parsed_free(&p);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -633,6 +675,7 @@ int main(void)
         cmocka_unit_test(test_error_layout),   cmocka_unit_test(test_load_missing_file),
         cmocka_unit_test(test_load_fifo),      cmocka_unit_test(test_limits),
         cmocka_unit_test(test_wire_limits),    cmocka_unit_test(test_long_names),
+        cmocka_unit_test(test_streams),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

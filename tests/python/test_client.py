@@ -36,6 +36,25 @@ def test_calls(echo):
     c.close()  # twice is fine
 
 
+def test_streams_are_not_called_yet(tmp_path):
+    """A server's streaming methods (docs/streams.md) are shown, and refused when called."""
+    from conftest import Server, shm_name
+    table = tmp_path / "streams.tab"
+    table.write_text("M\tsum\tsum(stream<i64> values)->i64 @msgpack\n"
+                     "M\tticks\tticks(i64 n)->stream<i64> @msgpack\n")
+    s = Server("sh", shm_name("streams"), "-c", 'exec "$1" "$3" Ticker "$2"', "sh",
+               os.environ["TABLE_SERVER"], str(table))
+    try:
+        with shmrpc.connect(s.address) as c:
+            assert c.methods["ticks"] == "ticks(i64 n)->stream<i64> @msgpack"
+            with pytest.raises(TypeError, match=r"ticks\(\) streams its result: Python calls no"):
+                c.ticks(3)
+            with pytest.raises(TypeError, match=r"sum\(\) streams its parameter"):
+                c.sum([1, 2])
+    finally:
+        s.stop()
+
+
 def test_wrong_type_is_refused_before_sending(shm_echo):
     c = shmrpc.connect(shm_echo.address, timeout=0.3)
     os.killpg(shm_echo.proc.pid, signal.SIGSTOP)  # nothing can answer now

@@ -84,7 +84,7 @@ class Wrong:
     centroid_too = None
 
 
-def test_handlers_that_do_not_match_are_refused_before_serving():
+def test_handlers_that_do_not_match_are_refused_before_serving(tmp_path):
     addr = shm_name("never")
     with pytest.raises(TypeError) as e:
         shmrpc.serve(ECHO_SVC, Wrong(), addr)
@@ -101,6 +101,10 @@ def test_handlers_that_do_not_match_are_refused_before_serving():
                                 "centroid": lambda points: 0}, addr)
     with pytest.raises(ValueError, match="nope.svc"):
         shmrpc.serve(os.path.join(HERE, "nope.svc"), {}, addr)
+    streams = tmp_path / "ticker.svc"
+    streams.write_text('service Ticker { port 5901; name "ticker"; stream<i64> ticks(i64 n); }')
+    with pytest.raises(ValueError, match="method ticks streams: Python serves no streams yet"):
+        shmrpc.serve(str(streams), {"ticks": range}, addr)
     assert not segments_of(addr[len("shm://"):])
 
 

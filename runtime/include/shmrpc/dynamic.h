@@ -95,6 +95,12 @@ typedef struct shmrpc_dyn_sig {
     /* The method is @idempotent (its signature ends " @idempotent"): a client may retry a
      * call of it that failed as "may have run" (docs/retries.md). */
     bool idempotent;
+    /* The result is stream<result>: the server answers with items, each a value of result
+     * (docs/streams.md). */
+    bool server_stream;
+    /* The one parameter is stream<params[0].type>: the client sends items, each a value of
+     * params[0].type. */
+    bool client_stream;
 } shmrpc_dyn_sig;
 
 /* --- the handle ---------------------------------------------------------------------
@@ -145,7 +151,8 @@ int shmrpc_dyn_sig_text(const shmrpc_dyn_sig *s, shmrpc_buf *out);
 /* The arguments as n bytes of JSON (an array in parameter order, or an object by
  * parameter name; an optional parameter may be left out) to a request body in the
  * method's encoding, appended to req. SHMRPC_EINVAL with a message that names the place
- * ("argument 'points'[1].x: expected a number (f64), got \"a\""). */
+ * ("argument 'points'[1].x: expected a number (f64), got \"a\""). This and the two below
+ * refuse (SHMRPC_EINVAL) a @pickle or @marshal method, and a streaming one. */
 int shmrpc_dyn_encode_args(const shmrpc_dyn_sig *s, const char *json, size_t n, shmrpc_buf *req);
 
 /* A response body to compact JSON (no newline), appended to out. SHMRPC_EINVAL with a

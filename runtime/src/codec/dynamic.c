@@ -70,8 +70,8 @@ int shmrpc__dyn_note(char *err, size_t cap, bool *failed, const char *where, con
 }
 
 /* --- the signature parser --------------------------------------------------------------
- * sig   = NAME "(" [ type " " NAME { "," type " " NAME } ] ")->" type " @" ENCODING
- *         [ " @idempotent" ]
+ * sig   = NAME "(" [ "stream<" type "> " NAME | type " " NAME { "," type " " NAME } ]
+ *         ")->" ( "stream<" type ">" | type ) " @" ENCODING [ " @idempotent" ]
  * type  = base [ "?" ]
  * base  = SCALAR | "any" | "list<" type ">" | "map<" type "," type ">"
  *       | "struct " NAME [ "{" { type " " NAME ";" } "}" ]
@@ -341,8 +341,12 @@ static int parse_sig(parser *ps, shmrpc_dyn_sig *out)
     shmrpc_dyn_field *params = NULL;
     while (!lit(ps, ")")) {
         if (out->n_params > 0 && expect(ps, ",") != 0) return -1;
+        if (out->client_stream || (out->n_params > 0 && strncmp(ps->p, "stream<", 7) == 0))
+            return perr(ps, "a stream is a method's one parameter");
+        out->client_stream = lit(ps, "stream<");
         const shmrpc_dyn_type *t = parse_value_type(ps);
-        if (t == NULL || expect(ps, " ") != 0) return -1;
+        if (t == NULL || (out->client_stream && expect(ps, ">") != 0) || expect(ps, " ") != 0)
+            return -1;
         const char *name = ident(ps);
         if (name == NULL) return -1;
         if (grow(ps, &params, out->n_params, &cap, sizeof *params, _Alignof(shmrpc_dyn_field)) != 0)
@@ -350,7 +354,11 @@ static int parse_sig(parser *ps, shmrpc_dyn_sig *out)
         params[out->n_params++] = (shmrpc_dyn_field){name, t};
         out->params = params;
     }
-    if (expect(ps, "->") != 0 || (out->result = parse_type(ps)) == NULL || expect(ps, " @") != 0)
+    if (expect(ps, "->") != 0) return -1;
+    out->server_stream = lit(ps, "stream<");
+    out->result = out->server_stream ? parse_value_type(ps) : parse_type(ps);
+    if (out->result == NULL || (out->server_stream && expect(ps, ">") != 0) ||
+        expect(ps, " @") != 0)
         return -1;
     if (lit(ps, "msgpack"))
         out->encoding = SHMRPC_ENC_MSGPACK;
@@ -366,6 +374,9 @@ static int parse_sig(parser *ps, shmrpc_dyn_sig *out)
         return perr(ps, "unknown encoding");
     out->idempotent = lit(ps, " @idempotent");
     if (*ps->p != '\0') return perr(ps, "trailing text");
+    if ((out->client_stream || out->server_stream) &&
+        (out->idempotent || out->python_only || out->encoding == SHMRPC_ENC_JSON))
+        return perr(ps, "a stream is @msgpack or @raw, and never @idempotent");
     /* No parameter at all is a @raw queue's type, "q()->bytes @raw" (docs/queue.md). */
     if (out->encoding == SHMRPC_ENC_RAW &&
         (out->n_params > 1 ||

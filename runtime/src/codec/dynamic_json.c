@@ -733,34 +733,44 @@ static int encode_result(const shmrpc_dyn_sig *s, const char *json, size_t n, sh
 /* The messages name a place and a value cut short, so this is room enough. */
 #define ERR_CAP 768
 
-/* A @pickle or @marshal method's bytes are Python objects serialised by Python, which
- * nothing here can write or read (docs/python.md, "speedysvc's API"). */
-static int python_only(const shmrpc_dyn_sig *s)
+/* What these calls cannot carry: a @pickle or @marshal method's bytes, Python objects
+ * serialised by Python, which nothing here can write or read (docs/python.md, "speedysvc's
+ * API"), and a stream's items, which are not one call's (docs/streams.md). 0 for others. */
+static int not_one_call(const shmrpc_dyn_sig *s)
 {
-    return shmrpc__err_set(SHMRPC_EINVAL, "a @%s method is called from Python only",
-                           s->python_only);
+    if (s->python_only)
+        return shmrpc__err_set(SHMRPC_EINVAL, "a @%s method is called from Python only",
+                               s->python_only);
+    if (s->client_stream || s->server_stream)
+        return shmrpc__err_set(SHMRPC_EINVAL,
+                               "the method streams its %s, which one call's JSON cannot carry",
+                               s->client_stream ? "parameter" : "result");
+    return 0;
 }
 
 int shmrpc_dyn_encode_args(const shmrpc_dyn_sig *s, const char *json, size_t n, shmrpc_buf *req)
 {
-    if (s->python_only) return python_only(s);
+    int rc = not_one_call(s);
+    if (rc != 0) return rc;
     char err[ERR_CAP];
-    int rc = encode_args(s, json, n, req, err, sizeof err);
+    rc = encode_args(s, json, n, req, err, sizeof err);
     return rc == 0 ? 0 : shmrpc__err_set(rc, "%s", err);
 }
 
 int shmrpc_dyn_encode_result(const shmrpc_dyn_sig *s, const char *json, size_t n, shmrpc_buf *out)
 {
-    if (s->python_only) return python_only(s);
+    int rc = not_one_call(s);
+    if (rc != 0) return rc;
     char err[ERR_CAP];
-    int rc = encode_result(s, json, n, out, err, sizeof err);
+    rc = encode_result(s, json, n, out, err, sizeof err);
     return rc == 0 ? 0 : shmrpc__err_set(rc, "%s", err);
 }
 
 int shmrpc_dyn_decode_result(const shmrpc_dyn_sig *s, const void *body, size_t n, shmrpc_buf *out)
 {
-    if (s->python_only) return python_only(s);
+    int rc = not_one_call(s);
+    if (rc != 0) return rc;
     char err[ERR_CAP];
-    int rc = decode_result(s, body, n, out, err, sizeof err);
+    rc = decode_result(s, body, n, out, err, sizeof err);
     return rc == 0 ? 0 : shmrpc__err_set(rc, "%s", err);
 }

@@ -292,12 +292,15 @@ void shmrpc__dyn_sig_text(const shmrpc_dyn_sig *s, shmrpc_buf *out, size_t limit
     put(&p, "(");
     for (size_t i = 0; i < s->n_params; i++) {
         if (i) put(&p, ",");
+        if (s->client_stream) put(&p, "stream<");
         print_type(&p, s->params[i].type);
-        put(&p, " ");
+        put(&p, s->client_stream ? "> " : " ");
         put(&p, s->params[i].name);
     }
     put(&p, ")->");
+    if (s->server_stream) put(&p, "stream<");
     print_type(&p, s->result);
+    if (s->server_stream) put(&p, ">");
     put(&p, " @");
     put(&p, s->python_only                   ? s->python_only
             : s->encoding == SHMRPC_ENC_JSON ? "json"

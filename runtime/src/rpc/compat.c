@@ -270,6 +270,11 @@ int shmrpc__compat_method(shmrpc__compat *c, const shmrpc_method_info *cm,
     if (x->encoding != y->encoding || !x->python_only != !y->python_only ||
         (x->python_only && strcmp(x->python_only, y->python_only) != 0))
         return bad(c, "the encoding differs");
+    /* An item is not a call's whole answer, nor a call's whole request. */
+    if (x->server_stream != y->server_stream)
+        return bad(c, "the result is a stream on the %s only", side_name[!x->server_stream]);
+    if (x->client_stream != y->client_stream)
+        return bad(c, "the parameter is a stream on the %s only", side_name[!x->client_stream]);
     /* Whether a call may be retried is the client's concern alone: the server's table says
      * it, and a call of either kind runs the same (docs/retries.md). */
     if (x->idempotent != y->idempotent)
