@@ -43,18 +43,29 @@ static void encode_failed(emitter *e, const char *label)
             label);
 }
 
+/* Writes the arguments into req_ (a @raw method's bytes as they are, else msgpack), and
+ * returns from the stub when they did not fit. */
+static void encode_args(gen *g, emitter *e, const svc_method *m, const char *label)
+{
+    if (svc_enc_is_raw(m->enc)) {
+        const char *data = gen_tokstr(g, m->params->name);
+        em(e, "int rc_ = shmrpc_buf_append(req_, %s.ptr, %s.len);", data, data);
+    } else {
+        const cx c = {"&pk_", "&r_", "shmrpc_client_arena(client_)", "rc_"};
+        em(e, "msgpack_packer pk_;");
+        em(e, "msgpack_packer_init(&pk_, req_, shmrpc_buf_msgpack_write);");
+        em(e, "msgpack_pack_array(&pk_, %d);", m->n_params);
+        for (const svc_field *p = m->params; p; p = p->next)
+            gen_mp_write(g, e, &c, gen_type(g, p->type), pvalue(g, p));
+        em(e, "int rc_ = req_->err;");
+    }
+    encode_failed(e, label);
+}
+
 static void stub_msgpack(gen *g, emitter *e, const svc_method *m, const char *label, int part)
 {
     const cx c = {"&pk_", "&r_", "shmrpc_client_arena(client_)", "rc_"};
-    if (part == PART_FINISH) goto finish;
-    em(e, "msgpack_packer pk_;");
-    em(e, "msgpack_packer_init(&pk_, req_, shmrpc_buf_msgpack_write);");
-    em(e, "msgpack_pack_array(&pk_, %d);", m->n_params);
-    for (const svc_field *p = m->params; p; p = p->next)
-        gen_mp_write(g, e, &c, gen_type(g, p->type), pvalue(g, p));
-    em(e, "int rc_ = req_->err;");
-    encode_failed(e, label);
-finish:
+    if (part != PART_FINISH) encode_args(g, e, m, label);
     if (!call(e, gen_method_id(g, m), part)) return;
     em(e, "shmrpc_mp_reader r_;");
     em(e, "shmrpc_mp_reader_init(&r_, resp_.ptr, resp_.len);");
@@ -122,15 +133,53 @@ static void stub_raw(gen *g, emitter *e, const svc_method *m, const char *label,
         em(e, "return shmrpc_client_finish(client_, call_, out_);");
         return;
     }
-    const char *data = gen_tokstr(g, m->params->name);
     if (part == PART_ALL) { /* sent from the caller's bytes: the transport copies them once */
-        em(e, "return shmrpc_client_call_raw(client_, %s, %s, out_);", gen_method_id(g, m), data);
+        em(e, "return shmrpc_client_call_raw(client_, %s, %s, out_);", gen_method_id(g, m),
+           gen_tokstr(g, m->params->name));
         return;
     }
-    em(e, "int rc_ = shmrpc_buf_append(req_, %s.ptr, %s.len);", data, data);
-    encode_failed(e, label);
+    encode_args(g, e, m, label);
     em(e, "return shmrpc_client_start(client_, %s, SHMRPC_TIMEOUT_DEFAULT, call_);",
        gen_method_id(g, m));
+}
+
+/* A stream's NAME_open, which encodes the arguments as a call's and opens the stream, and
+ * NAME_recv, which decodes each item as a result. */
+static void stub_stream(gen *g, emitter *e, const svc_method *m, const char *label)
+{
+    const char *name = gen_method_cname(g, m);
+    const gtype *t = gen_type(g, gen_answer(m));
+    em_blank(e);
+    em(e, "int %s_%s_open(shmrpc_client *client_%s, shmrpc_stream **stream_)", g->p, name,
+       gen_params_decl(g, m));
+    em_open(e, "{");
+    em(e, "shmrpc_buf *req_ = shmrpc_client_request(client_);");
+    encode_args(g, e, m, label);
+    em(e, "return shmrpc_client_open(client_, %s, stream_);", gen_method_id(g, m));
+    em_close(e, "}");
+    em_blank(e);
+    em(e, "int %s_%s_recv(shmrpc_stream *stream_, %s)", g->p, name,
+       gen_ptr_decl(g, t->ctype, "item_", false));
+    em_open(e, "{");
+    if (svc_enc_is_raw(m->enc)) {
+        em(e, "return shmrpc_stream_recv(stream_, item_);");
+        em_close(e, "}");
+        return;
+    }
+    const cx c = {"", "&r_", "shmrpc_stream_arena(stream_)", "rc_"};
+    em(e, "shmrpc_bytes b_;");
+    em(e, "int rc_ = shmrpc_stream_recv(stream_, &b_);");
+    em_open(e, "if (rc_ != 1)");
+    em_last(e, "return rc_;");
+    em(e, "shmrpc_mp_reader r_;");
+    em(e, "shmrpc_mp_reader_init(&r_, b_.ptr, b_.len);");
+    const char *fail =
+        S("return shmrpc_stream_decode_error(stream_, \"%s\", r_.field, r_.why);", label);
+    gen_mp_read(g, e, &c, t, "*item_", fail);
+    em_open(e, "if ((rc_ = shmrpc_mp_finish(&r_)) != 0)");
+    em_last(e, "%s", fail);
+    em(e, "return 1;");
+    em_close(e, "}");
 }
 
 void gen_client(gen *g, emitter *e)
@@ -140,6 +189,10 @@ void gen_client(gen *g, emitter *e)
     em(e, "#include \"%s.h\"", g->stem);
     for (const svc_method *m = g->svc->methods; m; m = m->next) {
         const char *label = S("%s.%.*s", g->name, m->name.n, m->name.p);
+        if (m->server_stream) {
+            stub_stream(g, e, m, label);
+            continue;
+        }
         for (int part = PART_ALL; part <= PART_FINISH; part++) {
             em_blank(e);
             if (part == PART_ALL)

@@ -107,8 +107,17 @@ void gen_string_def(gen *g, emitter *e, const char *decl, const char *text);
 const char *gen_enum_const(gen *g, const gtype *t, const svc_enumval *v);
 /* A method's parameters in a prototype: ", int64_t a, const echo_Point *p". */
 const char *gen_params_decl(gen *g, const svc_method *m);
-/* The result parameter in a prototype: ", int64_t *out_", or "" for void. */
+/* The result parameter in a prototype: ", int64_t *out_", or "" for void and for a stream,
+ * whose handler sends its items (NAME_send) and whose client receives them (NAME_recv). */
 const char *gen_out_decl(gen *g, const svc_method *m);
+/* What a method answers with: its result type, or its stream's item type. */
+static inline const svc_type *gen_answer(const svc_method *m)
+{
+    return m->server_stream ? m->result->elem : m->result;
+}
+/* A value of type t as a parameter named name: structs by const pointer, the rest by
+ * value ("const echo_Point *p", "int64_t a"). */
+const char *gen_value_decl(gen *g, const gtype *t, const char *name);
 
 /* A part of the output, each written by its own file: what it makes of the service, into e. */
 typedef void gen_part(gen *g, emitter *e);

@@ -132,7 +132,10 @@ static void methods(gen *g, emitter *e)
     em(e, "/* Client stubs. Each returns 0 or a negative SHMRPC_E... status, with a message in");
     em(e, " * shmrpc_errmsg(). What a result points to (strings, bytes, lists, maps, optional");
     em(e, " * structs) stays valid until the client's next call. */");
+    bool streams = false;
     for (const svc_method *m = g->svc->methods; m; m = m->next) {
+        streams |= m->server_stream;
+        if (m->server_stream) continue;
         em_blank(e);
         gen_doc(g, e, m->doc);
         em(e, "int %s_%s(shmrpc_client *client_%s%s);", g->p, gen_method_cname(g, m),
@@ -144,10 +147,30 @@ static void methods(gen *g, emitter *e)
     em(e, " * shmrpc_client_start); NAME_finish waits for it, frees it and decodes its result,");
     em(e, " * which stays valid until the client's next call or start. */");
     for (const svc_method *m = g->svc->methods; m; m = m->next) {
+        if (m->server_stream) continue;
         em(e, "int %s_%s_start(shmrpc_client *client_%s, shmrpc_call **call_);", g->p,
            gen_method_cname(g, m), gen_params_decl(g, m));
         em(e, "int %s_%s_finish(shmrpc_client *client_, shmrpc_call *call_%s);", g->p,
            gen_method_cname(g, m), gen_out_decl(g, m));
+    }
+    if (streams) {
+        em_blank(e);
+        em(e,
+           "/* Streams (shmrpc/client.h, \"streams\"; docs/streams.md): NAME_open sends the call");
+        em(e,
+           " * and sets *stream_; NAME_recv gives its next item: 1 (what the item points to valid");
+        em(e,
+           " * until the next recv), 0 at its end, or the stream's status. shmrpc_stream_close()");
+        em(e, " * ends it; the client makes no other call while it is open. */");
+    }
+    for (const svc_method *m = g->svc->methods; m; m = m->next) {
+        if (!m->server_stream) continue;
+        em_blank(e);
+        gen_doc(g, e, m->doc);
+        em(e, "int %s_%s_open(shmrpc_client *client_%s, shmrpc_stream **stream_);", g->p,
+           gen_method_cname(g, m), gen_params_decl(g, m));
+        em(e, "int %s_%s_recv(shmrpc_stream *stream_, %s);", g->p, gen_method_cname(g, m),
+           gen_ptr_decl(g, gen_type(g, gen_answer(m))->ctype, "item_", false));
     }
     em_blank(e);
     em(e, "/* Server: one handler per method, registered with shmrpc_server_register() together");
@@ -163,6 +186,18 @@ static void methods(gen *g, emitter *e)
     }
     if (g->n_methods == 0) em(e, "char unused; /* C has no empty structs */");
     em_close(e, "} %s_handlers;", g->own);
+    if (streams) {
+        em_blank(e);
+        em(e,
+           "/* The handler of a stream sends its items (shmrpc_ctx_send), in order, then returns");
+        em(e, " * its status: a send waits while the client is behind, and fails once the stream");
+        em(e,
+           " * cannot go on (closed, cancelled, past its deadline), which the handler returns. */");
+    }
+    for (const svc_method *m = g->svc->methods; m; m = m->next)
+        if (m->server_stream)
+            em(e, "int %s_%s_send(shmrpc_ctx *ctx_, %s);", g->p, gen_method_cname(g, m),
+               gen_value_decl(g, gen_type(g, gen_answer(m)), "item_"));
     em_blank(e);
     em(e, "extern const shmrpc_service %s_service;", g->own);
 }

@@ -21,8 +21,7 @@ static const char *name_macro(gen *g, const svc_method *q)
 
 static const char *value_decl(gen *g, const gtype *t)
 {
-    return t->kind == GK_STRUCT ? gen_ptr_decl(g, t->ctype, "value_", true)
-                                : gen_decl(g, t->ctype, "value_");
+    return gen_value_decl(g, t, "value_");
 }
 
 static const char *fn(gen *g, const svc_method *q, const char *what)

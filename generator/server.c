@@ -11,7 +11,7 @@
 /* Calls the handler into a zeroed local `out` (when there is a result). */
 static void call_handler(gen *g, emitter *e, const svc_method *m)
 {
-    bool has_out = m->result->kind != SVC_T_VOID;
+    bool has_out = m->result->kind != SVC_T_VOID && !m->server_stream;
     if (has_out) {
         em(e, "%s;", gen_decl(g, gen_type(g, m->result)->ctype, "out"));
         em(e, "memset(&out, 0, sizeof out);");
@@ -82,7 +82,8 @@ static bool holds_any(gen *g, const gtype *t, const gtype **seen, int n)
     return false;
 }
 
-static void invoke_msgpack(gen *g, emitter *e, const svc_method *m, const char *label)
+/* Decodes a msgpack request into `args` (rc, the reader r), or returns its error. */
+static void read_request(gen *g, emitter *e, const svc_method *m, const char *label)
 {
     em(e, "shmrpc_mp_reader r;");
     em(e, "shmrpc_mp_reader_init(&r, req.ptr, req.len);");
@@ -90,6 +91,11 @@ static void invoke_msgpack(gen *g, emitter *e, const svc_method *m, const char *
     em_open(e, "if (rc == 0)");
     em_last(e, "rc = shmrpc_mp_finish(&r);");
     decode_failed(e, label);
+}
+
+static void invoke_msgpack(gen *g, emitter *e, const svc_method *m, const char *label)
+{
+    read_request(g, e, m, label);
     call_handler(g, e, m);
     em(e, "msgpack_packer pk;");
     em(e, "msgpack_packer_init(&pk, resp, shmrpc_buf_msgpack_write);");
@@ -131,6 +137,59 @@ static void invoke_json(gen *g, emitter *e, const svc_method *m, const char *lab
             "return shmrpc_ctx_error(ctx, SHMRPC_EHANDLER, \"%s: the result has no JSON form\");",
             label);
     em(e, "return shmrpc_json_dump(res, resp);");
+}
+
+/* A stream's invoke: the arguments decoded as a call's, then the handler, which sends the
+ * items itself; its status ends the stream, which has no result to encode. */
+static void invoke_stream(gen *g, emitter *e, const svc_method *m, const char *label)
+{
+    if (svc_enc_is_raw(m->enc)) {
+        em(e, "(void)resp;");
+        em(e, "return h->%s(ctx, req);", gen_method_cname(g, m));
+        return;
+    }
+    read_request(g, e, m, label);
+    em(e, "(void)resp;");
+    call_handler(g, e, m);
+    em(e, "return 0;");
+}
+
+/* NAME_send: encodes an item as a result into the call's item buffer, and sends it. */
+static void stream_send(gen *g, emitter *e, const svc_method *m, const char *label)
+{
+    const gtype *t = gen_type(g, gen_answer(m));
+    em_blank(e);
+    em(e, "int %s_%s_send(shmrpc_ctx *ctx_, %s)", g->p, gen_method_cname(g, m),
+       gen_value_decl(g, t, "item_"));
+    em_open(e, "{");
+    if (svc_enc_is_raw(m->enc)) {
+        em(e, "return shmrpc_ctx_send(ctx_, item_.ptr, item_.len);");
+        em_close(e, "}");
+        return;
+    }
+    const cx c = {"&pk_", "", "", "rc_"};
+    em(e, "shmrpc_buf *b_ = shmrpc_ctx_item(ctx_);");
+    em_open(e, "if (b_ == NULL)");
+    em_last(e, "return SHMRPC_EINVAL;");
+    em(e, "msgpack_packer pk_;");
+    em(e, "msgpack_packer_init(&pk_, b_, shmrpc_buf_msgpack_write);");
+    gen_mp_write(g, e, &c, t, t->kind == GK_STRUCT ? "*item_" : "item_");
+    const gtype *seen[256];
+    /* SHMRPC_EINVAL comes from no other writer: the handler built an any wrongly. */
+    if (holds_any(g, t, seen, 0)) {
+        em_open(e, "if (b_->err == SHMRPC_EINVAL)");
+        em_last(e,
+                "return shmrpc_ctx_error(ctx_, SHMRPC_EHANDLER, \"%s: the item's %%s\", "
+                "shmrpc_errmsg());",
+                label);
+    }
+    em_open(e, "if (b_->err != 0)");
+    em_last(e,
+            "return shmrpc_ctx_error(ctx_, b_->err, \"%s: an item: %%s\", "
+            "shmrpc_strerror(b_->err));",
+            label);
+    em(e, "return shmrpc_ctx_send(ctx_, b_->data, b_->len);");
+    em_close(e, "}");
 }
 
 static void invoke_raw(gen *g, emitter *e, const svc_method *m)
@@ -198,7 +257,9 @@ void gen_server(gen *g, emitter *e)
            invoke_fn(g, m));
         em_open(e, "{");
         em(e, "const %s_handlers *h = handlers;", g->own);
-        if (svc_enc_is_raw(m->enc))
+        if (m->server_stream)
+            invoke_stream(g, e, m, label);
+        else if (svc_enc_is_raw(m->enc))
             invoke_raw(g, e, m);
         else if (m->enc == SVC_ENC_JSON)
             invoke_json(g, e, m, label);
@@ -206,6 +267,8 @@ void gen_server(gen *g, emitter *e)
             invoke_msgpack(g, e, m, label);
         em_close(e, "}");
     }
+    for (const svc_method *m = g->svc->methods; m; m = m->next)
+        if (m->server_stream) stream_send(g, e, m, S("%s.%.*s", g->name, m->name.n, m->name.p));
     if (g->n_methods) tables(g, e);
     em_blank(e);
     em_open(e, "const shmrpc_service %s_service = {", g->own);

@@ -91,7 +91,7 @@ void gen_init(gen *g, svc_arena *a, const svc_file *f)
     for (const svc_method *m = g->svc->methods; m; m = m->next) {
         for (const svc_field *p = m->params; p; p = p->next)
             gen_type(g, p->type);
-        if (m->result->kind != SVC_T_VOID) gen_type(g, m->result);
+        if (gen_answer(m)->kind != SVC_T_VOID) gen_type(g, gen_answer(m));
     }
     for (const svc_method *q = g->svc->queues; q; q = q->next)
         gen_type(g, q->result);
@@ -249,18 +249,19 @@ const char *gen_ptr_decl(gen *g, const char *ctype, const char *name, bool konst
     return S("%s%s *%s", konst ? "const " : "", ctype, name);
 }
 
+const char *gen_value_decl(gen *g, const gtype *t, const char *name)
+{
+    return t->kind == GK_STRUCT ? gen_ptr_decl(g, t->ctype, name, true)
+                                : gen_decl(g, t->ctype, name);
+}
+
 /* Structs travel by const pointer, the rest by value. */
 const char *gen_params_decl(gen *g, const svc_method *m)
 {
     sbuf b;
     sb_init(&b);
-    for (const svc_field *f = m->params; f; f = f->next) {
-        const gtype *t = gen_type(g, f->type);
-        const char *name = gen_tokstr(g, f->name);
-        sb_printf(&b, ", %s",
-                  t->kind == GK_STRUCT ? gen_ptr_decl(g, t->ctype, name, true)
-                                       : gen_decl(g, t->ctype, name));
-    }
+    for (const svc_field *f = m->params; f; f = f->next)
+        sb_printf(&b, ", %s", gen_value_decl(g, gen_type(g, f->type), gen_tokstr(g, f->name)));
     const char *r = S("%s", sb_str(&b));
     sb_free(&b);
     return r;
@@ -268,7 +269,7 @@ const char *gen_params_decl(gen *g, const svc_method *m)
 
 const char *gen_out_decl(gen *g, const svc_method *m)
 {
-    if (m->result->kind == SVC_T_VOID) return "";
+    if (m->result->kind == SVC_T_VOID || m->server_stream) return "";
     return S(", %s", gen_ptr_decl(g, gen_type(g, m->result)->ctype, "out_", false));
 }
 

@@ -529,7 +529,8 @@ static void check_raw(check *c, const svc_method *m)
     const svc_type *r = item_of(m->result), *a = p ? item_of(p->type) : NULL;
     bool ok = r && r->kind == SVC_T_BYTES && m->n_params == 1 && a && a->kind == SVC_T_BYTES;
     if (!ok)
-        err(c, m->name, "@%s method '%.*s' must take exactly one bytes parameter and return bytes%s",
+        err(c, m->name,
+            "@%s method '%.*s' must take exactly one bytes parameter and return bytes%s",
             svc_encoding_name(m->enc), m->name.n, m->name.p,
             m->enc == SVC_ENC_RAW ? " (either may be a stream<bytes>)" : "");
 }
@@ -542,8 +543,8 @@ static void check_streams(check *c, svc_method *m)
     m->client_stream = m->n_params == 1 && m->params->type && m->params->type->kind == SVC_T_STREAM;
     if (!m->server_stream && !m->client_stream) return;
     if (m->enc != SVC_ENC_MSGPACK && m->enc != SVC_ENC_RAW)
-        err(c, m->name, "streaming method '%.*s' is @%s: streams are @msgpack or @raw",
-            m->name.n, m->name.p, svc_encoding_name(m->enc));
+        err(c, m->name, "streaming method '%.*s' is @%s: streams are @msgpack or @raw", m->name.n,
+            m->name.p, svc_encoding_name(m->enc));
     if (m->idempotent)
         err(c, m->name,
             "streaming method '%.*s' is @idempotent: a stream is never retried (its items would "
@@ -734,12 +735,12 @@ static void check_cycles(check *c)
 /* A name that the generated code will declare, and who asked for it. */
 typedef struct cname {
     svc_tok src;
-    bool async; /* the name of src's asynchronous stub (S_m_start, S_m_finish) */
+    const char *role; /* what of src's it names ("asynchronous stub"), or NULL: src itself */
 } cname;
 
-/* Claims the C name cn for src (its asynchronous stub's with async); reports and returns
- * false if someone has it. */
-static bool claim_as(check *c, svc_ntab *names, const char *cn, svc_tok src, bool async)
+/* Claims the C name cn for src (the name of src's role, when not NULL); reports and
+ * returns false if someone has it. */
+static bool claim_as(check *c, svc_ntab *names, const char *cn, svc_tok src, const char *role)
 {
     cname *me = svc_arena_alloc(c->a, sizeof *me);
     if (!me || !cn) {
@@ -747,19 +748,23 @@ static bool claim_as(check *c, svc_ntab *names, const char *cn, svc_tok src, boo
         return false;
     }
     me->src = src;
-    me->async = async;
+    me->role = role;
     const cname *other = ntab_put(c, names, cn, me);
-    if (other)
-        err(c, src, "'%.*s' would %s '%s' in C, like %s'%.*s' at %d:%d", src.n, src.p,
-            async ? "have an asynchronous stub named" : "be named", cn,
-            other->async ? "the asynchronous stub of " : "", other->src.n, other->src.p,
-            other->src.line, other->src.col);
+    if (other) {
+        const char *be =
+            role ? svc_arena_printf(c->a, "have %s %s", strchr("aeiou", role[0]) ? "an" : "a", role)
+                 : "be";
+        const char *of = other->role ? svc_arena_printf(c->a, "the %s of ", other->role) : "";
+        err(c, src, "'%.*s' would %s named '%s' in C, like %s'%.*s' at %d:%d", src.n, src.p,
+            be ? be : "", cn, of ? of : "", other->src.n, other->src.p, other->src.line,
+            other->src.col);
+    }
     return !other;
 }
 
 static bool claim(check *c, svc_ntab *names, const char *cn, svc_tok src)
 {
-    return claim_as(c, names, cn, src, false);
+    return claim_as(c, names, cn, src, NULL);
 }
 
 static const char *cap(check *c, svc_tok t)
@@ -785,15 +790,21 @@ static void claim_type(check *c, svc_ntab *names, const svc_decl *d)
     }
 }
 
-/* A method's stub, S_m, and its asynchronous pair, S_m_start and S_m_finish: so a method
- * m_start clashes with m's (both would define S_m_start). */
+/* A method's stub, S_m, and its asynchronous pair, S_m_start and S_m_finish; a stream's
+ * S_m_open, S_m_recv and S_m_send instead of those: so a method m_start clashes with m's
+ * (both would define S_m_start). */
 static void claim_method(check *c, svc_ntab *names, svc_ntab *seen, const svc_method *m)
 {
     if (name_problem(m->name, false, false) || ntab_put(c, seen, text(c, m->name), m)) return;
     const char *stub = svc_arena_printf(c->a, "%s_%s", c->S, snake(c, m->name));
-    if (claim(c, names, stub, m->name) &&
-        claim_as(c, names, svc_arena_printf(c->a, "%s_start", stub ? stub : ""), m->name, true))
-        claim_as(c, names, svc_arena_printf(c->a, "%s_finish", stub ? stub : ""), m->name, true);
+    static const char *const calls[] = {"", "_start", "_finish"};
+    static const char *const streams[] = {"_open", "_recv", "_send"};
+    for (int i = 0; i < 3; i++) {
+        const char *suffix = m->server_stream ? streams[i] : calls[i];
+        const char *role = m->server_stream ? "stream function" : i ? "asynchronous stub" : NULL;
+        const char *cn = svc_arena_printf(c->a, "%s%s", stub ? stub : "", suffix);
+        if (!claim_as(c, names, cn, m->name, role)) return;
+    }
 }
 
 /* Visits types and methods in source order, so the earlier of two clashing names is the
@@ -901,7 +912,8 @@ static void check_wire(check *c)
             return;
         }
         if (len > SVC_MAX_SIGNATURE)
-            err(c, types[i]->name, "the description of '%.*s' is longer than %d bytes, the most "
+            err(c, types[i]->name,
+                "the description of '%.*s' is longer than %d bytes, the most "
                 "tcp:// carries (fewer fields, or shorter names, would fit)",
                 types[i]->name.n, types[i]->name.p, SVC_MAX_SIGNATURE);
         hello += HELLO_PER_TYPE + len;

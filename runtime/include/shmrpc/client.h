@@ -237,6 +237,33 @@ int shmrpc_client_finish(shmrpc_client *c, shmrpc_call *call, shmrpc_bytes *resp
 int shmrpc_client_loan(shmrpc_client *c, uint32_t method_id, size_t size, void **ptr);
 int shmrpc_client_call_loaned(shmrpc_client *c, size_t len, shmrpc_bytes *resp);
 
+/* --- streams: a method whose result is stream<T> (docs/streams.md) ---
+ * shmrpc_client_open sends the request written into shmrpc_client_request's buffer, as
+ * shmrpc_client_call would, and sets *stream; shmrpc_stream_recv then gives the items the
+ * handler sends, in order, each once: 1 and the item in *item (valid until the next recv
+ * or close, as what its decoding puts in shmrpc_stream_arena), 0 when the handler returned
+ * 0 after its last item, or the stream's status (the handler's, SHMRPC_ETIMEDOUT at the
+ * deadline, SHMRPC_ECANCELLED after shmrpc_client_cancel, SHMRPC_EPEERDIED, ...) with its
+ * message; after the end, recv returns the same again. The deadline (the client's timeout
+ * at the open) bounds the whole stream. A handler that sends faster than the items are
+ * received waits for room: the items in transit are bounded (docs/streams.md, "Flow
+ * control"). shmrpc_stream_close ends the stream, telling a handler still sending that it
+ * is no longer wanted (its sends fail with SHMRPC_ECANCELLED), and frees it. One stream at
+ * a time on a client, and no other call of that client while it is open (SHMRPC_EBUSY).
+ * Fails as shmrpc_client_call, and with SHMRPC_EINVAL for a method whose result is not a
+ * stream (in the server's table) or a transport that carries no streams yet. */
+typedef struct shmrpc_stream shmrpc_stream;
+
+int shmrpc_client_open(shmrpc_client *c, uint32_t method_id, shmrpc_stream **stream);
+int shmrpc_stream_recv(shmrpc_stream *s, shmrpc_bytes *item);
+shmrpc_arena *shmrpc_stream_arena(shmrpc_stream *s);
+void shmrpc_stream_close(shmrpc_stream *s);
+/* For generated NAME_recv stubs: an item that does not decode ends the stream with
+ * SHMRPC_EINVAL (its handler told), the message as shmrpc_client_decode_error's with
+ * "item": "Ticker.ticks: item, field 'Tick.at': expected integer, got string". */
+int shmrpc_stream_decode_error(shmrpc_stream *s, const char *method, const char *field,
+                               const char *why);
+
 /* --- for generated stubs ---
  * A call: shmrpc_client_request() clears the request buffer and the previous response; the
  * stub encodes into the buffer, calls shmrpc_client_call(), which clears the arena once the

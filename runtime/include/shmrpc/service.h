@@ -141,6 +141,19 @@ int shmrpc_ctx_loan(shmrpc_ctx *ctx, size_t size, void **ptr);
  * storage. 0, or resp's error. */
 int shmrpc_ctx_answer_raw(shmrpc_ctx *ctx, shmrpc_buf *resp, shmrpc_bytes out);
 
+/* Sends an item of the stream that the call being served answers with (a method whose
+ * result is stream<T>, docs/streams.md): n bytes, the item's encoding (the generated
+ * NAME_send encodes it into shmrpc_ctx_item's buffer first). Waits while the items in
+ * transit fill what the transport holds, until the client takes one. 0, or why the
+ * stream cannot go on: SHMRPC_ECANCELLED (the client closed or cancelled it, or the
+ * server stops), SHMRPC_ETIMEDOUT (its deadline passed), SHMRPC_EPEERDIED (the client
+ * went away), SHMRPC_ETOOBIG (an item above the server's maximum message), SHMRPC_EINVAL
+ * (the call being served is no stream). A handler returns such a status: its call is
+ * over. */
+int shmrpc_ctx_send(shmrpc_ctx *ctx, const void *item, size_t n);
+/* An empty buffer to encode the next item into, the call's own, kept between items. */
+shmrpc_buf *shmrpc_ctx_item(shmrpc_ctx *ctx);
+
 /* Decodes a request, calls the handler and encodes its result into resp. */
 typedef int (*shmrpc_invoke_fn)(shmrpc_ctx *ctx, const void *handlers, shmrpc_bytes req,
                                 shmrpc_buf *resp);

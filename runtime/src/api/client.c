@@ -49,11 +49,23 @@ struct shmrpc_client {
      * SHMRPC_ECANCELLED (its connection's cancels points here). 32-bit: lock-free, so
      * async-signal-safe, everywhere; a call compares it for change, so it may wrap. */
     _Atomic uint32_t cancels;
-    uint32_t cancels_handled; /* its value when the started calls were last looked at */
-    shmrpc__meta_set *meta;   /* shmrpc_client_metadata_set's pairs, or NULL */
+    uint32_t cancels_handled;         /* its value when the started calls were last looked at */
+    shmrpc__meta_set *meta;           /* shmrpc_client_metadata_set's pairs, or NULL */
     const shmrpc_metadata *call_meta; /* what the call being made sends, or NULL: none */
+    shmrpc_stream *stream;            /* the stream open on conn, or NULL */
 };
 static_assert(ATOMIC_INT_LOCK_FREE == 2, "shmrpc_client_cancel is async-signal-safe");
+
+/* A stream (shmrpc_client_open): the caller's until shmrpc_stream_close. */
+struct shmrpc_stream {
+    shmrpc_client *client; /* NULL once the client is gone */
+    uint32_t j;            /* the method, in the client's table */
+    int status;            /* SHMRPC_CALL_PENDING while items may come, then the end's */
+    shmrpc_buf item;       /* the last item */
+    shmrpc_buf msg;        /* the end's message */
+    shmrpc_arena *arena;   /* what the last item decoded into */
+    uint32_t icpt_ran;     /* the befores that ran at the open, whose afters the end runs */
+};
 
 /* An asynchronous call: the caller's until shmrpc_call_free. */
 struct shmrpc_call {
@@ -166,10 +178,18 @@ static void close_calls(shmrpc_client *c, bool freed, const char *why)
     }
 }
 
+static void stream_ended(shmrpc_stream *s, int rc, const char *why);
+
 static void disconnect(shmrpc_client *c)
 {
     close_calls(c, false, "the client connected again while the call was in flight");
     c->loaned = false;
+    if (c->stream) {
+        c->conn->ops->stream_end(c->conn);
+        stream_ended(c->stream, SHMRPC_ECLOSED, "the client connected again or was freed");
+        c->stream->client = NULL;
+        c->stream = NULL;
+    }
     if (!c->conn) return;
     c->conn->ops->close(c->conn);
     c->conn = NULL;
@@ -369,6 +389,13 @@ static int inject(shmrpc_client *c, uint32_t j, int64_t *timeout)
     return 0;
 }
 
+/* The status of a call made while a stream is open on c: one thing at a time on a client
+ * (docs/streams.md). */
+static int streaming(shmrpc_client *c)
+{
+    return shmrpc_client_error(c, SHMRPC_EBUSY, "a stream is open on this client");
+}
+
 /* What a call of method_id (blocking or started) does first: gives up the loan, takes its
  * timeout (timeout_ms, else the next call's, else the client's) and begins the thread's
  * message in *err; then checks the connection, the method id and the encoded request. 0,
@@ -377,19 +404,30 @@ static int inject(shmrpc_client *c, uint32_t j, int64_t *timeout)
 static int call_begin(shmrpc_client *c, uint32_t method_id, int64_t timeout_ms, int64_t *timeout,
                       shmrpc_buf **err)
 {
-    c->loaned = false; /* another call gives up the loan */
+    c->loaned = false;    /* another call gives up the loan */
     c->want_view = false; /* a call made inside a @raw call's interceptors takes a copy */
     *timeout = call_timeout(c, timeout_ms);
     c->has_next = false;
     *err = shmrpc__err_begin();
 
     if (!c->conn) return shmrpc_client_error(c, SHMRPC_ECLOSED, "not connected");
+    if (c->stream) return streaming(c);
     cancellable(c);
     if (method_id >= c->info->n_methods)
         return shmrpc_client_error(c, SHMRPC_ENOENT, "no method with id %u (service '%s' has %u)",
                                    method_id, c->info->name, c->info->n_methods);
     if (c->req.err) return request_error(c, c->req.err);
     return 0;
+}
+
+/* call_begin of a call whose request the stub encoded into the request buffer, with the
+ * client's timeout: the last answer and what it decoded into go first (so the last call's
+ * results may be this call's arguments only until the request is encoded). */
+static int encoded_begin(shmrpc_client *c, uint32_t method_id, int64_t *timeout, shmrpc_buf **err)
+{
+    shmrpc_buf_clear(&c->resp);
+    shmrpc_arena_reset(c->arena);
+    return call_begin(c, method_id, SHMRPC_TIMEOUT_DEFAULT, timeout, err);
 }
 
 /* One attempt of a blocking call of method j, once begun: the fault SHMRPC_FAULTS injects
@@ -565,11 +603,9 @@ int shmrpc_client_call(shmrpc_client *c, uint32_t method_id, shmrpc_bytes *resp)
 {
     if (resp) *resp = shmrpc_bytes_of(empty, 0);
     if (!c) return shmrpc__err_set(SHMRPC_EINVAL, "no client");
-    shmrpc_buf_clear(&c->resp);
-    shmrpc_arena_reset(c->arena); /* the request is encoded: the last results may go */
     int64_t timeout;
     shmrpc_buf *err;
-    int rc = call_begin(c, method_id, SHMRPC_TIMEOUT_DEFAULT, &timeout, &err);
+    int rc = encoded_begin(c, method_id, &timeout, &err);
     if (rc) return rc;
     shmrpc_bytes req = shmrpc_bytes_of(c->req.len ? c->req.data : empty, c->req.len);
     if (c->icpt) return intercepted(c, method_id, req, SIZE_MAX, timeout, resp, err);
@@ -590,7 +626,7 @@ int shmrpc_client_call_raw(shmrpc_client *c, uint32_t method_id, shmrpc_bytes re
     if (resp) *resp = shmrpc_bytes_of(empty, 0);
     if (!c) return shmrpc__err_set(SHMRPC_EINVAL, "no client");
     shmrpc_bytes last = c->view; /* the last answer left in the transport */
-    shmrpc_client_request(c); /* what the last call left: its answer, an encoding error */
+    shmrpc_client_request(c);    /* what the last call left: its answer, an encoding error */
     int64_t timeout;
     shmrpc_buf *err;
     int rc = call_begin(c, method_id, SHMRPC_TIMEOUT_DEFAULT, &timeout, &err);
@@ -603,8 +639,7 @@ int shmrpc_client_call_raw(shmrpc_client *c, uint32_t method_id, shmrpc_bytes re
      * go (the channel, the response buffer), and a retry or another endpoint would send
      * what they became. Sent from a copy. */
     if (overlaps(req, last) || overlaps(req, shmrpc_bytes_of(c->resp.data, c->resp.cap))) {
-        if (shmrpc_buf_append(&c->req, req.ptr, req.len) != 0)
-            return request_error(c, c->req.err);
+        if (shmrpc_buf_append(&c->req, req.ptr, req.len) != 0) return request_error(c, c->req.err);
         req = shmrpc_bytes_of(c->req.data, c->req.len);
     }
     /* Sent from where the caller has it, and answered where the transport has the answer:
@@ -626,6 +661,7 @@ int shmrpc_client_loan(shmrpc_client *c, uint32_t method_id, size_t size, void *
     shmrpc_buf_clear(&c->req);
     shmrpc_buf_clear(&c->resp);
     if (!c->conn) return shmrpc_client_error(c, SHMRPC_ECLOSED, "not connected");
+    if (c->stream) return streaming(c);
     if (method_id >= c->info->n_methods)
         return shmrpc_client_error(c, SHMRPC_ENOENT, "no method with id %u (service '%s' has %u)",
                                    method_id, c->info->name, c->info->n_methods);
@@ -666,7 +702,7 @@ int shmrpc_client_call_loaned(shmrpc_client *c, size_t len, shmrpc_bytes *resp)
                                    c->loan_size);
     c->loaned = false;
     shmrpc_arena_reset(c->arena); /* the room is written: the last results may go */
-    if (!c->loan_in_conn) { /* the request buffer is the loan: the ordinary call sends it */
+    if (!c->loan_in_conn) {       /* the request buffer is the loan: the ordinary call sends it */
         c->req.len = len;
         return shmrpc_client_call(c, c->loan_method, resp);
     }
@@ -674,6 +710,7 @@ int shmrpc_client_call_loaned(shmrpc_client *c, size_t len, shmrpc_bytes *resp)
     c->has_next = false;
     shmrpc_buf *err = shmrpc__err_begin();
     if (!c->conn) return shmrpc_client_error(c, SHMRPC_ECLOSED, "not connected");
+    if (c->stream) return streaming(c);
     cancellable(c);
     if (c->icpt)
         return intercepted(c, c->loan_method, shmrpc_bytes_of(empty, 0), len, timeout, resp, err);
@@ -704,6 +741,7 @@ int shmrpc_client_health(shmrpc_client *c, shmrpc_health *state)
     shmrpc_buf_clear(&c->resp);
     shmrpc_buf *err = shmrpc__err_begin();
     if (!c->conn) return shmrpc_client_error(c, SHMRPC_ECLOSED, "not connected");
+    if (c->stream) return streaming(c);
     cancellable(c);
     /* The reserved id goes out as it is: it is no index of either table, so not mapped. */
     int rc = call_blocking(c, SHMRPC_HEALTH_METHOD_ID, -1, shmrpc_bytes_of(empty, 0), timeout, err);
@@ -986,4 +1024,129 @@ int shmrpc_client_finish(shmrpc_client *c, shmrpc_call *call, shmrpc_bytes *resp
     }
     shmrpc_call_free(call);
     return rc;
+}
+
+/* --- streams -------------------------------------------------------------------------- */
+
+/* Ends s with rc and its message (why), running the afters of the befores that ran at its
+ * open, while its client is there. */
+static void stream_ended(shmrpc_stream *s, int rc, const char *why)
+{
+    if (s->status != SHMRPC_CALL_PENDING) return;
+    shmrpc__msg_set(&s->msg, "%s", why);
+    shmrpc_client *c = s->client;
+    if (c && c->icpt) {
+        shmrpc__icall ic = icall_of(c, s->j);
+        ic.msg = &s->msg;
+        ic.pub.metadata = NULL; /* the client's metadata may have changed since the open */
+        rc = shmrpc__icpts_after(c->icpt, &ic, s->icpt_ran, rc);
+    }
+    s->status = rc;
+}
+
+int shmrpc_client_open(shmrpc_client *c, uint32_t method_id, shmrpc_stream **stream)
+{
+    if (stream) *stream = NULL;
+    if (!c || !stream) return shmrpc__err_set(SHMRPC_EINVAL, "no client or no stream");
+    int64_t timeout;
+    shmrpc_buf *err;
+    int rc = encoded_begin(c, method_id, &timeout, &err);
+    if (rc) return rc;
+    const shmrpc_method_info *m = &c->table.info.methods[c->map[method_id]];
+    if (!shmrpc__sig_server_stream(m->signature))
+        return shmrpc_client_error(
+            c, SHMRPC_EINVAL, "'%s' answers once: it is called, not opened as a stream", m->name);
+    if (!c->conn->ops->stream_open)
+        return shmrpc_client_error(c, SHMRPC_EINVAL,
+                                   "'%s' answers with a stream, which this transport does not "
+                                   "carry yet (docs/streams.md)",
+                                   m->name);
+    if ((rc = inherited_passed(c, timeout)) != 0) return rc;
+    if ((c->slow[method_id] & SLOW_FAULTS) && (rc = inject(c, method_id, &timeout)) != 0)
+        return rc;
+    shmrpc_stream *s = calloc(1, sizeof *s);
+    if (!s || !(s->arena = shmrpc_arena_new(0))) {
+        free(s);
+        return shmrpc_client_error(c, SHMRPC_ENOMEM, "out of memory");
+    }
+    *s = (shmrpc_stream){
+        .client = c, .j = method_id, .status = SHMRPC_CALL_PENDING, .arena = s->arena};
+    shmrpc_buf_init(&s->item);
+    shmrpc_buf_init(&s->msg);
+    s->item.max = c->cfg.max_msg;
+    shmrpc__icall ic = icall_of(c, method_id);
+    if (c->icpt && (rc = shmrpc__icpts_before(c->icpt, &ic, &s->icpt_ran)) != 0) {
+        rc = shmrpc__icpts_after(c->icpt, &ic, s->icpt_ran, rc);
+        shmrpc__msg_set(err, "%s", shmrpc__msg_get(&c->icmsg));
+    } else {
+        shmrpc_bytes req = shmrpc_bytes_of(c->req.len ? c->req.data : empty, c->req.len);
+        rc = c->conn->ops->stream_open(c->conn, c->map[method_id], req, timeout, err);
+        if (rc && c->icpt) {
+            shmrpc__msg_set(&c->icmsg, "%s", shmrpc__msg_get(err));
+            rc = shmrpc__icpts_after(c->icpt, &ic, s->icpt_ran, rc);
+            shmrpc__msg_set(err, "%s", shmrpc__msg_get(&c->icmsg));
+        }
+    }
+    if (rc) {
+        shmrpc_arena_free(s->arena);
+        free(s);
+        return shmrpc__err_end(rc);
+    }
+    c->stream = s;
+    *stream = s;
+    return shmrpc__err_end(0);
+}
+
+int shmrpc_stream_recv(shmrpc_stream *s, shmrpc_bytes *item)
+{
+    if (item) *item = shmrpc_bytes_of(empty, 0);
+    if (!s) return shmrpc__err_set(SHMRPC_EINVAL, "no stream");
+    shmrpc_buf *err = shmrpc__err_begin();
+    if (s->status == SHMRPC_CALL_PENDING) {
+        shmrpc_client *c = s->client;
+        shmrpc_buf_clear(&s->item);
+        shmrpc_arena_reset(s->arena);
+        int rc = c->conn->ops->stream_recv(c->conn, &s->item, err);
+        if (rc == 1) {
+            if (item) *item = shmrpc_bytes_of(s->item.len ? s->item.data : empty, s->item.len);
+            return shmrpc__err_end(1);
+        }
+        stream_ended(s, rc, shmrpc__msg_get(err));
+    }
+    shmrpc__msg_set(err, "%s", shmrpc__msg_get(&s->msg));
+    return shmrpc__err_end(s->status);
+}
+
+int shmrpc_stream_decode_error(shmrpc_stream *s, const char *method, const char *field,
+                               const char *why)
+{
+    char text[SHMRPC__CTX_MSG_CAP];
+    shmrpc__decode_msg(text, sizeof text, method, "item", field, why);
+    if (!s) return shmrpc__err_set(SHMRPC_EINVAL, "%s", text);
+    if (s->status == SHMRPC_CALL_PENDING) {
+        /* The stream ends here: its handler is told, and a later recv says the same. */
+        if (s->client) s->client->conn->ops->stream_end(s->client->conn);
+        stream_ended(s, SHMRPC_EINVAL, text);
+    }
+    return shmrpc__err_set(s->status, "%s", shmrpc__msg_get(&s->msg));
+}
+
+shmrpc_arena *shmrpc_stream_arena(shmrpc_stream *s)
+{
+    return s ? s->arena : NULL;
+}
+
+void shmrpc_stream_close(shmrpc_stream *s)
+{
+    if (!s) return;
+    shmrpc_client *c = s->client;
+    if (c) {
+        c->conn->ops->stream_end(c->conn);
+        stream_ended(s, SHMRPC_ECANCELLED, "the stream was closed before its end");
+        c->stream = NULL;
+    }
+    shmrpc_buf_destroy(&s->item);
+    shmrpc_buf_destroy(&s->msg);
+    shmrpc_arena_free(s->arena);
+    free(s);
 }

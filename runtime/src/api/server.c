@@ -75,6 +75,7 @@ void shmrpc_server_free(shmrpc_server *s)
         free(s->tls[i]);
     free(s->handlers);
     free(s->in_place);
+    free(s->streams);
     shmrpc__faults_free(s->faults);
     shmrpc__icpts_free(s->icpt);
     free(s);
@@ -160,8 +161,20 @@ int shmrpc_server_register(shmrpc_server *s, const shmrpc_service *svc, const vo
     if (rc == 0) rc = shmrpc__faults_bind(&s->faults, svc->info, err);
     if (rc) return shmrpc__err_end(rc);
 
+    const shmrpc_service_info *info = svc->info;
+    bool *streams = NULL;
+    for (uint32_t i = 0; i < info->n_methods; i++) {
+        if (!shmrpc__sig_server_stream(info->methods[i].signature)) continue;
+        if (!streams && !(streams = calloc(info->n_methods, sizeof *streams)))
+            return shmrpc__err_set(SHMRPC_ENOMEM, "out of memory");
+        streams[i] = true;
+    }
     void *copy = malloc(svc->handlers_size ? svc->handlers_size : 1);
-    if (!copy) return shmrpc__err_set(SHMRPC_ENOMEM, "out of memory");
+    if (!copy) {
+        free(streams);
+        return shmrpc__err_set(SHMRPC_ENOMEM, "out of memory");
+    }
+    s->streams = streams;
     if (svc->handlers_size) memcpy(copy, handlers, svc->handlers_size);
     s->handlers = copy;
     s->svc = svc;

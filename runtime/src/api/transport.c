@@ -40,6 +40,10 @@ int shmrpc__conn_ops_check(const char *scheme, const shmrpc__conn_ops *ops, shmr
         return missing(err, scheme, "a connection that starts calls", "progress or abandon");
     if (ops->cancel && !ops->start)
         return missing(err, scheme, "a connection that cancels calls", "start");
+    if ((ops->stream_open || ops->stream_recv || ops->stream_end) &&
+        (!ops->stream_open || !ops->stream_recv || !ops->stream_end))
+        return missing(err, scheme, "a connection that streams",
+                       "stream_open, stream_recv or stream_end");
     return 0;
 }
 

@@ -65,6 +65,7 @@ void shmrpc__ctx_destroy(shmrpc_ctx *ctx)
     if (serving == ctx) serving = NULL; /* a handler that did not return (longjmp) */
     shmrpc_arena_free(ctx->arena);
     ctx->arena = NULL;
+    shmrpc_buf_destroy(&ctx->item);
 }
 
 int shmrpc__server_reads(const shmrpc_server *s, uint32_t id)
@@ -234,6 +235,29 @@ int shmrpc_ctx_error(shmrpc_ctx *ctx, int rc, const char *fmt, ...)
     return rc;
 }
 
+/* --- streams -------------------------------------------------------------------------- */
+
+int shmrpc_ctx_send(shmrpc_ctx *ctx, const void *item, size_t n)
+{
+    if (!ctx || (!item && n)) return SHMRPC_EINVAL;
+    if (!ctx->send)
+        return shmrpc_ctx_error(ctx, SHMRPC_EINVAL, "the call being served is no stream");
+    if (n > ctx->max_msg)
+        return shmrpc_ctx_error(ctx, SHMRPC_ETOOBIG,
+                                "an item of %zu bytes is larger than the server's maximum of %zu "
+                                "bytes",
+                                n, ctx->max_msg);
+    return ctx->send(ctx->send_arg, n ? item : "", n);
+}
+
+shmrpc_buf *shmrpc_ctx_item(shmrpc_ctx *ctx)
+{
+    if (!ctx) return NULL;
+    shmrpc_buf_clear(&ctx->item);
+    ctx->item.max = ctx->max_msg;
+    return &ctx->item;
+}
+
 int shmrpc_ctx_decode_error(shmrpc_ctx *ctx, const char *method, const char *what,
                             const char *field, const char *why)
 {
@@ -333,6 +357,14 @@ static int run(shmrpc_server *s, shmrpc_ctx *ctx, uint32_t id, shmrpc_bytes req,
                                 "a request of %zu bytes is larger than the server's maximum of "
                                 "%zu bytes",
                                 req.len, s->max_msg);
+    /* A stream opened on a method that answers once, or the other way, by a client that
+     * skipped the checks of its own side (client.c makes each only as the table says). */
+    if ((s->streams && s->streams[id]) != (ctx->send != NULL))
+        return shmrpc_ctx_error(ctx, SHMRPC_EINVAL,
+                                ctx->send
+                                    ? "'%s' answers once: it is called, not opened as a stream"
+                                    : "'%s' answers with a stream: it is opened, not called",
+                                svc->info->methods[id].name);
     resp->max = s->max_msg;
     ctx->resp = resp;
     ctx->max_msg = s->max_msg;

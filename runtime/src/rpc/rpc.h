@@ -119,6 +119,12 @@ struct shmrpc_ctx {
     const char *tracestate;
     char trace[SHMRPC_TRACEPARENT_SIZE];
     bool span_due;
+    /* A call whose result is a stream (docs/streams.md): how the transport sends one item
+     * (shmrpc_ctx_send), set by it before dispatch, NULL for any other call; and the buffer
+     * items are encoded into. */
+    int (*send)(void *arg, const void *item, size_t n);
+    void *send_arg;
+    shmrpc_buf item;
 };
 
 int shmrpc__ctx_init(shmrpc_ctx *ctx, shmrpc_server *s);
@@ -222,6 +228,9 @@ typedef struct shmrpc__table {
 
 /* Whether the signature a method table carries marks its method @idempotent. */
 bool shmrpc__sig_idempotent(const char *signature);
+/* Whether the signature a method table carries makes its result a stream ("NAME(...)->
+ * stream<T> @..."; docs/streams.md). */
+bool shmrpc__sig_server_stream(const char *signature);
 
 /* Copies server (which passed shmrpc__info_check) into t. SHMRPC_ENOMEM. */
 int shmrpc__table_keep(shmrpc__table *t, const shmrpc_service_info *server);
@@ -313,6 +322,16 @@ typedef struct shmrpc__conn_ops {
      * method's call (shmrpc_client_call_raw). */
     int (*call_view)(shmrpc__conn *c, uint32_t sid, shmrpc_bytes req, shmrpc_bytes *resp,
                      int64_t timeout_ms, shmrpc_buf *err);
+    /* Optional, all three or none (client.c refuses a stream without them): a call of
+     * method sid, whose result is a stream, with request req (docs/streams.md). open sends
+     * it, and its deadline bounds the whole stream; recv waits for its next item: 1 and the
+     * item appended to item (cleared by the caller), 0 at the end, or the stream's status
+     * with its message in err; end stops a stream that has not ended (its handler told) and
+     * forgets it. One stream at a time on c, and no call while it is open. */
+    int (*stream_open)(shmrpc__conn *c, uint32_t sid, shmrpc_bytes req, int64_t timeout_ms,
+                       shmrpc_buf *err);
+    int (*stream_recv)(shmrpc__conn *c, shmrpc_buf *item, shmrpc_buf *err);
+    void (*stream_end)(shmrpc__conn *c);
 } shmrpc__conn_ops;
 
 struct shmrpc__conn {

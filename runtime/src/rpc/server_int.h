@@ -23,6 +23,7 @@ struct shmrpc_server {
     void *handlers;            /* our copy of the handler table */
     void *user;
     uint8_t *in_place; /* per method, as shmrpc_server_set_in_place set it: SHMRPC__READ_* */
+    bool *streams;     /* per method, whether its result is a stream; NULL when none's is */
     shmrpc__faults *faults;     /* SHMRPC_FAULTS's server entries, bound at register; or NULL */
     shmrpc__icpts *icpt;        /* its interceptors, set before listen; or NULL */
     shmrpc__listener *listener; /* NULL until listening */

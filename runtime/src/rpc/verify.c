@@ -155,6 +155,13 @@ bool shmrpc__sig_idempotent(const char *signature)
            memcmp(signature + n - (sizeof tail - 1), tail, sizeof tail - 1) == 0;
 }
 
+bool shmrpc__sig_server_stream(const char *signature)
+{
+    /* Types hold no parentheses: the first ")->" ends the parameters. */
+    const char *r = signature ? strstr(signature, ")->") : NULL;
+    return r && strncmp(r + 3, "stream<", 7) == 0;
+}
+
 /* FNV-1a 64 of the names (each with its NUL) of the methods info marks @idempotent. */
 static uint64_t idempotent_set(const shmrpc_service_info *info)
 {

@@ -1,8 +1,9 @@
 #!/bin/sh
 # SPDX-License-Identifier: MIT
 # streams_test.sh SHMRPCGEN SVC_CHECK DIR: DIR/ticker.svc, a service of streams, checks out;
-# shmrpcgen says for each streaming method that it does not generate it yet, and writes
-# nothing; --check-compat tells a stream from a method that answers once, both ways.
+# shmrpcgen says for each method that streams its parameter that it does not generate it
+# yet, and writes nothing; --check-compat tells a stream from a method that answers once,
+# both ways.
 set -u
 gen=$1 check=$2 dir=$3
 tmp=$(mktemp -d) || exit 1
@@ -15,11 +16,9 @@ fi
 (cd "$dir" && exec "$gen" -o "$tmp/out" ticker.svc) >"$tmp/stdout" 2>"$tmp/err"
 rc=$?
 cat >"$tmp/want" <<'END'
-ticker.svc:10:18: error: method 'ticks' streams: shmrpcgen does not generate streaming methods yet
-ticker.svc:12:9: error: method 'sum' streams: shmrpcgen does not generate streaming methods yet
-ticker.svc:14:17: error: method 'doubled' streams: shmrpcgen does not generate streaming methods yet
-ticker.svc:15:24: error: method 'chunks' streams: shmrpcgen does not generate streaming methods yet
-ticker.svc:16:16: error: method 'joined' streams: shmrpcgen does not generate streaming methods yet
+ticker.svc:12:9: error: method 'sum' streams its parameter: shmrpcgen does not generate client streams yet
+ticker.svc:14:17: error: method 'doubled' streams its parameter: shmrpcgen does not generate client streams yet
+ticker.svc:16:16: error: method 'joined' streams its parameter: shmrpcgen does not generate client streams yet
 END
 if [ "$rc" -ne 1 ] || [ -s "$tmp/stdout" ] || ! cmp -s "$tmp/want" "$tmp/err"; then
     echo "FAIL: shmrpcgen ticker.svc: exit $rc, said:"
@@ -41,5 +40,5 @@ fi
     echo "FAIL: --check-compat of ticker.svc with itself: $(cat "$tmp/verdict")"
     fail=1
 }
-[ "$fail" -eq 0 ] && echo "streams checked, refused by shmrpcgen, compared"
+[ "$fail" -eq 0 ] && echo "streams checked, client streams refused by shmrpcgen, compared"
 exit "$fail"

@@ -5,11 +5,18 @@
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
+#include "core/wait.h"
 #include "rpc/meta.h"
 #include "rpc/rpc.h"
 
 #define NAME_MAX_LEN 255
+
+/* The bytes of a stream's items in transit (their encodings and a 4-byte length each)
+ * past which its handler's next send waits for the client to take some: an item of more
+ * goes alone. docs/streams.md, "Flow control". */
+#define STREAM_ROOM (64 * 1024)
 
 /* One listening server. The registry and each connection hold a reference; the entry
  * outlives its server, so a connection to a server that went away fails cleanly. */
@@ -32,12 +39,34 @@ typedef struct listener {
     entry *e;
 } listener;
 
+typedef struct istream istream;
+
 typedef struct conn {
     shmrpc__conn base;
     entry *e;
     shmrpc_ctx ctx;  /* the server side of this connection */
     shmrpc_buf resp; /* where the server encodes, before the copy to the client */
+    istream *st;     /* the stream open, or NULL */
 } conn;
+
+/* A stream (docs/streams.md): its handler runs on a thread of its own, and hands its items
+ * to the client through a bounded queue, under mu. */
+struct istream {
+    conn *c;
+    shmrpc_server *s; /* held (enter) until the handler returns */
+    pthread_t thread;
+    pthread_mutex_t mu;
+    pthread_cond_t cv; /* an item came, one was taken, or a side ended */
+    uint32_t sid;
+    shmrpc_buf req;   /* the request, the stream's own */
+    int64_t deadline; /* ns of CLOCK_MONOTONIC, or INT64_MAX */
+    shmrpc_buf items; /* each a 4-byte length and the bytes, from head on */
+    size_t head;
+    bool done; /* the handler returned rc, with msg */
+    int rc;
+    shmrpc_buf msg;
+    int stopped; /* the client closed it or gave up (the status its sends get), or 0 */
+};
 
 static entry *find(const char *name)
 {
@@ -176,7 +205,7 @@ static int inproc_call(shmrpc__conn *base, uint32_t sid, shmrpc_bytes req, shmrp
      * nothing to wait for that a deadline could bound. The handler sees the deadline
      * (shmrpc_ctx_deadline), and the calls it makes inherit it. */
     conn *c = (conn *)base;
-    c->ctx.budget_ns = timeout_ms < 0                       ? -1
+    c->ctx.budget_ns = timeout_ms < 0                     ? -1
                        : timeout_ms < INT64_MAX / 1000000 ? timeout_ms * 1000000
                                                           : INT64_MAX;
     shmrpc_server *s = enter(c->e);
@@ -212,8 +241,242 @@ static int inproc_call(shmrpc__conn *base, uint32_t sid, shmrpc_bytes req, shmrp
     return rc;
 }
 
+/* --- streams ------------------------------------------------------------------------- */
+
+/* Whether the server of e stopped listening. */
+static bool gone(entry *e)
+{
+    pthread_mutex_lock(&e->mu);
+    bool g = e->server == NULL;
+    pthread_mutex_unlock(&e->mu);
+    return g;
+}
+
+/* Waits on st's cv, with st->mu held, for at most SHMRPC__CHECK_NS and not past until. */
+static void stream_nap(istream *st, int64_t until)
+{
+    int64_t now = shmrpc__now_ns(), at = now + SHMRPC__CHECK_NS;
+    if (until < at) at = until > now ? until : now;
+    struct timespec ts = {at / 1000000000, at % 1000000000};
+    pthread_cond_timedwait(&st->cv, &st->mu, &ts);
+}
+
+/* Why the handler's stream cannot go on, or 0; with st->mu held. A cancel
+ * (shmrpc_client_cancel) is read from the connection: its count is atomic, and what the
+ * client saw at the open stays while the stream is open. */
+static int stream_why(istream *st)
+{
+    if (st->stopped) return st->stopped;
+    if (shmrpc__conn_cancelled(&st->c->base)) return SHMRPC_ECANCELLED;
+    if (shmrpc__now_ns() >= st->deadline) return SHMRPC_ETIMEDOUT;
+    return gone(st->c->e) ? SHMRPC_ECANCELLED : 0;
+}
+
+static int stream_wanted(void *arg)
+{
+    istream *st = arg;
+    pthread_mutex_lock(&st->mu);
+    int why = stream_why(st);
+    pthread_mutex_unlock(&st->mu);
+    return why;
+}
+
+/* shmrpc_ctx_send: queues the item once the items in transit leave room for it. */
+static int stream_send(void *arg, const void *item, size_t n)
+{
+    istream *st = arg;
+    shmrpc_ctx *ctx = &st->c->ctx;
+    pthread_mutex_lock(&st->mu);
+    int why = n > UINT32_MAX ? SHMRPC_ETOOBIG : 0;
+    while (why == 0 && (why = stream_why(st)) == 0) {
+        size_t queued = st->items.len - st->head;
+        if (queued == 0 || queued + 4 + n <= STREAM_ROOM) break;
+        stream_nap(st, st->deadline);
+    }
+    if (why == 0) {
+        uint32_t len = (uint32_t)n;
+        if (shmrpc_buf_append(&st->items, &len, 4) == 0 &&
+            shmrpc_buf_append(&st->items, item, n) == 0)
+            pthread_cond_broadcast(&st->cv);
+        else
+            why = SHMRPC_ENOMEM;
+    }
+    pthread_mutex_unlock(&st->mu);
+    if (why == 0) return 0;
+    return shmrpc_ctx_error(ctx, why, "%s",
+                            why == SHMRPC_ENOMEM       ? "out of memory for an item"
+                            : why == SHMRPC_ETOOBIG    ? "an item of 4 GiB or more"
+                            : why == SHMRPC_ETIMEDOUT  ? "the stream's deadline passed"
+                            : why == SHMRPC_ECANCELLED ? "the client closed or cancelled the "
+                                                         "stream, or the server stops"
+                                                       : shmrpc_strerror(why));
+}
+
+static void *stream_run(void *arg)
+{
+    istream *st = arg;
+    conn *c = st->c;
+    c->ctx.send = stream_send;
+    c->ctx.send_arg = st;
+    c->ctx.wanted = stream_wanted;
+    c->ctx.wanted_arg = st;
+    static const uint8_t none[1]; /* an empty request's pointer, which decoders add 0 to */
+    int rc =
+        shmrpc__dispatch(st->s, &c->ctx, st->sid,
+                         shmrpc_bytes_of(st->req.len ? st->req.data : none, st->req.len), &c->resp);
+    /* A stream answers with its items: what dispatch encoded after them (nil) is not sent. */
+    c->ctx.send = NULL;
+    pthread_mutex_lock(&st->mu);
+    st->done = true;
+    st->rc = rc;
+    if (rc) shmrpc__msg_set(&st->msg, "%s", shmrpc__ctx_msg(&c->ctx));
+    pthread_cond_broadcast(&st->cv);
+    pthread_mutex_unlock(&st->mu);
+    leave(c->e);
+    return NULL;
+}
+
+static void stream_free(istream *st)
+{
+    pthread_cond_destroy(&st->cv);
+    pthread_mutex_destroy(&st->mu);
+    shmrpc_buf_destroy(&st->req);
+    shmrpc_buf_destroy(&st->items);
+    shmrpc_buf_destroy(&st->msg);
+    free(st);
+}
+
+static int inproc_stream_open(shmrpc__conn *base, uint32_t sid, shmrpc_bytes req,
+                              int64_t timeout_ms, shmrpc_buf *err)
+{
+    conn *c = (conn *)base;
+    istream *st = calloc(1, sizeof *st);
+    if (!st) {
+        shmrpc__msg_set(err, "out of memory");
+        return SHMRPC_ENOMEM;
+    }
+    pthread_condattr_t ca;
+    pthread_condattr_init(&ca);
+    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+    pthread_cond_init(&st->cv, &ca);
+    pthread_condattr_destroy(&ca);
+    pthread_mutex_init(&st->mu, NULL);
+    st->c = c;
+    st->sid = sid;
+    c->ctx.budget_ns = timeout_ms < 0                     ? -1
+                       : timeout_ms < INT64_MAX / 1000000 ? timeout_ms * 1000000
+                                                          : INT64_MAX;
+    st->deadline = c->ctx.budget_ns < 0 || c->ctx.budget_ns > INT64_MAX / 2
+                       ? INT64_MAX
+                       : shmrpc__now_ns() + c->ctx.budget_ns;
+    if (shmrpc_buf_append(&st->req, req.ptr, req.len)) {
+        stream_free(st);
+        shmrpc__msg_set(err, "out of memory");
+        return SHMRPC_ENOMEM;
+    }
+    if (!(st->s = enter(c->e))) {
+        stream_free(st);
+        shmrpc__msg_set(err, "the server at inproc://%s went away", c->e->name);
+        return SHMRPC_EUNAVAIL;
+    }
+    const char *why;
+    int rc =
+        base->meta.len ? shmrpc__ctx_set_meta(&c->ctx, base->meta.ptr, base->meta.len, &why) : 0;
+    if (rc == 0 && pthread_create(&st->thread, NULL, stream_run, st) != 0) {
+        why = "no thread for the stream's handler";
+        rc = SHMRPC_ENOMEM;
+    }
+    if (rc) {
+        leave(c->e);
+        stream_free(st);
+        shmrpc__msg_set(err, "%s", why);
+        return rc;
+    }
+    c->st = st;
+    return 0;
+}
+
+/* Gives back the room of the items read, with st->mu held: all of it once none is left,
+ * and otherwise once they take a room's worth, by moving the rest down (at most a room's
+ * worth, moved once per room read), so that a reader that stays behind but reads keeps
+ * the queue within two rooms. */
+static void take_back(istream *st)
+{
+    if (st->head == st->items.len) {
+        st->head = st->items.len = 0;
+    } else if (st->head >= STREAM_ROOM) {
+        memmove(st->items.data, st->items.data + st->head, st->items.len - st->head);
+        st->items.len -= st->head;
+        st->head = 0;
+    }
+}
+
+static int inproc_stream_recv(shmrpc__conn *base, shmrpc_buf *item, shmrpc_buf *err)
+{
+    conn *c = (conn *)base;
+    istream *st = c->st;
+    int rc = 0;
+    pthread_mutex_lock(&st->mu);
+    for (;;) {
+        if (shmrpc__conn_cancelled(base)) { /* before an item: a cancel ends a stream behind */
+            rc = SHMRPC_ECANCELLED;
+            shmrpc__msg_set(err, "the stream was cancelled (shmrpc_client_cancel)");
+            break;
+        }
+        if (st->head < st->items.len) {
+            uint32_t len;
+            memcpy(&len, st->items.data + st->head, 4);
+            rc = shmrpc_buf_append(item, st->items.data + st->head + 4, len) ? item->err : 1;
+            st->head += 4 + (size_t)len;
+            take_back(st);
+            if (rc == SHMRPC_ETOOBIG)
+                shmrpc__msg_set(err,
+                                "an item of %u bytes is larger than the client's maximum of %zu "
+                                "bytes",
+                                len, item->max);
+            else if (rc < 0)
+                shmrpc__msg_set(err, "out of memory for an item of %u bytes", len);
+            break;
+        }
+        if (st->done) {
+            rc = st->rc;
+            if (rc) shmrpc__msg_set(err, "%s", shmrpc__msg_get(&st->msg));
+            break;
+        }
+        if (shmrpc__now_ns() >= st->deadline) {
+            rc = SHMRPC_ETIMEDOUT;
+            shmrpc__msg_set(err, "the stream's deadline passed");
+            break;
+        }
+        stream_nap(st, st->deadline);
+    }
+    /* Its handler's sends fail so: past the deadline as such, else as a stream its client
+     * ended. */
+    if (rc < 0 && !st->done) st->stopped = rc == SHMRPC_ETIMEDOUT ? rc : SHMRPC_ECANCELLED;
+    pthread_cond_broadcast(&st->cv);
+    pthread_mutex_unlock(&st->mu);
+    return rc;
+}
+
+static void inproc_stream_end(shmrpc__conn *base)
+{
+    conn *c = (conn *)base;
+    istream *st = c->st;
+    if (!st) return;
+    pthread_mutex_lock(&st->mu);
+    if (!st->stopped) st->stopped = SHMRPC_ECANCELLED;
+    pthread_cond_broadcast(&st->cv);
+    pthread_mutex_unlock(&st->mu);
+    pthread_join(st->thread, NULL);
+    c->ctx.wanted = inproc_wanted;
+    c->ctx.wanted_arg = c;
+    stream_free(st);
+    c->st = NULL;
+}
+
 static void inproc_close(shmrpc__conn *base)
 {
+    inproc_stream_end(base);
     conn *c = (conn *)base;
     shmrpc__ctx_destroy(&c->ctx);
     shmrpc_buf_destroy(&c->resp);
@@ -221,7 +484,11 @@ static void inproc_close(shmrpc__conn *base)
     free(c);
 }
 
-static const shmrpc__conn_ops conn_ops = {.call = inproc_call, .close = inproc_close};
+static const shmrpc__conn_ops conn_ops = {.call = inproc_call,
+                                          .close = inproc_close,
+                                          .stream_open = inproc_stream_open,
+                                          .stream_recv = inproc_stream_recv,
+                                          .stream_end = inproc_stream_end};
 
 /* A reference to the entry serving name, with its server held for the caller as by
  * enter() (leave() when done); NULL when nobody serves it. */
