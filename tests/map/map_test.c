@@ -1546,6 +1546,43 @@ static void growth_counts_its_keys(void **state)
     }
 }
 
+/* A header's used near 2^64 (any process of the user may write it) is no fresh space:
+ * before, used + need wrapped past the check, base + used pointed before the mapping, and
+ * the writer faulted (both writers of map_scribble_test died so in one CI run). The put
+ * grows the map instead, in a child with a bound, and every key stays. */
+static void used_near_the_top(void **state)
+{
+    (void)state;
+    static const uint64_t bad[] = {UINT64_MAX, UINT64_MAX - 7, UINT64_MAX - 4095};
+    static const char *const tags[] = {"used0", "used1", "used2"};
+    for (size_t b = 0; b < sizeof bad / sizeof *bad; b++) {
+        const char *name = new_name(tags[b]);
+        shmrpc_map_opts o = small_opts(SHMRPC_MAP_CREATE_NEW_EXCLUSIVE);
+        shmrpc_map *m = open_map(name, &o);
+        char k[16];
+        for (int i = 0; i < 20; i++) {
+            snprintf(k, sizeof k, "key%d", i);
+            assert_int_equal(put_s(m, k, "0123456789abcdef"), 0);
+        }
+        size_t len;
+        uint8_t *g = map_gen_bytes(name, m, &len);
+        memcpy(g + 72, &bad[b], 8); /* used */
+        munmap(g, len);
+        struct grow_case gc = {name, 16};
+        assert_int_equal(test_kid_reap(spawn(grow_past, &gc), 10000), 0);
+        for (int i = 0; i < 20; i++) {
+            snprintf(k, sizeof k, "key%d", i);
+            assert_string_equal(get_s(m, k), "0123456789abcdef");
+        }
+        uint64_t n;
+        assert_int_equal(shmrpc_map_size(m, &n), 0);
+        assert_int_equal(n, 21);
+        int rc = shmrpc_map_check(m);
+        if (rc != 0) fail_msg("%s", shmrpc_errmsg());
+        shmrpc_map_close(m);
+    }
+}
+
 /* A growth killed before its publish leaves a partial next generation; one killed after it,
  * the old generation's file. The next growth replaces the first, the next repair removes
  * the second. */
@@ -3434,6 +3471,7 @@ int main(void)
         T(dead_mover_repaired_for_a_batch),
         T(claim_in_progress_kept),
         T(growth_counts_its_keys),
+        T(used_near_the_top),
         T(overwritten_map_left_alone),
         T(recreated_map_numbered_above),
         T(auto_unlink_spares_a_map_made_anew),
