@@ -188,15 +188,15 @@ static void methods(gen *g, emitter *e)
     em_close(e, "} %s_handlers;", g->own);
     if (streams) {
         em_blank(e);
-        em(e,
-           "/* The handler of a stream sends its items (shmrpc_ctx_send), in order, then returns");
-        em(e, " * its status: a send waits while the client is behind, and fails once the stream");
-        em(e,
-           " * cannot go on (closed, cancelled, past its deadline), which the handler returns. */");
+        em(e, "/* The handler of a stream writes its items (NAME_write), in order, then returns its");
+        em(e, " * status: a write waits while the client is behind, and fails once the stream");
+        em(e, " * cannot go on (closed, cancelled, past its deadline), which the handler returns.");
+        em(e, " * (A handler reads and writes: NAME_read and NAME_write; a client sends and");
+        em(e, " * receives: NAME_send and NAME_recv.) */");
     }
     for (const svc_method *m = g->svc->methods; m; m = m->next)
         if (m->server_stream)
-            em(e, "int %s_%s_send(shmrpc_ctx *ctx_, %s);", g->p, gen_method_cname(g, m),
+            em(e, "int %s_%s_write(shmrpc_ctx *ctx_, %s);", g->p, gen_method_cname(g, m),
                gen_value_decl(g, gen_type(g, gen_answer(m)), "item_"));
     em_blank(e);
     em(e, "extern const shmrpc_service %s_service;", g->own);

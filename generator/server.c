@@ -154,12 +154,12 @@ static void invoke_stream(gen *g, emitter *e, const svc_method *m, const char *l
     em(e, "return 0;");
 }
 
-/* NAME_send: encodes an item as a result into the call's item buffer, and sends it. */
-static void stream_send(gen *g, emitter *e, const svc_method *m, const char *label)
+/* NAME_write: encodes an item as a result into the call's item buffer, and sends it. */
+static void stream_write(gen *g, emitter *e, const svc_method *m, const char *label)
 {
     const gtype *t = gen_type(g, gen_answer(m));
     em_blank(e);
-    em(e, "int %s_%s_send(shmrpc_ctx *ctx_, %s)", g->p, gen_method_cname(g, m),
+    em(e, "int %s_%s_write(shmrpc_ctx *ctx_, %s)", g->p, gen_method_cname(g, m),
        gen_value_decl(g, t, "item_"));
     em_open(e, "{");
     if (svc_enc_is_raw(m->enc)) {
@@ -268,7 +268,7 @@ void gen_server(gen *g, emitter *e)
         em_close(e, "}");
     }
     for (const svc_method *m = g->svc->methods; m; m = m->next)
-        if (m->server_stream) stream_send(g, e, m, S("%s.%.*s", g->name, m->name.n, m->name.p));
+        if (m->server_stream) stream_write(g, e, m, S("%s.%.*s", g->name, m->name.n, m->name.p));
     if (g->n_methods) tables(g, e);
     em_blank(e);
     em_open(e, "const shmrpc_service %s_service = {", g->own);

@@ -44,7 +44,7 @@ static int ticks(shmrpc_ctx *ctx, int64_t n, int64_t fail_after, int32_t fail)
         for (int k = 0; k < 3; k++)
             seen[k] = i * 10 + k;
         streamer_Tick t = {.at = i, .note = {note, strlen(note)}, .seen = {seen, (size_t)(i % 4)}};
-        int rc = streamer_ticks_send(ctx, &t);
+        int rc = streamer_ticks_write(ctx, &t);
         if (rc) return rc;
     }
     return 0;
@@ -60,7 +60,7 @@ static int forever(shmrpc_ctx *ctx, int64_t pad)
 {
     (void)pad;
     for (int64_t i = 0;; i++) {
-        int rc = streamer_forever_send(ctx, i);
+        int rc = streamer_forever_write(ctx, i);
         if (rc) {
             done(rc);
             return rc;
@@ -101,7 +101,7 @@ static int chunks(shmrpc_ctx *ctx, shmrpc_bytes spec)
     if (!item) return SHMRPC_ENOMEM;
     for (long k = 0; k < n; k++) {
         memset(item, (int)(k & 0xff), (size_t)size);
-        int rc = streamer_chunks_send(ctx, shmrpc_bytes_of(item, (size_t)size));
+        int rc = streamer_chunks_write(ctx, shmrpc_bytes_of(item, (size_t)size));
         if (rc) return rc;
     }
     return 0;

@@ -115,14 +115,16 @@ typedef struct Streamer_handlers {
     int (*twice)(shmrpc_ctx *ctx_, int64_t x, int64_t *out_);
 } Streamer_handlers;
 
-/* The handler of a stream sends its items (shmrpc_ctx_send), in order, then returns
- * its status: a send waits while the client is behind, and fails once the stream
- * cannot go on (closed, cancelled, past its deadline), which the handler returns. */
-int streamer_ticks_send(shmrpc_ctx *ctx_, const streamer_Tick *item_);
-int streamer_forever_send(shmrpc_ctx *ctx_, int64_t item_);
-int streamer_quiet_send(shmrpc_ctx *ctx_, int64_t item_);
-int streamer_deaf_send(shmrpc_ctx *ctx_, int64_t item_);
-int streamer_chunks_send(shmrpc_ctx *ctx_, shmrpc_bytes item_);
+/* The handler of a stream writes its items (NAME_write), in order, then returns its
+ * status: a write waits while the client is behind, and fails once the stream
+ * cannot go on (closed, cancelled, past its deadline), which the handler returns.
+ * (A handler reads and writes: NAME_read and NAME_write; a client sends and
+ * receives: NAME_send and NAME_recv.) */
+int streamer_ticks_write(shmrpc_ctx *ctx_, const streamer_Tick *item_);
+int streamer_forever_write(shmrpc_ctx *ctx_, int64_t item_);
+int streamer_quiet_write(shmrpc_ctx *ctx_, int64_t item_);
+int streamer_deaf_write(shmrpc_ctx *ctx_, int64_t item_);
+int streamer_chunks_write(shmrpc_ctx *ctx_, shmrpc_bytes item_);
 
 extern const shmrpc_service Streamer_service;
 

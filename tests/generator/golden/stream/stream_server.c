@@ -190,7 +190,7 @@ static int Streamer_twice_invoke(shmrpc_ctx *ctx, const void *handlers, shmrpc_b
     return resp->err;
 }
 
-int streamer_ticks_send(shmrpc_ctx *ctx_, const streamer_Tick *item_)
+int streamer_ticks_write(shmrpc_ctx *ctx_, const streamer_Tick *item_)
 {
     shmrpc_buf *b_ = shmrpc_ctx_item(ctx_);
     if (b_ == NULL) return SHMRPC_EINVAL;
@@ -203,7 +203,7 @@ int streamer_ticks_send(shmrpc_ctx *ctx_, const streamer_Tick *item_)
     return shmrpc_ctx_send(ctx_, b_->data, b_->len);
 }
 
-int streamer_forever_send(shmrpc_ctx *ctx_, int64_t item_)
+int streamer_forever_write(shmrpc_ctx *ctx_, int64_t item_)
 {
     shmrpc_buf *b_ = shmrpc_ctx_item(ctx_);
     if (b_ == NULL) return SHMRPC_EINVAL;
@@ -216,7 +216,7 @@ int streamer_forever_send(shmrpc_ctx *ctx_, int64_t item_)
     return shmrpc_ctx_send(ctx_, b_->data, b_->len);
 }
 
-int streamer_quiet_send(shmrpc_ctx *ctx_, int64_t item_)
+int streamer_quiet_write(shmrpc_ctx *ctx_, int64_t item_)
 {
     shmrpc_buf *b_ = shmrpc_ctx_item(ctx_);
     if (b_ == NULL) return SHMRPC_EINVAL;
@@ -229,7 +229,7 @@ int streamer_quiet_send(shmrpc_ctx *ctx_, int64_t item_)
     return shmrpc_ctx_send(ctx_, b_->data, b_->len);
 }
 
-int streamer_deaf_send(shmrpc_ctx *ctx_, int64_t item_)
+int streamer_deaf_write(shmrpc_ctx *ctx_, int64_t item_)
 {
     shmrpc_buf *b_ = shmrpc_ctx_item(ctx_);
     if (b_ == NULL) return SHMRPC_EINVAL;
@@ -242,7 +242,7 @@ int streamer_deaf_send(shmrpc_ctx *ctx_, int64_t item_)
     return shmrpc_ctx_send(ctx_, b_->data, b_->len);
 }
 
-int streamer_chunks_send(shmrpc_ctx *ctx_, shmrpc_bytes item_)
+int streamer_chunks_write(shmrpc_ctx *ctx_, shmrpc_bytes item_)
 {
     return shmrpc_ctx_send(ctx_, item_.ptr, item_.len);
 }
