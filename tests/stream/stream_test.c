@@ -435,6 +435,25 @@ static void interceptors_around_a_stream(void **state)
     shmrpc_client_free(c);
 }
 
+/* SHMRPC_FAULTS' client entries apply at the open, as to a call's send: nothing opens. */
+static void a_fault_at_the_open(void **state)
+{
+    fixture *f = *state;
+    setenv("SHMRPC_FAULTS", "client:ticks:status=EPERM", 1);
+    shmrpc_client *c;
+    int rc = shmrpc_client_new(&c, &Streamer_service_info, NULL);
+    unsetenv("SHMRPC_FAULTS");
+    assert_int_equal(rc, 0);
+    assert_int_equal(shmrpc_client_connect(c, f->addr), 0);
+    shmrpc_stream *st;
+    assert_int_equal(streamer_ticks_open(c, 2, -1, 0, &st), SHMRPC_EPERM);
+    assert_non_null(strstr(shmrpc_errmsg(), "injected by SHMRPC_FAULTS"));
+    assert_null(st);
+    assert_int_equal(streamer_forever_open(c, 0, &st), 0); /* another method's entry: none */
+    shmrpc_stream_close(st);
+    shmrpc_client_free(c);
+}
+
 /* One stream at a time, and no call beside it; a call is no stream and the other way. */
 static void one_thing_at_a_time(void **state)
 {
@@ -610,6 +629,7 @@ int main(void)
                                         teardown),
         cmocka_unit_test_setup_teardown(cancelled_from_another_thread, setup, teardown),
         cmocka_unit_test_setup_teardown(interceptors_around_a_stream, setup, teardown),
+        cmocka_unit_test_setup_teardown(a_fault_at_the_open, setup, teardown),
         cmocka_unit_test_setup_teardown(one_thing_at_a_time, setup, teardown),
         cmocka_unit_test_setup_teardown(raw_items_of_every_size, setup, teardown),
         cmocka_unit_test_setup_teardown(an_item_that_does_not_decode, setup, teardown),
