@@ -4,8 +4,10 @@
  * client that closes early, cancels, or lets its deadline pass, and the handler that learns
  * it; a reader that does not read (what waits in transit stays bounded); an item that does
  * not decode, or is too big; a server that stops under a stream; and a client that calls
- * while a stream is open. Over inproc://, the transport that carries streams so far; the
- * others refuse to open one. Every wait is bounded. */
+ * while a stream is open. Each runs over inproc:// and then over shm://, whose server serves
+ * on a thread of this process (so the handlers' globals are read here); tcp:// refuses to
+ * open a stream. Every wait is bounded. */
+#define _GNU_SOURCE /* pthread_timedjoin_np */
 #include <pthread.h>
 #include <setjmp.h>
 #include <stdarg.h>
@@ -20,10 +22,14 @@
 #include <cmocka.h>
 #include <malloc.h>
 
+#include "port.h"
 #include "stream.h"
 
-/* What the handlers saw, for the tests to read: they run on a thread of the inproc://
- * transport's. */
+/* The transport the tests run over: "inproc", then "shm". */
+static const char *scheme;
+
+/* What the handlers saw, for the tests to read: they run on a thread of the transport's
+ * (inproc://) or of the server's (shm://). */
 static _Atomic int64_t sent;     /* items forever's handler sent */
 static _Atomic int last_status;  /* what forever's or quiet's handler returned */
 static _Atomic int handler_done; /* set when one of them returned */
@@ -125,16 +131,50 @@ typedef struct fixture {
     shmrpc_server *s;
     shmrpc_client *c;
     char addr[64];
+    bool serves; /* a thread serves s (shm://, tcp://) */
+    pthread_t server;
 } fixture;
+
+static void *serve(void *s)
+{
+    return (void *)(intptr_t)shmrpc_server_serve(s, 0);
+}
+
+/* A server of the Streamer at f->addr, served on a thread where the transport needs one. */
+static void server_up(fixture *f)
+{
+    assert_int_equal(shmrpc_server_new(&f->s, NULL), 0);
+    assert_int_equal(shmrpc_server_register(f->s, &Streamer_service, &handlers, NULL), 0);
+    if (shmrpc_server_listen(f->s, f->addr) != 0) fail_msg("listen: %s", shmrpc_errmsg());
+    f->serves = strncmp(f->addr, "inproc:", 7) != 0;
+    if (f->serves) assert_int_equal(pthread_create(&f->server, NULL, serve, f->s), 0);
+}
+
+/* Stops and frees f's server: once its handlers returned (a serve that does not end within
+ * 10 s fails the test). */
+static void server_down(fixture *f)
+{
+    if (f->s == NULL) return;
+    if (f->serves) {
+        shmrpc_server_stop(f->s);
+        struct timespec until;
+        clock_gettime(CLOCK_REALTIME, &until);
+        until.tv_sec += 10;
+        void *rc;
+        if (pthread_timedjoin_np(f->server, &rc, &until) != 0)
+            fail_msg("the server did not stop within 10 s");
+        assert_int_equal((intptr_t)rc, 0);
+    }
+    shmrpc_server_free(f->s);
+    f->s = NULL;
+}
 
 static int setup(void **state)
 {
     static int n;
     fixture *f = calloc(1, sizeof *f);
-    snprintf(f->addr, sizeof f->addr, "inproc://streamer-%d", n++);
-    assert_int_equal(shmrpc_server_new(&f->s, NULL), 0);
-    assert_int_equal(shmrpc_server_register(f->s, &Streamer_service, &handlers, NULL), 0);
-    assert_int_equal(shmrpc_server_listen(f->s, f->addr), 0);
+    snprintf(f->addr, sizeof f->addr, "%s://streamer-%d-%d", scheme, (int)getpid(), n++);
+    server_up(f);
     assert_int_equal(shmrpc_client_new(&f->c, &Streamer_service_info, NULL), 0);
     assert_int_equal(shmrpc_client_connect(f->c, f->addr), 0);
     atomic_store(&sent, 0);
@@ -149,7 +189,7 @@ static int teardown(void **state)
 {
     fixture *f = *state;
     shmrpc_client_free(f->c);
-    shmrpc_server_free(f->s);
+    server_down(f);
     free(f);
     return 0;
 }
@@ -552,13 +592,12 @@ static void the_server_stops_under_it(void **state)
     assert_int_equal(streamer_forever_open(f->c, 0, &st), 0);
     int64_t v;
     assert_int_equal(streamer_forever_recv(st, &v), 1);
-    shmrpc_server_free(f->s); /* returns once the handler did */
-    f->s = NULL;
+    server_down(f); /* returns once the handler did */
     assert_int_equal(handler_returned(), SHMRPC_ECANCELLED);
     int rc, n = 1;
     while ((rc = streamer_forever_recv(st, &v)) == 1)
         assert_int_equal(v, n++);
-    assert_int_equal(rc, SHMRPC_ECANCELLED);
+    if (rc != SHMRPC_ECANCELLED) fail_msg("rc %d: %s (after %d)", rc, shmrpc_errmsg(), n);
     shmrpc_stream_close(st);
 }
 
@@ -568,34 +607,26 @@ static void freed_with_a_stream_open(void **state)
     fixture *f = *state;
     shmrpc_stream *st;
     assert_int_equal(streamer_forever_open(f->c, 0, &st), 0);
-    shmrpc_client_free(f->c);
-    assert_int_equal(handler_returned(), SHMRPC_ECANCELLED);
     int64_t v;
+    assert_int_equal(streamer_forever_recv(st, &v), 1); /* its handler runs */
+    shmrpc_client_free(f->c);
+    f->c = NULL;
+    assert_int_equal(handler_returned(), SHMRPC_ECANCELLED);
     assert_int_equal(streamer_forever_recv(st, &v), SHMRPC_ECLOSED);
     shmrpc_stream_close(st);
     assert_int_equal(shmrpc_client_new(&f->c, &Streamer_service_info, NULL), 0);
 }
 
-static void *serve(void *s)
-{
-    return (void *)(intptr_t)shmrpc_server_serve(s, 0);
-}
-
-/* The transports that do not carry streams yet say so. */
-static void other_transports_refuse(void **state)
+/* tcp:// does not carry streams yet, and says so; its calls go on. */
+static void tcp_refuses(void **state)
 {
     (void)state;
-    shmrpc_server *s;
-    char addr[64];
-    snprintf(addr, sizeof addr, "shm://streamer-%d", (int)getpid());
-    assert_int_equal(shmrpc_server_new(&s, NULL), 0);
-    assert_int_equal(shmrpc_server_register(s, &Streamer_service, &handlers, NULL), 0);
-    assert_int_equal(shmrpc_server_listen(s, addr), 0);
-    pthread_t th;
-    assert_int_equal(pthread_create(&th, NULL, serve, s), 0);
+    fixture f = {0};
+    snprintf(f.addr, sizeof f.addr, "tcp://127.0.0.1:%d", test_free_port());
+    server_up(&f);
     shmrpc_client *c;
     assert_int_equal(shmrpc_client_new(&c, &Streamer_service_info, NULL), 0);
-    int rc = shmrpc_client_connect(c, addr);
+    int rc = shmrpc_client_connect(c, f.addr);
     if (rc) fail_msg("connect: %s", shmrpc_errmsg());
     shmrpc_stream *st;
     assert_int_equal(streamer_ticks_open(c, 1, -1, 0, &st), SHMRPC_EINVAL);
@@ -605,11 +636,7 @@ static void other_transports_refuse(void **state)
     assert_int_equal(streamer_twice(c, 5, &x), 0);
     assert_int_equal(x, 10);
     shmrpc_client_free(c);
-    shmrpc_server_stop(s);
-    void *rc_serve;
-    pthread_join(th, &rc_serve);
-    assert_int_equal((intptr_t)rc_serve, 0);
-    shmrpc_server_free(s);
+    server_down(&f);
 }
 
 int main(void)
@@ -635,7 +662,11 @@ int main(void)
         cmocka_unit_test_setup_teardown(an_item_that_does_not_decode, setup, teardown),
         cmocka_unit_test_setup_teardown(the_server_stops_under_it, setup, teardown),
         cmocka_unit_test_setup_teardown(freed_with_a_stream_open, setup, teardown),
-        cmocka_unit_test(other_transports_refuse),
     };
-    return cmocka_run_group_tests(tests, NULL, NULL);
+    const struct CMUnitTest others[] = {cmocka_unit_test(tcp_refuses)};
+    scheme = "inproc";
+    int failed = cmocka_run_group_tests_name("inproc", tests, NULL, NULL);
+    scheme = "shm";
+    failed += cmocka_run_group_tests_name("shm", tests, NULL, NULL);
+    return failed + cmocka_run_group_tests_name("others", others, NULL, NULL);
 }

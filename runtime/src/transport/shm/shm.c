@@ -323,5 +323,7 @@ int shmrpc__chan_reserve_keep(shmrpc__chan_map *m, uint64_t need, shmrpc__chan_m
 
 uint64_t shmrpc__chan_max_size(uint64_t max_msg)
 {
-    return chan_size_for(max_msg + SHMRPC_METADATA_MAX_BYTES); /* a request and its metadata */
+    /* A request and its metadata, and a stream's ring after them (shm.h). */
+    return chan_size_for(max_msg + SHMRPC_METADATA_MAX_BYTES + SHMRPC__CTX_MSG_CAP + 63 +
+                         sizeof(shmrpc__stream_ring) + SHMRPC__RING_MAX);
 }

@@ -25,8 +25,10 @@
  * call only from the number just before it, so a number written over a call being served no
  * longer makes it look new (issue 40); 9: the method table holds its types, one a line, after
  * the header, and the segment is as long as the table needs, up to 1 MiB of it (issue 36); 10:
- * a call's metadata follows its request in the channel (meta_len; issue 36) */
-#define SHMRPC__SHM_VERSION 10u
+ * a call's metadata follows its request in the channel (meta_len; issue 36); 11: a stream's ring
+ * follows its request in the channel (the head's `stream`; docs/streams.md), so that a worker of
+ * 10, which would answer a stream's open once, is refused at connect */
+#define SHMRPC__SHM_VERSION 11u
 #define SHMRPC__MAX_CONNS 256
 #define SHMRPC__MAX_WORKERS 64
 #define SHMRPC__TABLE_MAX (1 << 20) /* the method table, as text: what tcp:// carries */
@@ -253,7 +255,11 @@ typedef struct shmrpc__shm_chan {
      * not change leaves them, and the worker's cache keeps them); read once by the worker
      * that takes the call, which copies and checks the bytes before its handler sees them. */
     _Atomic uint32_t meta_len;
-    uint32_t unused1;
+    /* 0 for a call; for a stream's open (a method whose result is a stream), the bytes of its
+     * ring (shmrpc__stream_ring), which follows the request and its metadata. Written by the
+     * client before REQUEST only when it differs from what it wrote last, as budget_ns; read
+     * once by the worker that takes the call, which checks it (shmrpc__shm_ring_cap_ok). */
+    _Atomic uint32_t stream;
 } shmrpc__shm_chan;
 static_assert(sizeof(shmrpc__shm_chan) == 128, "two cache lines of head");
 static_assert(offsetof(shmrpc__shm_chan, call) == 32, "the call's number aligned");
@@ -264,6 +270,43 @@ static_assert(offsetof(shmrpc__shm_chan, claim) == 96 && offsetof(shmrpc__shm_ch
               "the claim and the lock on the second line, which only workers write per call");
 
 #define SHMRPC__CHAN_DATA sizeof(shmrpc__shm_chan)
+
+/* A stream's ring (docs/streams.md, "How shm:// carries it"): the worker writes the items
+ * as records, the client reads them, and each side publishes how far it went on a line of
+ * its own, a futex the other sleeps on. Both counts are of bytes ever written or read, mod
+ * 2^32; a record is {u32 len, u32 left} and then len bytes, 8-aligned (so a header never
+ * wraps, while its bytes may): a piece of an item, with left bytes of it still to come
+ * (0: its last piece). An item that does not fit goes in pieces. {0, UINT32_MAX} ends the
+ * items: the status follows in the channel, as a call's answer. The worker keeps 8 bytes
+ * free for that end. Each side reads the other's count once a look, checks it against the
+ * ring's size and its own count, and reads its own counts back never. */
+typedef struct shmrpc__stream_ring {
+    shmrpc__futex tail; /* bytes the worker published: written by the worker */
+    char pad0[64 - sizeof(shmrpc__futex)];
+    shmrpc__futex head; /* bytes the client took: written by the client */
+    char pad1[64 - sizeof(shmrpc__futex)];
+} shmrpc__stream_ring;
+static_assert(sizeof(shmrpc__stream_ring) == 128, "each side's count on a line of its own");
+
+#define SHMRPC__RING_MIN 4096u
+#define SHMRPC__RING_MAX 65536u /* what clients ask for: the room inproc:// gives a stream */
+#define SHMRPC__RING_END UINT32_MAX /* a record's left that ends the items */
+
+/* Where a stream's ring begins in the channel's data, past a request of len bytes and its
+ * metadata of mlen, and never before the end's message (shmrpc_ctx's at most
+ * SHMRPC__CTX_MSG_CAP bytes, which the answer writes from the data's start): 64-aligned. */
+static inline uint64_t shmrpc__shm_ring_off(uint32_t len, uint32_t mlen)
+{
+    uint64_t end = (len <= SHMRPC__CHAN_SMALL ? 0 : (uint64_t)len) + mlen;
+    if (end < SHMRPC__CTX_MSG_CAP) end = SHMRPC__CTX_MSG_CAP;
+    return (end + 63) & ~(uint64_t)63;
+}
+
+/* Whether cap is a ring's size: a power of two from SHMRPC__RING_MIN to SHMRPC__RING_MAX. */
+static inline bool shmrpc__shm_ring_cap_ok(uint32_t cap)
+{
+    return cap >= SHMRPC__RING_MIN && cap <= SHMRPC__RING_MAX && (cap & (cap - 1)) == 0;
+}
 
 extern const shmrpc__transport shmrpc__shm_transport;
 

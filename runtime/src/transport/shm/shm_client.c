@@ -6,6 +6,7 @@
 #include "transport/shm/shm_int.h"
 
 #include "transport/shm/shm_rdv.h"
+#include "core/core.h"
 #include "core/proc.h"
 
 #include <errno.h>
@@ -145,6 +146,7 @@ typedef struct shm_conn {
     uint64_t call;        /* the number of the last call sent (from 1), as in the channel */
     uint64_t budget;      /* what this client last wrote in its channel's budget_ns */
     uint32_t meta_len;    /* what this client last wrote in its channel's meta_len */
+    uint32_t ring;        /* what this client last wrote in its channel's stream */
     bool counted;         /* this call counts in the service's awake (shmrpc__waiter) */
     bool rung;            /* this call's request rang the doorbell */
     uint8_t *loan;        /* the channel's data while a loan waits for its call, or NULL */
@@ -156,6 +158,8 @@ typedef struct shm_conn {
      * other lane). As a lane, a connection has p, its call or NULL, dl its deadline, and
      * the times below. */
     struct lanes *lanes;
+    struct shm_stream *stream; /* the stream open on the client (lane 0 holds it), or NULL */
+    bool streams;              /* as a lane: it carries that stream */
     shmrpc__pending *p;
     shmrpc__deadline dl;
     int64_t next_check_ns; /* when the lane's call is looked at (client_check) next; 0: not
@@ -183,6 +187,11 @@ static void shm_cancel(shmrpc__conn *base, shmrpc__pending *p);
 static int shm_call_view(shmrpc__conn *base, uint32_t sid, shmrpc_bytes req, shmrpc_bytes *resp,
                          int64_t timeout_ms, shmrpc_buf *err);
 
+static int shm_stream_open(shmrpc__conn *base, uint32_t sid, shmrpc_bytes req, int64_t timeout_ms,
+                           shmrpc_buf *err);
+static int shm_stream_recv(shmrpc__conn *base, shmrpc_buf *item, shmrpc_buf *err);
+static void shm_stream_end(shmrpc__conn *base);
+
 static const shmrpc__conn_ops shm_conn_ops = {.call = shm_call,
                                               .close = shm_conn_close,
                                               .start = shm_start,
@@ -191,7 +200,10 @@ static const shmrpc__conn_ops shm_conn_ops = {.call = shm_call,
                                               .cancel = shm_cancel,
                                               .loan = shm_loan,
                                               .call_loaned = shm_call_loaned,
-                                              .call_view = shm_call_view};
+                                              .call_view = shm_call_view,
+                                              .stream_open = shm_stream_open,
+                                              .stream_recv = shm_stream_recv,
+                                              .stream_end = shm_stream_end};
 static int attach(shm_conn *c, int64_t deadline, shmrpc_buf *err);
 
 static int open_ctl(shm_conn *c, const shmrpc_service_info *info, uint32_t *map_ids,
@@ -311,6 +323,7 @@ static int create_chan(shm_conn *c, int64_t deadline, shmrpc_buf *err)
     }
     c->budget = 0; /* as a new channel says */
     c->meta_len = 0;
+    c->ring = 0;
     char name[160];
     shmrpc__shm_chan_name(name, sizeof name, c->key, c->owner, c->slot, c->gen);
     int rc = shmrpc__shm_create_channel(name + 1, PAGE, &c->chan.fd, err);
@@ -462,6 +475,7 @@ static int reconnect(shm_conn *c, int64_t deadline, shmrpc_buf *err)
 static void shm_conn_close(shmrpc__conn *base)
 {
     shm_conn *c = (shm_conn *)base;
+    shm_stream_end(base); /* client.c ended it already */
     for (unsigned i = 1; c->lanes && i < c->lanes->n; i++) { /* their calls were abandoned first */
         detach(c->lanes->at[i]);
         free(c->lanes->at[i]);
@@ -579,7 +593,7 @@ static int client_check(void *arg)
     return 0;
 }
 
-/* Rings the doorbell for this connection's request (shmrpc__shm_ring). */
+/* Rings the doorbell for this connection's request (shmrpc__stream_ring). */
 static void ring_request(shm_conn *c)
 {
     shmrpc__shm_ring(c->ctl, c->slot);
@@ -808,13 +822,14 @@ static int call_begin(shm_conn *c, size_t len, shmrpc__deadline *dl, shmrpc_buf 
     return rc;
 }
 
-/* Sends the request of method sid with its metadata meta (after call_begin): 0, or the
+/* Sends the request of method sid with its metadata meta (after call_begin), and the size of
+ * its stream's ring (0: a call): 0, or the
  * status of a failure to make room for the metadata (nothing sent). A request already in
  * the channel's data (a loan) is not copied. A call that counts may count in the service's
  * awake at once; one of many in flight never does (their waiter counts once for all,
  * lanes_wait). */
 static int call_post(shm_conn *c, uint32_t sid, shmrpc_bytes req, shmrpc_bytes meta,
-                     shmrpc__deadline *dl, bool counts, shmrpc_buf *err)
+                     shmrpc__deadline *dl, bool counts, uint32_t ring, shmrpc_buf *err)
 {
     int rc;
     shmrpc__shm_chan *h = c->chan.head;
@@ -851,6 +866,10 @@ static int call_post(shm_conn *c, uint32_t sid, shmrpc_bytes req, shmrpc_bytes m
     if (budget != c->budget) {
         atomic_store_explicit(&h->budget_ns, budget, memory_order_relaxed);
         c->budget = budget;
+    }
+    if (ring != c->ring) { /* a stream's ring, or 0 (shm.h) */
+        atomic_store_explicit(&h->stream, ring, memory_order_relaxed);
+        c->ring = ring;
     }
     /* Released: a worker that reads this number reads the request before it (shm.h). */
     atomic_store_explicit(&h->call, ++c->call, memory_order_release);
@@ -891,7 +910,7 @@ static int call_post(shm_conn *c, uint32_t sid, shmrpc_bytes req, shmrpc_bytes m
 static int call_send(shm_conn *c, uint32_t sid, shmrpc_bytes req, shmrpc__deadline *dl,
                      shmrpc_buf *err)
 {
-    int rc = call_post(c, sid, req, c->base.meta, dl, true, err);
+    int rc = call_post(c, sid, req, c->base.meta, dl, true, 0, err);
     if (rc != 0) return rc;
     /* A call not counted yet counts once its wait lasts (its first clock read): one
      * answered sooner writes nothing on awake's line, which the workers read as they spin.
@@ -932,11 +951,12 @@ static void call_end(shm_conn *c)
     count_out(c);
 }
 
-/* A call that failed on the server: its status, its message from the answer's bytes. */
+/* A call that failed on the server: its status, its message from the answer's bytes. Only
+ * the statuses of status.h pass, as over tcp:// (until this one, those after
+ * SHMRPC_EOWNERDEAD read as SHMRPC_EPROTO: a handler's SHMRPC_ECANCELLED among them). */
 static int call_failed(int32_t status, shmrpc_bytes data, shmrpc_buf *err)
 {
-    if (status > 0 || (status < SHMRPC_EOWNERDEAD && !SHMRPC_IS_ESYS(status)))
-        status = SHMRPC_EPROTO;
+    if (!shmrpc__status_known(status)) status = SHMRPC_EPROTO;
     shmrpc__msg_set(err, "%.*s", (int)data.len, (const char *)data.ptr);
     return status;
 }
@@ -1016,7 +1036,7 @@ static int shm_call(shmrpc__conn *base, uint32_t sid, shmrpc_bytes req, shmrpc_b
 /* Whether lane l's channel still holds a call its client gave up on (a worker runs it). */
 static bool lane_held(shm_conn *l)
 {
-    if (l->p || l->broken || l->chan.head == NULL) return false;
+    if (l->p || l->streams || l->broken || l->chan.head == NULL) return false;
     shmrpc__shm_chan *h = l->chan.head;
     return atomic_load(&h->state.word) == SHM_CHAN_REQUEST && worker_has(l, atomic_load(&h->claim));
 }
@@ -1024,7 +1044,7 @@ static bool lane_held(shm_conn *l)
 /* Whether lane l may take a call now (one that is broken connects again at its start). */
 static bool lane_free(shm_conn *l)
 {
-    return l->p == NULL && !lane_held(l);
+    return l->p == NULL && !l->streams && !lane_held(l);
 }
 
 static int lanes_init(shm_conn *c, shmrpc_buf *err)
@@ -1093,14 +1113,16 @@ static void lanes_server_gone(shm_conn *c, const shm_conn *gone)
 
 /* Looks at every lane: ends the calls answered, and at now (0: the clock was not read)
  * those whose deadline passed or whose check fails; frees a held lane whose worker died.
- * Whether the waiter may return: a call ended, or none is in flight (for_lane: a lane is
+ * Whether the waiter may return: a call ended, or none is in flight (for_lane >= 0: a lane
+ * from the for_lane-th on is
  * free; one held by a call given up on frees up only when its worker answers or dies). */
-static bool lanes_look(shm_conn *c, int64_t now, bool for_lane)
+static bool lanes_look(shm_conn *c, int64_t now, int for_lane)
 {
     unsigned ended = 0, busy = 0, idle = 0;
     for (unsigned i = 0; i < c->lanes->n; i++) {
         shm_conn *l = c->lanes->at[i];
         if (l->p == NULL) {
+            if (l->streams) continue; /* the stream's own waits look at it */
             bool held = lane_held(l);
             /* A held lane whose worker died: nobody else will write its state. */
             if (now && held && now >= l->next_check_ns) {
@@ -1110,7 +1132,7 @@ static bool lanes_look(shm_conn *c, int64_t now, bool for_lane)
                 }
                 l->next_check_ns = now + LANE_CHECK_NS;
             }
-            idle += !held;
+            idle += !held && (int)i >= for_lane;
             continue;
         }
         if (atomic_load_explicit(&l->chan.head->state.word, memory_order_acquire) !=
@@ -1145,7 +1167,7 @@ static bool lanes_look(shm_conn *c, int64_t now, bool for_lane)
             if (l->broken && !l->lost) lanes_server_gone(c, l);
         }
     }
-    return ended > 0 || (for_lane ? idle > 0 : busy == 0);
+    return ended > 0 || (for_lane >= 0 ? idle > 0 : busy == 0);
 }
 
 /* Sleeps on the states of the lanes whose calls are in flight or held, until one leaves
@@ -1167,10 +1189,10 @@ static void lanes_sleep(shm_conn *c, int64_t now, int64_t deadline)
     if (n > 0 && until > now) shmrpc__sleep_any(fs, old, n, until - now);
 }
 
-/* Waits until a call in flight ends, none is, (for_lane) a lane is free, or deadline
+/* Waits until a call in flight ends, none is, (for_lane >= 0) a lane is free, or deadline
  * passes: spinning as a blocking call's wait does (yielding while the service is crowded),
  * then asleep. */
-static void lanes_wait(shm_conn *c, int64_t deadline, bool for_lane)
+static void lanes_wait(shm_conn *c, int64_t deadline, int for_lane)
 {
     const shmrpc_wait_opts *o = &c->wait;
     int64_t until = 0; /* when the spin ends; 0: the clock was not read yet */
@@ -1218,28 +1240,31 @@ static void lanes_wait(shm_conn *c, int64_t deadline, bool for_lane)
 
 /* A free lane, connected first (one that is broken may wait out its reconnect's backoff),
  * the one that ended last before the others: a busy client's next call takes it, and the
- * other lanes' lines stay where they are. NULL when none is free. */
-static shm_conn *lane_free_one(shm_conn *c)
+ * other lanes' lines stay where they are. Lanes before from are not taken (a stream never
+ * takes lane 0). NULL when none is free. */
+static shm_conn *lane_free_one(shm_conn *c, unsigned from)
 {
     shm_conn *broken = NULL;
     for (unsigned k = 0; k < c->lanes->n; k++) {
-        shm_conn *l = c->lanes->at[(c->lanes->ended + k) % c->lanes->n];
-        if (!lane_free(l)) continue;
+        unsigned i = (c->lanes->ended + k) % c->lanes->n;
+        shm_conn *l = c->lanes->at[i];
+        if (i < from || !lane_free(l)) continue;
         if (!l->broken) return l;
         if (broken == NULL) broken = l;
     }
     return broken;
 }
 
-/* A lane for p's call: a free one, a new one, or the first to free up within p's
- * deadline, unless the call is cancelled meanwhile. */
-static int lane_get(shm_conn *c, shmrpc__pending *p, shm_conn **out, bool *waited)
+/* A lane from the from-th on for a call (or a stream): a free one, a new one, or the first to
+ * free up before deadline, unless the call is cancelled meanwhile. */
+static int lane_get(shm_conn *c, unsigned from, int64_t deadline, shm_conn **out, bool *waited,
+                    shmrpc_buf *msg)
 {
     for (;; *waited = true) {
-        if ((*out = lane_free_one(c)) != NULL) return 0;
+        if ((*out = lane_free_one(c, from)) != NULL) return 0;
         if (shmrpc__conn_cancelled(&c->base)) {
-            shmrpc__msg_set(&p->msg, "the call was cancelled by its client while it waited for "
-                                     "a connection to shm://%s; it did not run",
+            shmrpc__msg_set(msg, "the call was cancelled by its client while it waited for "
+                                 "a connection to shm://%s; it did not run",
                             c->key);
             return SHMRPC_ECANCELLED;
         }
@@ -1249,13 +1274,13 @@ static int lane_get(shm_conn *c, shmrpc__pending *p, shm_conn **out, bool *waite
              * call waits for one of the lanes it has, and no lane is tried for a while. */
             shmrpc_buf why;
             shmrpc_buf_init(&why);
-            int rc = lane_open(c, p->deadline, out, &why);
+            int rc = lane_open(c, deadline, out, &why);
             shmrpc_buf_destroy(&why);
             if (rc == 0) return 0;
             c->lanes->retry_ns = now + LANE_RETRY_NS;
         }
-        if (now >= p->deadline) {
-            shmrpc__msg_set(&p->msg,
+        if (now >= deadline) {
+            shmrpc__msg_set(msg,
                             "the deadline passed while calls in flight, or given up on and still "
                             "running, held all %u connections to shm://%s; the call did not run",
                             c->lanes->n, c->key);
@@ -1263,9 +1288,8 @@ static int lane_get(shm_conn *c, shmrpc__pending *p, shm_conn **out, bool *waite
         }
         /* In steps, so that a cancel, or the time to try a new lane again, is seen within
          * one. */
-        int64_t until = p->deadline - now > SHMRPC__CHECK_NS ? now + SHMRPC__CHECK_NS
-                                                             : p->deadline;
-        lanes_wait(c, until, true);
+        int64_t until = deadline - now > SHMRPC__CHECK_NS ? now + SHMRPC__CHECK_NS : deadline;
+        lanes_wait(c, until, (int)from);
     }
 }
 
@@ -1283,7 +1307,7 @@ static int shm_start(shmrpc__conn *base, shmrpc__pending *p, shmrpc_buf *err)
         return 0;
     }
     bool waited = false;
-    if (rc == 0) rc = lane_get(c, p, &l, &waited);
+    if (rc == 0) rc = lane_get(c, 0, p->deadline, &l, &waited, &p->msg);
     if (rc == 0) {
         /* The handler's budget is the call's timeout (no clock read), or what is left of it
          * once the call waited for a lane. */
@@ -1293,7 +1317,7 @@ static int shm_start(shmrpc__conn *base, shmrpc__pending *p, shmrpc_buf *err)
         rc = call_begin(l, req.len, &l->dl, &p->msg);
         if (rc == 0)
             rc = call_post(l, p->sid, req, shmrpc_bytes_of(p->meta.data, p->meta.len), &l->dl,
-                           false, &p->msg);
+                           false, 0, &p->msg);
     }
     if (rc != 0) {
         p->status = rc;
@@ -1313,7 +1337,7 @@ static void shm_progress(shmrpc__conn *base, int64_t deadline)
     shm_conn *c = (shm_conn *)base;
     if (c->lanes == NULL) return;
     if (self() == c->pid) {
-        lanes_wait(c, deadline, false);
+        lanes_wait(c, deadline, -1);
         return;
     }
     /* A forked child inherited its parent's calls: they are the parent's to wait for. */
@@ -1410,4 +1434,247 @@ static int shm_call_view(shmrpc__conn *base, uint32_t sid, shmrpc_bytes req, shm
     int rc = call_begin(c, req.len, &dl, err);
     if (rc == 0) rc = call_send(c, sid, req, &dl, err);
     return rc != 0 ? rc : answer_view(c, resp, err);
+}
+
+/* --- streams (docs/streams.md, "How shm:// carries it") --------------------------------
+ * A stream's open is a call on a lane of its own, never lane 0: that one carries the
+ * client's calls (and maybe a started one), and after an early close the worker keeps the
+ * stream's lane until its handler returns. Its request names the size of the ring that
+ * follows it in the channel (shm.h), through which the worker hands the items over; the
+ * end's status then comes as a call's answer. The client waits on the ring's tail, never
+ * on the channel's lock, which the worker holds for the whole stream. */
+
+typedef struct shm_stream {
+    shm_conn *c;    /* the client's connection: its cancels */
+    shm_conn *lane; /* the lane that carries the stream */
+    uint64_t off;   /* where the ring is in the lane's channel data */
+    uint32_t cap;   /* the ring's bytes */
+    uint32_t head;  /* the bytes read */
+    uint32_t pub;   /* the bytes read that the worker was told of */
+    uint32_t left;  /* the bytes of the item being read still to come; 0 between items */
+    bool ended;     /* its answer was read, or it was given up on */
+} shm_stream;
+
+#define LOOK_AGAIN 1 /* a stream's check: the answer came without the end of the items */
+
+static shmrpc__stream_ring *stream_ring(shm_stream *st)
+{
+    return (shmrpc__stream_ring *)(shmrpc__chan_data(&st->lane->chan) + st->off);
+}
+
+static uint32_t round8(uint32_t n)
+{
+    return (n + 7) & ~7u;
+}
+
+/* Tells the worker how far the reader went: it may wait for that room. */
+static void stream_publish(shm_stream *st, shmrpc__stream_ring *r)
+{
+    if (st->pub == st->head) return;
+    atomic_store(&r->head.word, st->head); /* sequentially consistent: before the look */
+    shmrpc__wake(&r->head, 1);
+    st->pub = st->head;
+}
+
+/* The check of a wait for items: a cancel, the lane's call (client_check: the server, the
+ * worker, the slot), and an answer that came without the end of the items (a refusal before
+ * the handler ran), which does not wake a waiter on the ring. */
+static int stream_check(void *arg)
+{
+    shm_stream *st = arg;
+    if (shmrpc__conn_cancelled(&st->c->base)) return SHMRPC_ECANCELLED;
+    int rc = client_check(st->lane);
+    if (rc != 0) return rc;
+    return atomic_load(&st->lane->chan.head->state.word) != SHM_CHAN_REQUEST ? LOOK_AGAIN : 0;
+}
+
+/* Ends the stream on the client's side: a call not taken yet withdrawn, one being run marked
+ * given up on (why: cancelled, or its deadline), and the ring emptied of what is left, so
+ * that a worker waiting for room wakes and learns so. Returns rc. */
+static int stream_stop(shm_stream *st, int rc, int why)
+{
+    shm_conn *l = st->lane;
+    if (!st->ended) {
+        shmrpc_buf ignored; /* the stream's status is rc, with its own message */
+        shmrpc_buf_init(&ignored);
+        give_up(l, why, &ignored);
+        shmrpc_buf_destroy(&ignored);
+        shmrpc__stream_ring *r = stream_ring(st);
+        st->head = atomic_load_explicit(&r->tail.word, memory_order_relaxed);
+        stream_publish(st, r);
+        count_out(l);
+        st->ended = true;
+        l->streams = false;
+    }
+    return rc;
+}
+
+/* The stream failed on the client's side (a cancel, an item it cannot take, a ring that is
+ * off): the handler is told, and rc with msg is the stream's status. */
+static int stream_refuse(shm_stream *st, int rc, shmrpc_buf *err, const char *msg)
+{
+    shmrpc__msg_set(err, "%s", msg);
+    return stream_stop(st, rc, SHMRPC_ECANCELLED);
+}
+
+/* The stream's answer, after the end of its items (or without it): its status and message. */
+static int stream_answer(shm_stream *st, shmrpc_buf *err)
+{
+    shm_conn *l = st->lane;
+    int rc = await_answer(l, &l->dl); /* the worker writes it just after the end */
+    if (rc != 0 && (rc = give_up(l, rc, err)) != 0) {
+        if (rc == SHMRPC_ETIMEDOUT) shmrpc__msg_set(err, "the stream's deadline passed");
+        return stream_stop(st, rc, rc);
+    }
+    int32_t status;
+    shmrpc_bytes data;
+    rc = call_answer(l, &status, &data, err);
+    if (rc == 0 && status != 0) rc = call_failed(status, data, err);
+    count_out(l);
+    st->ended = true;
+    l->streams = false;
+    return rc;
+}
+
+/* Takes the record at the ring's head, of which avail bytes are published: 1 and the item in
+ * item once its last piece is in, 0 for a piece of it, 2 at the end of the items, or the
+ * stream's failure. Every field is read once and checked against the ring. */
+static int stream_take(shm_stream *st, shmrpc__stream_ring *r, uint32_t avail, shmrpc_buf *item,
+                       shmrpc_buf *err)
+{
+    const uint8_t *recs = (const uint8_t *)(r + 1);
+    uint32_t mask = st->cap - 1, at = st->head & mask, head[2];
+    memcpy(head, recs + at, sizeof head);
+    uint32_t len = head[0], left = head[1];
+    if (len == 0 && left == SHMRPC__RING_END && st->left == 0) {
+        st->head += 8;
+        return 2;
+    }
+    if (avail < 8 || len > st->cap - 16 || 8 + round8(len) > avail ||
+        (st->left != 0 && (uint64_t)len + left != st->left))
+        return stream_refuse(st, SHMRPC_EPROTO, err, "the worker's ring of the stream is off");
+    if (st->left == 0 && (uint64_t)len + left > item->max) {
+        shmrpc__msg_set(err, "an item of %" PRIu64 " bytes is larger than the client's maximum of %zu bytes",
+                        (uint64_t)len + left, item->max);
+        return stream_stop(st, SHMRPC_ETOOBIG, SHMRPC_ECANCELLED);
+    }
+    at = (at + 8) & mask;
+    uint32_t first = len < st->cap - at ? len : st->cap - at;
+    if (shmrpc_buf_append(item, recs + at, first) != 0 ||
+        shmrpc_buf_append(item, recs, len - first) != 0)
+        return stream_refuse(st, SHMRPC_ENOMEM, err, "out of memory for an item");
+    st->head += 8 + round8(len);
+    st->left = left;
+    /* The room given back in steps, or at once to a worker asleep waiting for it. */
+    if (st->head - st->pub >= st->cap / 4 ||
+        atomic_load_explicit(&r->head.sleepers, memory_order_relaxed) != 0)
+        stream_publish(st, r);
+    return left == 0;
+}
+
+static int shm_stream_open(shmrpc__conn *base, uint32_t sid, shmrpc_bytes req, int64_t timeout_ms,
+                           shmrpc_buf *err)
+{
+    shm_conn *c = (shm_conn *)base;
+    c->loan = NULL; /* another call gives up the loan */
+    if (self() != c->pid) return not_ours(c, err);
+    shm_stream *st = calloc(1, sizeof *st);
+    if (st == NULL) {
+        shmrpc__msg_set(err, "out of memory");
+        return SHMRPC_ENOMEM;
+    }
+    /* The deadline bounds the whole stream: computed now. */
+    shmrpc__deadline dl = {.at = 0, .timeout_ms = timeout_ms};
+    int64_t deadline = shmrpc__deadline_at(&dl, shmrpc__now_ns());
+    bool waited = false;
+    shm_conn *l = NULL;
+    uint64_t off = shmrpc__shm_ring_off((uint32_t)req.len, (uint32_t)c->base.meta.len);
+    int rc = lanes_init(c, err);
+    if (rc == 0) rc = lane_get(c, 1, deadline, &l, &waited, err);
+    if (rc == 0) {
+        l->dl = dl;
+        rc = call_begin(l, req.len, &l->dl, err);
+    }
+    if (rc == 0)
+        rc = shmrpc__chan_reserve(&l->chan, off + sizeof(shmrpc__stream_ring) + SHMRPC__RING_MAX, err);
+    if (rc == 0) {
+        *st = (shm_stream){.c = c, .lane = l, .off = off, .cap = SHMRPC__RING_MAX};
+        memset(stream_ring(st), 0, sizeof(shmrpc__stream_ring)); /* the counts of the last one */
+        rc = call_post(l, sid, req, c->base.meta, &l->dl, false, SHMRPC__RING_MAX, err);
+    }
+    if (rc != 0) {
+        free(st);
+        return rc;
+    }
+    l->streams = true;
+    c->stream = st;
+    /* Where its worker looks to yield rather than spin on this process's CPU. */
+    shmrpc__presence_update(&l->ctl->slots[l->slot].presence);
+    return 0;
+}
+
+static int shm_stream_recv(shmrpc__conn *base, shmrpc_buf *item, shmrpc_buf *err)
+{
+    shm_conn *c = (shm_conn *)base;
+    shm_stream *st = c->stream;
+    if (self() != c->pid) return not_ours(c, err);
+    if (st == NULL || st->ended) { /* client.c asks no more after the end */
+        shmrpc__msg_set(err, "no stream is open");
+        return SHMRPC_EINVAL;
+    }
+    shm_conn *l = st->lane;
+    for (;;) {
+        /* Before an item: a cancel ends a stream that is behind. */
+        if (shmrpc__conn_cancelled(&c->base))
+            return stream_refuse(st, SHMRPC_ECANCELLED, err,
+                                 "the stream was cancelled (shmrpc_client_cancel)");
+        /* The state before the tail: whatever the worker published before its answer is
+         * seen with it. */
+        uint32_t s = atomic_load_explicit(&l->chan.head->state.word, memory_order_acquire);
+        shmrpc__stream_ring *r = stream_ring(st);
+        uint32_t tail = atomic_load_explicit(&r->tail.word, memory_order_acquire);
+        uint32_t avail = tail - st->head;
+        if (avail > st->cap)
+            return stream_refuse(st, SHMRPC_EPROTO, err, "the worker's count of the stream's ring is off");
+        if (avail > 0) {
+            int rc = stream_take(st, r, avail, item, err);
+            if (rc == 2) return stream_answer(st, err);
+            if (rc != 0) return rc;
+            continue;
+        }
+        if (s != SHM_CHAN_REQUEST) return stream_answer(st, err); /* no items came: a refusal */
+        stream_publish(st, r); /* the worker may wait for the room */
+        shmrpc__waiter w = {.opts = &l->wait,
+                            .peer = l->last_worker < SHMRPC__MAX_WORKERS
+                                        ? &l->ctl->workers[l->last_worker].presence
+                                        : NULL,
+                            .self = &l->ctl->slots[l->slot].presence,
+                            .check = stream_check,
+                            .check_arg = st,
+                            .awake = &l->ctl->awake,
+                            .counted = &l->counted,
+                            .counted_mark = &l->ctl->slots[l->slot].counted,
+                            .lazy = &l->dl};
+        int rc = shmrpc__wait_while(&r->tail, tail, 0, &w); /* the deadline: l->dl */
+        count_out(l);
+        /* Items that came meanwhile are read before a failure: the deadline, or a worker
+         * that died, ends the stream after what it published. */
+        if (rc == LOOK_AGAIN || (rc < 0 && atomic_load(&r->tail.word) != tail)) continue;
+        if (rc < 0 && (rc = give_up(l, rc, err)) == 0) continue; /* the answer came */
+        if (rc == SHMRPC_ETIMEDOUT) shmrpc__msg_set(err, "the stream's deadline passed");
+        if (rc == SHMRPC_ECANCELLED)
+            shmrpc__msg_set(err, "the stream was cancelled (shmrpc_client_cancel)");
+        if (rc != 0) return stream_stop(st, rc, rc);
+    }
+}
+
+static void shm_stream_end(shmrpc__conn *base)
+{
+    shm_conn *c = (shm_conn *)base;
+    shm_stream *st = c->stream;
+    if (st == NULL) return;
+    /* In a forked child the stream is the parent's: only the child's record of it goes. */
+    if (self() == c->pid) stream_stop(st, 0, SHMRPC_ECANCELLED);
+    free(st);
+    c->stream = NULL;
 }

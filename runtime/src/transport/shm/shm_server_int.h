@@ -69,6 +69,16 @@ typedef struct worker_chan {
     shmrpc__chan_map map;
 } worker_chan;
 
+/* The stream of the call being run (docs/streams.md, "How shm:// carries it"): where its
+ * ring is in the channel's data, its size (0: the call is no stream), the bytes this worker
+ * wrote into it, and whether the client's count was found off (nothing more is written). */
+typedef struct worker_stream {
+    uint64_t off;
+    uint32_t cap;
+    uint32_t tail;
+    bool broken;
+} worker_stream;
+
 typedef struct worker {
     shm_listener *l;
     shmrpc__shm_ctl *ctl;
@@ -83,7 +93,8 @@ typedef struct worker {
     int64_t next_forget_ns; /* when to let go of closed connections' mappings next */
     int64_t next_look_ns;   /* when to look whether a sweep is due next */
     int64_t not_ready_ns;   /* when a sweep of this worker first saw the state not READY */
-    int64_t next_pump_ns;   /* serving in the listening process: the rendezvous, next */
+    bool pumps;             /* serving in the listening process, it keeps the rendezvous */
+    int64_t next_pump_ns;   /* when it does next */
     /* Watching after its answer: the pauses it makes before it first looks at the channel
      * (learnt, at most SHMRPC__SPIN_QUIET), and whether the next look is that first one. */
     unsigned quiet;
@@ -93,6 +104,7 @@ typedef struct worker {
     worker_chan *serving;  /* the channel of the call being run, for its loans */
     bool in_place;         /* that call's handler reads its request in the channel */
     shmrpc__chan_map kept; /* the mapping it reads it through, when a loan grew the channel */
+    worker_stream st;      /* that call's stream */
     worker_chan chans[SHMRPC__MAX_CONNS];
 } worker;
 

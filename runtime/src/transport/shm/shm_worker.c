@@ -327,23 +327,34 @@ static int worker_loan(void *arg, size_t size, void **ptr)
     return rc;
 }
 
+/* Why the client of the call being run gave up on it by its claim: it cancelled it (or
+ * ended its stream), or its deadline passed by its own clock, which may end before the
+ * server's; or 0. */
+static int claim_why(const worker_chan *c)
+{
+    uint64_t claim = atomic_load(&c->map.head->claim);
+    if (claim == shmrpc__shm_claim(c->call, SHM_CLAIM_CANCELLED)) return SHMRPC_ECANCELLED;
+    return claim == shmrpc__shm_claim(c->call, SHM_CLAIM_ABANDONED) ? SHMRPC_ETIMEDOUT : 0;
+}
+
+/* Whether the slot of channel c no longer names its connection: freed by the manager when
+ * the client's rendezvous hangs up (it died, or closed), or by a sweep when its process is
+ * gone. */
+static bool slot_gone(const worker *w, const worker_chan *c)
+{
+    const shmrpc__shm_slot *s = &w->ctl->slots[c - w->chans];
+    return atomic_load(&s->state) != SHM_SLOT_OPEN || atomic_load(&s->gen) != c->gen;
+}
+
 /* Whether the client of the call being run still waits for it (shmrpc_ctx_cancelled; its
- * deadline is dispatch's to tell): not once its slot was freed, which the manager does when
- * the client's rendezvous hangs up (it died, or closed), and a sweep when its process is
- * gone; nor once it cancelled the call, or gave up on it at its deadline by its own clock,
- * which may end before the server's (the claim says which). Three loads: a handler may ask
- * often. */
+ * deadline is dispatch's to tell): not once its slot was freed, nor once the claim says it
+ * gave up. Three loads: a handler may ask often. */
 static int worker_wanted(void *arg)
 {
     worker *w = arg;
     worker_chan *c = w->serving;
     if (c == NULL) return 0;
-    const shmrpc__shm_slot *s = &w->ctl->slots[c - w->chans];
-    bool same = atomic_load(&s->state) == SHM_SLOT_OPEN && atomic_load(&s->gen) == c->gen;
-    if (!same) return SHMRPC_EPEERDIED;
-    uint64_t claim = atomic_load(&c->map.head->claim);
-    if (claim == shmrpc__shm_claim(c->call, SHM_CLAIM_CANCELLED)) return SHMRPC_ECANCELLED;
-    return claim == shmrpc__shm_claim(c->call, SHM_CLAIM_ABANDONED) ? SHMRPC_ETIMEDOUT : 0;
+    return slot_gone(w, c) ? SHMRPC_EPEERDIED : claim_why(c);
 }
 
 /* After the answer: the answer buffer's own storage back, the mapping a loan kept gone. */
@@ -355,6 +366,137 @@ static void loan_end(worker *w)
     w->in_place = w->ctx.req_in_room = false;
 }
 
+/* --- streams (docs/streams.md, "How shm:// carries it") ------------------------------- */
+
+/* Serving in the listening process, the worker answers the rendezvous now and then, during
+ * a long stream as between calls: no client would connect otherwise. */
+static void worker_pump(worker *w, int64_t now)
+{
+    if (!w->pumps || now < w->next_pump_ns) return;
+    shmrpc__rdv_pump(w->l->rdv);
+    w->next_pump_ns = now + 1000 * 1000;
+}
+
+/* Whether the client of the stream being run still wants its items: the claim first (a
+ * client that ends its stream and then closes its connection ended the stream: it did not
+ * die), then this server's stop (the handler is told as on inproc://), then the slot. */
+static int worker_stream_wanted(void *arg)
+{
+    worker *w = arg;
+    worker_chan *c = w->serving;
+    int why = claim_why(c);
+    if (why == 0 && shmrpc__shm_stopping(w)) why = SHMRPC_ECANCELLED;
+    if (why == 0 && slot_gone(w, c)) why = SHMRPC_EPEERDIED;
+    return why;
+}
+
+/* The check of a wait for room: the rendezvous pumped, and whether the stream goes on. */
+static int worker_stream_check(void *arg)
+{
+    worker *w = arg;
+    worker_pump(w, shmrpc__now_ns());
+    return worker_stream_wanted(w);
+}
+
+static shmrpc__stream_ring *worker_ring(worker *w)
+{
+    /* Computed at each use: a loan of the handler's may have moved the mapping. */
+    return (shmrpc__stream_ring *)(shmrpc__chan_data(&w->serving->map) + w->st.off);
+}
+
+static uint32_t round8(uint32_t n)
+{
+    return (n + 7) & ~7u;
+}
+
+/* Waits until the ring has room for the next piece of an item with left bytes still to go:
+ * room for all of them when they fit the ring (an item is not cut needlessly), else a
+ * quarter of the ring at least. *piece: how many go now. The client's count is read once a
+ * look and checked: one that says it read more than was written ends the stream. */
+static int ring_room(worker *w, size_t left, int64_t deadline, uint32_t *piece)
+{
+    worker_stream *st = &w->st;
+    uint32_t cap = st->cap, most = cap - 16; /* a piece's header, and room for the end's */
+    for (;;) {
+        shmrpc__stream_ring *r = worker_ring(w);
+        uint32_t head = atomic_load_explicit(&r->head.word, memory_order_acquire);
+        uint32_t used = st->tail - head;
+        if (used > cap) {
+            st->broken = true;
+            return SHMRPC_EPROTO;
+        }
+        uint32_t room = cap - used;
+        if (left <= most && room >= 16 + round8((uint32_t)left)) {
+            *piece = (uint32_t)left;
+            return 0;
+        }
+        if (left > most && room >= cap / 4) {
+            *piece = (room - 16) & ~7u;
+            return 0;
+        }
+        worker_chan *c = w->serving;
+        shmrpc__waiter waiter = {.opts = &w->l->wait,
+                                 .self = &w->ctl->workers[w->index].presence,
+                                 .peer = &w->ctl->slots[c - w->chans].presence,
+                                 .check = worker_stream_check,
+                                 .check_arg = w,
+                                 .awake = &w->ctl->awake,
+                                 .check_ns = w->pumps ? 1000 * 1000 : 0};
+        int rc = shmrpc__wait_while(&r->head, head, deadline, &waiter);
+        if (rc != 0) return rc;
+    }
+}
+
+/* Writes a record of len bytes at p, with left bytes of its item after it, and publishes it:
+ * the count stored (sequentially consistent: before the look at its sleepers), and the
+ * client woken if it sleeps. */
+static void ring_write(worker *w, const uint8_t *p, uint32_t len, uint32_t left)
+{
+    worker_stream *st = &w->st;
+    shmrpc__stream_ring *r = worker_ring(w);
+    uint8_t *recs = (uint8_t *)(r + 1);
+    uint32_t mask = st->cap - 1, at = st->tail & mask;
+    uint32_t head[2] = {len, left};
+    memcpy(recs + at, head, sizeof head); /* 8-aligned: a header never wraps */
+    at = (at + 8) & mask;
+    uint32_t first = len < st->cap - at ? len : st->cap - at;
+    memcpy(recs + at, p, first);
+    memcpy(recs, p + first, len - first);
+    st->tail += 8 + round8(len);
+    atomic_store(&r->tail.word, st->tail);
+    shmrpc__wake(&r->tail, 1);
+}
+
+/* shmrpc_ctx_send over shm://: the item into the ring, in pieces when it is larger. */
+static int worker_send(void *arg, const void *item, size_t n)
+{
+    worker *w = arg;
+    int64_t deadline = shmrpc_ctx_deadline(&w->ctx), now = shmrpc__now_ns();
+    worker_pump(w, now);
+    int why = n > UINT32_MAX ? SHMRPC_ETOOBIG : worker_stream_wanted(w);
+    if (why == 0 && now >= deadline) why = SHMRPC_ETIMEDOUT;
+    if (why == 0 && w->st.broken) why = SHMRPC_EPROTO;
+    const uint8_t *p = item;
+    size_t left = n;
+    while (why == 0) {
+        uint32_t piece;
+        if ((why = ring_room(w, left, deadline, &piece)) != 0) break;
+        left -= piece;
+        ring_write(w, p, piece, (uint32_t)left);
+        p += piece;
+        if (left == 0) return 0;
+    }
+    return shmrpc_ctx_error(&w->ctx, why, "%s",
+                            why == SHMRPC_ETOOBIG      ? "an item of 4 GiB or more"
+                            : why == SHMRPC_EPROTO     ? "the client's count of the stream's ring "
+                                                         "is off"
+                            : why == SHMRPC_ETIMEDOUT  ? "the stream's deadline passed"
+                            : why == SHMRPC_EPEERDIED  ? "the stream's client died"
+                            : why == SHMRPC_ECANCELLED ? "the client closed or cancelled the "
+                                                         "stream, or the server stops"
+                                                       : shmrpc_strerror(why));
+}
+
 /* Runs the call that this worker took on channel c, and answers it. */
 static void run_call(worker *w, worker_chan *c)
 {
@@ -363,18 +505,25 @@ static void run_call(worker *w, worker_chan *c)
     /* Before a large request maps the channel anew (h is then gone): 0, no deadline. */
     uint64_t budget = atomic_load_explicit(&h->budget_ns, memory_order_relaxed);
     uint32_t mlen = atomic_load_explicit(&h->meta_len, memory_order_relaxed);
-    /* The metadata follows the request (shm.h): where, and how far the channel must reach. */
+    uint32_t ring = atomic_load_explicit(&h->stream, memory_order_relaxed);
+    /* The metadata follows the request, and a stream's ring them (shm.h): where, and how far
+     * the channel must reach. */
     uint64_t moff = len <= SHMRPC__CHAN_SMALL ? 0 : len;
+    uint64_t reach = moff + mlen;
     int rc = len > w->l->max_msg ? SHMRPC_ETOOBIG : 0;
-    if (rc == 0 && mlen > SHMRPC_METADATA_MAX_BYTES) {
-        const char *why = "the call's metadata is longer than 4096 bytes";
-        answer(c, SHMRPC_EPROTO, why, strlen(why));
+    const char *bad = mlen > SHMRPC_METADATA_MAX_BYTES ? "the call's metadata is longer than 4096 bytes"
+                      : ring && !shmrpc__shm_ring_cap_ok(ring) ? "the stream's ring is malformed"
+                                                              : NULL;
+    if (rc == 0 && bad) {
+        answer(c, SHMRPC_EPROTO, bad, strlen(bad));
         return;
     }
-    if (rc == 0 && (len > SHMRPC__CHAN_SMALL || mlen)) {
+    w->st = (worker_stream){.off = ring ? shmrpc__shm_ring_off(len, mlen) : 0, .cap = ring};
+    if (ring) reach = w->st.off + sizeof(shmrpc__stream_ring) + ring;
+    if (rc == 0 && (len > SHMRPC__CHAN_SMALL || reach)) {
         shmrpc_buf err; /* the reason goes unsaid: the client sent what its channel lacks */
         shmrpc_buf_init(&err);
-        rc = shmrpc__chan_follow(&c->map, moff + mlen, &err);
+        rc = shmrpc__chan_follow(&c->map, reach, &err);
         shmrpc_buf_destroy(&err);
     }
     if (rc != 0) {
@@ -421,7 +570,21 @@ static void run_call(worker *w, worker_chan *c)
     w->ctx.budget_ns = budget == 0 || budget > INT64_MAX ? -1 : (int64_t)budget;
     /* A forked worker's SIGTERM is its own, not the server's. */
     w->ctx.draining = shmrpc__shm_stopping(w);
+    if (ring) { /* its items go through the ring, its handler told of its client's end */
+        w->ctx.send = worker_send;
+        w->ctx.send_arg = w;
+        w->ctx.wanted = worker_stream_wanted;
+    }
     rc = shmrpc__dispatch(w->l->server, &w->ctx, method, shmrpc_bytes_of(data, len), &w->resp);
+    if (ring) {
+        w->ctx.send = NULL;
+        w->ctx.wanted = worker_wanted;
+        /* The end of the items, before the answer: after it, the client may reuse the
+         * channel. There is room: every piece left 8 bytes free. What dispatch encoded after
+         * the items (nil) is not sent, as on inproc://. */
+        if (!w->st.broken) ring_write(w, (const uint8_t *)"", 0, SHMRPC__RING_END);
+        w->resp.len = 0;
+    }
     if (rc != 0) {
         const char *msg = shmrpc__ctx_msg(&w->ctx);
         answer(c, rc, msg, strlen(msg));
@@ -530,7 +693,8 @@ int shmrpc__shm_worker_run(shm_listener *l, unsigned index)
     /* Serving in the listening process, the worker looks after the rendezvous too: when it
      * has nothing to do (a client rings the doorbell when its hello is not answered at
      * once), and every millisecond while calls keep it busy. */
-    bool pumps = l->rdv && w->pid == l->pid;
+    w->pumps = l->rdv && w->pid == l->pid;
+    bool pumps = w->pumps;
     /* The clock read just after the last call, while nothing else took time since: one
      * read per call serves the call's statistics, the pump, the sweep's and the spin's
      * times (each read costs 20-50 ns here, while the client waits for the worker to watch
@@ -547,10 +711,7 @@ int shmrpc__shm_worker_run(shm_listener *l, unsigned index)
         if (slot < 0) slot = take_pending(w);
         if (slot >= 0) {
             fresh = serve(w, slot);
-            if (pumps && w->last_call_ns >= w->next_pump_ns) {
-                shmrpc__rdv_pump(l->rdv);
-                w->next_pump_ns = w->last_call_ns + 1000 * 1000;
-            }
+            worker_pump(w, w->last_call_ns);
             /* Its client reads the answer and then writes its next request on the line
              * this worker watches: a look in between takes the line back, and the
              * request's write must fetch it again, a transfer more per call (on cores far
