@@ -289,7 +289,8 @@ typedef struct shmrpc__stream_ring {
 static_assert(sizeof(shmrpc__stream_ring) == 128, "each side's count on a line of its own");
 
 #define SHMRPC__RING_MIN 4096u
-#define SHMRPC__RING_MAX 65536u /* what clients ask for: the room inproc:// gives a stream */
+/* What clients ask for: the room that inproc:// gives a stream. */
+#define SHMRPC__RING_MAX 65536u
 #define SHMRPC__RING_END UINT32_MAX /* a record's left that ends the items */
 
 /* Where a stream's ring begins in the channel's data, past a request of len bytes and its

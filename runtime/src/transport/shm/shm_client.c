@@ -475,7 +475,7 @@ static int reconnect(shm_conn *c, int64_t deadline, shmrpc_buf *err)
 static void shm_conn_close(shmrpc__conn *base)
 {
     shm_conn *c = (shm_conn *)base;
-    shm_stream_end(base); /* client.c ended it already */
+    shm_stream_end(base); /* (client.c ended it already) */
     for (unsigned i = 1; c->lanes && i < c->lanes->n; i++) { /* their calls were abandoned first */
         detach(c->lanes->at[i]);
         free(c->lanes->at[i]);
@@ -823,11 +823,10 @@ static int call_begin(shm_conn *c, size_t len, shmrpc__deadline *dl, shmrpc_buf 
 }
 
 /* Sends the request of method sid with its metadata meta (after call_begin), and the size of
- * its stream's ring (0: a call): 0, or the
- * status of a failure to make room for the metadata (nothing sent). A request already in
- * the channel's data (a loan) is not copied. A call that counts may count in the service's
- * awake at once; one of many in flight never does (their waiter counts once for all,
- * lanes_wait). */
+ * its stream's ring (0: a call): 0, or the status of a failure to make room for the
+ * metadata (nothing sent). A request already in the channel's data (a loan) is not copied.
+ * A call that counts may count in the service's awake at once; one of many in flight never
+ * does (their waiter counts once for all, lanes_wait). */
 static int call_post(shm_conn *c, uint32_t sid, shmrpc_bytes req, shmrpc_bytes meta,
                      shmrpc__deadline *dl, bool counts, uint32_t ring, shmrpc_buf *err)
 {
@@ -1114,8 +1113,8 @@ static void lanes_server_gone(shm_conn *c, const shm_conn *gone)
 /* Looks at every lane: ends the calls answered, and at now (0: the clock was not read)
  * those whose deadline passed or whose check fails; frees a held lane whose worker died.
  * Whether the waiter may return: a call ended, or none is in flight (for_lane >= 0: a lane
- * from the for_lane-th on is
- * free; one held by a call given up on frees up only when its worker answers or dies). */
+ * from the for_lane-th on is free; one held by a call given up on frees up only when its
+ * worker answers or dies). */
 static bool lanes_look(shm_conn *c, int64_t now, int for_lane)
 {
     unsigned ended = 0, busy = 0, idle = 0;
@@ -1263,8 +1262,9 @@ static int lane_get(shm_conn *c, unsigned from, int64_t deadline, shm_conn **out
     for (;; *waited = true) {
         if ((*out = lane_free_one(c, from)) != NULL) return 0;
         if (shmrpc__conn_cancelled(&c->base)) {
-            shmrpc__msg_set(msg, "the call was cancelled by its client while it waited for "
-                                 "a connection to shm://%s; it did not run",
+            shmrpc__msg_set(msg,
+                            "the call was cancelled by its client while it waited for "
+                            "a connection to shm://%s; it did not run",
                             c->key);
             return SHMRPC_ECANCELLED;
         }
@@ -1554,8 +1554,9 @@ static int stream_take(shm_stream *st, shmrpc__stream_ring *r, uint32_t avail, s
         (st->left != 0 && (uint64_t)len + left != st->left))
         return stream_refuse(st, SHMRPC_EPROTO, err, "the worker's ring of the stream is off");
     if (st->left == 0 && (uint64_t)len + left > item->max) {
-        shmrpc__msg_set(err, "an item of %" PRIu64 " bytes is larger than the client's maximum of %zu bytes",
-                        (uint64_t)len + left, item->max);
+        shmrpc__msg_set(
+            err, "an item of %" PRIu64 " bytes is larger than the client's maximum of %zu bytes",
+            (uint64_t)len + left, item->max);
         return stream_stop(st, SHMRPC_ETOOBIG, SHMRPC_ECANCELLED);
     }
     at = (at + 8) & mask;
@@ -1596,7 +1597,8 @@ static int shm_stream_open(shmrpc__conn *base, uint32_t sid, shmrpc_bytes req, i
         rc = call_begin(l, req.len, &l->dl, err);
     }
     if (rc == 0)
-        rc = shmrpc__chan_reserve(&l->chan, off + sizeof(shmrpc__stream_ring) + SHMRPC__RING_MAX, err);
+        rc = shmrpc__chan_reserve(&l->chan, off + sizeof(shmrpc__stream_ring) + SHMRPC__RING_MAX,
+                                  err);
     if (rc == 0) {
         *st = (shm_stream){.c = c, .lane = l, .off = off, .cap = SHMRPC__RING_MAX};
         memset(stream_ring(st), 0, sizeof(shmrpc__stream_ring)); /* the counts of the last one */
@@ -1625,7 +1627,7 @@ static int shm_stream_recv(shmrpc__conn *base, shmrpc_buf *item, shmrpc_buf *err
     shm_conn *l = st->lane;
     for (;;) {
         /* Before an item: a cancel ends a stream that is behind. */
-        if (shmrpc__conn_cancelled(&c->base))
+        if (shmrpc__conn_cancelled(base))
             return stream_refuse(st, SHMRPC_ECANCELLED, err,
                                  "the stream was cancelled (shmrpc_client_cancel)");
         /* The state before the tail: whatever the worker published before its answer is
@@ -1635,7 +1637,8 @@ static int shm_stream_recv(shmrpc__conn *base, shmrpc_buf *item, shmrpc_buf *err
         uint32_t tail = atomic_load_explicit(&r->tail.word, memory_order_acquire);
         uint32_t avail = tail - st->head;
         if (avail > st->cap)
-            return stream_refuse(st, SHMRPC_EPROTO, err, "the worker's count of the stream's ring is off");
+            return stream_refuse(st, SHMRPC_EPROTO, err,
+                                 "the worker's count of the stream's ring is off");
         if (avail > 0) {
             int rc = stream_take(st, r, avail, item, err);
             if (rc == 2) return stream_answer(st, err);

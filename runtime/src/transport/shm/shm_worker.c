@@ -511,9 +511,9 @@ static void run_call(worker *w, worker_chan *c)
     uint64_t moff = len <= SHMRPC__CHAN_SMALL ? 0 : len;
     uint64_t reach = moff + mlen;
     int rc = len > w->l->max_msg ? SHMRPC_ETOOBIG : 0;
-    const char *bad = mlen > SHMRPC_METADATA_MAX_BYTES ? "the call's metadata is longer than 4096 bytes"
-                      : ring && !shmrpc__shm_ring_cap_ok(ring) ? "the stream's ring is malformed"
-                                                              : NULL;
+    const char *bad = NULL;
+    if (mlen > SHMRPC_METADATA_MAX_BYTES) bad = "the call's metadata is longer than 4096 bytes";
+    else if (ring && !shmrpc__shm_ring_cap_ok(ring)) bad = "the stream's ring is malformed";
     if (rc == 0 && bad) {
         answer(c, SHMRPC_EPROTO, bad, strlen(bad));
         return;

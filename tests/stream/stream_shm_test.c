@@ -1,0 +1,416 @@
+/* SPDX-License-Identifier: MIT */
+/* Server streams over shm:// against real server processes (docs/streams.md, "How shm://
+ * carries it"): a worker SIGKILLed mid-stream (every item it wrote comes once and in order,
+ * then SHMRPC_EPEERDIED, and the open does not run again), a client SIGKILLed mid-stream
+ * (its handler learns so and returns), and a stream closed early whose handler goes on
+ * (the client's calls go on beside it); and a ring whose counts or records lie, on either
+ * side: the side that reads them ends the stream with SHMRPC_EPROTO (or SHMRPC_ETOOBIG for
+ * an item above the client's maximum) and tells the other. The handlers note what they did
+ * in memory shared with the test. Every wait is bounded; every server is stopped and its
+ * files checked. */
+#define _GNU_SOURCE
+#include <dirent.h>
+#include <setjmp.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdatomic.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "procs.h"
+#include "stream.h"
+#include "transport/shm/shm.h"
+
+/* What the servers' handlers did, in memory shared with the forked servers. */
+typedef struct shared {
+    _Atomic int32_t opened;   /* forever's and deaf's handlers that began */
+    _Atomic int32_t returned; /* ... and returned */
+    _Atomic int32_t status;   /* what the last of them returned */
+    _Atomic int32_t pid;      /* the worker that runs the last of them */
+    _Atomic int32_t released; /* deaf's handler returns once it is set */
+} shared;
+static shared *sh;
+
+static void began(void)
+{
+    atomic_store(&sh->pid, (int32_t)getpid());
+    atomic_fetch_add(&sh->opened, 1);
+}
+
+static int ended(int rc)
+{
+    atomic_store(&sh->status, rc);
+    atomic_fetch_add(&sh->returned, 1);
+    return rc;
+}
+
+static int ticks(shmrpc_ctx *ctx, int64_t n, int64_t fail_after, int32_t fail)
+{
+    (void)fail_after;
+    (void)fail;
+    for (int64_t i = 0; i < n; i++) {
+        streamer_Tick t = {.at = i};
+        int rc = streamer_ticks_write(ctx, &t);
+        if (rc) return rc;
+    }
+    return 0;
+}
+
+static int forever(shmrpc_ctx *ctx, int64_t pad)
+{
+    (void)pad;
+    began();
+    for (int64_t i = 0;; i++) {
+        int rc = streamer_forever_write(ctx, i);
+        if (rc) return ended(rc);
+    }
+}
+
+static int quiet(shmrpc_ctx *ctx)
+{
+    began();
+    return ended(shmrpc_ctx_wait_cancelled(ctx, 10000));
+}
+
+static int deaf(shmrpc_ctx *ctx)
+{
+    (void)ctx;
+    began();
+    for (int i = 0; i < 20000 && !atomic_load(&sh->released); i++)
+        usleep(1000);
+    return ended(0);
+}
+
+static int chunks(shmrpc_ctx *ctx, shmrpc_bytes spec)
+{
+    (void)ctx;
+    (void)spec;
+    return 0;
+}
+
+static int twice(shmrpc_ctx *ctx, int64_t x, int64_t *out)
+{
+    (void)ctx;
+    *out = 2 * x;
+    return 0;
+}
+
+static const Streamer_handlers handlers = {.ticks = ticks,
+                                           .forever = forever,
+                                           .quiet = quiet,
+                                           .deaf = deaf,
+                                           .chunks = chunks,
+                                           .twice = twice};
+
+static char addr[64];
+
+static int setup(void **state)
+{
+    (void)state;
+    static int n;
+    snprintf(addr, sizeof addr, "shm://stream_shm_%d_%d", (int)getpid(), n++);
+    memset(sh, 0, sizeof *sh);
+    return 0;
+}
+
+static pid_t start_server(int workers)
+{
+    test_server ts = {&Streamer_service, &handlers, addr, workers, 0, NULL, NULL, NULL};
+    pid_t pid = test_start_server(&ts);
+    assert_true(pid > 0);
+    return pid;
+}
+
+static void stop_server(pid_t srv)
+{
+    atomic_store(&sh->released, 1); /* a deaf handler still held ends */
+    assert_true(test_stop_server(srv));
+    assert_int_equal(test_shm_segments(addr), 0);
+}
+
+static shmrpc_client *connect_to(void)
+{
+    int rc;
+    shmrpc_client *c = test_connect(&Streamer_service_info, NULL, addr, &rc);
+    if (!c || rc) fail_msg("connect %s: %s: %s", addr, shmrpc_strerror(rc), shmrpc_errmsg());
+    return c;
+}
+
+/* Polls (every ms, at most 20 s) until *v reaches at least want. */
+static void await_at_least(_Atomic int32_t *v, int32_t want, const char *what)
+{
+    for (int i = 0; i < 20000 && atomic_load(v) < want; i++)
+        usleep(1000);
+    if (atomic_load(v) < want) fail_msg("%s: %d, not %d, after 20 s", what, (int)*v, (int)want);
+}
+
+/* A stream of ticks 0 .. n-1 on c, whole and in order. */
+static void ticks_come(shmrpc_client *c, int64_t n)
+{
+    shmrpc_stream *st;
+    assert_int_equal(streamer_ticks_open(c, n, -1, 0, &st), 0);
+    streamer_Tick t;
+    for (int64_t i = 0; i < n; i++) {
+        assert_int_equal(streamer_ticks_recv(st, &t), 1);
+        assert_int_equal(t.at, i);
+    }
+    assert_int_equal(streamer_ticks_recv(st, &t), 0);
+    shmrpc_stream_close(st);
+}
+
+/* The worker that runs forever's handler is SIGKILLed after the client read 10 items (the
+ * handler waits for room then, the ring full): every item it wrote comes, once and in
+ * order, then SHMRPC_EPEERDIED, saying so; the open ran once; and the client's next stream
+ * runs on the other worker. */
+static void worker_killed_mid_stream(void **state)
+{
+    (void)state;
+    pid_t srv = start_server(2);
+    shmrpc_client *c = connect_to();
+    shmrpc_stream *st;
+    assert_int_equal(streamer_forever_open(c, 0, &st), 0);
+    int64_t v, n = 0;
+    for (; n < 10; n++) {
+        assert_int_equal(streamer_forever_recv(st, &v), 1);
+        assert_int_equal(v, n);
+    }
+    pid_t victim = atomic_load(&sh->pid);
+    assert_true(victim > 0 && victim != srv);
+    assert_int_equal(kill(victim, SIGKILL), 0);
+    int rc;
+    while ((rc = streamer_forever_recv(st, &v)) == 1) {
+        if (v != n) fail_msg("item %lld came where %lld was due", (long long)v, (long long)n);
+        n++;
+    }
+    assert_int_equal(rc, SHMRPC_EPEERDIED);
+    char want[64];
+    snprintf(want, sizeof want, "the worker (pid %d) died during the call", (int)victim);
+    assert_string_equal(shmrpc_errmsg(), want);
+    assert_true(n > 10); /* what it wrote before it was killed came */
+    shmrpc_stream_close(st);
+    assert_int_equal(atomic_load(&sh->opened), 1); /* not sent again */
+    assert_int_equal(atomic_load(&sh->returned), 0);
+    ticks_come(c, 100);
+    shmrpc_client_free(c);
+    stop_server(srv);
+}
+
+/* A client SIGKILLed while its stream's handler waits for room: the handler's write fails
+ * with SHMRPC_EPEERDIED within a few checks, it returns, and the worker serves the next
+ * client's stream. */
+static void client_killed_mid_stream(void **state)
+{
+    (void)state;
+    pid_t srv = start_server(1);
+    pid_t child = fork();
+    assert_true(child >= 0);
+    if (child == 0) {
+        alarm(30);
+        shmrpc_client *c = connect_to();
+        shmrpc_stream *st;
+        int64_t v;
+        if (streamer_forever_open(c, 0, &st) != 0) _exit(2);
+        for (int i = 0; i < 5; i++)
+            if (streamer_forever_recv(st, &v) != 1 || v != i) _exit(3);
+        raise(SIGKILL);
+        _exit(4);
+    }
+    int status = test_reap(child, 20000);
+    assert_true(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL);
+    await_at_least(&sh->returned, 1, "forever's handler returned");
+    assert_int_equal(atomic_load(&sh->status), SHMRPC_EPEERDIED);
+    shmrpc_client *c = connect_to();
+    ticks_come(c, 100); /* on the one worker, free again */
+    shmrpc_client_free(c);
+    stop_server(srv);
+}
+
+/* A stream closed while its handler neither writes nor asks: the close returns at once,
+ * and the client's calls go on beside the handler, which keeps its lane and its worker
+ * until it returns. */
+static void closed_early_calls_go_on(void **state)
+{
+    (void)state;
+    pid_t srv = start_server(2);
+    shmrpc_client *c = connect_to();
+    shmrpc_stream *st;
+    assert_int_equal(streamer_deaf_open(c, &st), 0);
+    await_at_least(&sh->opened, 1, "deaf's handler began");
+    shmrpc_stream_close(st);
+    shmrpc_client_next_timeout(c, 10000); /* deaf's handler holds on for 20 s */
+    int64_t x;
+    assert_int_equal(streamer_twice(c, 21, &x), 0);
+    assert_int_equal(x, 42);
+    assert_int_equal(atomic_load(&sh->returned), 0); /* answered beside it */
+    /* A second stream takes another lane, and the other worker. */
+    ticks_come(c, 10);
+    assert_int_equal(atomic_load(&sh->returned), 0);
+    atomic_store(&sh->released, 1);
+    await_at_least(&sh->returned, 1, "deaf's handler returned");
+    ticks_come(c, 10);
+    shmrpc_client_free(c);
+    stop_server(srv);
+}
+
+/* The channel of this process's stream to addr (the lane whose head names a ring, and
+ * whose open a worker runs), mapped
+ * here as a hostile peer would, and its ring; NULL when there is none. */
+static shmrpc__shm_chan *stream_channel(size_t *size, shmrpc__stream_ring **ring)
+{
+    char prefix[128], path[300], link[256];
+    int n = snprintf(prefix, sizeof prefix, "/memfd:shmrpc:%s:", addr + strlen("shm://"));
+    DIR *d = opendir("/proc/self/fd");
+    shmrpc__shm_chan *found = NULL;
+    for (struct dirent *e; d && found == NULL && (e = readdir(d)) != NULL;) {
+        snprintf(path, sizeof path, "/proc/self/fd/%s", e->d_name);
+        ssize_t len = readlink(path, link, sizeof link - 1);
+        link[len > 0 ? len : 0] = '\0';
+        struct stat st;
+        int fd = atoi(e->d_name);
+        if (strncmp(link, prefix, (size_t)n) != 0 || fstat(fd, &st) != 0) continue;
+        shmrpc__shm_chan *h =
+            mmap(NULL, (size_t)st.st_size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+        if (h == MAP_FAILED) continue;
+        /* A lane of an earlier stream may name a ring too: the one whose open runs. */
+        if (atomic_load(&h->stream) == SHMRPC__RING_MAX &&
+            atomic_load(&h->state.word) == SHM_CHAN_REQUEST &&
+            (atomic_load(&h->claim) & 3) == SHM_CLAIM_TAKEN) {
+            found = h;
+            *size = (size_t)st.st_size;
+            uint64_t off = shmrpc__shm_ring_off(h->req_len, atomic_load(&h->meta_len));
+            *ring = (shmrpc__stream_ring *)((uint8_t *)h + SHMRPC__CHAN_DATA + off);
+            assert_true(SHMRPC__CHAN_DATA + off + sizeof **ring + SHMRPC__RING_MAX <= *size);
+        } else {
+            munmap(h, (size_t)st.st_size);
+        }
+    }
+    if (d) closedir(d);
+    if (found == NULL) fail_msg("no channel of %s names a ring", addr);
+    return found;
+}
+
+/* Writes the record {len, left} at byte at of the ring's records. */
+static void record_at(shmrpc__stream_ring *r, uint32_t at, uint32_t len, uint32_t left)
+{
+    uint32_t head[2] = {len, left};
+    memcpy((uint8_t *)(r + 1) + at, head, sizeof head);
+}
+
+/* A ring that lies to the client, written while quiet's handler writes nothing: a count of
+ * more than the ring holds, a record longer than the ring, a piece that does not continue
+ * its item, and an item above the client's maximum. Each ends the stream on the client's
+ * side, saying so, and its handler learns it was ended. */
+static void a_worker_that_lies_about_its_ring(void **state)
+{
+    (void)state;
+    pid_t srv = start_server(1);
+    shmrpc_client *c = connect_to();
+    static const struct {
+        int rc;
+        const char *msg;
+    } want[] = {
+        {SHMRPC_EPROTO, "the worker's count of the stream's ring is off"},
+        {SHMRPC_EPROTO, "the worker's ring of the stream is off"},
+        {SHMRPC_EPROTO, "the worker's ring of the stream is off"},
+        {SHMRPC_ETOOBIG, "an item of 4294967295 bytes is larger than the client's maximum of "
+                         "67108864 bytes"},
+    };
+    for (int k = 0; k < 4; k++) {
+        shmrpc_stream *st;
+        assert_int_equal(streamer_quiet_open(c, &st), 0);
+        await_at_least(&sh->opened, k + 1, "quiet's handler began");
+        size_t size;
+        shmrpc__stream_ring *r;
+        shmrpc__shm_chan *h = stream_channel(&size, &r);
+        uint32_t tail = 0;
+        if (k == 0) tail = SHMRPC__RING_MAX + 8;
+        if (k == 1) {
+            record_at(r, 0, SHMRPC__RING_MAX, 0);
+            tail = 16;
+        }
+        if (k == 2) { /* a piece of 16 with 50 to come, then one of 8 with 10 */
+            record_at(r, 0, 16, 50);
+            record_at(r, 24, 8, 10);
+            tail = 40;
+        }
+        if (k == 3) {
+            record_at(r, 0, 8, UINT32_MAX - 8);
+            tail = 16;
+        }
+        atomic_store(&r->tail.word, tail);
+        int64_t v;
+        int rc = streamer_quiet_recv(st, &v);
+        if (rc != want[k].rc || strcmp(shmrpc_errmsg(), want[k].msg) != 0)
+            fail_msg("lie %d: %d (%s), not %d (%s)", k, rc, shmrpc_errmsg(), want[k].rc,
+                     want[k].msg);
+        await_at_least(&sh->returned, k + 1, "quiet's handler returned");
+        assert_int_equal(atomic_load(&sh->status), SHMRPC_ECANCELLED);
+        shmrpc_stream_close(st);
+        munmap(h, size);
+    }
+    ticks_come(c, 100); /* the worker serves on */
+    shmrpc_client_free(c);
+    stop_server(srv);
+}
+
+/* A client whose count says it read more than was written, set while forever's handler
+ * waits for room: the handler's write fails with SHMRPC_EPROTO, and the client reads what
+ * was written, then that status. */
+static void a_client_that_lies_about_its_ring(void **state)
+{
+    (void)state;
+    pid_t srv = start_server(1);
+    shmrpc_client *c = connect_to();
+    shmrpc_stream *st;
+    assert_int_equal(streamer_forever_open(c, 0, &st), 0);
+    await_at_least(&sh->opened, 1, "forever's handler began");
+    size_t size;
+    shmrpc__stream_ring *r;
+    shmrpc__shm_chan *h = stream_channel(&size, &r);
+    /* The ring fills (the worker's count stops), and then the lie. */
+    uint32_t tail = 0, before;
+    do {
+        before = tail;
+        usleep(20000);
+        tail = atomic_load(&r->tail.word);
+    } while (tail == 0 || tail != before);
+    atomic_store(&r->head.word, tail + 4096);
+    await_at_least(&sh->returned, 1, "forever's handler returned");
+    assert_int_equal(atomic_load(&sh->status), SHMRPC_EPROTO);
+    int64_t v, n = 0;
+    int rc;
+    while ((rc = streamer_forever_recv(st, &v)) == 1)
+        assert_int_equal(v, n++);
+    assert_int_equal(rc, SHMRPC_EPROTO);
+    assert_string_equal(shmrpc_errmsg(), "the client's count of the stream's ring is off");
+    assert_true(n > 1000); /* a ring's worth */
+    shmrpc_stream_close(st);
+    munmap(h, size);
+    ticks_come(c, 100);
+    shmrpc_client_free(c);
+    stop_server(srv);
+}
+
+int main(void)
+{
+    sh = mmap(NULL, sizeof *sh, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+    if (sh == MAP_FAILED) return 1;
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup(worker_killed_mid_stream, setup),
+        cmocka_unit_test_setup(client_killed_mid_stream, setup),
+        cmocka_unit_test_setup(closed_early_calls_go_on, setup),
+        cmocka_unit_test_setup(a_worker_that_lies_about_its_ring, setup),
+        cmocka_unit_test_setup(a_client_that_lies_about_its_ring, setup),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
