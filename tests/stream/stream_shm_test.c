@@ -38,6 +38,7 @@ typedef struct shared {
     _Atomic int32_t status;   /* what the last of them returned */
     _Atomic int32_t pid;      /* the worker that runs the last of them */
     _Atomic int32_t released; /* deaf's handler returns once it is set */
+    _Atomic int32_t kid;      /* a child of the client that outlives it */
 } shared;
 static shared *sh;
 
@@ -235,6 +236,48 @@ static void client_killed_mid_stream(void **state)
     stop_server(srv);
 }
 
+/* As client_killed_mid_stream, with a child of the client alive: it holds a copy of the
+ * client's rendezvous socket, so the manager sees no hang-up and keeps the slot; the
+ * worker, serving the stream, runs no sweep. The handler learns all the same, by the
+ * client's process, that its client is gone. */
+static void client_killed_with_a_child_alive(void **state)
+{
+    (void)state;
+    pid_t srv = start_server(1);
+    pid_t child = fork();
+    assert_true(child >= 0);
+    if (child == 0) {
+        alarm(30);
+        shmrpc_client *c = connect_to();
+        shmrpc_stream *st;
+        int64_t v;
+        if (streamer_forever_open(c, 0, &st) != 0 || streamer_forever_recv(st, &v) != 1) _exit(2);
+        pid_t kid = fork();
+        if (kid == 0) { /* the fds held, until the test lets go of it */
+            alarm(30);
+            for (;;)
+                pause();
+        }
+        atomic_store(&sh->kid, kid);
+        raise(SIGKILL);
+        _exit(4);
+    }
+    int status = test_reap(child, 20000);
+    assert_true(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL);
+    pid_t kid = atomic_load(&sh->kid);
+    assert_true(kid > 0);
+    for (int i = 0; i < 20000 && atomic_load(&sh->returned) < 1; i++)
+        usleep(1000);
+    int returned = atomic_load(&sh->returned);
+    kill(kid, SIGKILL); /* before any failure: nothing left behind */
+    assert_int_equal(returned, 1);
+    assert_int_equal(atomic_load(&sh->status), SHMRPC_EPEERDIED);
+    shmrpc_client *c = connect_to();
+    ticks_come(c, 100);
+    shmrpc_client_free(c);
+    stop_server(srv);
+}
+
 /* A stream closed while its handler neither writes nor asks: the close returns at once,
  * and the client's calls go on beside the handler, which keeps its lane and its worker
  * until it returns. */
@@ -308,7 +351,8 @@ static void record_at(shmrpc__stream_ring *r, uint32_t at, uint32_t len, uint32_
 
 /* A ring that lies to the client, written while quiet's handler writes nothing: a count of
  * more than the ring holds, a record longer than the ring, a piece that does not continue
- * its item, and an item above the client's maximum. Each ends the stream on the client's
+ * its item, an item above the client's maximum, and a piece of no bytes with more to come.
+ * Each ends the stream on the client's
  * side, saying so, and its handler learns it was ended. */
 static void a_worker_that_lies_about_its_ring(void **state)
 {
@@ -324,8 +368,9 @@ static void a_worker_that_lies_about_its_ring(void **state)
         {SHMRPC_EPROTO, "the worker's ring of the stream is off"},
         {SHMRPC_ETOOBIG, "an item of 4294967295 bytes is larger than the client's maximum of "
                          "67108864 bytes"},
+        {SHMRPC_EPROTO, "the worker's ring of the stream is off"},
     };
-    for (int k = 0; k < 4; k++) {
+    for (int k = 0; k < 5; k++) {
         shmrpc_stream *st;
         assert_int_equal(streamer_quiet_open(c, &st), 0);
         await_at_least(&sh->opened, k + 1, "quiet's handler began");
@@ -346,6 +391,10 @@ static void a_worker_that_lies_about_its_ring(void **state)
         if (k == 3) {
             record_at(r, 0, 8, UINT32_MAX - 8);
             tail = 16;
+        }
+        if (k == 4) { /* a piece of no bytes, which would keep recv reading for ever */
+            record_at(r, 0, 0, 10);
+            tail = 8;
         }
         atomic_store(&r->tail.word, tail);
         int64_t v;
@@ -408,6 +457,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup(worker_killed_mid_stream, setup),
         cmocka_unit_test_setup(client_killed_mid_stream, setup),
+        cmocka_unit_test_setup(client_killed_with_a_child_alive, setup),
         cmocka_unit_test_setup(closed_early_calls_go_on, setup),
         cmocka_unit_test_setup(a_worker_that_lies_about_its_ring, setup),
         cmocka_unit_test_setup(a_client_that_lies_about_its_ring, setup),

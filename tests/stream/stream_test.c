@@ -601,6 +601,28 @@ static void the_server_stops_under_it(void **state)
     shmrpc_stream_close(st);
 }
 
+/* A server stopped while its handler writes an item larger than what the transport holds
+ * at once (shm:// sends it in pieces): the item cut short is dropped, and the client reads
+ * what came whole, then SHMRPC_ECANCELLED. */
+static void the_server_stops_amid_an_item(void **state)
+{
+    fixture *f = *state;
+    shmrpc_stream *st;
+    assert_int_equal(streamer_chunks_open(f->c, shmrpc_bytes_of("1000 1048576", 12), &st), 0);
+    shmrpc_bytes item;
+    assert_int_equal(streamer_chunks_recv(st, &item), 1);
+    assert_int_equal(item.len, 1048576);
+    server_down(f);
+    int rc, n = 1;
+    while ((rc = streamer_chunks_recv(st, &item)) == 1) {
+        assert_int_equal(item.len, 1048576);
+        assert_int_equal(item.ptr[0], n);
+        assert_int_equal(item.ptr[item.len - 1], n++);
+    }
+    if (rc != SHMRPC_ECANCELLED) fail_msg("rc %d: %s (after %d)", rc, shmrpc_errmsg(), n);
+    shmrpc_stream_close(st);
+}
+
 /* A stream left open when its client is freed ends with it. */
 static void freed_with_a_stream_open(void **state)
 {
@@ -661,6 +683,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(raw_items_of_every_size, setup, teardown),
         cmocka_unit_test_setup_teardown(an_item_that_does_not_decode, setup, teardown),
         cmocka_unit_test_setup_teardown(the_server_stops_under_it, setup, teardown),
+        cmocka_unit_test_setup_teardown(the_server_stops_amid_an_item, setup, teardown),
         cmocka_unit_test_setup_teardown(freed_with_a_stream_open, setup, teardown),
     };
     const struct CMUnitTest others[] = {cmocka_unit_test(tcp_refuses)};

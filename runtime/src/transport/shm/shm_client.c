@@ -1105,7 +1105,8 @@ static void lanes_server_gone(shm_conn *c, const shm_conn *gone)
 {
     for (unsigned i = 0; i < c->lanes->n; i++) {
         shm_conn *l = c->lanes->at[i];
-        if (l->p == NULL && l->owner == gone->owner && l->owner_start == gone->owner_start)
+        if (l->p == NULL && !l->streams && l->owner == gone->owner &&
+            l->owner_start == gone->owner_start)
             l->broken = true;
     }
 }
@@ -1455,7 +1456,9 @@ typedef struct shm_stream {
     bool ended;     /* its answer was read, or it was given up on */
 } shm_stream;
 
-#define LOOK_AGAIN 1 /* a stream's check: the answer came without the end of the items */
+/* A stream's check: the answer came without the end of the items. Not 1, which
+ * shmrpc__wait_while's spin keeps for itself. */
+#define LOOK_AGAIN 2
 
 static shmrpc__stream_ring *stream_ring(shm_stream *st)
 {
@@ -1546,11 +1549,15 @@ static int stream_take(shm_stream *st, shmrpc__stream_ring *r, uint32_t avail, s
     uint32_t mask = st->cap - 1, at = st->head & mask, head[2];
     memcpy(head, recs + at, sizeof head);
     uint32_t len = head[0], left = head[1];
-    if (len == 0 && left == SHMRPC__RING_END && st->left == 0) {
+    /* The end, also amid an item whose writer failed before its last piece (the server
+     * stops, say): what came of that item is dropped. */
+    if (len == 0 && left == SHMRPC__RING_END) {
         st->head += 8;
         return 2;
     }
-    if (avail < 8 || len > st->cap - 16 || 8 + round8(len) > avail ||
+    /* Every piece but an empty item's carries bytes: otherwise a worker could keep a recv
+     * reading records for ever. */
+    if (avail < 8 || len > st->cap - 16 || 8 + round8(len) > avail || (len == 0 && left != 0) ||
         (st->left != 0 && (uint64_t)len + left != st->left))
         return stream_refuse(st, SHMRPC_EPROTO, err, "the worker's ring of the stream is off");
     if (st->left == 0 && (uint64_t)len + left > item->max) {

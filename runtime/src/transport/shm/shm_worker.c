@@ -390,12 +390,20 @@ static int worker_stream_wanted(void *arg)
     return why;
 }
 
-/* The check of a wait for room: the rendezvous pumped, and whether the stream goes on. */
+/* The check of a wait for room: the rendezvous pumped, whether the stream goes on, and
+ * whether its client still runs. Its slot is freed when its rendezvous hangs up, which a
+ * child it forked delays for as long as that child holds a copy of the socket; and sweeps
+ * do not run while this worker serves the stream. */
 static int worker_stream_check(void *arg)
 {
     worker *w = arg;
     worker_pump(w, shmrpc__now_ns());
-    return worker_stream_wanted(w);
+    int why = worker_stream_wanted(w);
+    const shmrpc__shm_slot *s = &w->ctl->slots[w->serving - w->chans];
+    if (why == 0 &&
+        !shmrpc__proc_running(atomic_load(&s->client.pid), atomic_load(&s->client.start)))
+        why = SHMRPC_EPEERDIED;
+    return why;
 }
 
 static shmrpc__stream_ring *worker_ring(worker *w)
@@ -417,7 +425,15 @@ static int ring_room(worker *w, size_t left, int64_t deadline, uint32_t *piece)
 {
     worker_stream *st = &w->st;
     uint32_t cap = st->cap, most = cap - 16; /* a piece's header, and room for the end's */
-    for (;;) {
+    for (bool again = false;; again = true) {
+        /* A client's count that moves without making room ends each wait at once: what a
+         * send looks at is looked at each time round, not only when a wait lasts. */
+        if (again) {
+            int64_t now = shmrpc__now_ns();
+            worker_pump(w, now);
+            int why = now >= deadline ? SHMRPC_ETIMEDOUT : worker_stream_wanted(w);
+            if (why != 0) return why;
+        }
         shmrpc__stream_ring *r = worker_ring(w);
         uint32_t head = atomic_load_explicit(&r->head.word, memory_order_acquire);
         uint32_t used = st->tail - head;
@@ -512,8 +528,10 @@ static void run_call(worker *w, worker_chan *c)
     uint64_t reach = moff + mlen;
     int rc = len > w->l->max_msg ? SHMRPC_ETOOBIG : 0;
     const char *bad = NULL;
-    if (mlen > SHMRPC_METADATA_MAX_BYTES) bad = "the call's metadata is longer than 4096 bytes";
-    else if (ring && !shmrpc__shm_ring_cap_ok(ring)) bad = "the stream's ring is malformed";
+    if (mlen > SHMRPC_METADATA_MAX_BYTES)
+        bad = "the call's metadata is longer than 4096 bytes";
+    else if (ring && !shmrpc__shm_ring_cap_ok(ring))
+        bad = "the stream's ring is malformed";
     if (rc == 0 && bad) {
         answer(c, SHMRPC_EPROTO, bad, strlen(bad));
         return;
