@@ -612,6 +612,8 @@ static void the_server_stops_amid_an_item(void **state)
     shmrpc_bytes item;
     assert_int_equal(streamer_chunks_recv(st, &item), 1);
     assert_int_equal(item.len, 1048576);
+    struct timespec ts = {0, 50000000}; /* the handler fills the room with the next item's */
+    nanosleep(&ts, NULL);
     server_down(f);
     int rc, n = 1;
     while ((rc = streamer_chunks_recv(st, &item)) == 1) {

@@ -400,10 +400,8 @@ static int worker_stream_check(void *arg)
     worker_pump(w, shmrpc__now_ns());
     int why = worker_stream_wanted(w);
     const shmrpc__shm_slot *s = &w->ctl->slots[w->serving - w->chans];
-    if (why == 0 &&
-        !shmrpc__proc_running(atomic_load(&s->client.pid), atomic_load(&s->client.start)))
-        why = SHMRPC_EPEERDIED;
-    return why;
+    bool runs = shmrpc__proc_running(atomic_load(&s->client.pid), atomic_load(&s->client.start));
+    return why == 0 && !runs ? SHMRPC_EPEERDIED : why;
 }
 
 static shmrpc__stream_ring *worker_ring(worker *w)
