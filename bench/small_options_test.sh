@@ -1,8 +1,8 @@
 #!/bin/sh
 # SPDX-License-Identifier: MIT
-# small_options_test.sh CODEC COMPRESS MAP QUEUE: each benchmark answers --help (usage on
-# stdout) and --version with status 0, and an unknown option, or a bad number of seconds
-# for map and queue, with status 2 and its usage on stderr, before running any row.
+# small_options_test.sh CODEC COMPRESS MAP QUEUE [STREAM...]: each benchmark answers --help
+# (usage on stdout) and --version with status 0, and an unknown option, or a bad number of
+# seconds for map and queue, with status 2 and its usage on stderr, before running any row.
 set -u
 fail=0
 check() { # expected-status description command...

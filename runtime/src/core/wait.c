@@ -9,6 +9,7 @@
 #include <errno.h>
 #include <limits.h>
 #include <linux/futex.h>
+#include <linux/membarrier.h>
 #include <sched.h>
 #include <stdbool.h>
 #include <stdlib.h>
@@ -94,6 +95,10 @@ static void futex_sleep(shmrpc__futex *f, uint32_t old, int64_t ns, const shmrpc
         atomic_fetch_or(w->sleeping, w->sleeping_bit);
     else
         atomic_fetch_add(&f->sleepers, 1);
+    /* A light waker's store may still be on its way, its look at the sleepers done: the
+     * fence on its CPU makes it seen here, or its look see this sleeper. */
+    if (w->fence_wakers && !shmrpc__fence_wakers() && (rel.tv_sec > 0 || rel.tv_nsec > 1000000))
+        rel = (struct timespec){0, 1000000};
     if (atomic_load(&f->word) == old) {
         /* Not FUTEX_PRIVATE: the word is shared between processes. EINTR, EAGAIN and
          * ETIMEDOUT all return to the caller, which looks at the word and the clock. */
@@ -184,6 +189,36 @@ static int lock_sleep(_Atomic uint32_t *lock, int64_t ns)
 void shmrpc__wake(shmrpc__futex *f, int n)
 {
     if (atomic_load(&f->sleepers) > 0) syscall(SYS_futex, &f->word, FUTEX_WAKE, n, NULL, NULL, 0);
+}
+
+/* membarrier(2), which glibc 2.36 does not wrap. */
+static int membarrier(int cmd)
+{
+    return (int)syscall(SYS_membarrier, cmd, 0, 0);
+}
+
+bool shmrpc__fence_register(void)
+{
+    /* The process that registered: a forked child is a process of its own, to register. */
+    static _Atomic int32_t registered, refused;
+    int32_t me = (int32_t)getpid();
+    if (atomic_load(&registered) == me) return true;
+    if (atomic_load(&refused) == me) return false;
+    bool ok = membarrier(MEMBARRIER_CMD_REGISTER_GLOBAL_EXPEDITED) == 0;
+    atomic_store(ok ? &registered : &refused, me);
+    return ok;
+}
+
+bool shmrpc__fence_wakers(void)
+{
+    return membarrier(MEMBARRIER_CMD_GLOBAL_EXPEDITED) == 0;
+}
+
+void shmrpc__publish_light(shmrpc__futex *f, uint32_t v, const _Atomic uint64_t *sleeping, int n)
+{
+    atomic_store_explicit(&f->word, v, memory_order_release);
+    if (atomic_load_explicit(sleeping, memory_order_relaxed) != 0)
+        syscall(SYS_futex, &f->word, FUTEX_WAKE, n, NULL, NULL, 0);
 }
 
 void shmrpc__futex_wake(shmrpc__futex *f, int n)

@@ -125,6 +125,12 @@ typedef struct shmrpc__waiter {
      * have taken by then rings the doorbell after all. */
     void (*lasts)(void *arg);
     int64_t late_ns;
+    /* Whether the wakers of the word publish it lightly (shmrpc__publish_light: a release
+     * store, and a look at the sleepers with no fence between, which would otherwise let a
+     * waiter that counted itself in meanwhile sleep through the change). The waiter then
+     * makes the fence for them before each sleep (shmrpc__fence_wakers), and where it
+     * cannot, sleeps a millisecond at most. */
+    bool fence_wakers;
 } shmrpc__waiter;
 
 int64_t shmrpc__now_ns(void); /* CLOCK_MONOTONIC */
@@ -150,6 +156,24 @@ void shmrpc__sleep_any(shmrpc__futex *const *fs, const uint32_t *old, unsigned n
 /* Wakes up to n sleepers on f (INT32_MAX: all) after the caller changed f->word; makes
  * the futex syscall only when someone sleeps. */
 void shmrpc__wake(shmrpc__futex *f, int n);
+
+/* Registers this process as a light waker (shmrpc__publish_light), once a process: true when it is,
+ * false where the kernel refuses it (membarrier's MEMBARRIER_CMD_REGISTER_GLOBAL_EXPEDITED:
+ * before Linux 4.16, or a seccomp filter), and the process must publish with
+ * shmrpc__wake's fence. */
+bool shmrpc__fence_register(void);
+
+/* A full fence on every CPU that runs a thread of a process registered so, which orders
+ * each one's light publish against its look at the sleepers as a fence of its own would
+ * (MEMBARRIER_CMD_GLOBAL_EXPEDITED): true, or false where the kernel refuses it. */
+bool shmrpc__fence_wakers(void);
+
+/* Stores v into f->word (release) and wakes up to n sleepers when the mask sleeping (see
+ * shmrpc__waiter), read with no fence, says there are: for a process registered by
+ * shmrpc__fence_register, waking waiters whose fence_wakers is set. A store and a load,
+ * where shmrpc__wake's protocol costs the stall of a sequentially consistent store (a
+ * stream's worker publishes so each item). */
+void shmrpc__publish_light(shmrpc__futex *f, uint32_t v, const _Atomic uint64_t *sleeping, int n);
 
 /* Wakes up to n sleepers on f that record themselves in the mask sleeping (see
  * shmrpc__waiter); makes the futex syscall only when a bit is set. */

@@ -284,7 +284,11 @@ typedef struct shmrpc__stream_ring {
     shmrpc__futex tail; /* bytes the worker published: written by the worker */
     char pad0[64 - sizeof(shmrpc__futex)];
     shmrpc__futex head; /* bytes the client took: written by the client */
-    char pad1[64 - sizeof(shmrpc__futex)];
+    /* Bit 0 while the client sleeps on tail (shmrpc__waiter's sleeping), instead of tail's
+     * sleepers: on the client's line, which the worker reads each item anyway, rather than
+     * on the line it writes, where its look after each store stalled it. */
+    _Atomic uint64_t reader_asleep;
+    char pad1[64 - sizeof(shmrpc__futex) - 8];
 } shmrpc__stream_ring;
 static_assert(sizeof(shmrpc__stream_ring) == 128, "each side's count on a line of its own");
 

@@ -1664,7 +1664,10 @@ static int shm_stream_recv(shmrpc__conn *base, shmrpc_buf *item, shmrpc_buf *err
                             .awake = &l->ctl->awake,
                             .counted = &l->counted,
                             .counted_mark = &l->ctl->slots[l->slot].counted,
-                            .lazy = &l->dl};
+                            .lazy = &l->dl,
+                            .sleeping = &r->reader_asleep, /* on its own line (shm.h) */
+                            .sleeping_bit = 1,
+                            .fence_wakers = true}; /* the worker publishes lightly */
         int rc = shmrpc__wait_while(&r->tail, tail, 0, &w); /* the deadline: l->dl */
         count_out(l);
         /* Items that came meanwhile are read before a failure: the deadline, or a worker

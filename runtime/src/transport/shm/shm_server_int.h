@@ -76,7 +76,9 @@ typedef struct worker_stream {
     uint64_t off;
     uint32_t cap;
     uint32_t tail;
+    uint32_t sends; /* the items sent: the clock is read at every 64th */
     bool broken;
+    bool light; /* it publishes lightly (shmrpc__publish_light) */
 } worker_stream;
 
 typedef struct worker {
