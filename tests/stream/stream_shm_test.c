@@ -206,12 +206,14 @@ static void worker_killed_mid_stream(void **state)
     stop_server(srv);
 }
 
-/* A client SIGKILLed while its stream's handler waits for room: the handler's write fails
- * with SHMRPC_EPEERDIED within a few checks, it returns, and the worker serves the next
- * client's stream. */
-static void client_killed_mid_stream(void **state)
+/* A client SIGKILLed while its stream's handler waits for room, with a child of it alive
+ * (keep_child) or not: the handler's write fails with SHMRPC_EPEERDIED within a few checks,
+ * it returns, and the worker serves the next client's stream. A child holds a copy of the
+ * client's rendezvous socket, so the manager sees no hang-up and keeps the slot, and the
+ * worker, serving the stream, runs no sweep: the handler learns by the client's process
+ * that it is gone. */
+static void client_killed(bool keep_child)
 {
-    (void)state;
     pid_t srv = start_server(1);
     pid_t child = fork();
     assert_true(child >= 0);
@@ -223,37 +225,8 @@ static void client_killed_mid_stream(void **state)
         if (streamer_forever_open(c, 0, &st) != 0) _exit(2);
         for (int i = 0; i < 5; i++)
             if (streamer_forever_recv(st, &v) != 1 || v != i) _exit(3);
-        raise(SIGKILL);
-        _exit(4);
-    }
-    int status = test_reap(child, 20000);
-    assert_true(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL);
-    await_at_least(&sh->returned, 1, "forever's handler returned");
-    assert_int_equal(atomic_load(&sh->status), SHMRPC_EPEERDIED);
-    shmrpc_client *c = connect_to();
-    ticks_come(c, 100); /* on the one worker, free again */
-    shmrpc_client_free(c);
-    stop_server(srv);
-}
-
-/* As client_killed_mid_stream, with a child of the client alive: it holds a copy of the
- * client's rendezvous socket, so the manager sees no hang-up and keeps the slot; the
- * worker, serving the stream, runs no sweep. The handler learns all the same, by the
- * client's process, that its client is gone. */
-static void client_killed_with_a_child_alive(void **state)
-{
-    (void)state;
-    pid_t srv = start_server(1);
-    pid_t child = fork();
-    assert_true(child >= 0);
-    if (child == 0) {
-        alarm(30);
-        shmrpc_client *c = connect_to();
-        shmrpc_stream *st;
-        int64_t v;
-        if (streamer_forever_open(c, 0, &st) != 0 || streamer_forever_recv(st, &v) != 1) _exit(2);
-        pid_t kid = fork();
-        if (kid == 0) { /* the fds held, until the test lets go of it */
+        pid_t kid = keep_child ? fork() : 0;
+        if (keep_child && kid == 0) { /* the fds held, until the test lets go of it */
             alarm(30);
             for (;;)
                 pause();
@@ -263,19 +236,31 @@ static void client_killed_with_a_child_alive(void **state)
         _exit(4);
     }
     int status = test_reap(child, 20000);
-    assert_true(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL);
-    pid_t kid = atomic_load(&sh->kid);
-    assert_true(kid > 0);
     for (int i = 0; i < 20000 && atomic_load(&sh->returned) < 1; i++)
         usleep(1000);
     int returned = atomic_load(&sh->returned);
-    kill(kid, SIGKILL); /* before any failure: nothing left behind */
+    pid_t kid = atomic_load(&sh->kid);
+    if (kid > 0) kill(kid, SIGKILL); /* before any failure: nothing left behind */
+    assert_true(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL);
+    assert_true(!keep_child || kid > 0);
     assert_int_equal(returned, 1);
     assert_int_equal(atomic_load(&sh->status), SHMRPC_EPEERDIED);
     shmrpc_client *c = connect_to();
-    ticks_come(c, 100);
+    ticks_come(c, 100); /* on the one worker, free again */
     shmrpc_client_free(c);
     stop_server(srv);
+}
+
+static void client_killed_mid_stream(void **state)
+{
+    (void)state;
+    client_killed(false);
+}
+
+static void client_killed_with_a_child_alive(void **state)
+{
+    (void)state;
+    client_killed(true);
 }
 
 /* A stream closed while its handler neither writes nor asks: the close returns at once,
