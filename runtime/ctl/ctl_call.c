@@ -60,6 +60,55 @@ int ctl_client_options(int argc, char **argv, unsigned takes, const char *usage,
     return i < 0 ? ctl_usage_error(argv[0], o->why) : -1;
 }
 
+/* A failed call or stream: "shmrpcctl: METHOD: STATUS: the server's message". */
+static void said_failed(const char *method, int rc)
+{
+    /* The server's own words, which it may fill with anything. */
+    const char *msg = shmrpc_errmsg();
+    fprintf(stderr, "shmrpcctl: %s: %s%s", method, shmrpc_strerror(rc), *msg ? ": " : "");
+    ctl_put_safe(stderr, msg);
+    fputc('\n', stderr);
+}
+
+/* Opens the stream of method m, whose request is in c's, and prints each item as a line of
+ * JSON as it comes (docs/streams.md); its end's status then says how it ended: 0 once every
+ * item came, 1 when it failed (said on stderr, after the items that came). */
+static int call_stream(shmrpc_client *c, const shmrpc_method_info *m, const shmrpc_dyn_sig *sig,
+                       const char *method)
+{
+    shmrpc_stream *st;
+    int rc = shmrpc_client_open(c, m->id, &st);
+    if (rc != 0) {
+        said_failed(method, rc);
+        return 1;
+    }
+    shmrpc_buf line;
+    shmrpc_buf_init(&line);
+    shmrpc_bytes item;
+    int status = 0;
+    while (status == 0 && (rc = shmrpc_stream_recv(st, &item)) == 1) {
+        shmrpc_buf_clear(&line);
+        if (shmrpc_dyn_decode_item(sig, item.ptr, item.len, &line) != 0) {
+            fprintf(stderr, "shmrpcctl: %s: ", method);
+            ctl_put_safe(stderr, shmrpc_errmsg());
+            fputc('\n', stderr);
+            status = 1;
+            break;
+        }
+        shmrpc_buf_append(&line, "\n", 1);
+        /* Each as it comes: a stream may take its time, and a reader of the pipe its items. */
+        if (line.err || fwrite(line.data, 1, line.len, stdout) != line.len || fflush(stdout) != 0)
+            status = 1;
+    }
+    if (status == 0 && rc != 0) {
+        said_failed(method, rc);
+        status = 1;
+    }
+    shmrpc_stream_close(st);
+    shmrpc_buf_destroy(&line);
+    return status;
+}
+
 int ctl_call_main(int argc, char **argv)
 {
     ctl_opts o;
@@ -133,13 +182,13 @@ int ctl_call_main(int argc, char **argv)
         }
         fprintf(stderr, "traceparent: %s\n", tp);
     }
+    if (sig->server_stream) {
+        status = call_stream(c, m, sig, method);
+        goto done;
+    }
     shmrpc_bytes resp;
     if ((rc = shmrpc_client_call(c, m->id, &resp)) != 0) {
-        /* The server's own words, which it may fill with anything. */
-        const char *msg = shmrpc_errmsg();
-        fprintf(stderr, "shmrpcctl: %s: %s%s", method, shmrpc_strerror(rc), *msg ? ": " : "");
-        ctl_put_safe(stderr, msg);
-        fputc('\n', stderr);
+        said_failed(method, rc);
         goto done;
     }
     if (shmrpc_dyn_decode_result(sig, resp.ptr, resp.len, &out) != 0) {

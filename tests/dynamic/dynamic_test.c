@@ -1446,16 +1446,30 @@ static void streams_read_back(void **state)
     const shmrpc_dyn_sig *sig;
     shmrpc_buf out;
     shmrpc_buf_init(&out);
+    /* A streamed result: its open's arguments, and its items, are read and written; it is
+     * no one call's result. */
     assert_int_equal(shmrpc_dyn_sig_parse(f->d, "ticks(i64 n)->stream<i64> @msgpack", &sig), 0);
-    assert_int_equal(shmrpc_dyn_encode_args(sig, "[3]", 3, &out), SHMRPC_EINVAL);
+    assert_int_equal(shmrpc_dyn_encode_args(sig, "[3]", 3, &out), 0);
+    assert_int_equal(out.len, 2);
+    assert_memory_equal(out.data, "\x91\x03", 2);
+    shmrpc_buf_clear(&out);
+    assert_int_equal(shmrpc_dyn_decode_item(sig, "\x03", 1, &out), 0);
+    assert_int_equal(out.len, 1);
+    assert_memory_equal(out.data, "3", 1);
+    assert_int_equal(shmrpc_dyn_decode_item(sig, "\xa1x", 2, &out), SHMRPC_EINVAL);
+    assert_non_null(strstr(shmrpc_errmsg(), "item"));
+    assert_int_equal(shmrpc_dyn_decode_result(sig, "\x03", 1, &out), SHMRPC_EINVAL);
     assert_string_equal(shmrpc_errmsg(), "the method streams its result, which one call's "
                                          "JSON cannot carry");
-    assert_int_equal(shmrpc_dyn_decode_result(sig, "\x03", 1, &out), SHMRPC_EINVAL);
+    assert_int_equal(shmrpc_dyn_sig_parse(f->d, "twice(i64 x)->i64 @msgpack", &sig), 0);
+    assert_int_equal(shmrpc_dyn_decode_item(sig, "\x03", 1, &out), SHMRPC_EINVAL);
+    assert_string_equal(shmrpc_errmsg(), "the method answers once: it has no items");
     assert_int_equal(shmrpc_dyn_sig_parse(f->d, "sum(stream<i64> v)->i64 @msgpack", &sig), 0);
     assert_int_equal(shmrpc_dyn_encode_args(sig, "[3]", 3, &out), SHMRPC_EINVAL);
     assert_string_equal(shmrpc_errmsg(), "the method streams its parameter, which one call's "
                                          "JSON cannot carry");
     assert_int_equal(shmrpc_dyn_encode_result(sig, "3", 1, &out), SHMRPC_EINVAL);
+    assert_int_equal(shmrpc_dyn_decode_item(sig, "\x03", 1, &out), SHMRPC_EINVAL);
     shmrpc_buf_destroy(&out);
 
     static const struct {

@@ -679,11 +679,11 @@ static int encode_args(const shmrpc_dyn_sig *s, const char *json, size_t n, shmr
     return shmrpc__dj_status_of(&c, rc, req);
 }
 
-static int decode_result(const shmrpc_dyn_sig *s, const void *body, size_t n, shmrpc_buf *out,
-                         char *err, size_t cap)
+static int decode_result(const shmrpc_dyn_sig *s, const char *what, const void *body, size_t n,
+                         shmrpc_buf *out, char *err, size_t cap)
 {
     cx c = {.err = err, .cap = cap};
-    c.plen = (size_t)snprintf(c.path, sizeof c.path, "result");
+    c.plen = (size_t)snprintf(c.path, sizeof c.path, "%s", what);
     int rc = 0;
     if (s->encoding == SHMRPC_ENC_RAW) {
         if (shmrpc__utf8_valid(body, n)) {
@@ -735,13 +735,15 @@ static int encode_result(const shmrpc_dyn_sig *s, const char *json, size_t n, sh
 
 /* What these calls cannot carry: a @pickle or @marshal method's bytes, Python objects
  * serialised by Python, which nothing here can write or read (docs/python.md, "speedysvc's
- * API"), and a stream's items, which are not one call's (docs/streams.md). 0 for others. */
-static int not_one_call(const shmrpc_dyn_sig *s)
+ * API"), and a stream's items, which are not one call's (docs/streams.md), unless items
+ * (shmrpc_dyn_decode_item) or a request whose answer streams (shmrpc_dyn_encode_args) are
+ * asked for. 0 for others. */
+static int not_one_call(const shmrpc_dyn_sig *s, bool streamed_result)
 {
     if (s->python_only)
         return shmrpc__err_set(SHMRPC_EINVAL, "a @%s method is called from Python only",
                                s->python_only);
-    if (s->client_stream || s->server_stream)
+    if (s->client_stream || (s->server_stream && !streamed_result))
         return shmrpc__err_set(SHMRPC_EINVAL,
                                "the method streams its %s, which one call's JSON cannot carry",
                                s->client_stream ? "parameter" : "result");
@@ -750,7 +752,7 @@ static int not_one_call(const shmrpc_dyn_sig *s)
 
 int shmrpc_dyn_encode_args(const shmrpc_dyn_sig *s, const char *json, size_t n, shmrpc_buf *req)
 {
-    int rc = not_one_call(s);
+    int rc = not_one_call(s, true); /* a stream's open sends a call's arguments */
     if (rc != 0) return rc;
     char err[ERR_CAP];
     rc = encode_args(s, json, n, req, err, sizeof err);
@@ -759,7 +761,7 @@ int shmrpc_dyn_encode_args(const shmrpc_dyn_sig *s, const char *json, size_t n, 
 
 int shmrpc_dyn_encode_result(const shmrpc_dyn_sig *s, const char *json, size_t n, shmrpc_buf *out)
 {
-    int rc = not_one_call(s);
+    int rc = not_one_call(s, false);
     if (rc != 0) return rc;
     char err[ERR_CAP];
     rc = encode_result(s, json, n, out, err, sizeof err);
@@ -768,9 +770,20 @@ int shmrpc_dyn_encode_result(const shmrpc_dyn_sig *s, const char *json, size_t n
 
 int shmrpc_dyn_decode_result(const shmrpc_dyn_sig *s, const void *body, size_t n, shmrpc_buf *out)
 {
-    int rc = not_one_call(s);
+    int rc = not_one_call(s, false);
     if (rc != 0) return rc;
     char err[ERR_CAP];
-    rc = decode_result(s, body, n, out, err, sizeof err);
+    rc = decode_result(s, "result", body, n, out, err, sizeof err);
+    return rc == 0 ? 0 : shmrpc__err_set(rc, "%s", err);
+}
+
+int shmrpc_dyn_decode_item(const shmrpc_dyn_sig *s, const void *body, size_t n, shmrpc_buf *out)
+{
+    int rc = not_one_call(s, true);
+    if (rc == 0 && !s->server_stream)
+        rc = shmrpc__err_set(SHMRPC_EINVAL, "the method answers once: it has no items");
+    if (rc != 0) return rc;
+    char err[ERR_CAP];
+    rc = decode_result(s, "item", body, n, out, err, sizeof err);
     return rc == 0 ? 0 : shmrpc__err_set(rc, "%s", err);
 }
