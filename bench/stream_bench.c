@@ -49,9 +49,10 @@ static void ring_produce(struct ring *r)
     uint32_t tail = 0, rec = 8 + ITEM;
     uint8_t item[ITEM] = {0};
     for (uint64_t i = 0; !atomic_load_explicit(&r->stop, memory_order_relaxed); i++) {
-        while (tail - atomic_load_explicit(&r->head, memory_order_acquire) > CAP - rec - 8)
+        while (tail - atomic_load_explicit(&r->head, memory_order_acquire) > CAP - rec - 8) {
             if (atomic_load_explicit(&r->stop, memory_order_relaxed)) return;
-            else shmrpc__cpu_relax();
+            shmrpc__cpu_relax();
+        }
         memcpy(item, &i, sizeof i);
         uint32_t head[2] = {ITEM, 0}, at = tail & (CAP - 1);
         memcpy(r->recs + at, head, 8);
@@ -64,7 +65,8 @@ static void ring_produce(struct ring *r)
 /* Items/s that the consumer took in seconds, or -1 when one was out of order. */
 static double ring_row(double seconds)
 {
-    struct ring *r = mmap(NULL, sizeof *r, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+    struct ring *r =
+        mmap(NULL, sizeof *r, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
     if (r == MAP_FAILED) return -1;
     pid_t pid = fork();
     if (pid == 0) {
@@ -91,7 +93,8 @@ static double ring_row(double seconds)
             memcpy(&i, item, sizeof i);
             bad |= i != n;
         }
-        if (head - pub >= CAP / 4) atomic_store_explicit(&r->head, pub = head, memory_order_release);
+        if (head - pub >= CAP / 4)
+            atomic_store_explicit(&r->head, pub = head, memory_order_release);
         if ((n & 1023) < 64 && bench_now_ns() >= end) break;
     }
     double took = (double)(bench_now_ns() - start) / 1e9;
@@ -198,7 +201,8 @@ int main(int argc, char **argv)
             return 1;
         }
     }
-    printf("%-16s %6s %14s %10s  %s\n", "row", "round", "items/s", "ns/item", "ratio to ring/stream");
+    printf("%-16s %6s %14s %10s  %s\n", "row", "round", "items/s", "ns/item",
+           "ratio to ring/stream");
     double ratios[ROUNDS];
     int status = 0, nratios = 0;
     for (int k = 0; k < ROUNDS && status == 0; k++) {

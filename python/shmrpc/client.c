@@ -290,9 +290,9 @@ static int build_request(ClientObject *self, const shmrpc_dyn_sig *sig, PyObject
 {
     PyObject *argv_small[16], **argv = argv_small;
     const char *name = sig->method;
-    if (sig->client_stream || sig->server_stream) {
-        PyErr_Format(PyExc_TypeError, "%s() streams its %s: Python calls no streams yet", name,
-                     sig->client_stream ? "parameter" : "result");
+    if (sig->client_stream) {
+        PyErr_Format(PyExc_TypeError, "%s() streams its parameter: Python sends no streams yet",
+                     name);
         return -1;
     }
     int status = -1, rc;
@@ -356,9 +356,39 @@ done:
     return status;
 }
 
+static PyObject *stream_open(ClientObject *self, const shmrpc_method_info *m,
+                             const shmrpc_dyn_sig *sig);
+
+/* What a call that failed with rc (after its request was built) raises: what an
+ * interceptor's hook raised, or the status with its message. */
+static void raise_failed(ClientObject *self, int rc, const char *name, const char *msg)
+{
+    if (self->pending != NULL) {
+        /* An interceptor's hook raised: the caller gets that exception itself. */
+        PyObject *e = self->pending;
+        self->pending = NULL;
+        PyErr_Restore(Py_NewRef(Py_TYPE(e)), e, PyException_GetTraceback(e));
+        return;
+    }
+    /* After a request went out, SHMRPC_EINVAL and the like are the server's answer (a
+     * handler's error status with its message). */
+    bool answered = rc == SHMRPC_EINVAL || rc == SHMRPC_EPERM || rc == SHMRPC_EBUSY;
+    pyshm_raise_as(answered ? pyshm_HandlerError : NULL, rc, name, msg, true);
+}
+
+/* A result's (or an item's) body of method sig as a Python value. */
+static PyObject *decode_body(ClientObject *self, const shmrpc_dyn_sig *sig, shmrpc_bytes body)
+{
+    if (sig->encoding == SHMRPC_ENC_RAW)
+        return PyBytes_FromStringAndSize((const char *)body.ptr, (Py_ssize_t)body.len);
+    if (sig->encoding == SHMRPC_ENC_MSGPACK)
+        return pyshm_decode_mp(sig, body.ptr, body.len, sig->method);
+    return pyshm_decode(sig, body.ptr, body.len, &self->out, sig->method);
+}
+
 /* One call of m (sig its parsed signature) with these arguments, self's lock held (and
  * let go of here): the request built, sent and waited for without the GIL, and its
- * answer as a Python value. */
+ * answer as a Python value; or, for a method whose result streams, the stream opened. */
 static PyObject *call_locked(ClientObject *self, const shmrpc_method_info *m,
                              const shmrpc_dyn_sig *sig, PyObject *const *pos, Py_ssize_t npos,
                              PyObject *kwnames, PyObject *kwdict)
@@ -369,9 +399,14 @@ static PyObject *call_locked(ClientObject *self, const shmrpc_method_info *m,
     int rc;
     shmrpc_bytes direct = {NULL, 0}; /* a @raw call's bytes, sent from where they are */
     PyObject *held = NULL;           /* their object, until the call is over */
+    /* A stream's open sends the client's request: its bytes are copied there. */
     if (build_request(self, sig, pos, npos, kwnames, kwdict, false, shmrpc_client_request(c),
-                      &direct, &held) != 0)
+                      sig->server_stream ? NULL : &direct, &held) != 0)
         goto done;
+    if (sig->server_stream) {
+        result = stream_open(self, m, sig);
+        goto done;
+    }
     shmrpc_bytes resp;
     char msg[1024];
     Py_BEGIN_ALLOW_THREADS;
@@ -379,30 +414,12 @@ static PyObject *call_locked(ClientObject *self, const shmrpc_method_info *m,
                     : shmrpc_client_call(c, m->id, &resp);
     if (rc != 0) snprintf(msg, sizeof msg, "%s", shmrpc_errmsg());
     Py_END_ALLOW_THREADS;
-    if (rc != 0 && self->pending != NULL) {
-        /* An interceptor's hook raised: the caller gets that exception itself. */
-        PyObject *e = self->pending;
-        self->pending = NULL;
-        PyErr_Restore(Py_NewRef(Py_TYPE(e)), e, PyException_GetTraceback(e));
+    if (rc != 0) {
+        raise_failed(self, rc, name, msg);
         goto done;
     }
     Py_CLEAR(self->pending);
-    if (rc != 0) {
-        /* After a request went out, SHMRPC_EINVAL and the like are the server's answer
-         * (a handler's error status with its message). */
-        bool answered = rc == SHMRPC_EINVAL || rc == SHMRPC_EPERM || rc == SHMRPC_EBUSY;
-        pyshm_raise_as(answered ? pyshm_HandlerError : NULL, rc, name, msg, true);
-        goto done;
-    }
-    if (sig->encoding == SHMRPC_ENC_RAW) {
-        result = PyBytes_FromStringAndSize((const char *)resp.ptr, (Py_ssize_t)resp.len);
-        goto done;
-    }
-    if (sig->encoding == SHMRPC_ENC_MSGPACK) {
-        result = pyshm_decode_mp(sig, resp.ptr, resp.len, name);
-        goto done;
-    }
-    result = pyshm_decode(sig, resp.ptr, resp.len, &self->out, name);
+    result = decode_body(self, sig, resp);
 done:
     Py_XDECREF(held);
     PyThread_release_lock(self->lock);
@@ -653,6 +670,140 @@ static PyObject *Client_close(ClientObject *self, PyObject *unused)
     Py_RETURN_NONE;
 }
 
+/* --- a stream: what a call of a method whose result streams returns --------------------
+ * An iterator of the items (docs/streams.md, docs/python.md): each next() waits for one
+ * without the GIL, holding its connection's lock (another thread's call meanwhile waits,
+ * then fails: a stream leaves its client to no call beside it until it ends). The end
+ * stops the iteration; a failure raises, after the items that came, as a call's would.
+ * close() (or leaving a with block, or the stream's collection) ends it early, and its
+ * handler learns so. */
+typedef struct {
+    PyObject_HEAD ClientObject *client;
+    shmrpc_stream *st;         /* NULL once ended or closed */
+    const shmrpc_dyn_sig *sig; /* the method's, valid while client->gen is gen */
+    uint64_t gen;
+} StreamObject;
+
+static PyTypeObject StreamType;
+
+/* Opens m's stream with the request in the client's, self's lock held (let go of by the
+ * caller). */
+static PyObject *stream_open(ClientObject *self, const shmrpc_method_info *m,
+                             const shmrpc_dyn_sig *sig)
+{
+    StreamObject *s = PyObject_New(StreamObject, &StreamType);
+    if (s == NULL) return NULL;
+    s->client = (ClientObject *)Py_NewRef(self);
+    s->st = NULL;
+    s->sig = sig;
+    s->gen = self->gen;
+    shmrpc_client *c = shmrpc_dyn_client(self->d);
+    int rc;
+    char msg[1024];
+    Py_BEGIN_ALLOW_THREADS;
+    rc = shmrpc_client_open(c, m->id, &s->st);
+    if (rc != 0) snprintf(msg, sizeof msg, "%s", shmrpc_errmsg());
+    Py_END_ALLOW_THREADS;
+    if (rc != 0) {
+        raise_failed(self, rc, sig->method, msg);
+        Py_DECREF(s);
+        return NULL;
+    }
+    Py_CLEAR(self->pending);
+    return (PyObject *)s;
+}
+
+/* Closes the stream (its handler told, if it had not ended), with its client's lock held. */
+static void stream_close_locked(StreamObject *self)
+{
+    shmrpc_stream *st = self->st;
+    self->st = NULL;
+    Py_BEGIN_ALLOW_THREADS; /* over inproc:// it waits for the handler to return */
+    shmrpc_stream_close(st);
+    Py_END_ALLOW_THREADS;
+}
+
+static PyObject *Stream_next(StreamObject *self)
+{
+    if (self->st == NULL || client_enter(self->client) != 0) return NULL; /* StopIteration */
+    PyObject *item = NULL;
+    shmrpc_bytes body;
+    char msg[1024];
+    int rc;
+    Py_BEGIN_ALLOW_THREADS;
+    rc = shmrpc_stream_recv(self->st, &body);
+    if (rc < 0) snprintf(msg, sizeof msg, "%s", shmrpc_errmsg());
+    Py_END_ALLOW_THREADS;
+    /* An item comes only while the connection is the one it was opened on (a new one, or
+     * the client's close, ends the stream first): the signature is still the method's. */
+    if (rc == 1) {
+        item = decode_body(self->client, self->sig, body);
+    } else {
+        if (rc < 0) raise_failed(self->client, rc, self->sig->method, msg);
+        stream_close_locked(self);
+    }
+    if (rc >= 0) Py_CLEAR(self->client->pending);
+    PyThread_release_lock(self->client->lock);
+    return item;
+}
+
+static PyObject *Stream_close(StreamObject *self, PyObject *unused)
+{
+    (void)unused;
+    if (self->st == NULL) Py_RETURN_NONE;
+    if (client_enter(self->client) != 0) return NULL;
+    stream_close_locked(self);
+    Py_CLEAR(self->client->pending);
+    PyThread_release_lock(self->client->lock);
+    Py_RETURN_NONE;
+}
+
+static PyObject *Stream_enter(StreamObject *self, PyObject *unused)
+{
+    (void)unused;
+    return Py_NewRef(self);
+}
+
+static PyObject *Stream_exit(StreamObject *self, PyObject *const *args, Py_ssize_t n)
+{
+    (void)args, (void)n;
+    PyObject *r = Stream_close(self, NULL);
+    if (r == NULL) return NULL;
+    Py_DECREF(r);
+    Py_RETURN_FALSE;
+}
+
+static void Stream_dealloc(StreamObject *self)
+{
+    if (self->st != NULL) {
+        PyObject *r = Stream_close(self, NULL);
+        if (r == NULL) { /* the lock could not be had: closed without it, as a last resort */
+            PyErr_WriteUnraisable((PyObject *)self);
+            shmrpc_stream_close(self->st);
+        }
+        Py_XDECREF(r);
+    }
+    Py_XDECREF(self->client);
+    PyObject_Free(self);
+}
+
+static PyMethodDef Stream_methods[] = {
+    {"close", (PyCFunction)Stream_close, METH_NOARGS,
+     "Ends the stream before its end (its handler learns so); nothing after it."},
+    {"__enter__", (PyCFunction)Stream_enter, METH_NOARGS, NULL},
+    {"__exit__", (PyCFunction)(void (*)(void))Stream_exit, METH_FASTCALL, NULL},
+    {NULL, NULL, 0, NULL},
+};
+
+static PyTypeObject StreamType = {
+    PYSHM_TYPE("shmrpc._shmrpc.Stream", StreamObject, 0,
+               "The items of a method whose result streams, as an iterator (docs/streams.md)."),
+    .tp_dealloc = (destructor)Stream_dealloc,
+    .tp_iter = PyObject_SelfIter,
+    .tp_iternext = (iternextfunc)Stream_next,
+    .tp_methods = Stream_methods,
+};
+
 /* --- a method of a connection: what c.add is ------------------------------------------
  * A callable with the vectorcall protocol, so that c.add(40, 2) reaches the call with its
  * arguments as they are on the interpreter's stack: no tuple, dict or Python frame per
@@ -825,6 +976,8 @@ static PyTypeObject ClientType = {
 int pyshm_client_init(PyObject *module)
 {
     if (PyType_Ready(&ClientType) != 0 || PyType_Ready(&MethodType) != 0 ||
+        PyType_Ready(&StreamType) != 0 ||
+        PyModule_AddObjectRef(module, "Stream", (PyObject *)&StreamType) != 0 ||
         PyModule_AddObjectRef(module, "Connection", (PyObject *)&ClientType) != 0 ||
         PyModule_AddObjectRef(module, "Method", (PyObject *)&MethodType) != 0)
         return -1;

@@ -64,9 +64,9 @@ int ctl_client_options(int argc, char **argv, unsigned takes, const char *usage,
 static void said_failed(const char *method, int rc)
 {
     /* The server's own words, which it may fill with anything. */
-    const char *msg = shmrpc_errmsg();
-    fprintf(stderr, "shmrpcctl: %s: %s%s", method, shmrpc_strerror(rc), *msg ? ": " : "");
-    ctl_put_safe(stderr, msg);
+    const char *said = shmrpc_errmsg();
+    fprintf(stderr, "shmrpcctl: %s: %s%s", method, shmrpc_strerror(rc), *said ? ": " : "");
+    ctl_put_safe(stderr, said);
     fputc('\n', stderr);
 }
 

@@ -36,8 +36,9 @@ def test_calls(echo):
     c.close()  # twice is fine
 
 
-def test_streams_are_not_called_yet(tmp_path):
-    """A server's streaming methods (docs/streams.md) are shown, and refused when called."""
+def test_streamed_parameters_are_not_sent_yet(tmp_path):
+    """A server's streaming methods (docs/streams.md) are shown; one whose parameter streams
+    is refused when called."""
     from conftest import Server, shm_name
     table = tmp_path / "streams.tab"
     table.write_text("M\tsum\tsum(stream<i64> values)->i64 @msgpack\n"
@@ -47,12 +48,77 @@ def test_streams_are_not_called_yet(tmp_path):
     try:
         with shmrpc.connect(s.address) as c:
             assert c.methods["ticks"] == "ticks(i64 n)->stream<i64> @msgpack"
-            with pytest.raises(TypeError, match=r"ticks\(\) streams its result: Python calls no"):
-                c.ticks(3)
-            with pytest.raises(TypeError, match=r"sum\(\) streams its parameter"):
+            with pytest.raises(TypeError, match=r"sum\(\) streams its parameter: Python sends"):
                 c.sum([1, 2])
     finally:
         s.stop()
+
+
+@pytest.fixture
+def streamer():
+    """stream-server (tests/stream/stream.svc's Streamer, in C) over shm://."""
+    from conftest import Server, shm_name
+    s = Server(os.environ["STREAM_SERVER"], shm_name("streamer"))
+    yield s
+    s.stop()
+
+
+def test_a_stream_is_an_iterator_of_its_items(streamer):
+    """A method whose result streams returns an iterator of its items, each once and in
+    order, decoded as results are; its end stops the iteration; a failure raises after the
+    items that came (docs/streams.md)."""
+    with shmrpc.connect(streamer.address) as c:
+        ticks = c.ticks(1000, -1, 0)
+        assert isinstance(ticks, shmrpc.Stream)
+        got = list(ticks)
+        assert [t.at for t in got] == list(range(1000))
+        assert got[2].note == "tick 2" and got[2].seen == [20, 21]
+        assert next(ticks, "ended") == "ended"  # ended: nothing more
+        assert list(c.ticks(0, -1, 0)) == []
+        assert list(c.chunks(b"3 5")) == [b"aaaaa", b"bbbbb", b"ccccc"]
+        big = list(c.chunks(b"2 1048576"))  # larger than the ring: in pieces
+        assert [len(b) for b in big] == [1048576] * 2 and big[1] == b"b" * 1048576
+        seen = []
+        with pytest.raises(shmrpc.HandlerError, match="the handler failed: failed after 2"):
+            for t in c.ticks(5, 2, -6):
+                seen.append(t.at)
+        assert seen == [0, 1]
+        with pytest.raises(TypeError, match="argument 'n': expected an int"):
+            c.ticks("3", -1, 0)
+        assert c.twice(21) == 42
+
+
+def test_a_stream_closed_early(streamer):
+    """close(), or leaving its with block, ends a stream before its end; until then no call
+    goes beside it on its client, and after it calls go on."""
+    with shmrpc.connect(streamer.address) as c:
+        with c.forever(0) as f:
+            assert [next(f), next(f), next(f)] == [0, 1, 2]
+            with pytest.raises(shmrpc.Error, match="a stream is open on this client"):
+                c.twice(1)
+        assert list(f) == []  # closed: nothing more
+        assert c.twice(2) == 4
+        f = c.forever(0)
+        assert next(f) == 0
+        f.close()
+        f.close()  # once is enough
+        assert c.twice(3) == 6
+        f = c.forever(0)
+        assert next(f) == 0
+        del f  # collected: closed
+        assert c.twice(4) == 8
+
+
+def test_a_stream_has_the_deadline_of_a_call(streamer):
+    """The client's timeout bounds the whole stream: the items until then, then Timeout."""
+    with shmrpc.connect(streamer.address, timeout=0.2) as c:
+        n = 0
+        with pytest.raises(shmrpc.Timeout):
+            for v in c.forever(0):
+                assert v == n
+                n += 1
+        assert n > 0
+        assert c.twice(5) == 10
 
 
 def test_wrong_type_is_refused_before_sending(shm_echo):
