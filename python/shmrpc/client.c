@@ -682,6 +682,7 @@ typedef struct {
     shmrpc_stream *st;         /* NULL once ended or closed */
     const shmrpc_dyn_sig *sig; /* the method's, valid while client->gen is gen */
     uint64_t gen;
+    char *method; /* its name, for a failure said after the connection is gone */
 } StreamObject;
 
 static PyTypeObject StreamType;
@@ -697,6 +698,10 @@ static PyObject *stream_open(ClientObject *self, const shmrpc_method_info *m,
     s->st = NULL;
     s->sig = sig;
     s->gen = self->gen;
+    if ((s->method = strdup(sig->method)) == NULL) {
+        Py_DECREF(s);
+        return PyErr_NoMemory();
+    }
     shmrpc_client *c = shmrpc_dyn_client(self->d);
     int rc;
     char msg[1024];
@@ -723,9 +728,31 @@ static void stream_close_locked(StreamObject *self)
     Py_END_ALLOW_THREADS;
 }
 
+/* Whether the stream's connection is gone (the client closed, or connected anew after a
+ * fork): the stream ended with it, and only its record is left to free. */
+static bool stream_orphaned(const StreamObject *self)
+{
+    const ClientObject *c = self->client;
+    return c->d == NULL || c->gen != self->gen || c->forks != pyshm_forks();
+}
+
 static PyObject *Stream_next(StreamObject *self)
 {
-    if (self->st == NULL || client_enter(self->client) != 0) return NULL; /* StopIteration */
+    if (self->st == NULL) return NULL; /* StopIteration */
+    if (client_enter(self->client) != 0) return NULL;
+    if (self->st == NULL || self->client->gen != self->gen) {
+        /* Ended by another thread meanwhile; or orphaned by a new connection (a forked
+         * child's), whose recv would only say so. */
+        if (self->st != NULL) {
+            shmrpc_stream_close(self->st);
+            self->st = NULL;
+            pyshm_raise_status(
+                SHMRPC_ECLOSED, self->method,
+                "the client connected again (after a fork) while the stream was open");
+        }
+        PyThread_release_lock(self->client->lock);
+        return NULL;
+    }
     PyObject *item = NULL;
     shmrpc_bytes body;
     char msg[1024];
@@ -734,14 +761,10 @@ static PyObject *Stream_next(StreamObject *self)
     rc = shmrpc_stream_recv(self->st, &body);
     if (rc < 0) snprintf(msg, sizeof msg, "%s", shmrpc_errmsg());
     Py_END_ALLOW_THREADS;
-    /* An item comes only while the connection is the one it was opened on (a new one, or
-     * the client's close, ends the stream first): the signature is still the method's. */
-    if (rc == 1) {
-        item = decode_body(self->client, self->sig, body);
-    } else {
-        if (rc < 0) raise_failed(self->client, rc, self->sig->method, msg);
-        stream_close_locked(self);
-    }
+    if (rc == 1) item = decode_body(self->client, self->sig, body);
+    if (rc < 0) raise_failed(self->client, rc, self->method, msg);
+    /* The end, a failure, or an item that does not decode (its handler is told) end it. */
+    if (item == NULL) stream_close_locked(self);
     if (rc >= 0) Py_CLEAR(self->client->pending);
     PyThread_release_lock(self->client->lock);
     return item;
@@ -751,8 +774,13 @@ static PyObject *Stream_close(StreamObject *self, PyObject *unused)
 {
     (void)unused;
     if (self->st == NULL) Py_RETURN_NONE;
+    if (stream_orphaned(self)) {
+        shmrpc_stream_close(self->st);
+        self->st = NULL;
+        Py_RETURN_NONE;
+    }
     if (client_enter(self->client) != 0) return NULL;
-    stream_close_locked(self);
+    if (self->st != NULL) stream_close_locked(self);
     Py_CLEAR(self->client->pending);
     PyThread_release_lock(self->client->lock);
     Py_RETURN_NONE;
@@ -773,17 +801,30 @@ static PyObject *Stream_exit(StreamObject *self, PyObject *const *args, Py_ssize
     Py_RETURN_FALSE;
 }
 
+/* Collected open: closed as close() would, raising nothing. Its connection's lock is waited
+ * for at most 10 s: a thread that holds it while this one is collected (a hook of its
+ * call, say) would otherwise wait for itself; the stream is then left open, as the
+ * client's, until the client goes. */
 static void Stream_dealloc(StreamObject *self)
 {
-    if (self->st != NULL) {
-        PyObject *r = Stream_close(self, NULL);
-        if (r == NULL) { /* the lock could not be had: closed without it, as a last resort */
-            PyErr_WriteUnraisable((PyObject *)self);
-            shmrpc_stream_close(self->st);
+    ClientObject *c = self->client;
+    if (self->st != NULL && stream_orphaned(self)) {
+        shmrpc_stream_close(self->st);
+    } else if (self->st != NULL) {
+        int got;
+        Py_BEGIN_ALLOW_THREADS;
+        got = PyThread_acquire_lock_timed(c->lock, 10 * 1000 * 1000, 0);
+        Py_END_ALLOW_THREADS;
+        if (got == PY_LOCK_ACQUIRED) {
+            if (c->d == NULL) /* closed meanwhile: the record alone */
+                shmrpc_stream_close(self->st);
+            else
+                stream_close_locked(self);
+            PyThread_release_lock(c->lock);
         }
-        Py_XDECREF(r);
     }
-    Py_XDECREF(self->client);
+    free(self->method);
+    Py_XDECREF(c);
     PyObject_Free(self);
 }
 

@@ -109,6 +109,47 @@ def test_a_stream_closed_early(streamer):
         assert c.twice(4) == 8
 
 
+def test_a_stream_outlived_by_its_client_or_broken(streamer):
+    """A stream whose client closed ends with it: collected, closed or left, it raises
+    nothing and crashes nothing; an item that does not decode raises and ends the stream
+    (its client calls again); two threads that iterate one stream share its items."""
+    c = shmrpc.connect(streamer.address)
+    s = c.ticks(10, -1, 0)
+    c.close()
+    del s  # collected after its client closed (it recursed until the stack ran out)
+    c = shmrpc.connect(streamer.address)
+    with c.forever(0) as f:
+        assert next(f) == 0
+        c.close()
+    f.close()
+    assert list(f) == []  # closed with its client
+    with shmrpc.connect(streamer.address) as c:
+        t = c.ticks(5, 1, 1)  # the second item is a byte msgpack never uses
+        assert next(t).at == 0
+        with pytest.raises(shmrpc.Error, match="invalid msgpack byte"):
+            next(t)
+        assert list(t) == []
+        assert c.twice(6) == 12
+        import threading
+        got, errors = [], []
+
+        def take(stream):
+            try:
+                for x in stream:
+                    got.append(x.at)
+            except Exception as e:  # what the test reports, not swallows
+                errors.append(e)
+        for _ in range(20):
+            got.clear()
+            s = c.ticks(200, -1, 0)
+            threads = [threading.Thread(target=take, args=(s,)) for _ in range(4)]
+            for th in threads:
+                th.start()
+            for th in threads:
+                th.join(30)
+            assert errors == [] and sorted(got) == list(range(200))
+
+
 def test_a_stream_has_the_deadline_of_a_call(streamer):
     """The client's timeout bounds the whole stream: the items until then, then Timeout."""
     with shmrpc.connect(streamer.address, timeout=0.2) as c:

@@ -217,6 +217,9 @@ bool shmrpc__fence_wakers(void)
 void shmrpc__publish_light(shmrpc__futex *f, uint32_t v, const _Atomic uint64_t *sleeping, int n)
 {
     atomic_store_explicit(&f->word, v, memory_order_release);
+    /* The store before the look, as the program says: the compiler may not swap them (a
+     * release orders what comes before it only); the waiter's fence does the CPU's part. */
+    atomic_signal_fence(memory_order_seq_cst);
     if (atomic_load_explicit(sleeping, memory_order_relaxed) != 0)
         syscall(SYS_futex, &f->word, FUTEX_WAKE, n, NULL, NULL, 0);
 }

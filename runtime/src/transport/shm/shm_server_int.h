@@ -76,7 +76,8 @@ typedef struct worker_stream {
     uint64_t off;
     uint32_t cap;
     uint32_t tail;
-    uint32_t sends; /* the items sent: the clock is read at every 64th */
+    uint32_t sends; /* the items sent: the clock is read at every 64th... */
+    bool drained;   /* ...or at each while its reader keeps up (the ring empty at its last look) */
     bool broken;
     bool light; /* it publishes lightly (shmrpc__publish_light) */
 } worker_stream;

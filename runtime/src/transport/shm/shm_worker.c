@@ -435,6 +435,7 @@ static int ring_room(worker *w, size_t left, int64_t deadline, uint32_t *piece)
         shmrpc__stream_ring *r = worker_ring(w);
         uint32_t head = atomic_load_explicit(&r->head.word, memory_order_acquire);
         uint32_t used = st->tail - head;
+        st->drained = used == 0;
         if (used > cap) {
             st->broken = true;
             return SHMRPC_EPROTO;
@@ -487,15 +488,18 @@ static void ring_write(worker *w, const uint8_t *p, uint32_t len, uint32_t left)
     }
 }
 
-/* shmrpc_ctx_send over shm://: the item into the ring, in pieces when it is larger. The
- * clock is read at every 64th item only (a read costs 20-50 ns, as much as the rest of a
- * small item's send): the deadline, and the pump, wait that long at most. A client that
- * gives up at its own deadline marks the claim, which every send reads. */
+/* shmrpc_ctx_send over shm://: the item into the ring, in pieces when it is larger. A
+ * writer that runs ahead of its reader reads the clock at every 64th item only (a read costs
+ * 20-50 ns, as much as the rest of a small item's send), and its deadline waits that long
+ * at most; one that its reader keeps up with (the ring was empty at its last look) reads
+ * it at each, as does a worker that keeps the rendezvous (the pump, every millisecond). A
+ * client that gives up at its own deadline marks the claim, which every send reads. */
 static int worker_send(void *arg, const void *item, size_t n)
 {
     worker *w = arg;
     int64_t deadline = shmrpc_ctx_deadline(&w->ctx);
-    int64_t now = w->st.sends++ % 64 == 0 ? shmrpc__now_ns() : 0;
+    bool look = w->pumps || w->st.drained || w->st.sends++ % 64 == 0;
+    int64_t now = look ? shmrpc__now_ns() : 0;
     if (now != 0) worker_pump(w, now);
     int why = n > UINT32_MAX ? SHMRPC_ETOOBIG : worker_stream_wanted(w);
     if (why == 0 && now != 0 && now >= deadline) why = SHMRPC_ETIMEDOUT;
