@@ -5,6 +5,7 @@
 #include <signal.h>
 #include <stdio.h>
 #include <string.h>
+#include <time.h>
 
 #include "stream.h"
 
@@ -62,6 +63,17 @@ static int chunks(shmrpc_ctx *ctx, shmrpc_bytes spec)
     return 0;
 }
 
+static int slow(shmrpc_ctx *ctx, int64_t n, int64_t every_ms)
+{
+    for (int64_t i = 0; i < n; i++) {
+        struct timespec ts = {every_ms / 1000, every_ms % 1000 * 1000000};
+        nanosleep(&ts, NULL);
+        int rc = streamer_slow_write(ctx, i);
+        if (rc) return rc;
+    }
+    return 0;
+}
+
 static int twice(shmrpc_ctx *ctx, int64_t x, int64_t *out)
 {
     (void)ctx;
@@ -74,6 +86,7 @@ static const Streamer_handlers handlers = {.ticks = ticks,
                                            .quiet = not_here,
                                            .deaf = not_here,
                                            .chunks = chunks,
+                                           .slow = slow,
                                            .twice = twice};
 
 static shmrpc_server *server;

@@ -99,6 +99,12 @@ static int chunks(shmrpc_ctx *ctx, shmrpc_bytes spec)
     return 0;
 }
 
+static int slow(shmrpc_ctx *ctx, int64_t n, int64_t every_ms)
+{
+    (void)n, (void)every_ms;
+    return shmrpc_ctx_error(ctx, SHMRPC_EHANDLER, "not served here");
+}
+
 static int twice(shmrpc_ctx *ctx, int64_t x, int64_t *out)
 {
     (void)ctx;
@@ -111,6 +117,7 @@ static const Streamer_handlers handlers = {.ticks = ticks,
                                            .quiet = quiet,
                                            .deaf = deaf,
                                            .chunks = chunks,
+                                           .slow = slow,
                                            .twice = twice};
 
 static char addr[64];

@@ -113,6 +113,17 @@ static int chunks(shmrpc_ctx *ctx, shmrpc_bytes spec)
     return 0;
 }
 
+static int slow(shmrpc_ctx *ctx, int64_t n, int64_t every_ms)
+{
+    for (int64_t i = 0; i < n; i++) {
+        struct timespec ts = {every_ms / 1000, every_ms % 1000 * 1000000};
+        nanosleep(&ts, NULL);
+        int rc = streamer_slow_write(ctx, i);
+        if (rc) return rc;
+    }
+    return 0;
+}
+
 static int twice(shmrpc_ctx *ctx, int64_t x, int64_t *out)
 {
     (void)ctx;
@@ -125,6 +136,7 @@ static const Streamer_handlers handlers = {.ticks = ticks,
                                            .quiet = quiet,
                                            .deaf = deaf,
                                            .chunks = chunks,
+                                           .slow = slow,
                                            .twice = twice};
 
 typedef struct fixture {
@@ -625,6 +637,31 @@ static void the_server_stops_amid_an_item(void **state)
     shmrpc_stream_close(st);
 }
 
+/* A new client connects while a stream runs, its items coming slowly and never waiting for
+ * room: over shm:// the test's server serves on its listening thread (serve(s, 0)), whose
+ * worker must answer the rendezvous between the items (it did at every 64th only, and
+ * the connect waited for the stream's end, past its 3 s). */
+static void a_client_connects_during_a_stream(void **state)
+{
+    fixture *f = *state;
+    shmrpc_stream *st;
+    assert_int_equal(streamer_slow_open(f->c, 40, 100, &st), 0); /* 4 s */
+    int64_t v;
+    assert_int_equal(streamer_slow_recv(st, &v), 1);
+    shmrpc_client *c;
+    assert_int_equal(shmrpc_client_new(&c, &Streamer_service_info, NULL), 0);
+    if (shmrpc_client_connect(c, f->addr) != 0) fail_msg("connect: %s", shmrpc_errmsg());
+    int64_t n = 1;
+    while (streamer_slow_recv(st, &v) == 1)
+        assert_int_equal(v, n++);
+    assert_int_equal(n, 40);
+    shmrpc_stream_close(st);
+    int64_t x;
+    assert_int_equal(streamer_twice(c, 4, &x), 0);
+    assert_int_equal(x, 8);
+    shmrpc_client_free(c);
+}
+
 /* A stream left open when its client is freed ends with it. */
 static void freed_with_a_stream_open(void **state)
 {
@@ -686,6 +723,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(an_item_that_does_not_decode, setup, teardown),
         cmocka_unit_test_setup_teardown(the_server_stops_under_it, setup, teardown),
         cmocka_unit_test_setup_teardown(the_server_stops_amid_an_item, setup, teardown),
+        cmocka_unit_test_setup_teardown(a_client_connects_during_a_stream, setup, teardown),
         cmocka_unit_test_setup_teardown(freed_with_a_stream_open, setup, teardown),
     };
     const struct CMUnitTest others[] = {cmocka_unit_test(tcp_refuses)};

@@ -38,6 +38,13 @@ static const shmrpc_method_info Streamer_methods[] = {
         .signature = "quiet()->stream<i64> @msgpack",
     },
     {
+        .name = "slow",
+        .id = STREAMER_METHOD_SLOW,
+        .encoding = SHMRPC_ENC_MSGPACK,
+        .fingerprint = UINT64_C(0xa479ac0b72e4e639),
+        .signature = "slow(i64 n,i64 every_ms)->stream<i64> @msgpack",
+    },
+    {
         .name = "ticks",
         .id = STREAMER_METHOD_TICKS,
         .encoding = SHMRPC_ENC_MSGPACK,

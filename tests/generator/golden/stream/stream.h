@@ -23,7 +23,7 @@ extern "C" {
  */
 #define STREAMER_PORT 5902
 #define STREAMER_NAME "streamer"
-#define STREAMER_FINGERPRINT UINT64_C(0xe02ca64f2bd7be0d)
+#define STREAMER_FINGERPRINT UINT64_C(0x965218a2cd98e887)
 
 typedef struct streamer_Tick streamer_Tick;
 
@@ -44,9 +44,10 @@ enum {
     STREAMER_METHOD_DEAF = 1,
     STREAMER_METHOD_FOREVER = 2,
     STREAMER_METHOD_QUIET = 3,
-    STREAMER_METHOD_TICKS = 4,
-    STREAMER_METHOD_TWICE = 5,
-    STREAMER_METHODS = 6 /* how many */
+    STREAMER_METHOD_SLOW = 4,
+    STREAMER_METHOD_TICKS = 5,
+    STREAMER_METHOD_TWICE = 6,
+    STREAMER_METHODS = 7 /* how many */
 };
 
 /* The method table that client and server compare when they connect. */
@@ -94,6 +95,11 @@ int streamer_deaf_recv(shmrpc_stream *stream_, int64_t *item_);
 int streamer_chunks_open(shmrpc_client *client_, shmrpc_bytes spec, shmrpc_stream **stream_);
 int streamer_chunks_recv(shmrpc_stream *stream_, shmrpc_bytes *item_);
 
+/* n i64s 0 .. n-1, one every `every_ms` milliseconds. */
+int streamer_slow_open(shmrpc_client *client_, int64_t n, int64_t every_ms,
+                       shmrpc_stream **stream_);
+int streamer_slow_recv(shmrpc_stream *stream_, int64_t *item_);
+
 /* Server: one handler per method, registered with shmrpc_server_register() together
  * with Streamer_service. A handler returns 0 or a status (shmrpc_ctx_error() adds a
  * message). Its arguments live until it returns; memory its result points to must live
@@ -112,6 +118,8 @@ typedef struct Streamer_handlers {
     int (*deaf)(shmrpc_ctx *ctx_);
     /* `spec` is "N SIZE": N items of SIZE bytes, item k filled with the byte k. */
     int (*chunks)(shmrpc_ctx *ctx_, shmrpc_bytes spec);
+    /* n i64s 0 .. n-1, one every `every_ms` milliseconds. */
+    int (*slow)(shmrpc_ctx *ctx_, int64_t n, int64_t every_ms);
     int (*twice)(shmrpc_ctx *ctx_, int64_t x, int64_t *out_);
 } Streamer_handlers;
 
@@ -125,6 +133,7 @@ int streamer_forever_write(shmrpc_ctx *ctx_, int64_t item_);
 int streamer_quiet_write(shmrpc_ctx *ctx_, int64_t item_);
 int streamer_deaf_write(shmrpc_ctx *ctx_, int64_t item_);
 int streamer_chunks_write(shmrpc_ctx *ctx_, shmrpc_bytes item_);
+int streamer_slow_write(shmrpc_ctx *ctx_, int64_t item_);
 
 extern const shmrpc_service Streamer_service;
 

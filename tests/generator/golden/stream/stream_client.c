@@ -125,6 +125,34 @@ int streamer_chunks_recv(shmrpc_stream *stream_, shmrpc_bytes *item_)
     return shmrpc_stream_recv(stream_, item_);
 }
 
+int streamer_slow_open(shmrpc_client *client_, int64_t n, int64_t every_ms, shmrpc_stream **stream_)
+{
+    shmrpc_buf *req_ = shmrpc_client_request(client_);
+    msgpack_packer pk_;
+    msgpack_packer_init(&pk_, req_, shmrpc_buf_msgpack_write);
+    msgpack_pack_array(&pk_, 2);
+    msgpack_pack_int64(&pk_, n);
+    msgpack_pack_int64(&pk_, every_ms);
+    int rc_ = req_->err;
+    if (rc_ != 0)
+        return shmrpc_client_error(client_, rc_, "Streamer.slow: cannot encode the arguments");
+    return shmrpc_client_open(client_, STREAMER_METHOD_SLOW, stream_);
+}
+
+int streamer_slow_recv(shmrpc_stream *stream_, int64_t *item_)
+{
+    shmrpc_bytes b_;
+    int rc_ = shmrpc_stream_recv(stream_, &b_);
+    if (rc_ != 1) return rc_;
+    shmrpc_mp_reader r_;
+    shmrpc_mp_reader_init(&r_, b_.ptr, b_.len);
+    if ((rc_ = shmrpc_mp_read_int(&r_, INT64_MIN, INT64_MAX, item_)) != 0)
+        return shmrpc_stream_decode_error(stream_, "Streamer.slow", r_.field, r_.why);
+    if ((rc_ = shmrpc_mp_finish(&r_)) != 0)
+        return shmrpc_stream_decode_error(stream_, "Streamer.slow", r_.field, r_.why);
+    return 1;
+}
+
 int streamer_twice(shmrpc_client *client_, int64_t x, int64_t *out_)
 {
     shmrpc_buf *req_ = shmrpc_client_request(client_);

@@ -15,6 +15,11 @@ typedef struct Streamer_forever_args {
     int64_t pad;
 } Streamer_forever_args;
 
+typedef struct Streamer_slow_args {
+    int64_t n;
+    int64_t every_ms;
+} Streamer_slow_args;
+
 typedef struct Streamer_twice_args {
     int64_t x;
 } Streamer_twice_args;
@@ -23,6 +28,7 @@ static int Streamer_ticks_args_mp_read(shmrpc_mp_reader *r, shmrpc_arena *a,
                                        Streamer_ticks_args *v);
 static int Streamer_forever_args_mp_read(shmrpc_mp_reader *r, shmrpc_arena *a,
                                          Streamer_forever_args *v);
+static int Streamer_slow_args_mp_read(shmrpc_mp_reader *r, shmrpc_arena *a, Streamer_slow_args *v);
 static int Streamer_twice_args_mp_read(shmrpc_mp_reader *r, shmrpc_arena *a,
                                        Streamer_twice_args *v);
 
@@ -65,6 +71,26 @@ static int Streamer_forever_args_mp_read(shmrpc_mp_reader *r, shmrpc_arena *a,
     if ((rc = shmrpc_mp_read_int(r, INT64_MIN, INT64_MAX, &v->pad)) != 0)
         return shmrpc_mp_fail_at(r, rc, "pad");
     if (n > 1 && (rc = shmrpc_mp_skip(r, n - 1)) != 0) {
+        return rc;
+    }
+    (void)a;
+    return 0;
+}
+
+static int Streamer_slow_args_mp_read(shmrpc_mp_reader *r, shmrpc_arena *a, Streamer_slow_args *v)
+{
+    uint32_t n;
+    int rc = shmrpc_mp_read_array(r, &n);
+    if (rc != 0) return rc;
+    if (n < 2) {
+        r->why = "expected 2 arguments";
+        return SHMRPC_EINVAL;
+    }
+    if ((rc = shmrpc_mp_read_int(r, INT64_MIN, INT64_MAX, &v->n)) != 0)
+        return shmrpc_mp_fail_at(r, rc, "n");
+    if ((rc = shmrpc_mp_read_int(r, INT64_MIN, INT64_MAX, &v->every_ms)) != 0)
+        return shmrpc_mp_fail_at(r, rc, "every_ms");
+    if (n > 2 && (rc = shmrpc_mp_skip(r, n - 2)) != 0) {
         return rc;
     }
     (void)a;
@@ -170,6 +196,22 @@ static int Streamer_chunks_invoke(shmrpc_ctx *ctx, const void *handlers, shmrpc_
     return h->chunks(ctx, req);
 }
 
+static int Streamer_slow_invoke(shmrpc_ctx *ctx, const void *handlers, shmrpc_bytes req,
+                                shmrpc_buf *resp)
+{
+    const Streamer_handlers *h = handlers;
+    shmrpc_mp_reader r;
+    shmrpc_mp_reader_init(&r, req.ptr, req.len);
+    Streamer_slow_args args;
+    int rc = Streamer_slow_args_mp_read(&r, shmrpc_ctx_arena(ctx), &args);
+    if (rc == 0) rc = shmrpc_mp_finish(&r);
+    if (rc != 0) return shmrpc_ctx_decode_error(ctx, "Streamer.slow", "arguments", r.field, r.why);
+    (void)resp;
+    rc = h->slow(ctx, args.n, args.every_ms);
+    if (rc != 0) return rc;
+    return 0;
+}
+
 static int Streamer_twice_invoke(shmrpc_ctx *ctx, const void *handlers, shmrpc_bytes req,
                                  shmrpc_buf *resp)
 {
@@ -247,11 +289,25 @@ int streamer_chunks_write(shmrpc_ctx *ctx_, shmrpc_bytes item_)
     return shmrpc_ctx_send(ctx_, item_.ptr, item_.len);
 }
 
+int streamer_slow_write(shmrpc_ctx *ctx_, int64_t item_)
+{
+    shmrpc_buf *b_ = shmrpc_ctx_item(ctx_);
+    if (b_ == NULL) return SHMRPC_EINVAL;
+    msgpack_packer pk_;
+    msgpack_packer_init(&pk_, b_, shmrpc_buf_msgpack_write);
+    msgpack_pack_int64(&pk_, item_);
+    if (b_->err != 0)
+        return shmrpc_ctx_error(ctx_, b_->err, "Streamer.slow: an item: %s",
+                                shmrpc_strerror(b_->err));
+    return shmrpc_ctx_send(ctx_, b_->data, b_->len);
+}
+
 static const shmrpc_invoke_fn Streamer_invoke[] = {
     [STREAMER_METHOD_CHUNKS] = Streamer_chunks_invoke,
     [STREAMER_METHOD_DEAF] = Streamer_deaf_invoke,
     [STREAMER_METHOD_FOREVER] = Streamer_forever_invoke,
     [STREAMER_METHOD_QUIET] = Streamer_quiet_invoke,
+    [STREAMER_METHOD_SLOW] = Streamer_slow_invoke,
     [STREAMER_METHOD_TICKS] = Streamer_ticks_invoke,
     [STREAMER_METHOD_TWICE] = Streamer_twice_invoke,
 };
@@ -261,6 +317,7 @@ static const size_t Streamer_handler_offset[] = {
     [STREAMER_METHOD_DEAF] = offsetof(Streamer_handlers, deaf),
     [STREAMER_METHOD_FOREVER] = offsetof(Streamer_handlers, forever),
     [STREAMER_METHOD_QUIET] = offsetof(Streamer_handlers, quiet),
+    [STREAMER_METHOD_SLOW] = offsetof(Streamer_handlers, slow),
     [STREAMER_METHOD_TICKS] = offsetof(Streamer_handlers, ticks),
     [STREAMER_METHOD_TWICE] = offsetof(Streamer_handlers, twice),
 };
