@@ -29,6 +29,7 @@
 
 #include "procs.h"
 #include "stream.h"
+#include "streamer_handlers.h"
 #include "transport/shm/shm.h"
 
 /* What the servers' handlers did, in memory shared with the forked servers. */
@@ -53,18 +54,6 @@ static int ended(int rc)
     atomic_store(&sh->status, rc);
     atomic_fetch_add(&sh->returned, 1);
     return rc;
-}
-
-static int ticks(shmrpc_ctx *ctx, int64_t n, int64_t fail_after, int32_t fail)
-{
-    (void)fail_after;
-    (void)fail;
-    for (int64_t i = 0; i < n; i++) {
-        streamer_Tick t = {.at = i};
-        int rc = streamer_ticks_write(ctx, &t);
-        if (rc) return rc;
-    }
-    return 0;
 }
 
 static int forever(shmrpc_ctx *ctx, int64_t pad)
@@ -99,26 +88,13 @@ static int chunks(shmrpc_ctx *ctx, shmrpc_bytes spec)
     return 0;
 }
 
-static int slow(shmrpc_ctx *ctx, int64_t n, int64_t every_ms)
-{
-    (void)n, (void)every_ms;
-    return shmrpc_ctx_error(ctx, SHMRPC_EHANDLER, "not served here");
-}
-
-static int twice(shmrpc_ctx *ctx, int64_t x, int64_t *out)
-{
-    (void)ctx;
-    *out = 2 * x;
-    return 0;
-}
-
-static const Streamer_handlers handlers = {.ticks = ticks,
+static const Streamer_handlers handlers = {.ticks = test_ticks,
                                            .forever = forever,
                                            .quiet = quiet,
                                            .deaf = deaf,
                                            .chunks = chunks,
-                                           .slow = slow,
-                                           .twice = twice};
+                                           .slow = test_slow,
+                                           .twice = test_twice};
 
 static char addr[64];
 

@@ -24,6 +24,7 @@
 
 #include "port.h"
 #include "stream.h"
+#include "streamer_handlers.h"
 
 /* The transport the tests run over: "inproc", then "shm". */
 static const char *scheme;
@@ -33,28 +34,6 @@ static const char *scheme;
 static _Atomic int64_t sent;     /* items forever's handler sent */
 static _Atomic int last_status;  /* what forever's or quiet's handler returned */
 static _Atomic int handler_done; /* set when one of them returned */
-
-static int ticks(shmrpc_ctx *ctx, int64_t n, int64_t fail_after, int32_t fail)
-{
-    int64_t seen[3];
-    for (int64_t i = 0; i < n; i++) {
-        if (i == fail_after && fail == 1) {
-            static const uint8_t bad[] = {0xc1}; /* msgpack's one unused byte */
-            int rc = shmrpc_ctx_send(ctx, bad, sizeof bad);
-            if (rc) return rc;
-            continue;
-        }
-        if (i == fail_after) return shmrpc_ctx_error(ctx, fail, "failed after %lld", (long long)i);
-        char note[32];
-        snprintf(note, sizeof note, "tick %lld", (long long)i);
-        for (int k = 0; k < 3; k++)
-            seen[k] = i * 10 + k;
-        streamer_Tick t = {.at = i, .note = {note, strlen(note)}, .seen = {seen, (size_t)(i % 4)}};
-        int rc = streamer_ticks_write(ctx, &t);
-        if (rc) return rc;
-    }
-    return 0;
-}
 
 static void done(int rc)
 {
@@ -113,31 +92,13 @@ static int chunks(shmrpc_ctx *ctx, shmrpc_bytes spec)
     return 0;
 }
 
-static int slow(shmrpc_ctx *ctx, int64_t n, int64_t every_ms)
-{
-    for (int64_t i = 0; i < n; i++) {
-        struct timespec ts = {every_ms / 1000, every_ms % 1000 * 1000000};
-        nanosleep(&ts, NULL);
-        int rc = streamer_slow_write(ctx, i);
-        if (rc) return rc;
-    }
-    return 0;
-}
-
-static int twice(shmrpc_ctx *ctx, int64_t x, int64_t *out)
-{
-    (void)ctx;
-    *out = 2 * x;
-    return 0;
-}
-
-static const Streamer_handlers handlers = {.ticks = ticks,
+static const Streamer_handlers handlers = {.ticks = test_ticks,
                                            .forever = forever,
                                            .quiet = quiet,
                                            .deaf = deaf,
                                            .chunks = chunks,
-                                           .slow = slow,
-                                           .twice = twice};
+                                           .slow = test_slow,
+                                           .twice = test_twice};
 
 typedef struct fixture {
     shmrpc_server *s;

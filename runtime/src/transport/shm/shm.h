@@ -307,6 +307,13 @@ static inline uint64_t shmrpc__shm_ring_off(uint32_t len, uint32_t mlen)
     return (end + 63) & ~(uint64_t)63;
 }
 
+/* The bytes a record of len bytes takes in a stream's ring: its header and its bytes,
+ * 8-aligned. */
+static inline uint32_t shmrpc__shm_record_size(uint32_t len)
+{
+    return 8 + ((len + 7) & ~7u);
+}
+
 /* Whether cap is a ring's size: a power of two from SHMRPC__RING_MIN to SHMRPC__RING_MAX. */
 static inline bool shmrpc__shm_ring_cap_ok(uint32_t cap)
 {

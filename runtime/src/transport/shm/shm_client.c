@@ -1465,11 +1465,6 @@ static shmrpc__stream_ring *stream_ring(shm_stream *st)
     return (shmrpc__stream_ring *)(shmrpc__chan_data(&st->lane->chan) + st->off);
 }
 
-static uint32_t round8(uint32_t n)
-{
-    return (n + 7) & ~7u;
-}
-
 /* Tells the worker how far the reader went: it may wait for that room. */
 static void stream_publish(shm_stream *st, shmrpc__stream_ring *r)
 {
@@ -1557,7 +1552,7 @@ static int stream_take(shm_stream *st, shmrpc__stream_ring *r, uint32_t avail, s
     }
     /* Every piece but an empty item's carries bytes: otherwise a worker could keep a recv
      * reading records for ever. */
-    if (avail < 8 || len > st->cap - 16 || 8 + round8(len) > avail || (len == 0 && left != 0) ||
+    if (avail < 8 || len > st->cap - 16 || shmrpc__shm_record_size(len) > avail || (len == 0 && left != 0) ||
         (st->left != 0 && (uint64_t)len + left != st->left))
         return stream_refuse(st, SHMRPC_EPROTO, err, "the worker's ring of the stream is off");
     if (st->left == 0 && (uint64_t)len + left > item->max) {
@@ -1571,7 +1566,7 @@ static int stream_take(shm_stream *st, shmrpc__stream_ring *r, uint32_t avail, s
     if (shmrpc_buf_append(item, recs + at, first) != 0 ||
         shmrpc_buf_append(item, recs, len - first) != 0)
         return stream_refuse(st, SHMRPC_ENOMEM, err, "out of memory for an item");
-    st->head += 8 + round8(len);
+    st->head += shmrpc__shm_record_size(len);
     st->left = left;
     /* The room given back in steps, or at once to a worker asleep waiting for it. */
     if (st->head - st->pub >= st->cap / 4 ||

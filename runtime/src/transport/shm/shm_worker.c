@@ -410,11 +410,6 @@ static shmrpc__stream_ring *worker_ring(worker *w)
     return (shmrpc__stream_ring *)(shmrpc__chan_data(&w->serving->map) + w->st.off);
 }
 
-static uint32_t round8(uint32_t n)
-{
-    return (n + 7) & ~7u;
-}
-
 /* Waits until the ring has room for the next piece of an item with left bytes still to go:
  * room for all of them when they fit the ring (an item is not cut needlessly), else a
  * quarter of the ring at least. *piece: how many go now. The client's count is read once a
@@ -441,7 +436,7 @@ static int ring_room(worker *w, size_t left, int64_t deadline, uint32_t *piece)
             return SHMRPC_EPROTO;
         }
         uint32_t room = cap - used;
-        if (left <= most && room >= 16 + round8((uint32_t)left)) {
+        if (left <= most && room >= shmrpc__shm_record_size((uint32_t)left) + 8) { /* + end */
             *piece = (uint32_t)left;
             return 0;
         }
@@ -479,7 +474,7 @@ static void ring_write(worker *w, const uint8_t *p, uint32_t len, uint32_t left)
     uint32_t first = len < st->cap - at ? len : st->cap - at;
     memcpy(recs + at, p, first);
     memcpy(recs, p + first, len - first);
-    st->tail += 8 + round8(len);
+    st->tail += shmrpc__shm_record_size(len);
     if (st->light) {
         shmrpc__publish_light(&r->tail, st->tail, &r->reader_asleep, 1);
     } else {
