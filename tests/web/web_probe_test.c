@@ -12,6 +12,7 @@
 
 #include <cmocka.h>
 
+#include <dirent.h>
 #include <jansson.h>
 #include <pthread.h>
 #include <signal.h>
@@ -167,6 +168,30 @@ static void *silent_one(void *arg)
     return NULL;
 }
 
+/* Whether every thread of process pid is stopped (state T in /proc/PID/task/TID/stat),
+ * looked at every millisecond for at most 5 s. */
+static bool all_stopped(pid_t pid)
+{
+    char dir[64];
+    snprintf(dir, sizeof dir, "/proc/%d/task", (int)pid);
+    for (int tries = 0; tries < 5000; tries++, usleep(1000)) {
+        DIR *d = opendir(dir);
+        bool all = d != NULL;
+        for (struct dirent *e; all && (e = readdir(d)) != NULL;) {
+            if (e->d_name[0] == '.') continue;
+            char path[384], line[512];
+            snprintf(path, sizeof path, "%s/%s/stat", dir, e->d_name);
+            FILE *f = fopen(path, "r");
+            const char *paren = f && fgets(line, sizeof line, f) ? strrchr(line, ')') : NULL;
+            all = paren != NULL && paren[1] == ' ' && (paren[2] == 'T' || paren[2] == 't');
+            if (f) fclose(f);
+        }
+        if (d) closedir(d);
+        if (all) return true;
+    }
+    return false;
+}
+
 /* A supervisor that does not answer its control service (SIGSTOPped: the page and its
  * keeper are processes of their own and go on): within the page's 3 s bound on a control
  * call, /healthz and /readyz say not live and not ready, and the pages of the services'
@@ -196,6 +221,11 @@ static void supervisor_silent(void **state)
     silent_req q[N];
     pthread_t th[N];
     assert_int_equal(kill(T.pid, SIGSTOP), 0);
+    /* Stopped once every thread of it is: a request sent before then may be taken by a
+     * worker not stopped yet, and its call time out "while the call ran" (1 run in 6 under
+     * stress-ng --cpu 2). */
+    if (!all_stopped(T.pid))
+        fail_msg("the supervisor (pid %d) did not stop within 5 s", (int)T.pid);
     for (int i = 0; i < N; i++) {
         memset(&q[i], 0, sizeof q[i]);
         q[i].path = paths[i];
