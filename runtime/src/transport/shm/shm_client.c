@@ -475,7 +475,8 @@ static int reconnect(shm_conn *c, int64_t deadline, shmrpc_buf *err)
 static void shm_conn_close(shmrpc__conn *base)
 {
     shm_conn *c = (shm_conn *)base;
-    shm_stream_end(base); /* (client.c ended it already) */
+    /* client.c ended the stream already, if one was open: this only makes sure. */
+    shm_stream_end(base);
     for (unsigned i = 1; c->lanes && i < c->lanes->n; i++) { /* their calls were abandoned first */
         detach(c->lanes->at[i]);
         free(c->lanes->at[i]);
@@ -1542,6 +1543,8 @@ static int stream_take(shm_stream *st, shmrpc__stream_ring *r, uint32_t avail, s
 {
     const uint8_t *recs = (const uint8_t *)(r + 1);
     uint32_t mask = st->cap - 1, at = st->head & mask, head[2];
+    if (avail < 8) /* a header is 8 bytes, published whole */
+        return stream_refuse(st, SHMRPC_EPROTO, err, "the worker's ring of the stream is off");
     memcpy(head, recs + at, sizeof head);
     uint32_t len = head[0], left = head[1];
     /* The end, also amid an item whose writer failed before its last piece (the server
@@ -1552,7 +1555,7 @@ static int stream_take(shm_stream *st, shmrpc__stream_ring *r, uint32_t avail, s
     }
     /* Every piece but an empty item's carries bytes: otherwise a worker could keep a recv
      * reading records for ever. */
-    if (avail < 8 || len > st->cap - 16 || shmrpc__shm_record_size(len) > avail || (len == 0 && left != 0) ||
+    if (len > st->cap - 16 || shmrpc__shm_record_size(len) > avail || (len == 0 && left != 0) ||
         (st->left != 0 && (uint64_t)len + left != st->left))
         return stream_refuse(st, SHMRPC_EPROTO, err, "the worker's ring of the stream is off");
     if (st->left == 0 && (uint64_t)len + left > item->max) {
