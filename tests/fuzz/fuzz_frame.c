@@ -83,9 +83,9 @@ static void error_body(shmrpc_bytes body)
 static void frame(const uint8_t *p, size_t n)
 {
     shmrpc__frame_hdr h;
-    /* The handshake's limit, and both compressions agreed, to reach every path. */
-    if (shmrpc__frame_hdr_decode(p, n, SHMRPC__WIRE_MAX_HELLO, SHMRPC__FLAG_COMPRESSION, &h,
-                                 &err) != 0)
+    /* The handshake's limit, and both compressions and streams agreed, to reach every path. */
+    if (shmrpc__frame_hdr_decode(p, n, SHMRPC__WIRE_MAX_HELLO,
+                                 SHMRPC__FLAG_COMPRESSION | SHMRPC__AGREED_STREAMS, &h, &err) != 0)
         return;
     if (h.body_len > n - SHMRPC__FRAME_HDR_SIZE) return; /* the rest has not arrived */
     shmrpc_bytes body = shmrpc_bytes_of(p + SHMRPC__FRAME_HDR_SIZE, h.body_len);
@@ -99,7 +99,9 @@ static void frame(const uint8_t *p, size_t n)
         break;
     case SHMRPC__KIND_REQUEST:
     case SHMRPC__KIND_RESPONSE:
-        if (h.flags) decompress(h.flags, body);
+    case SHMRPC__KIND_ITEMS:
+        if (h.flags & SHMRPC__FLAG_COMPRESSION)
+            decompress(h.flags & SHMRPC__FLAG_COMPRESSION, body);
         break;
     }
 }

@@ -39,8 +39,10 @@ static void raw_hdr(uint8_t out[24], uint32_t magic, uint8_t version, uint8_t ki
 
 #define M SHMRPC__FRAME_MAGIC
 #define V SHMRPC__FRAME_VERSION
-enum { HELLO = 1, ACK, REQ, RESP, ERR, PING, PONG, AUTH, DRAIN, CANCEL };
+enum { HELLO = 1, ACK, REQ, RESP, ERR, PING, PONG, AUTH, DRAIN, CANCEL, ITEMS, WINDOW };
 #define AGREED_CANCEL SHMRPC__AGREED_CANCEL
+#define STREAMS SHMRPC__AGREED_STREAMS
+#define STREAM_FLAG SHMRPC__FLAG_STREAM
 
 typedef struct hdr_case {
     const char *name;
@@ -52,7 +54,7 @@ typedef struct hdr_case {
     uint64_t rid;
     uint32_t len;
     uint16_t agreed; /* compression agreed, the lone flag (revision 3), the deadline flag (4),
-                        CANCEL frames (5), the metadata flag (7) */
+                        CANCEL frames (5), the metadata flag (7), streams (8) */
     int rc;
     const char *msg;
 } hdr_case;
@@ -68,10 +70,10 @@ static const hdr_case hdr_cases[] = {
     {"version 0", 24, M, 0, REQ, 0, 1, 1, 10, 0, SHMRPC_EVERSION,
      "frame version 0; this side speaks version 1"},
     {"kind 0", 24, M, V, 0, 0, 1, 1, 10, 0, SHMRPC_EPROTO, "unknown frame kind 0"},
-    {"kind 11", 24, M, V, 11, 0, 0, 0, 10, 0, SHMRPC_EPROTO, "unknown frame kind 11"},
+    {"kind 13", 24, M, V, 13, 0, 0, 0, 10, STREAMS, SHMRPC_EPROTO, "unknown frame kind 13"},
     {"kind 255", 24, M, V, 255, 0, 1, 1, 10, 0, SHMRPC_EPROTO, "unknown frame kind 255"},
-    {"unknown flag", 24, M, V, REQ, 0x0020, 1, 1, 10, 15, SHMRPC_EPROTO,
-     "unknown flag bits 0x0020 in a REQUEST frame"},
+    {"unknown flag", 24, M, V, REQ, 0x0040, 1, 1, 10, 15, SHMRPC_EPROTO,
+     "unknown flag bits 0x0040 in a REQUEST frame"},
     {"metadata not agreed", 24, M, V, REQ, 0x0010, 1, 1, 10, 15, SHMRPC_EPROTO,
      "REQUEST frame has the metadata flag, which needs protocol revision 7 (not agreed)"},
     {"metadata cut short", 24, M, V, REQ, 0x0010, 1, 1, 2, 0x1f, SHMRPC_EPROTO,
@@ -148,6 +150,44 @@ static const hdr_case hdr_cases[] = {
     {"cancel with the lone flag", 24, M, V, CANCEL, SHMRPC__FLAG_LONE, 0, 7, 0,
      AGREED_CANCEL | SHMRPC__FLAG_LONE, SHMRPC_EPROTO,
      "unknown flag bits 0x0004 in a CANCEL frame"},
+    {"items not agreed", 24, M, V, ITEMS, 0, 3, 7, 8, AGREED_CANCEL | 3, SHMRPC_EPROTO,
+     "ITEMS frame needs protocol revision 8 (not agreed)"},
+    {"items with no request id", 24, M, V, ITEMS, 0, 3, 0, 8, STREAMS, SHMRPC_EPROTO,
+     "ITEMS frame has no request id"},
+    {"items too short for a length", 24, M, V, ITEMS, 0, 3, 7, 3, STREAMS, SHMRPC_EPROTO,
+     "ITEMS frame has a body of 3 bytes, too short for an item's length"},
+    {"items with no body", 24, M, V, ITEMS, 0, 3, 7, 0, STREAMS, SHMRPC_EPROTO,
+     "ITEMS frame has a body of 0 bytes, too short for an item's length"},
+    {"items with both compressions", 24, M, V, ITEMS, 3, 3, 7, 8, STREAMS | 3, SHMRPC_EPROTO,
+     "ITEMS frame has both the snappy and the zlib flag"},
+    {"items compressed, not agreed", 24, M, V, ITEMS, 2, 3, 7, 8, STREAMS | 1, SHMRPC_EPROTO,
+     "ITEMS frame is compressed with zlib, which was not agreed"},
+    {"items compressed, empty", 24, M, V, ITEMS, 1, 3, 7, 0, STREAMS | 1, SHMRPC_EPROTO,
+     "ITEMS frame is compressed but has an empty body"},
+    {"items with the stream flag", 24, M, V, ITEMS, STREAM_FLAG, 3, 7, 8, STREAMS, SHMRPC_EPROTO,
+     "unknown flag bits 0x0020 in a ITEMS frame"},
+    {"items above the maximum and a length", 24, M, V, ITEMS, 0, 3, 7, MAX_BODY + 5, STREAMS,
+     SHMRPC_ETOOBIG, "ITEMS frame body of 1005 bytes is above the maximum of 1004"},
+    {"window not agreed", 24, M, V, WINDOW, 0, 0, 7, 4, AGREED_CANCEL, SHMRPC_EPROTO,
+     "WINDOW frame needs protocol revision 8 (not agreed)"},
+    {"window compressed", 24, M, V, WINDOW, 1, 0, 7, 4, STREAMS | 1, SHMRPC_EPROTO,
+     "WINDOW frame has a compression flag"},
+    {"window with a method", 24, M, V, WINDOW, 0, 3, 7, 4, STREAMS, SHMRPC_EPROTO,
+     "WINDOW frame has a method id or no request id"},
+    {"window with no request id", 24, M, V, WINDOW, 0, 0, 0, 4, STREAMS, SHMRPC_EPROTO,
+     "WINDOW frame has a method id or no request id"},
+    {"window of 3 bytes", 24, M, V, WINDOW, 0, 0, 7, 3, STREAMS, SHMRPC_EPROTO,
+     "WINDOW frame has a body of 3 bytes (it has 4)"},
+    {"window of 5 bytes", 24, M, V, WINDOW, 0, 0, 7, 5, STREAMS, SHMRPC_EPROTO,
+     "WINDOW frame has a body of 5 bytes (it has 4)"},
+    {"stream flag not agreed", 24, M, V, REQ, STREAM_FLAG, 3, 7, 8, AGREED_CANCEL | 0x1c,
+     SHMRPC_EPROTO,
+     "REQUEST frame has the stream flag, which needs protocol revision 8 (not agreed)"},
+    {"stream flag with the lone flag", 24, M, V, REQ, STREAM_FLAG | SHMRPC__FLAG_LONE, 3, 7, 8,
+     STREAMS | SHMRPC__FLAG_LONE, SHMRPC_EPROTO,
+     "REQUEST frame has both the lone and the stream flag"},
+    {"stream flag on a response", 24, M, V, RESP, STREAM_FLAG, 3, 7, 8, STREAMS, SHMRPC_EPROTO,
+     "unknown flag bits 0x0020 in a RESPONSE frame"},
     {"auth with method", 24, M, V, AUTH, 0, 6, 0, 32, 0, SHMRPC_EPROTO,
      "AUTH frame has a method or request id"},
     {"ping compressed", 24, M, V, PING, 1, 0, 5, 0, 1, SHMRPC_EPROTO,
@@ -169,6 +209,12 @@ static const hdr_case hdr_cases[] = {
     {"auth", 24, M, V, AUTH, 0, 0, 0, 32, 0, 0, ""},
     {"connection error", 24, M, V, ERR, 0, 0, 0, 10, 0, 0, ""},
     {"ping", 24, M, V, PING, 0, 0, 77, 0, 0, 0, ""},
+    {"items", 24, M, V, ITEMS, 0, 3, 7, 4, STREAMS, 0, ""},
+    {"items of the largest item", 24, M, V, ITEMS, 0, 3, 7, MAX_BODY + 4, STREAMS, 0, ""},
+    {"items compressed", 24, M, V, ITEMS, 1, 3, 7, 1, STREAMS | 1, 0, ""},
+    {"window", 24, M, V, WINDOW, 0, 0, 7, 4, STREAMS, 0, ""},
+    {"stream open", 24, M, V, REQ, STREAM_FLAG | SHMRPC__FLAG_DEADLINE, 3, 7, 8,
+     STREAMS | SHMRPC__FLAG_DEADLINE, 0, ""},
 };
 
 static void malformed_headers(void **state)
@@ -246,6 +292,10 @@ static void every_kind_round_trips(void **state)
         {PING, 0, 0, 42, ""},
         {PONG, 0, 0, 42, ""},
         {CANCEL, 0, 0, 43, ""},
+        {ITEMS, 0, 4, 44, "lenNitem"},
+        {ITEMS, 1, 4, 44, "snappy items"},
+        {WINDOW, 0, 0, 44, "gran"},
+        {REQ, STREAM_FLAG, 4, 45, "open"},
     };
     for (size_t i = 0; i < sizeof frames / sizeof frames[0]; i++) {
         shmrpc_buf_clear(&out);
@@ -265,7 +315,9 @@ static void every_kind_round_trips(void **state)
 
         shmrpc__frame_hdr h;
         assert_int_equal(shmrpc__frame_hdr_decode(out.data + 2, 24, MAX_BODY,
-                                                  SHMRPC__FLAG_COMPRESSION | AGREED_CANCEL, &h,
+                                                  SHMRPC__FLAG_COMPRESSION | AGREED_CANCEL |
+                                                      STREAMS,
+                                                  &h,
                                                   &err),
                          0);
         assert_int_equal(h.kind, frames[i].kind);
@@ -291,6 +343,7 @@ static void every_kind_round_trips(void **state)
     assert_int_equal(used, 0);
     shmrpc_buf_destroy(&small);
     assert_string_equal(shmrpc__frame_kind_name(SHMRPC__KIND_HELLO_ACK), "HELLO_ACK");
+    assert_string_equal(shmrpc__frame_kind_name(SHMRPC__KIND_WINDOW), "WINDOW");
     assert_string_equal(shmrpc__frame_kind_name(0), "unknown");
     assert_string_equal(shmrpc__frame_kind_name(99), "unknown");
     shmrpc_buf_destroy(&out);

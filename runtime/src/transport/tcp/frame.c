@@ -37,6 +37,7 @@ static const char *const kind_names[] = {
     [SHMRPC__KIND_ERROR] = "ERROR",     [SHMRPC__KIND_PING] = "PING",
     [SHMRPC__KIND_PONG] = "PONG",       [SHMRPC__KIND_AUTH] = "AUTH",
     [SHMRPC__KIND_DRAIN] = "DRAIN",     [SHMRPC__KIND_CANCEL] = "CANCEL",
+    [SHMRPC__KIND_ITEMS] = "ITEMS",     [SHMRPC__KIND_WINDOW] = "WINDOW",
 };
 
 const char *shmrpc__frame_kind_name(unsigned kind)
@@ -89,6 +90,16 @@ static int check_kind(const shmrpc__frame_hdr *h, uint16_t agreed, shmrpc_buf *e
     const char *name = shmrpc__frame_kind_name(h->kind);
     unsigned comp = h->flags & SHMRPC__FLAG_COMPRESSION;
     switch (h->kind) {
+    case SHMRPC__KIND_ITEMS:
+        if (!(agreed & SHMRPC__AGREED_STREAMS))
+            return proto_error(err, "%s frame needs protocol revision 8 (not agreed)", name);
+        if (h->request_id == 0) return proto_error(err, "%s frame has no request id", name);
+        if (!comp && h->body_len < SHMRPC__ITEM_LEN_SIZE)
+            return proto_error(err, "%s frame has a body of %u bytes, too short for an item's "
+                                    "length",
+                               name, h->body_len);
+        /* An ITEMS body is compressed as a RESPONSE's is. */
+        /* fall through */
     case SHMRPC__KIND_REQUEST:
     case SHMRPC__KIND_RESPONSE:
         if (comp == SHMRPC__FLAG_COMPRESSION)
@@ -108,6 +119,13 @@ static int check_kind(const shmrpc__frame_hdr *h, uint16_t agreed, shmrpc_buf *e
                                "%s frame has the deadline flag, which needs protocol revision 4 "
                                "(not agreed)",
                                name);
+        if ((h->flags & SHMRPC__FLAG_STREAM) && !(agreed & SHMRPC__AGREED_STREAMS))
+            return proto_error(err,
+                               "%s frame has the stream flag, which needs protocol revision 8 "
+                               "(not agreed)",
+                               name);
+        if ((h->flags & SHMRPC__FLAG_STREAM) && (h->flags & SHMRPC__FLAG_LONE))
+            return proto_error(err, "%s frame has both the lone and the stream flag", name);
         if ((h->flags & SHMRPC__FLAG_META) && !(agreed & SHMRPC__FLAG_META))
             return proto_error(err,
                                "%s frame has the metadata flag, which needs protocol revision 7 "
@@ -153,6 +171,16 @@ static int check_kind(const shmrpc__frame_hdr *h, uint16_t agreed, shmrpc_buf *e
             return proto_error(err, "%s frame has a body of %u bytes (it has none)", name,
                                h->body_len);
         return 0;
+    case SHMRPC__KIND_WINDOW:
+        if (!(agreed & SHMRPC__AGREED_STREAMS))
+            return proto_error(err, "%s frame needs protocol revision 8 (not agreed)", name);
+        if (comp) return proto_error(err, "%s frame has a compression flag", name);
+        if (h->method || h->request_id == 0)
+            return proto_error(err, "%s frame has a method id or no request id", name);
+        if (h->body_len != SHMRPC__WINDOW_LEN)
+            return proto_error(err, "%s frame has a body of %u bytes (it has %u)", name,
+                               h->body_len, SHMRPC__WINDOW_LEN);
+        return 0;
     case SHMRPC__KIND_AUTH:
         if (comp) return proto_error(err, "%s frame has a compression flag", name);
         if (h->method || h->request_id)
@@ -192,14 +220,14 @@ int shmrpc__frame_hdr_decode(const uint8_t *p, size_t n, uint32_t max_body, uint
         .request_id = load_be(p + 12, 8),
         .body_len = (uint32_t)load_be(p + 20, 4),
     };
-    if (h.kind < SHMRPC__KIND_HELLO || h.kind > SHMRPC__KIND_CANCEL)
+    if (h.kind < SHMRPC__KIND_HELLO || h.kind > SHMRPC__KIND_WINDOW)
         return proto_error(err, "unknown frame kind %u", h.kind);
-    /* The lone and deadline flags are a REQUEST's only; whether they were agreed is
-     * check_kind's. */
+    /* The lone, deadline, metadata and stream flags are a REQUEST's only; whether they were
+     * agreed is check_kind's. */
     uint16_t known = SHMRPC__FLAG_COMPRESSION |
-                     (h.kind == SHMRPC__KIND_REQUEST
-                          ? SHMRPC__FLAG_LONE | SHMRPC__FLAG_DEADLINE | SHMRPC__FLAG_META
-                          : 0);
+                     (h.kind == SHMRPC__KIND_REQUEST ? SHMRPC__FLAG_LONE | SHMRPC__FLAG_DEADLINE |
+                                                           SHMRPC__FLAG_META | SHMRPC__FLAG_STREAM
+                                                     : 0);
     if (h.flags & ~known)
         return proto_error(err, "unknown flag bits 0x%04x in a %s frame", h.flags & ~known,
                            shmrpc__frame_kind_name(h.kind));
@@ -209,6 +237,8 @@ int shmrpc__frame_hdr_decode(const uint8_t *p, size_t n, uint32_t max_body, uint
     uint64_t max = max_body;
     if (h.flags & SHMRPC__FLAG_DEADLINE) max += SHMRPC__DEADLINE_LEN;
     if (h.flags & SHMRPC__FLAG_META) max += SHMRPC__META_LEN_SIZE + SHMRPC_METADATA_MAX_BYTES;
+    /* An item of the largest size comes with its length. */
+    if (h.kind == SHMRPC__KIND_ITEMS) max += SHMRPC__ITEM_LEN_SIZE;
     if (h.body_len > max) {
         shmrpc__msg_set(err, "%s frame body of %u bytes is above the maximum of %" PRIu64,
                         shmrpc__frame_kind_name(h.kind), h.body_len, max);

@@ -27,6 +27,10 @@ enum shmrpc__frame_kind {
     SHMRPC__KIND_DRAIN = 9, /* server, revision 2: no new calls here (docs/wire.md, "Drain") */
     /* client, revision 5: it gave up on the call request_id (docs/wire.md, "Cancellation") */
     SHMRPC__KIND_CANCEL = 10,
+    /* server, revision 8: items of the stream request_id opened (docs/wire.md, "Streams") */
+    SHMRPC__KIND_ITEMS = 11,
+    /* client, revision 8: bytes of the stream request_id's items it has taken (ditto) */
+    SHMRPC__KIND_WINDOW = 12,
 };
 
 #define SHMRPC__AUTH_LEN 32u /* an AUTH body, a HELLO's nonce and a HELLO_ACK's challenge */
@@ -49,9 +53,20 @@ enum shmrpc__frame_kind {
  * encoding, before the request (docs/wire.md, "Metadata"). */
 #define SHMRPC__FLAG_META 0x0010u
 #define SHMRPC__META_LEN_SIZE 2u
-/* Not a bit a frame carries: passed to the decoder with the agreed flags once revision 5
- * was agreed, which allows CANCEL frames. */
+/* REQUEST only, revision 8: the call opens a stream; its answer is ITEMS frames and then
+ * the RESPONSE or ERROR that ends it (docs/wire.md, "Streams"). Never with the lone flag. */
+#define SHMRPC__FLAG_STREAM 0x0020u
+/* Not bits a frame carries: passed to the decoder with the agreed flags once revision 5
+ * was agreed, which allows CANCEL frames, and once 8 was, which allows ITEMS, WINDOW and
+ * the stream flag. */
 #define SHMRPC__AGREED_CANCEL 0x8000u
+#define SHMRPC__AGREED_STREAMS 0x4000u
+/* A stream's window (revision 8): the bytes of items, counted as a 4-byte length and the
+ * item, that a server may send beyond what the client granted back. One item larger than
+ * that goes alone while nothing else is in transit. */
+#define SHMRPC__STREAM_WINDOW 65536u
+#define SHMRPC__ITEM_LEN_SIZE 4u   /* an item's length in an ITEMS body (big-endian) */
+#define SHMRPC__WINDOW_LEN 4u      /* a WINDOW body: the bytes granted (big-endian) */
 
 typedef struct shmrpc__frame_hdr {
     uint8_t kind;        /* enum shmrpc__frame_kind */
@@ -65,9 +80,10 @@ typedef struct shmrpc__frame_hdr {
 void shmrpc__frame_hdr_encode(const shmrpc__frame_hdr *h, uint8_t out[SHMRPC__FRAME_HDR_SIZE]);
 
 /* Decodes and checks the n bytes at p. max_body: the largest body the caller accepts (a
- * REQUEST's deadline comes on top of it); compression: the SHMRPC__FLAG_* bits agreed for
- * this connection (0 before the handshake; SHMRPC__FLAG_LONE once revision 3 was agreed,
- * SHMRPC__FLAG_DEADLINE once 4 was, SHMRPC__AGREED_CANCEL once 5 was, SHMRPC__FLAG_META once 7
+ * REQUEST's deadline and metadata, and an item's length, come on top of it); compression:
+ * the SHMRPC__FLAG_* bits agreed for this connection (0 before the handshake;
+ * SHMRPC__FLAG_LONE once revision 3 was agreed, SHMRPC__FLAG_DEADLINE once 4 was,
+ * SHMRPC__AGREED_CANCEL once 5 was, SHMRPC__FLAG_META once 7 was, SHMRPC__AGREED_STREAMS once 8
  * was). SHMRPC_EPROTO (truncated,
  * bad magic, unknown kind or flag bits, a field not allowed for the kind), SHMRPC_EVERSION (another
  * frame version), SHMRPC_ETOOBIG (body above max_body), each with a message in err. h is written
