@@ -19,7 +19,8 @@ bool test_raw_frame(int fd, shmrpc__frame_hdr *h, shmrpc_buf *b)
     if (!test_raw_recv(fd, hdr, sizeof hdr, deadline)) return false;
     shmrpc_buf err;
     shmrpc_buf_init(&err);
-    int rc = shmrpc__frame_hdr_decode(hdr, sizeof hdr, 1 << 20, 0, h, &err);
+    /* A server sends ITEMS only to a client that opened a stream (revision 8). */
+    int rc = shmrpc__frame_hdr_decode(hdr, sizeof hdr, 1 << 20, SHMRPC__AGREED_STREAMS, h, &err);
     shmrpc_buf_destroy(&err);
     shmrpc_buf_clear(b);
     if (rc != 0 || shmrpc_buf_reserve(b, (size_t)h->body_len + 1) != 0) return false;

@@ -14,7 +14,8 @@
 bool test_raw_send(int fd, const void *p, size_t n);
 
 /* Reads the next frame within 5 s: its header into *h, its body into b (cleared first);
- * false at EOF, an error, the deadline or a header that does not decode. */
+ * false at EOF, an error, the deadline or a header that does not decode (with no compression
+ * and revision 8's frames agreed). */
 bool test_raw_frame(int fd, shmrpc__frame_hdr *h, shmrpc_buf *b);
 
 /* Sends a HELLO of revision SHMRPC__WIRE_PROTO for info (threshold 4096, 1 MiB messages) and

@@ -707,7 +707,7 @@ static void handshake_round_trip(void **state)
     got_ack.proto = SHMRPC__WIRE_PROTO + 1;
     assert_int_equal(shmrpc__hello_accept(&hello, &got_ack, &err), SHMRPC_EPROTO);
     assert_string_equal(shmrpc__msg_get(&err),
-                        "the server chose protocol revision 8; the client offered 1 to 7");
+                        "the server chose protocol revision 9; the client offered 1 to 8");
     got_ack.proto = 1;
     got_ack.compression = 4; /* a bit no revision defines */
     assert_int_equal(shmrpc__hello_accept(&hello, &got_ack, &err), SHMRPC_EPROTO);
@@ -717,7 +717,7 @@ static void handshake_round_trip(void **state)
     got_ack.proto = 0;
     assert_int_equal(shmrpc__hello_accept(&hello, &got_ack, &err), SHMRPC_EPROTO);
     assert_string_equal(shmrpc__msg_get(&err),
-                        "the server chose protocol revision 0; the client offered 1 to 7");
+                        "the server chose protocol revision 0; the client offered 1 to 8");
     got_ack.proto = 1;
     got_ack.auth = shmrpc_bytes_of("nonce", 5);
     assert_int_equal(shmrpc__hello_accept(&hello, &got_ack, &err), 0);

@@ -110,8 +110,10 @@ typedef struct shmrpc_tcp_opts {
     int max_running;             /* server: calls of one connection that run at once, on
                                   * threads of the worker that holds it (handlers must then
                                   * be thread-safe); at the bound it stops reading the
-                                  * connection until one ends; 1: one after another on the
-                                  * worker's own thread; 0: 16, at most 256. A blocking
+                                  * connection until one ends (but for the frames of its
+                                  * streams); 1: one after another on the worker's own
+                                  * thread (a stream on a thread of its own, while no other
+                                  * call runs); 0: 16, at most 256. A blocking
                                   * call alone on its connection (the lone flag, wire
                                   * revision 3) runs on the worker's own thread whatever
                                   * this is, without a handoff (docs/wire.md, "Calls in

@@ -130,8 +130,9 @@ int shmrpc__body_declared(uint16_t flag, shmrpc_bytes body, uint64_t *declared);
 /* --- the handshake -------------------------------------------------------------------- */
 
 /* The handshake's protocol revision (2: DRAIN; 3: the lone flag; 4: the deadline flag;
- * 5: CANCEL; 6: the table's types, and signatures that name them; 7: the metadata flag). */
-#define SHMRPC__WIRE_PROTO 7u
+ * 5: CANCEL; 6: the table's types, and signatures that name them; 7: the metadata flag;
+ * 8: streams: the stream flag, ITEMS and WINDOW). */
+#define SHMRPC__WIRE_PROTO 8u
 /* The first revision whose tables carry their types (element 8 of a handshake body). */
 #define SHMRPC__WIRE_PROTO_TYPES 6u
 #define SHMRPC__WIRE_MAX_HELLO (1u << 20)    /* HELLO / HELLO_ACK body */

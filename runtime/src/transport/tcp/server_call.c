@@ -166,14 +166,26 @@ static void submit(worker *w, peer *p, const shmrpc__frame_hdr *h, shmrpc_bytes 
     if (meta.len) shmrpc_buf_append(&j->meta, meta.ptr, meta.len);
     j->draining =
         shmrpc__tcp_stopping(w); /* a forked worker's SIGTERM is its own, not the server's */
+    j->stream = h->flags & SHMRPC__FLAG_STREAM;
+    if (j->stream) {
+        j->credit = SHMRPC__STREAM_WINDOW;
+        j->pull_due = false;
+        j->peer_max = p->peer_max;
+        p->n_streams++;
+        w->n_streams++;
+    }
     p->running++;
     w->running++;
     shmrpc__tcp_count_busy(w);
-    if (!shmrpc__tcp_pool_give(w, j)) {
+    if (shmrpc__tcp_pool_give(w, j)) return;
+    if (j->stream) { /* never on this thread, which alone reads its WINDOWs */
+        j->rc = SHMRPC_ENOMEM;
+        snprintf(j->msg, sizeof j->msg, "no thread for the stream's handler: it was not run");
+    } else {
         shmrpc__tcp_run_job(w, &w->ctx, j);
         j->ns = -1; /* counted by dispatch on w->ctx already */
-        shmrpc__tcp_finish_job(w, j);
     }
+    shmrpc__tcp_finish_job(w, j);
 }
 
 /* Takes back a job the pool ran: its answer goes to its connection, unless that closed. */
@@ -190,6 +202,14 @@ void shmrpc__tcp_finish_job(worker *w, job *j)
     shmrpc__stats_row *rows = w->ctx.stats;
     if (j->ns >= 0 && rows && j->method < w->ctx.stats_n)
         shmrpc__stats_count(&rows[j->method], j->rc, (uint64_t)j->ns);
+    if (j->stream) {
+        /* Its items went out before its end (collect frames them first), and the RESPONSE
+         * that ends it is empty: a stream answers with its items only. */
+        shmrpc_buf_clear(&j->resp);
+        p->n_streams--;
+        w->n_streams--;
+        shmrpc__tcp_stream_ended(w);
+    }
     if (!p->gone) put_answer(p, j->method, j->rid, j->rc, &j->resp, j->msg);
     if (j->peer_prev)
         j->peer_prev->peer_next = j->peer_next;
@@ -215,11 +235,16 @@ void shmrpc__tcp_finish_job(worker *w, job *j)
     shmrpc__tcp_peer_recharge(w, p);
 }
 
-void shmrpc__tcp_serve_cancel(peer *p, uint64_t rid)
+void shmrpc__tcp_serve_cancel(worker *w, peer *p, uint64_t rid)
 {
     for (job *j = p->jobs; j; j = j->peer_next)
         if (j->rid == rid) {
             atomic_store_explicit(&j->cancelled, true, memory_order_release);
+            if (j->stream) { /* its handler may wait for the window */
+                pthread_mutex_lock(&w->mu);
+                pthread_cond_broadcast(&j->scv);
+                pthread_mutex_unlock(&w->mu);
+            }
             return;
         }
 }
@@ -246,7 +271,7 @@ static bool run_here_cancelled(peer *p)
     ssize_t k = shmrpc__io_peek(&p->io, peeked, sizeof peeked);
     size_t more = k > 0 ? (size_t)k : 0, all = mine + more;
     uint16_t agreed = p->comp | SHMRPC__FLAG_LONE | SHMRPC__FLAG_DEADLINE | SHMRPC__AGREED_CANCEL |
-                      SHMRPC__FLAG_META;
+                      SHMRPC__FLAG_META | SHMRPC__AGREED_STREAMS;
     shmrpc_buf err;
     shmrpc_buf_init(&err);
     bool found = false;
@@ -282,6 +307,31 @@ static int lone_wanted(void *arg)
     return 0;
 }
 
+/* Opens the stream a REQUEST asks for (revision 8; docs/wire.md, "Streams") on a thread of
+ * the pool, never on the worker's own thread, which alone reads its WINDOWs. */
+static void open_stream(worker *w, peer *p, const shmrpc__frame_hdr *h, shmrpc_bytes body)
+{
+    char msg[80];
+    if (w->n_streams >= STREAMS_MAX) {
+        snprintf(msg, sizeof msg, "the worker runs %d streams already: the stream was not run",
+                 STREAMS_MAX);
+        shmrpc__tcp_put_error_frame(&p->out, h->method, h->request_id, SHMRPC_EBUSY, msg);
+        return;
+    }
+    /* A worker that runs its calls in place runs a stream on a thread of its own (solo),
+     * and holds every request meanwhile (server_conn.c, held). */
+    if (!w->pool_max && !w->threads) { /* a pool that failed once (epoll) is not tried again */
+        shmrpc__tcp_pool_init(w, 1);
+        w->solo = w->pool_max != 0;
+    }
+    if (!w->pool_max) {
+        shmrpc__tcp_put_error_frame(&p->out, h->method, h->request_id, SHMRPC_ENOMEM,
+                                    "no thread for the stream's handler: it was not run");
+        return;
+    }
+    submit(w, p, h, body);
+}
+
 void shmrpc__tcp_serve_request(worker *w, peer *p, const shmrpc__frame_hdr *h, shmrpc_bytes body)
 {
     const tcp_listener *l = w->l;
@@ -301,6 +351,10 @@ void shmrpc__tcp_serve_request(worker *w, peer *p, const shmrpc__frame_hdr *h, s
         refuse_call(w, p, h, body.len);
         return;
     }
+    if (h->flags & SHMRPC__FLAG_STREAM) {
+        open_stream(w, p, h, body);
+        return;
+    }
     /* A call its client says is alone on the connection (the lone flag, revision 3: a
      * blocking call) runs here on the worker's own thread when no call of the worker runs
      * in the pool, as with max_running 1: handing it to the pool would cost it two thread
@@ -308,7 +362,7 @@ void shmrpc__tcp_serve_request(worker *w, peer *p, const shmrpc__frame_hdr *h, s
      * run here, a slow one would hold their answers (only this thread sends them). The
      * flag is only a hint. */
     bool lone = (h->flags & SHMRPC__FLAG_LONE) && w->running == 0;
-    if (w->pool_max && !lone) {
+    if (w->pool_max && !w->solo && !lone) {
         submit(w, p, h, body);
         return;
     }

@@ -45,10 +45,12 @@ void shmrpc__tcp_peer_free(worker *w, peer *p)
             *at = p->next_again;
             p->again = false;
         }
-    if (p->running) shmrpc__tcp_drop_waiting(w, p);
-    /* Its calls still running hold it: their answers are dropped, and the last frees it. */
-    p->gone = true;
+    /* Its calls still running hold it: their answers are dropped, and the last frees it.
+     * Its streams' handlers, which may wait for its window, learn at once. */
     atomic_store_explicit(&p->left, true, memory_order_release);
+    shmrpc__tcp_stream_stop(w, p, 0);
+    if (p->running) shmrpc__tcp_drop_waiting(w, p);
+    p->gone = true;
     if (!p->running) shmrpc__tcp_bury(w, p);
 }
 
@@ -82,9 +84,34 @@ bool shmrpc__tcp_peer_flush(worker *w, peer *p)
     return true;
 }
 
+/* Whether p's next REQUEST waits: its calls are at their bound, or a stream runs on a worker
+ * that runs its calls one at a time (solo; docs/wire.md, "Streams"). */
+static bool held(const worker *w, const peer *p)
+{
+    return p->running >= (uint32_t)w->l->cfg.max_running || (w->solo && w->running);
+}
+
+/* Whether the frame at the front of p->in is a REQUEST that waits (read_frame left its header
+ * there). */
+static bool request_waits(const worker *w, const peer *p)
+{
+    return !p->have_hdr && p->in.len >= SHMRPC__FRAME_HDR_SIZE &&
+           p->in.data[5] == SHMRPC__KIND_REQUEST && held(w, p);
+}
+
+/* Whether p, its requests held, is still read up to its next REQUEST: it has a stream, whose
+ * WINDOWs, CANCELs and PINGs must come (a client sends no REQUEST behind a stream's WINDOWs
+ * that the stream needs), or its worker runs one solo, which a client that connects then must
+ * be able to reach (its handshake, its PINGs). Else it is not read at all. */
+static bool reads_to_request(const worker *w, const peer *p)
+{
+    return p->n_streams || w->solo;
+}
+
 static bool can_read(const worker *w, const peer *p)
 {
-    return !p->closing && !p->drain_due && p->running < (uint32_t)w->l->cfg.max_running;
+    if (p->closing || p->drain_due) return false;
+    return !held(w, p) || (reads_to_request(w, p) && !request_waits(w, p));
 }
 
 /* A whole frame has arrived in p->in. */
@@ -119,7 +146,10 @@ static void serve_frame(worker *w, peer *p)
     case SHMRPC__KIND_PONG:
         return;
     case SHMRPC__KIND_CANCEL: /* revision 5 (the decoder checked it was agreed) */
-        shmrpc__tcp_serve_cancel(p, h->request_id);
+        shmrpc__tcp_serve_cancel(w, p, h->request_id);
+        return;
+    case SHMRPC__KIND_WINDOW: /* revision 8 (the same) */
+        shmrpc__tcp_serve_window(w, p, h, body);
         return;
     case SHMRPC__KIND_ERROR: /* the client explains why it leaves */
         p->closing = true;
@@ -260,13 +290,16 @@ static int read_frame(worker *w, peer *p)
             uint16_t agreed = p->comp | (p->proto >= 3 ? SHMRPC__FLAG_LONE : 0) |
                               (p->proto >= 4 ? SHMRPC__FLAG_DEADLINE : 0) |
                               (p->proto >= 5 ? SHMRPC__AGREED_CANCEL : 0) |
-                              (p->proto >= 7 ? SHMRPC__FLAG_META : 0);
+                              (p->proto >= 7 ? SHMRPC__FLAG_META : 0) |
+                              (p->proto >= 8 ? SHMRPC__AGREED_STREAMS : 0);
             int rc = shmrpc__frame_hdr_decode(p->in.data, SHMRPC__FRAME_HDR_SIZE, max, agreed,
                                               &p->hdr, &w->err);
             if (rc) {
                 shmrpc__tcp_peer_refuse(p, rc, shmrpc__msg_get(&w->err));
                 return 0;
             }
+            /* Read up to a REQUEST that waits: its header stays in p->in, unread (can_read). */
+            if (p->hdr.kind == SHMRPC__KIND_REQUEST && held(w, p)) return 0;
             p->have_hdr = true;
             if (!frame_fits(w, p) && refuse_frame(w, p)) return 0;
             if (p->refused) continue;
@@ -377,6 +410,9 @@ static void peer_read(worker *w, peer *p)
 void shmrpc__tcp_peer_settle(worker *w, peer *p)
 {
     if (p->gone) return; /* freed by peer_read (its connection broke) */
+    /* A connection that closes reads no WINDOW again: its streams end (their ends still go
+     * out before the close). */
+    if (p->closing && p->n_streams) shmrpc__tcp_stream_stop(w, p, SHMRPC_EPEERDIED);
     if (shmrpc__tcp_out_left(p) && !shmrpc__tcp_peer_flush(w, p)) {
         shmrpc__tcp_peer_free(w, p);
         return;
@@ -465,11 +501,22 @@ void shmrpc__tcp_collect(worker *w)
     if (read(w->done_fd, &n, sizeof n) < 0) {
         /* EAGAIN: taken with an earlier one */
     }
+    /* Both at once: a stream's handler queued its last items before it returned, so they
+     * are framed before its end. */
     pthread_mutex_lock(&w->mu);
     job *j = w->done;
     w->done = NULL;
+    job *pulls = shmrpc__tcp_stream_take(w);
     pthread_mutex_unlock(&w->mu);
     peer *touched = NULL;
+    for (; pulls; pulls = pulls->taken_next) {
+        peer *p = pulls->p;
+        shmrpc__tcp_stream_frame(pulls);
+        if (!p->gone && !p->touched && p != touched) {
+            p->touched = touched ? touched : p; /* p itself ends the list */
+            touched = p;
+        }
+    }
     while (j) {
         job *next = j->next;
         peer *p = j->p;
@@ -495,10 +542,12 @@ int64_t shmrpc__tcp_peer_deadline(const worker *w, const peer *p)
 {
     const shmrpc__tcp_cfg *cfg = &w->l->cfg;
     if (p->state != P_READY) return p->accepted_ns + cfg->handshake_ns;
-    /* Calls at the connection's bound: the server reads nothing more, so a frame waiting
-     * in p->in is not late (pipelined calls beyond max_running were cut by the progress
-     * timeout while their handlers ran, their answers lost; a helper's review). */
-    if (p->running >= (uint32_t)cfg->max_running && !shmrpc__tcp_out_left(p) && !p->refused)
+    /* Calls at the connection's bound, or a solo worker's stream: the server reads no
+     * request, so a frame waiting in p->in is not late (pipelined calls beyond max_running
+     * were cut by the progress timeout while their handlers ran, their answers lost; a
+     * helper's review). A connection with a stream is read up to its next REQUEST. */
+    if (held(w, p) && !shmrpc__tcp_out_left(p) && !p->refused &&
+        (!reads_to_request(w, p) || request_waits(w, p)))
         return INT64_MAX;
     /* Answers waiting for room: the server reads nothing meanwhile (peer_settle). Those
      * not tried yet (the next flush starts their clock) have the timeout and 1 s per MiB. */

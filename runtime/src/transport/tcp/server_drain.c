@@ -28,6 +28,9 @@ void shmrpc__tcp_drain_begin(worker *w)
     }
     for (int i = w->n_peers; i-- > 0;) {
         peer *p = w->peers[i];
+        /* A stream ends with the items it sent and SHMRPC_ECANCELLED (docs/streams.md): it
+         * would not end of itself. */
+        shmrpc__tcp_stream_stop(w, p, SHMRPC_ECANCELLED);
         if (p->closing) continue;
         if (p->state == P_READY && p->proto >= 2 && p->running) {
             p->drain_due = true; /* after the answers of the calls that run (finish_job) */

@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "transport/tcp/tcp_int.h"
@@ -41,11 +42,24 @@ job *shmrpc__tcp_job_get(worker *w)
     } else {
         j = calloc(1, sizeof *j);
         if (!j) return NULL;
+        pthread_condattr_t ca;
+        pthread_condattr_init(&ca);
+        pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+        int rc = pthread_cond_init(&j->scv, &ca);
+        pthread_condattr_destroy(&ca);
+        if (rc) {
+            free(j);
+            return NULL;
+        }
         shmrpc_buf_init(&j->req);
         shmrpc_buf_init(&j->resp);
         shmrpc_buf_init(&j->meta);
+        shmrpc_buf_init(&j->items);
+        shmrpc_buf_init(&j->framing);
     }
     j->next = NULL;
+    j->stream = false;
+    atomic_store_explicit(&j->stopped, 0, memory_order_relaxed);
     j->charged = 0;
     j->ns = -1;
     return j;
@@ -56,6 +70,9 @@ static void job_free(job *j)
     shmrpc_buf_destroy(&j->req);
     shmrpc_buf_destroy(&j->resp);
     shmrpc_buf_destroy(&j->meta);
+    shmrpc_buf_destroy(&j->items);
+    shmrpc_buf_destroy(&j->framing);
+    pthread_cond_destroy(&j->scv);
     free(j);
 }
 
@@ -71,6 +88,8 @@ void shmrpc__tcp_job_put(worker *w, job *j)
     }
     shmrpc__tcp_buf_shed(&j->req);
     shmrpc__tcp_buf_shed(&j->resp);
+    shmrpc_buf_clear(&j->items);
+    shmrpc__tcp_buf_shed(&j->items);
     j->next = w->spare_jobs;
     w->spare_jobs = j;
     w->n_spare++;
@@ -78,10 +97,12 @@ void shmrpc__tcp_job_put(worker *w, job *j)
 
 /* Whether the client of a call the pool runs still waits for it (shmrpc_ctx_cancelled): not
  * once the worker closed its connection (its end of stream, watched while the call runs,
- * or a reset). */
+ * or a reset), nor, for a stream, once the server stops or the client broke its window. */
 static int job_wanted(void *arg)
 {
     job *j = arg;
+    int stopped = atomic_load_explicit(&j->stopped, memory_order_relaxed);
+    if (stopped) return stopped;
     if (atomic_load_explicit(&j->cancelled, memory_order_acquire)) return SHMRPC_ECANCELLED;
     return atomic_load_explicit(&j->p->left, memory_order_acquire) ? SHMRPC_EPEERDIED : 0;
 }
@@ -98,10 +119,17 @@ void shmrpc__tcp_run_job(worker *w, shmrpc_ctx *ctx, job *j)
     ctx->budget_ns = j->budget_ns;
     ctx->wanted = job_wanted;
     ctx->wanted_arg = j;
+    if (j->stream) {
+        j->w = w;
+        j->ctx = ctx;
+        ctx->send = shmrpc__tcp_stream_send;
+        ctx->send_arg = j;
+    }
     const uint8_t *at = j->off ? j->req.data + j->off : j->req.data; /* NULL when empty */
     j->rc = shmrpc__dispatch(w->l->server, ctx, j->method, shmrpc_bytes_of(at, j->req.len - j->off),
                              &j->resp);
     ctx->wanted = NULL; /* the job goes back to the worker */
+    ctx->send = NULL;
     j->ns = ctx->ran_ns;
     if (j->rc) snprintf(j->msg, sizeof j->msg, "%s", shmrpc__ctx_msg(ctx));
 }
@@ -156,7 +184,9 @@ static void *pool_main(void *arg)
 }
 
 /* One more thread for the jobs waiting, with mu held: an idle one woken, else a new one
- * while there are fewer than pool_max; true when one must be started (after mu). */
+ * while there are fewer than pool_max and one for each stream (which holds its thread for
+ * its life: streams do not take the threads of calls); true when one must be started (after
+ * mu). */
 static bool pool_more(worker *w)
 {
     if (w->idle > w->wakes) {
@@ -164,7 +194,7 @@ static bool pool_more(worker *w)
         pthread_cond_signal(&w->cv);
         return false;
     }
-    return w->n_threads < w->pool_max;
+    return w->n_threads < w->pool_max + w->n_streams;
 }
 
 /* Hands j to the pool; false when no thread runs and none can be started (the caller runs
@@ -241,9 +271,31 @@ void shmrpc__tcp_drop_waiting(worker *w, peer *p)
         dropped = j->next;
         p->running--;
         w->running--;
+        if (j->stream) {
+            p->n_streams--;
+            w->n_streams--;
+            shmrpc__tcp_stream_ended(w);
+        }
+        if (j->peer_prev)
+            j->peer_prev->peer_next = j->peer_next;
+        else
+            p->jobs = j->peer_next;
+        if (j->peer_next) j->peer_next->peer_prev = j->peer_prev;
         shmrpc__tcp_job_put(w, j);
     }
     shmrpc__tcp_count_busy(w);
+}
+
+void shmrpc__tcp_pool_join(worker *w)
+{
+    if (!w->threads) return;
+    pthread_mutex_lock(&w->mu);
+    w->quit = true;
+    pthread_mutex_unlock(&w->mu);
+    pthread_cond_broadcast(&w->cv);
+    for (int i = 0; i < w->n_threads; i++)
+        pthread_join(w->threads[i], NULL);
+    w->n_threads = 0;
 }
 
 /* Ends the pool: true when its threads are gone. Threads still in a handler (the drain
@@ -272,7 +324,7 @@ bool shmrpc__tcp_pool_end(worker *w)
 
 int shmrpc__tcp_pool_init(worker *w, int n)
 {
-    w->threads = calloc((size_t)n, sizeof *w->threads);
+    w->threads = calloc((size_t)n + STREAMS_MAX, sizeof *w->threads);
     w->done_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
     if (!w->threads || w->done_fd < 0) {
         free(w->threads);

@@ -30,6 +30,13 @@ static void worker_destroy(worker *w)
 {
     while (w->n_peers)
         shmrpc__tcp_peer_free(w, w->peers[0]);
+    /* Serving in place, the program goes on after serve returns: a stream's handler still
+     * running (a solo worker's) is waited for, and ends at its next send (its client is gone). A
+     * forked worker's threads end with its process. */
+    if (w->index < 0 && w->running) {
+        shmrpc__tcp_pool_join(w);
+        shmrpc__tcp_collect(w);
+    }
     shmrpc__tcp_unbury(w);
     if (!shmrpc__tcp_pool_end(w)) return;
     if (w->ep >= 0) close(w->ep);

@@ -5,7 +5,7 @@
  * threads of its own, within the limits of docs/wire.md (connections, calls running,
  * memory, timeouts). Its parts, each calling only those after it: server_worker.c,
  * server_accept.c, server_drain.c, server_conn.c, server_handshake.c, server_call.c,
- * server_pool.c, server_limits.c (tcp_server_int.h). */
+ * server_pool.c, server_stream.c, server_limits.c (tcp_server_int.h). */
 #include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>

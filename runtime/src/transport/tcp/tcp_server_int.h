@@ -34,6 +34,9 @@
 /* Calls still running then get this much more to end and send their answers (the calls of
  * a client that is gone included), still inside those 2 s. */
 #define DRAIN_RUNNING_MS 800
+/* The streams a worker runs at once (revision 8; docs/wire.md, "Streams"): each holds a thread
+ * of its pool for its life, on top of cfg.max_running. Past it an open is refused (EBUSY). */
+#define STREAMS_MAX 64
 /* A peer address's two buckets in tcp_load.by_addr, one in each table, from the two halves
  * of one keyed hash. A connection counts in both, and an address's count is the smaller
  * of its buckets' sums: other addresses count as it only where they fill both of its
@@ -125,6 +128,7 @@ typedef struct peer {
      * ERROR with request id 0 or a DRAIN counts as not run and may go elsewhere, so those
      * two wait until no call of the connection runs (tail_status, drain_due). */
     uint32_t running;       /* calls handed to the threads, not yet taken back */
+    uint32_t n_streams;     /* of those, streams (revision 8): its WINDOWs are read at the bound */
     struct job *jobs;       /* those calls (job.peer_next), for a CANCEL to find */
     bool gone;              /* closed while calls ran: freed when the last comes back */
     _Atomic bool left;      /* set with gone, for its calls on the pool's threads to read
@@ -161,6 +165,24 @@ typedef struct job {
     int64_t queued_ns; /* when it was handed to the pool */
     shmrpc_buf req, resp;
     char msg[SHMRPC__CTX_MSG_CAP]; /* why it failed */
+    /* A stream's (revision 8; docs/wire.md, "Streams"): its handler's items wait in items,
+     * each a 4-byte length and its bytes, until the worker's own thread frames them (pull);
+     * the handler waits on scv for credit, which the client's WINDOWs give back. w->mu
+     * guards items, credit, stopped, pull_due and pull_next. */
+    bool stream;
+    pthread_cond_t scv; /* CLOCK_MONOTONIC */
+    shmrpc_buf items;
+    shmrpc_buf framing; /* the items the worker's thread frames, taken from items (its own) */
+    int64_t credit;     /* the bytes of items the server may still send, from the window */
+    /* SHMRPC_ECANCELLED: the server stops; SHMRPC_EPROTO: its client granted more than the
+     * window (written under w->mu, read by its handler's shmrpc_ctx_cancelled too) */
+    _Atomic int stopped;
+    bool pull_due; /* on w->pulls */
+    struct job *pull_next;
+    struct job *taken_next; /* the worker's own list of the jobs it took (stream_take) */
+    uint32_t peer_max;  /* the client's largest message: an item above it is refused */
+    struct worker *w;   /* while it runs: its worker and the ctx its handler runs on */
+    shmrpc_ctx *ctx;
 } job;
 
 typedef struct worker {
@@ -211,6 +233,13 @@ typedef struct worker {
     /* Connections that had their turn cut at FRAMES_PER_TURN frames, served again after
      * the next epoll batch (which then does not wait). */
     peer *again;
+    /* Streams (revision 8). A worker that runs its calls in place (serving in place, or
+     * max_running 1) makes a pool of one thread at its first stream (solo): its streams run
+     * there, and while one runs no request of any connection is read, so its handlers
+     * still run one at a time. pulls: the stream jobs with items to frame (w->mu). */
+    bool solo;
+    int n_streams;
+    job *pulls;
 } worker;
 
 /* --- server_limits.c: the limits a worker keeps */
@@ -292,11 +321,31 @@ void shmrpc__tcp_pool_nudge(worker *w, int64_t now);
 void shmrpc__tcp_count_busy(worker *w);
 /* Drops the calls of p that wait for a thread of the pool: their client is gone. */
 void shmrpc__tcp_drop_waiting(worker *w, peer *p);
+/* Waits for the pool's threads to end the jobs they hold and leave (a worker serving in place:
+ * the program goes on after it, so none may run on). */
+void shmrpc__tcp_pool_join(worker *w);
 /* Ends the pool: true when its threads are gone (not while calls run). */
 bool shmrpc__tcp_pool_end(worker *w);
 /* Makes w's pool of n threads at most, started as calls need them; without one (no memory), calls
  * run in place. */
 int shmrpc__tcp_pool_init(worker *w, int n);
+
+/* --- server_stream.c: streams (revision 8; docs/wire.md, "Streams") */
+/* shmrpc_ctx_send on a pool thread: the item queued once the client's window has room for it. */
+int shmrpc__tcp_stream_send(void *arg, const void *item, size_t n);
+/* Wakes the handlers of p's streams to look again (at p->left, a CANCEL); with why (not 0), they
+ * end with it (SHMRPC_ECANCELLED: the server stops). */
+void shmrpc__tcp_stream_stop(worker *w, peer *p, int why);
+/* Takes the items queued since the last look (w->mu held) into each job's framing buffer; the
+ * jobs, linked by taken_next (a handler may queue again, and link pull_next, at once). */
+job *shmrpc__tcp_stream_take(worker *w);
+/* Appends j's items taken as ITEMS frames to its connection's out. */
+void shmrpc__tcp_stream_frame(job *j);
+/* A stream ended (or was dropped before it ran): on a solo worker with none left, the requests
+ * it held on every connection are read again, after the next batch of events. */
+void shmrpc__tcp_stream_ended(worker *w);
+/* A WINDOW of p: its stream's handler may send grant more bytes of items. */
+void shmrpc__tcp_serve_window(worker *w, peer *p, const shmrpc__frame_hdr *h, shmrpc_bytes body);
 
 /* --- server_call.c: a request run, and its answer */
 /* Takes back a job the pool ran: its answer goes to its connection, unless that closed. */
@@ -305,7 +354,7 @@ void shmrpc__tcp_finish_job(worker *w, job *j);
 void shmrpc__tcp_serve_request(worker *w, peer *p, const shmrpc__frame_hdr *h, shmrpc_bytes body);
 /* A CANCEL of p's request rid: its call, if the pool has it, learns so (shmrpc_ctx_cancelled);
  * else the call is answered already, or runs on this thread and looks itself (lone_wanted). */
-void shmrpc__tcp_serve_cancel(peer *p, uint64_t rid);
+void shmrpc__tcp_serve_cancel(worker *w, peer *p, uint64_t rid);
 
 /* --- server_handshake.c: the handshake */
 /* Answers p's HELLO with a HELLO_ACK (with a challenge, when the server has a secret), or refuses

@@ -1,0 +1,208 @@
+/* SPDX-License-Identifier: MIT */
+/* A tcp:// worker's streams (revision 8; docs/wire.md, "Streams"): a handler on a thread of
+ * the pool queues its items within the client's window; the worker's own thread, the only
+ * one that touches the socket, frames them as ITEMS and reads the WINDOWs that give the
+ * window back. */
+#include <inttypes.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "transport/tcp/tcp_int.h"
+#include "core/wait.h"
+#include "transport/tcp/tcp_server_int.h"
+
+#define WINDOW ((int64_t)SHMRPC__STREAM_WINDOW)
+
+static void put_be32(uint8_t *p, uint32_t v)
+{
+    p[0] = (uint8_t)(v >> 24);
+    p[1] = (uint8_t)(v >> 16);
+    p[2] = (uint8_t)(v >> 8);
+    p[3] = (uint8_t)v;
+}
+
+static uint32_t get_be32(const uint8_t *p)
+{
+    return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
+}
+
+/* Why the stream j may send no more (w->mu held), or 0. */
+static int stream_why(job *j, int64_t deadline, int64_t now)
+{
+    int stopped = atomic_load_explicit(&j->stopped, memory_order_relaxed);
+    if (stopped) return stopped;
+    if (atomic_load_explicit(&j->cancelled, memory_order_acquire)) return SHMRPC_ECANCELLED;
+    if (atomic_load_explicit(&j->p->left, memory_order_acquire)) return SHMRPC_EPEERDIED;
+    return now >= deadline ? SHMRPC_ETIMEDOUT : 0;
+}
+
+/* Waits on j's scv until wake or until (CLOCK_MONOTONIC ns), w->mu held. */
+static void stream_nap(job *j, int64_t until)
+{
+    struct timespec ts = {.tv_sec = until / NS_PER_S, .tv_nsec = until % NS_PER_S};
+    pthread_cond_timedwait(&j->scv, &j->w->mu, &ts);
+}
+
+/* An item waits for the window to hold it; one larger than the whole window goes alone,
+ * once nothing else is in transit. The worker is woken (done_fd) when the first items
+ * since its last look are queued, so a batch of items costs one wake-up. */
+int shmrpc__tcp_stream_send(void *arg, const void *item, size_t n)
+{
+    job *j = arg;
+    worker *w = j->w;
+    if (n > j->peer_max)
+        return shmrpc_ctx_error(j->ctx, SHMRPC_ETOOBIG,
+                                "an item of %zu bytes is above the client's maximum of %" PRIu32,
+                                n, j->peer_max);
+    int64_t deadline = shmrpc_ctx_deadline(j->ctx);
+    int64_t need = (int64_t)(SHMRPC__ITEM_LEN_SIZE + n);
+    bool wake = false;
+    int why;
+    pthread_mutex_lock(&w->mu);
+    for (;;) {
+        int64_t now = shmrpc__now_ns();
+        if ((why = stream_why(j, deadline, now)) != 0) break;
+        if (need <= j->credit || (need > WINDOW && j->credit == WINDOW)) break;
+        stream_nap(j, deadline < now + SHMRPC__CHECK_NS ? deadline : now + SHMRPC__CHECK_NS);
+    }
+    if (why == 0) {
+        size_t at = j->items.len;
+        uint8_t len[SHMRPC__ITEM_LEN_SIZE];
+        put_be32(len, (uint32_t)n);
+        if (shmrpc_buf_append(&j->items, len, sizeof len) == 0 &&
+            shmrpc_buf_append(&j->items, item, n) == 0) {
+            j->credit -= need;
+            if (!j->pull_due) {
+                j->pull_due = true;
+                j->pull_next = w->pulls;
+                wake = !w->pulls && !w->done; /* else the worker was woken already */
+                w->pulls = j;
+            }
+        } else {
+            j->items.len = at;
+            j->items.err = 0;
+            why = SHMRPC_ENOMEM;
+        }
+    }
+    pthread_mutex_unlock(&w->mu);
+    if (wake) {
+        uint64_t one = 1;
+        if (write(w->done_fd, &one, sizeof one) < 0) {
+            /* the counter is far from full: never */
+        }
+    }
+    if (why == 0) return 0;
+    return shmrpc_ctx_error(j->ctx, why, "%s",
+                            why == SHMRPC_ENOMEM       ? "out of memory for an item"
+                            : why == SHMRPC_EPROTO     ? "the client broke the stream's window"
+                            : why == SHMRPC_ETIMEDOUT  ? "the stream's deadline passed"
+                            : why == SHMRPC_EPEERDIED  ? "the stream's client went away, or its "
+                                                         "connection closes"
+                            : why == SHMRPC_ECANCELLED ? "the client closed or cancelled the "
+                                                         "stream, or the server stops"
+                                                       : shmrpc_strerror(why));
+}
+
+void shmrpc__tcp_stream_stop(worker *w, peer *p, int why)
+{
+    if (!p->n_streams) return;
+    pthread_mutex_lock(&w->mu);
+    for (job *j = p->jobs; j; j = j->peer_next) {
+        if (!j->stream) continue;
+        if (why && !atomic_load_explicit(&j->stopped, memory_order_relaxed))
+            atomic_store_explicit(&j->stopped, why, memory_order_relaxed);
+        pthread_cond_broadcast(&j->scv);
+    }
+    pthread_mutex_unlock(&w->mu);
+}
+
+job *shmrpc__tcp_stream_take(worker *w)
+{
+    job *list = w->pulls;
+    w->pulls = NULL;
+    for (job *j = list; j; j = j->pull_next) {
+        j->taken_next = j->pull_next;
+        j->pull_due = false;
+        shmrpc_buf t = j->framing; /* empty: framed at the last look */
+        j->framing = j->items;
+        j->items = t;
+    }
+    return list;
+}
+
+/* The bytes of the item at off in items: its length and itself. */
+static size_t item_size(const shmrpc_buf *items, size_t off)
+{
+    return SHMRPC__ITEM_LEN_SIZE + get_be32(items->data + off);
+}
+
+/* Items go in frames of at most the client's largest message and their lengths, cut
+ * between items; none to a connection that closes (its client goes, or broke the
+ * protocol: what follows would not be read in order). */
+void shmrpc__tcp_stream_frame(job *j)
+{
+    peer *p = j->p;
+    const shmrpc_buf *items = &j->framing;
+    size_t max = (size_t)p->peer_max + SHMRPC__ITEM_LEN_SIZE;
+    for (size_t at = 0, end; !p->gone && !p->closing && at < items->len; at = end) {
+        end = at + item_size(items, at);
+        while (end < items->len && end + item_size(items, end) - at <= max)
+            end += item_size(items, end);
+        int rc = shmrpc__tcp_put_msg_frame(&p->out, SHMRPC__KIND_ITEMS, 0, j->method, j->rid, -1,
+                                           shmrpc_bytes_of(NULL, 0),
+                                           shmrpc_bytes_of(items->data + at, end - at), p->comp,
+                                           p->threshold);
+        if (rc) /* out of memory: the client cannot be told in order, so it is let go */
+            shmrpc__tcp_peer_refuse(p, rc, "out of memory for a stream's items");
+    }
+    shmrpc_buf_clear(&j->framing);
+    shmrpc__tcp_buf_shed(&j->framing);
+}
+
+void shmrpc__tcp_serve_window(worker *w, peer *p, const shmrpc__frame_hdr *h, shmrpc_bytes body)
+{
+    uint32_t grant = get_be32(body.ptr); /* the decoder checked its 4 bytes */
+    char msg[160];
+    if (grant == 0) {
+        snprintf(msg, sizeof msg, "a WINDOW frame for stream %" PRIu64 " grants no bytes",
+                 h->request_id);
+        shmrpc__tcp_peer_refuse(p, SHMRPC_EPROTO, msg);
+        return;
+    }
+    job *j = p->jobs;
+    while (j && !(j->stream && j->rid == h->request_id))
+        j = j->peer_next;
+    if (!j) return; /* its stream ended while the WINDOW came: nothing is owed */
+    pthread_mutex_lock(&w->mu);
+    int64_t credit = j->credit;
+    bool over = credit + grant > WINDOW;
+    if (over)
+        atomic_store_explicit(&j->stopped, SHMRPC_EPROTO, memory_order_relaxed);
+    else
+        j->credit += grant;
+    pthread_cond_broadcast(&j->scv);
+    pthread_mutex_unlock(&w->mu);
+    if (over) {
+        snprintf(msg, sizeof msg,
+                 "a WINDOW frame grants stream %" PRIu64 " more than it was sent (%" PRId64
+                 " + %" PRIu32 " is above %" PRId64 ")",
+                 h->request_id, credit, grant, WINDOW);
+        shmrpc__tcp_peer_refuse(p, SHMRPC_EPROTO, msg);
+    }
+}
+
+void shmrpc__tcp_stream_ended(worker *w)
+{
+    if (!w->solo || w->n_streams) return;
+    for (int i = 0; i < w->n_peers; i++) {
+        peer *p = w->peers[i];
+        if (p->gone || p->again) continue;
+        p->again = true;
+        p->next_again = w->again;
+        w->again = p;
+    }
+}
