@@ -73,6 +73,9 @@ void shmrpc__tcp_conn_break(tcp_conn *c)
     c->used = 0;
     c->owed = 0;
     c->skip = 0;
+    c->skip_answer = false;
+    c->gen++;
+    c->cancel_due = 0;
 }
 
 /* The answer of one of c's requests was read (an answer sent twice, which a server should
@@ -114,16 +117,18 @@ static bool awaited(const tcp_conn *c, uint64_t id)
     return false;
 }
 
-/* Lets go of the answer whose header is at m->at in c->in: what came of it is dropped,
- * and the rest of its body (c->skip) is read past as it comes. */
-static void skip_answer(tcp_conn *c, const meanwhile *m, uint32_t body_len)
+/* Lets go of the frame whose header is at m->at in c->in: what came of it is dropped,
+ * and the rest of its body (c->skip) is read past as it comes. answer: it is the answer of
+ * a call that gave up (owed until it is read whole), not a dead stream's ITEMS. */
+static void skip_answer(tcp_conn *c, const meanwhile *m, uint32_t body_len, bool answer)
 {
     size_t here = c->in.len - m->at - SHMRPC__FRAME_HDR_SIZE;
     size_t drop = SHMRPC__FRAME_HDR_SIZE + (here < body_len ? here : body_len);
     memmove(c->in.data + m->at, c->in.data + m->at + drop, c->in.len - m->at - drop);
     c->in.len -= drop;
     c->skip = body_len - (drop - SHMRPC__FRAME_HDR_SIZE);
-    if (c->skip == 0) shmrpc__tcp_answer_read(c);
+    c->skip_answer = answer;
+    if (c->skip == 0 && answer) shmrpc__tcp_answer_read(c);
 }
 
 /* Reads and lets go of at most room bytes of the answer being skipped (c->skip), through
@@ -133,7 +138,7 @@ static ssize_t skip_some(tcp_conn *c, size_t room, int flags)
     if (room > c->skip) room = c->skip;
     ssize_t k = shmrpc__io_recv(&c->io, c->in.data + c->in.len, room, flags);
     if (k > 0) c->skip -= (size_t)k;
-    if (k > 0 && c->skip == 0) shmrpc__tcp_answer_read(c);
+    if (k > 0 && c->skip == 0 && c->skip_answer) shmrpc__tcp_answer_read(c);
     return k;
 }
 
@@ -148,7 +153,7 @@ static int meanwhile_check(tcp_conn *c, meanwhile *m, shmrpc_buf *err)
     while (!m->full && !c->skip && c->in.len >= m->at + SHMRPC__FRAME_HDR_SIZE) {
         shmrpc__frame_hdr h;
         if (shmrpc__frame_hdr_decode(c->in.data + m->at, SHMRPC__FRAME_HDR_SIZE,
-                                     shmrpc__tcp_max_body(c), c->comp, &h, err)) {
+                                     shmrpc__tcp_max_body(c), c->agreed, &h, err)) {
             char why[200];
             snprintf(why, sizeof why, "%s", shmrpc__msg_get(err));
             shmrpc__msg_set(err, "tcp://%s, while a request went out: %s", c->where, why);
@@ -174,7 +179,7 @@ static int meanwhile_check(tcp_conn *c, meanwhile *m, shmrpc_buf *err)
         /* Owed to a call no longer in flight (the answers owed less the calls in flight
          * count those): not kept. */
         if (answer && !awaited(c, h.request_id) && c->owed > (uint32_t)c->n_inflight) {
-            skip_answer(c, m, h.body_len);
+            skip_answer(c, m, h.body_len, true);
             continue;
         }
         if (answer) {
@@ -372,7 +377,7 @@ int shmrpc__tcp_read_frame(tcp_conn *c, uint32_t max, shmrpc__frame_hdr *h, int6
         rc = fill(c, SHMRPC__FRAME_HDR_SIZE - c->in.len, deadline, err);
     if ((rc == SHMRPC_ETIMEDOUT || rc == SHMRPC_ECANCELLED) && c->in.len) shmrpc__tcp_conn_break(c);
     if (rc) return rc;
-    rc = shmrpc__frame_hdr_decode(c->in.data, SHMRPC__FRAME_HDR_SIZE, max, c->comp, h, err);
+    rc = shmrpc__frame_hdr_decode(c->in.data, SHMRPC__FRAME_HDR_SIZE, max, c->agreed, h, err);
     if (rc) {
         shmrpc__tcp_conn_break(c);
         return rc;
@@ -413,6 +418,17 @@ int shmrpc__tcp_send_request(tcp_conn *c, uint32_t sid, uint64_t id, uint16_t fl
         shmrpc__msg_set(err, "a request of %zu bytes is above the server's maximum of %" PRIu32,
                         req.len, c->peer_max);
         return SHMRPC_ETOOBIG;
+    }
+    /* A CANCEL that found no room earlier goes first: the server then learns of it before
+     * any later call, and its handler stops before that call runs beside it. */
+    if (c->cancel_due && c->proto >= 5) {
+        uint64_t due = c->cancel_due;
+        c->cancel_due = 0;
+        uint8_t frame[SHMRPC__FRAME_HDR_SIZE];
+        shmrpc__frame_hdr_encode(
+            &(shmrpc__frame_hdr){.kind = SHMRPC__KIND_CANCEL, .request_id = due}, frame);
+        int rc = shmrpc__tcp_send_all(c, frame, sizeof frame, deadline, err);
+        if (rc) return rc;
     }
     shmrpc_buf_clear(&c->out);
     /* What is left of the call's time, for its handler (revision 4; docs/wire.md). */

@@ -23,6 +23,7 @@ int shmrpc__tcp_dial_begin(tcp_conn *c, int64_t now, int64_t end, shmrpc_buf *er
     shmrpc__io_init(&c->io, fd);
     c->rcvtimeo_ms = -1;
     c->comp = 0;
+    c->agreed = 0;
     c->proto = 0;
     c->dial = DIAL_TCP;
     c->dial_events = POLLOUT;
@@ -79,6 +80,7 @@ static int dial_done(tcp_conn *c, shmrpc_buf *err)
     int rc = shmrpc__table_accept(c->info, &c->ack.info, c->map, c->table, err);
     if (rc == 0) {
         c->comp = c->ack.compression;
+        c->agreed = (uint16_t)(c->comp | (c->ack.proto >= 8 ? SHMRPC__AGREED_STREAMS : 0));
         c->threshold = c->ack.threshold;
         c->peer_max = c->ack.max_msg;
         c->proto = c->ack.proto;

@@ -213,7 +213,7 @@ static bool frame_buffered(const tcp_conn *c, shmrpc_buf *scratch)
     if (left < SHMRPC__FRAME_HDR_SIZE) return false;
     shmrpc__frame_hdr h;
     if (shmrpc__frame_hdr_decode(c->in.data + c->used, SHMRPC__FRAME_HDR_SIZE,
-                                 shmrpc__tcp_max_body(c), c->comp, &h, scratch))
+                                 shmrpc__tcp_max_body(c), c->agreed, &h, scratch))
         return true;
     return left - SHMRPC__FRAME_HDR_SIZE >= h.body_len;
 }

@@ -30,6 +30,9 @@ typedef struct tcp_conn {
     shmrpc__io io;        /* fd's bytes, plain or TLS */
     shmrpc__tls *tls;     /* the TLS settings, or NULL: plain */
     uint16_t comp;
+    /* What the decoder is told was agreed for frames from the server: comp, and
+     * SHMRPC__AGREED_STREAMS once revision 8 was (ITEMS frames). */
+    uint16_t agreed;
     uint32_t threshold, peer_max;
     uint32_t proto;   /* the revision agreed (3: a blocking call says it is alone) */
     uint64_t next_id; /* the last request's id */
@@ -42,6 +45,7 @@ typedef struct tcp_conn {
      * request went out (meanwhile_check): read and let go before the next frame, and owed
      * until then. The bytes in c->in all came before it. */
     size_t skip;
+    bool skip_answer;    /* what is skipped is an answer owed (not a dead stream's ITEMS) */
     int64_t answered_ns; /* when an answer was last read */
     int64_t rcvtimeo_ms; /* the socket's SO_RCVTIMEO: 0 none, -1 not set yet */
     shmrpc_buf out, in;  /* in: frames read, the one in hand first */
@@ -82,6 +86,10 @@ typedef struct tcp_conn {
     /* While a blocking call waits for its answer: its client's connection, whose cancels
      * end the wait (shmrpc__conn_cancelled); else NULL. */
     const shmrpc__conn *cancel_of;
+    uint32_t gen; /* raised by every break: a stream opened before one has ended */
+    /* A CANCEL that found no room when it was due: sent before the next REQUEST, so that it
+     * always goes ahead of later calls (0: none). */
+    uint64_t cancel_due;
 } tcp_conn;
 
 /* The steps of a connection being made (tcp_conn.dial). */
