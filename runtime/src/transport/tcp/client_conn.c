@@ -33,6 +33,7 @@ typedef struct meanwhile {
     size_t at;     /* the next header in c->in (past the frame in hand) */
     uint32_t kept; /* RESPONSE and ERROR frames for a request kept, among those checked */
     size_t small;  /* bytes of the other frames checked */
+    size_t items;  /* bytes of the open stream's ITEMS frames checked */
     bool full;     /* a correct server would have sent no more: none is read */
 } meanwhile;
 
@@ -75,6 +76,8 @@ void shmrpc__tcp_conn_break(tcp_conn *c)
     c->skip = 0;
     c->skip_answer = false;
     c->gen++;
+    c->n_dead = 0;
+    c->dead_lost = false;
     c->cancel_due = 0;
 }
 
@@ -111,7 +114,7 @@ uint32_t shmrpc__tcp_max_body(const tcp_conn *c)
  * last request sent (the one going out, or the blocking call whose answer is awaited). */
 static bool awaited(const tcp_conn *c, uint64_t id)
 {
-    if (id == c->next_id) return true;
+    if (id == c->next_id || (c->stream && c->stream->rid == id)) return true;
     for (const shmrpc__pending *k = c->inflight; k; k = k->next)
         if (k->rid == id) return true;
     return false;
@@ -169,13 +172,33 @@ static int meanwhile_check(tcp_conn *c, meanwhile *m, shmrpc_buf *err)
                             c->where, kind, h.request_id);
             return SHMRPC_EPROTO;
         }
+        size_t n = SHMRPC__FRAME_HDR_SIZE + (size_t)h.body_len;
+        if (h.kind == SHMRPC__KIND_ITEMS) {
+            /* The open stream's: kept, as much as its window and a frame's header allow
+             * (or its one large item); a stream's closed early: let go as they come. */
+            if (c->stream && h.request_id == c->stream->rid) {
+                m->items += n;
+                m->full = m->items > SHMRPC__STREAM_WINDOW + SHMRPC__FRAME_HDR_SIZE;
+                m->at += n;
+                continue;
+            }
+            if (shmrpc__tcp_dead_stream(c, h.request_id) ||
+                (c->dead_lost && h.request_id <= c->next_id && !awaited(c, h.request_id))) {
+                skip_answer(c, m, h.body_len, false);
+                continue;
+            }
+            shmrpc__msg_set(err,
+                            "tcp://%s sent an ITEMS frame for request %" PRIu64
+                            ", which opened no stream, while a request went out",
+                            c->where, h.request_id);
+            return SHMRPC_EPROTO;
+        }
         if (!answer && h.kind != SHMRPC__KIND_ERROR && h.kind != SHMRPC__KIND_PING &&
             h.kind != SHMRPC__KIND_PONG && h.kind != SHMRPC__KIND_DRAIN) {
             shmrpc__msg_set(err, "tcp://%s sent a %s frame, which a server does not send", c->where,
                             kind);
             return SHMRPC_EPROTO;
         }
-        size_t n = SHMRPC__FRAME_HDR_SIZE + (size_t)h.body_len;
         /* Owed to a call no longer in flight (the answers owed less the calls in flight
          * count those): not kept. */
         if (answer && !awaited(c, h.request_id) && c->owed > (uint32_t)c->n_inflight) {
@@ -454,23 +477,49 @@ int shmrpc__tcp_send_request(tcp_conn *c, uint32_t sid, uint64_t id, uint16_t fl
     return rc;
 }
 
+/* Sends a small frame without waiting: 0 once sent, 1 when there was no room for any of
+ * it, or the status of the connection that broke. A socket with no room for it (a server
+ * that reads nothing) is not told, rather than hold the caller up for seconds. Only a frame
+ * begun must be ended, and TLS must finish a record it began: then it waits, as a PONG
+ * does. */
+static int send_now(tcp_conn *c, const uint8_t *frame, size_t n, shmrpc_buf *err)
+{
+    ssize_t k = shmrpc__io_send(&c->io, frame, n);
+    if (k == (ssize_t)n) return 0;
+    if (k < 0 && (errno == EAGAIN || errno == EWOULDBLOCK) && c->io.ssl == NULL) return 1;
+    size_t done = k > 0 ? (size_t)k : 0;
+    if (k < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)
+        return shmrpc__tcp_broken(c, err, "while sending");
+    return shmrpc__tcp_send_all(c, frame + done, n - done,
+                                shmrpc__now_ns() + c->cfg->tcp.connect_ns, err);
+}
+
 int shmrpc__tcp_send_cancel(tcp_conn *c, uint64_t id, shmrpc_buf *err)
 {
     if (c->proto < 5 || !shmrpc__tcp_connected(c)) return 1;
     uint8_t frame[SHMRPC__FRAME_HDR_SIZE];
     shmrpc__frame_hdr h = {.kind = SHMRPC__KIND_CANCEL, .request_id = id};
     shmrpc__frame_hdr_encode(&h, frame);
-    /* Without waiting: a socket with no room for it (a server that reads nothing) is not
-     * told, rather than hold the cancel up for seconds. Only a frame begun must be ended,
-     * and TLS must finish a record it began: then it waits, as a PONG does. */
-    ssize_t k = shmrpc__io_send(&c->io, frame, sizeof frame);
-    if (k == (ssize_t)sizeof frame) return 0;
-    if (k < 0 && (errno == EAGAIN || errno == EWOULDBLOCK) && c->io.ssl == NULL) return 1;
-    size_t done = k > 0 ? (size_t)k : 0;
-    if (k < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)
-        return shmrpc__tcp_broken(c, err, "while sending");
-    return shmrpc__tcp_send_all(c, frame + done, sizeof frame - done,
-                                shmrpc__now_ns() + c->cfg->tcp.connect_ns, err);
+    return send_now(c, frame, sizeof frame, err);
+}
+
+int shmrpc__tcp_send_window(tcp_conn *c, uint64_t id, uint32_t n, shmrpc_buf *err)
+{
+    if (c->proto < 8 || !shmrpc__tcp_connected(c)) return 1;
+    uint8_t frame[SHMRPC__FRAME_HDR_SIZE + SHMRPC__WINDOW_LEN];
+    shmrpc__frame_hdr h = {
+        .kind = SHMRPC__KIND_WINDOW, .request_id = id, .body_len = SHMRPC__WINDOW_LEN};
+    shmrpc__frame_hdr_encode(&h, frame);
+    for (unsigned i = 0; i < SHMRPC__WINDOW_LEN; i++) /* big-endian */
+        frame[SHMRPC__FRAME_HDR_SIZE + i] = (uint8_t)(n >> (8 * (SHMRPC__WINDOW_LEN - 1 - i)));
+    return send_now(c, frame, sizeof frame, err);
+}
+
+bool shmrpc__tcp_dead_stream(const tcp_conn *c, uint64_t id)
+{
+    for (int i = 0; i < c->n_dead; i++)
+        if (c->dead[i] == id) return true;
+    return false;
 }
 
 /* Reads frames until the answer to request id of method sid: the result into resp. */
@@ -512,6 +561,14 @@ int shmrpc__tcp_await_answer(tcp_conn *c, uint32_t sid, uint64_t id, shmrpc_buf 
             }
             return rc;
         }
+        /* What comes of a stream closed before this call (its items, its answer) is
+         * dropped; ITEMS of no stream break the protocol. */
+        rc = shmrpc__tcp_stream_route(c, &h, err);
+        if (rc < 0) {
+            shmrpc__tcp_conn_break(c);
+            return rc;
+        }
+        if (rc) continue;
         bool answer = h.kind == SHMRPC__KIND_RESPONSE || h.kind == SHMRPC__KIND_ERROR;
         if (answer && h.request_id < id) { /* a call that gave up on it earlier */
             shmrpc__tcp_answer_read(c);

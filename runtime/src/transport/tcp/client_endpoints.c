@@ -36,6 +36,7 @@ void shmrpc__tcp_ep_free(tcp_conn *c)
 {
     shmrpc__tcp_fail_inflight(c, SHMRPC_EPEERDIED,
                               "the endpoint was dropped (its name no longer resolves to it)");
+    if (c->stream) c->stream->c = NULL; /* it ends with EPEERDIED */
     if (c->pid == getpid())
         shmrpc__tcp_conn_break(c);
     else if (c->fd >= 0) /* the parent's socket stays open (and its TLS unclosed) there */

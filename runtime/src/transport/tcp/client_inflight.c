@@ -134,10 +134,19 @@ static void move_inflight(tcp_pool *p, tcp_conn *c, int index, shmrpc_buf *err)
     }
 }
 
-/* One frame read from c, where calls are in flight. */
-static void on_frame(tcp_pool *p, tcp_conn *c, int index, const shmrpc__frame_hdr *h,
-                     shmrpc_buf *err)
+/* One frame read from c, where calls or a stream are in flight. */
+void shmrpc__tcp_on_frame(tcp_pool *p, tcp_conn *c, int index, const shmrpc__frame_hdr *h,
+                          shmrpc_buf *err)
 {
+    int routed = shmrpc__tcp_stream_route(c, h, err);
+    if (routed < 0) { /* ITEMS no correct server sends: the stream ended with them */
+        char why[400];
+        snprintf(why, sizeof why, "%s; the calls in flight may have run", shmrpc__msg_get(err));
+        shmrpc__tcp_conn_break(c);
+        shmrpc__tcp_fail_inflight(c, SHMRPC_EPROTO, why);
+        return;
+    }
+    if (routed) return;
     if (h->kind == SHMRPC__KIND_PING) {
         uint8_t pong[SHMRPC__FRAME_HDR_SIZE];
         shmrpc__frame_hdr q = {.kind = SHMRPC__KIND_PONG, .request_id = h->request_id};
@@ -157,6 +166,7 @@ static void on_frame(tcp_pool *p, tcp_conn *c, int index, const shmrpc__frame_hd
             c->left = true;
             shmrpc__tcp_error_frame(c, err);
         }
+        shmrpc__tcp_stream_left(c, h, err);
         shmrpc__tcp_conn_break(c);
         move_inflight(p, c, index, err);
         return;
@@ -225,6 +235,7 @@ static void read_one(tcp_pool *p, tcp_conn *c, int index, shmrpc_buf *err)
     int64_t until = INT64_MIN; /* the rest of a begun frame: until the last call's deadline */
     for (shmrpc__pending *k = c->inflight; k; k = k->next)
         if (k->deadline > until) until = k->deadline;
+    if (c->stream && c->stream->deadline > until) until = c->stream->deadline;
     if (until == INT64_MIN) until = INT64_MAX;
     shmrpc__frame_hdr h;
     int rc = shmrpc__tcp_read_frame(c, shmrpc__tcp_max_body(c), &h, until, err);
@@ -239,7 +250,7 @@ static void read_one(tcp_pool *p, tcp_conn *c, int index, shmrpc_buf *err)
         p->resolve_due = true;
         return;
     }
-    on_frame(p, c, index, &h, err);
+    shmrpc__tcp_on_frame(p, c, index, &h, err);
 }
 
 /* Finishes the calls whose deadlines passed (their endpoints stalled them); true when any

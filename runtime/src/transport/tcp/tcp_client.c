@@ -3,9 +3,10 @@
  * first endpoint connected), its table of calls, and its close. An address may list
  * endpoints (and DNS names with several addresses): a call goes to the least loaded one that
  * is not left out, and to another only when it never started where it went; a call that may
- * have run is never resent. Its parts, each calling only those after it: client_call.c,
- * client_inflight.c, client_choose.c, client_endpoints.c, client_dial.c, client_conn.c
- * (tcp_client_int.h). */
+ * have run is never resent. Its parts, each calling only those after it: client_stream.c,
+ * client_call.c, client_inflight.c, client_choose.c, client_endpoints.c, client_dial.c,
+ * client_conn.c (tcp_client_int.h); only a stream's routing (shmrpc__tcp_stream_route) is
+ * called back by the readers of client_inflight.c and client_conn.c. */
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -17,6 +18,7 @@
 static void tcp_conn_close(shmrpc__conn *base)
 {
     tcp_pool *p = (tcp_pool *)base;
+    shmrpc__tcp_stream_end(base); /* client.c has ended it: this is only in case */
     for (int i = 0; i < p->n_eps; i++)
         shmrpc__tcp_ep_free(p->eps[i]);
     if (p->lookup) shmrpc__tcp_lookup_free(p->lookup);
@@ -27,12 +29,20 @@ static void tcp_conn_close(shmrpc__conn *base)
     free(p);
 }
 
+/* Streams are offered once this side speaks revision 8 (frame.h): until its server side
+ * lands with it, client.c refuses them as a transport that does not carry them. */
 static const shmrpc__conn_ops tcp_conn_ops = {.call = shmrpc__tcp_call,
                                               .close = tcp_conn_close,
                                               .start = shmrpc__tcp_start,
                                               .progress = shmrpc__tcp_progress,
                                               .abandon = shmrpc__tcp_abandon,
-                                              .cancel = shmrpc__tcp_cancel};
+                                              .cancel = shmrpc__tcp_cancel,
+#if SHMRPC__WIRE_PROTO >= 8
+                                              .stream_open = shmrpc__tcp_stream_open,
+                                              .stream_recv = shmrpc__tcp_stream_recv,
+                                              .stream_end = shmrpc__tcp_stream_end
+#endif
+};
 
 /* Parses and resolves the list, then connects to its endpoints in the order calls would
  * choose them (the list's), Happy Eyeballs style (race), within connect_timeout_ms and the

@@ -15,6 +15,12 @@
 #include "transport/tcp/tcp_int.h"
 #include "transport/tcp/tls.h"
 
+typedef struct tcp_cstream tcp_cstream;
+
+/* Streams closed early whose RESPONSE or ERROR has not come, remembered per connection: their
+ * ITEMS still in transit are dropped when they come (client_stream.c). */
+#define TCP_DEAD_STREAMS 8
+
 /* One endpoint of a client's address, and its connection (opened when a call first goes
  * there). */
 typedef struct tcp_conn {
@@ -86,11 +92,42 @@ typedef struct tcp_conn {
     /* While a blocking call waits for its answer: its client's connection, whose cancels
      * end the wait (shmrpc__conn_cancelled); else NULL. */
     const shmrpc__conn *cancel_of;
-    uint32_t gen; /* raised by every break: a stream opened before one has ended */
+    uint32_t gen;        /* raised by every break: a stream opened before one has ended */
+    tcp_cstream *stream; /* the stream open on this connection, or NULL */
+    /* Streams closed early whose answers are still owed (request ids): what comes of them
+     * is dropped. A break forgets them, since nothing more comes on a new socket. When more
+     * than TCP_DEAD_STREAMS were closed so, the oldest is forgotten and dead_lost set: then
+     * ITEMS for an id sent here that nothing waits for are dropped until the answers owed
+     * are only those of the calls in flight. */
+    uint64_t dead[TCP_DEAD_STREAMS];
+    int n_dead;
+    bool dead_lost;
     /* A CANCEL that found no room when it was due: sent before the next REQUEST, so that it
      * always goes ahead of later calls (0: none). */
     uint64_t cancel_due;
 } tcp_conn;
+
+/* A stream open on a tcp_conn (docs/wire.md, "Streams"; one per client at a time:
+ * client.c). Its items come in ITEMS frames, read by whichever reader comes first (the
+ * stream's recv, a wait for calls in flight, a request going out) and kept here. */
+struct tcp_cstream {
+    tcp_conn *c;        /* where it runs (NULL once that endpoint was dropped) */
+    uint32_t gen;       /* c->gen at the open: a break since ends it (SHMRPC_EPEERDIED) */
+    uint64_t rid;       /* the open's request id */
+    uint32_t sid;       /* its server's method id: ITEMS must name it */
+    int64_t deadline;   /* the whole stream's (CLOCK_MONOTONIC ns) */
+    int64_t avail;      /* the credit the server still has: W - received + granted */
+    uint32_t delivered; /* bytes of items delivered since the last WINDOW (4 + n each) */
+    uint64_t received;  /* items read off the connection */
+    uint64_t taken;     /* items delivered, for messages */
+    shmrpc_buf items;   /* items read and not yet delivered: [u32 len][bytes]... */
+    size_t head;        /* the next item in items */
+    shmrpc_buf scratch; /* a compressed ITEMS body, decompressed */
+    bool ended;         /* its end came (its answer, or a failure): status and msg */
+    bool gone;          /* the client gave up on it (its CANCEL sent or due) */
+    int status;
+    shmrpc_buf msg;
+};
 
 /* The steps of a connection being made (tcp_conn.dial). */
 enum { DIAL_NONE, DIAL_TCP, DIAL_TLS, DIAL_HELLO, DIAL_AUTH };
@@ -129,7 +166,8 @@ typedef struct tcp_pool {
      * leaves such an endpoint out. */
     int tls_rc;
     shmrpc_buf tls_why;
-    bool ep_nomem; /* an endpoint could not be made for lack of memory */
+    bool ep_nomem;       /* an endpoint could not be made for lack of memory */
+    tcp_cstream *stream; /* the stream open on one of the endpoints, or NULL */
 } tcp_pool;
 
 /* One call's (or the connect's) search for an endpoint that takes it. */
@@ -178,6 +216,12 @@ int shmrpc__tcp_error_frame(tcp_conn *c, shmrpc_buf *err);
 int shmrpc__tcp_send_request(tcp_conn *c, uint32_t sid, uint64_t id, uint16_t flags,
                              shmrpc_bytes meta, shmrpc_bytes req, int64_t deadline,
                              shmrpc_buf *err);
+/* Whether id is a stream closed early on c, whose answer is still owed. */
+bool shmrpc__tcp_dead_stream(const tcp_conn *c, uint64_t id);
+/* Grants c's server n more bytes of items of the stream id (a WINDOW, revision 8), without
+ * waiting for room: 0 once sent, 1 when not (no room now), or the status of the connection
+ * that broke. */
+int shmrpc__tcp_send_window(tcp_conn *c, uint64_t id, uint32_t n, shmrpc_buf *err);
 /* Tells c's server that the client gave up on request id (a CANCEL, from revision 5), without
  * waiting for room: 0 once sent, 1 when not (a server of revision 4 or less, c not
  * connected, or no room now), or the status of the connection that broke. */
@@ -232,6 +276,21 @@ void shmrpc__tcp_tend(tcp_pool *p, int64_t now, shmrpc_buf *scratch);
 /* Why a call found no endpoint to try: each endpoint left out, and for how long, into why. */
 void shmrpc__tcp_left_out(tcp_pool *p, int64_t now, shmrpc_buf *why);
 
+/* --- client_stream.c: a stream (shmrpc__conn_ops.stream_open, stream_recv, stream_end) */
+int shmrpc__tcp_stream_open(shmrpc__conn *base, uint32_t sid, shmrpc_bytes req, int64_t timeout_ms,
+                            shmrpc_buf *err);
+int shmrpc__tcp_stream_recv(shmrpc__conn *base, shmrpc_buf *item, shmrpc_buf *err);
+void shmrpc__tcp_stream_end(shmrpc__conn *base);
+/* What the frame in hand on c (header h), an ITEMS frame or an answer, is to the streams:
+ * 1 taken (the open stream's items kept, or its end recorded), 2 dropped (what came of a
+ * stream closed early; its answer ends what is owed of it), 0 not a stream's; SHMRPC_EPROTO
+ * with err for ITEMS that belong to no stream or break its rules (the open stream ends
+ * with it, and the caller breaks c). */
+int shmrpc__tcp_stream_route(tcp_conn *c, const shmrpc__frame_hdr *h, shmrpc_buf *err);
+/* c's server takes no more calls (a DRAIN, or an ERROR that closes, in h): the stream open
+ * on c, if any, ends (it did not run, when no item came). */
+void shmrpc__tcp_stream_left(tcp_conn *c, const shmrpc__frame_hdr *h, const shmrpc_buf *why);
+
 /* --- client_call.c: a blocking call */
 /* The blocking call (shmrpc__conn_ops.call). */
 int shmrpc__tcp_call(shmrpc__conn *base, uint32_t sid, shmrpc_bytes req, shmrpc_buf *resp,
@@ -243,6 +302,11 @@ int shmrpc__tcp_start(shmrpc__conn *base, shmrpc__pending *k, shmrpc_buf *err);
 /* One round of the asynchronous calls, waiting until deadline at most
  * (shmrpc__conn_ops.progress). */
 void shmrpc__tcp_progress(shmrpc__conn *base, int64_t deadline);
+/* Acts on the frame in hand on c, the endpoint at index in p: an answer, a stream's frame, a
+ * PING, a DRAIN. A frame that no correct server sends breaks c and fails what is in flight
+ * on it with SHMRPC_EPROTO. */
+void shmrpc__tcp_on_frame(tcp_pool *p, tcp_conn *c, int index, const shmrpc__frame_hdr *h,
+                          shmrpc_buf *err);
 /* Takes an asynchronous call off its connection (shmrpc__conn_ops.abandon), and, to cancel
  * it, tells its server first (a CANCEL: shmrpc__conn_ops.cancel). */
 void shmrpc__tcp_abandon(shmrpc__conn *base, shmrpc__pending *k);
