@@ -1,0 +1,721 @@
+/* SPDX-License-Identifier: MIT */
+/* Streams over tcp:// (revision 8; docs/wire.md, "Streams") against a raw server on a thread
+ * of this process, which sends ITEMS, RESPONSE and ERROR frames by hand: good items come back
+ * in order (one larger than the window alone, compressed ones), WINDOW frames give back
+ * exactly what was sent, a stream closed early is cancelled and its tail dropped, an older
+ * server is refused, and each lie of a server (section 6 of the design: the client's checks)
+ * ends the stream with SHMRPC_EPROTO after the good items. Every wait is bounded. */
+#define _GNU_SOURCE /* pthread_timedjoin_np */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <pthread.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "hello.h"
+#include "port.h"
+#include "procs.h"
+#include "raw_peer.h"
+#include "stream.h"
+
+#define W ((int64_t)SHMRPC__STREAM_WINDOW)
+
+/* --- the raw server ------------------------------------------------------------------- */
+
+typedef struct peer peer;
+typedef void (*script_fn)(peer *);
+
+struct peer {
+    int port, lfd, fd;
+    uint32_t proto; /* the revision its HELLO_ACK chooses */
+    uint16_t comp;  /* the compression it chooses */
+    script_fn script;
+    const void *arg;
+    /* The stream's REQUEST, once it came. */
+    bool opened;
+    uint64_t rid;
+    uint32_t method;
+    /* Flow control as the server sees it. */
+    int64_t credit; /* W - sent + granted */
+    uint64_t sent, granted;
+    int windows;
+    uint32_t min_grant;
+    bool bad_window; /* a grant of 0, or one beyond what was sent */
+    int cancels;
+    uint64_t cancel_rid;
+    int calls; /* other REQUESTs, each answered (twice's 10) */
+    bool failed;
+    char why[200];
+    pthread_t thread;
+};
+
+static void peer_fail(peer *p, const char *fmt, ...)
+{
+    if (p->failed) return;
+    p->failed = true;
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(p->why, sizeof p->why, fmt, ap);
+    va_end(ap);
+}
+
+static void put_be32(uint8_t *b, uint32_t v)
+{
+    b[0] = (uint8_t)(v >> 24), b[1] = (uint8_t)(v >> 16), b[2] = (uint8_t)(v >> 8),
+    b[3] = (uint8_t)v;
+}
+
+/* Sends a frame with body (len bytes; body_len as given, which may lie). */
+static void peer_send(peer *p, uint8_t kind, uint16_t flags, uint32_t method, uint64_t rid,
+                      uint32_t body_len, const void *body, size_t len)
+{
+    uint8_t hdr[SHMRPC__FRAME_HDR_SIZE];
+    shmrpc__frame_hdr h = {
+        .kind = kind, .flags = flags, .method = method, .request_id = rid, .body_len = body_len};
+    shmrpc__frame_hdr_encode(&h, hdr);
+    if (!test_raw_send(p->fd, hdr, sizeof hdr) || (len && !test_raw_send(p->fd, body, len)))
+        peer_fail(p, "send failed: %s", strerror(errno));
+}
+
+/* Reads the next frame from the client within ms: false at EOF, on a failure or after ms. */
+static bool peer_read(peer *p, shmrpc__frame_hdr *h, shmrpc_buf *b, int ms)
+{
+    uint8_t hdr[SHMRPC__FRAME_HDR_SIZE];
+    int64_t deadline = test_now_ms() + ms;
+    if (!test_raw_recv(p->fd, hdr, sizeof hdr, deadline)) return false;
+    shmrpc_buf err;
+    shmrpc_buf_init(&err);
+    uint16_t agreed = p->comp | SHMRPC__FLAG_LONE | SHMRPC__FLAG_DEADLINE | SHMRPC__FLAG_META |
+                      SHMRPC__AGREED_CANCEL | (p->proto >= 8 ? SHMRPC__AGREED_STREAMS : 0);
+    int rc = shmrpc__frame_hdr_decode(hdr, sizeof hdr, 1 << 20, agreed, h, &err);
+    if (rc) peer_fail(p, "the client sent a frame that does not decode: %s", shmrpc__msg_get(&err));
+    shmrpc_buf_destroy(&err);
+    shmrpc_buf_clear(b);
+    if (rc || shmrpc_buf_reserve(b, (size_t)h->body_len + 1) != 0) return false;
+    if (!test_raw_recv(p->fd, b->data, h->body_len, deadline)) return false;
+    b->len = h->body_len;
+    return true;
+}
+
+/* Reads one frame and acts on it: WINDOWs counted and checked, CANCELs counted, a stream's
+ * REQUEST noted, any other REQUEST answered as twice(5) is. False when none came. */
+static bool peer_turn(peer *p, int ms)
+{
+    shmrpc__frame_hdr h;
+    shmrpc_buf b;
+    shmrpc_buf_init(&b);
+    bool got = peer_read(p, &h, &b, ms);
+    if (got && h.kind == SHMRPC__KIND_WINDOW) {
+        uint32_t g = (uint32_t)b.data[0] << 24 | (uint32_t)b.data[1] << 16 |
+                     (uint32_t)b.data[2] << 8 | b.data[3];
+        if (h.request_id != p->rid || g == 0 || p->granted + g > p->sent) p->bad_window = true;
+        if (p->windows == 0 || g < p->min_grant) p->min_grant = g;
+        p->windows++;
+        p->granted += g;
+        p->credit += g;
+    } else if (got && h.kind == SHMRPC__KIND_CANCEL) {
+        p->cancels++;
+        p->cancel_rid = h.request_id;
+    } else if (got && h.kind == SHMRPC__KIND_REQUEST && (h.flags & SHMRPC__FLAG_STREAM)) {
+        p->opened = true;
+        p->rid = h.request_id;
+        p->method = h.method;
+        p->credit = W;
+    } else if (got && h.kind == SHMRPC__KIND_REQUEST) {
+        p->calls++;
+        uint8_t ten = 10; /* msgpack's 10 */
+        peer_send(p, SHMRPC__KIND_RESPONSE, 0, h.method, h.request_id, 1, &ten, 1);
+    }
+    shmrpc_buf_destroy(&b);
+    return got;
+}
+
+/* Waits (5 s at most) until cond holds, reading what the client sends meanwhile. */
+#define PEER_UNTIL(p, cond)                                                                        \
+    do {                                                                                           \
+        int64_t until_ = test_now_ms() + 5000;                                                     \
+        while (!(cond) && !(p)->failed && test_now_ms() < until_)                                  \
+            peer_turn((p), 100);                                                                   \
+        if (!(cond)) peer_fail((p), "%s did not come true in 5 s", #cond);                         \
+    } while (0)
+
+/* Sends an ITEMS frame of the stream with n items (item i: lens[i] bytes of fill + i),
+ * compressed with the agreed compression when comp. */
+static void peer_items(peer *p, int n, const size_t *lens, char fill, bool comp)
+{
+    shmrpc_buf body, z;
+    shmrpc_buf_init(&body);
+    shmrpc_buf_init(&z);
+    for (int i = 0; i < n; i++) {
+        uint8_t len[4];
+        put_be32(len, (uint32_t)lens[i]);
+        shmrpc_buf_append(&body, len, 4);
+        size_t at = body.len;
+        shmrpc_buf_reserve(&body, at + lens[i] + 1);
+        memset(body.data + at, fill + i, lens[i]);
+        body.len = at + lens[i];
+    }
+    uint16_t used = 0;
+    if (comp && shmrpc__body_compress(p->comp, shmrpc_bytes_of(body.data, body.len), &z, &used))
+        peer_fail(p, "cannot compress");
+    if (used)
+        peer_send(p, SHMRPC__KIND_ITEMS, used, p->method, p->rid, (uint32_t)z.len, z.data, z.len);
+    else
+        peer_send(p, SHMRPC__KIND_ITEMS, 0, p->method, p->rid, (uint32_t)body.len, body.data,
+                  body.len);
+    if (comp && !used) peer_fail(p, "the items did not compress");
+    p->credit -= (int64_t)body.len;
+    p->sent += body.len;
+    shmrpc_buf_destroy(&body);
+    shmrpc_buf_destroy(&z);
+}
+
+/* The stream's end: an empty RESPONSE. */
+static void peer_end(peer *p)
+{
+    peer_send(p, SHMRPC__KIND_RESPONSE, 0, p->method, p->rid, 0, NULL, 0);
+}
+
+/* An ERROR frame for request rid with status and msg. */
+static void peer_error(peer *p, uint64_t rid, int status, const char *msg)
+{
+    shmrpc_buf b;
+    shmrpc_buf_init(&b);
+    shmrpc__error_write(&b, status, (shmrpc_str){msg, strlen(msg)});
+    peer_send(p, SHMRPC__KIND_ERROR, 0, rid ? p->method : 0, rid, (uint32_t)b.len, b.data, b.len);
+    shmrpc_buf_destroy(&b);
+}
+
+static void *peer_main(void *arg)
+{
+    peer *p = arg;
+    struct pollfd pf = {.fd = p->lfd, .events = POLLIN};
+    if (poll(&pf, 1, 5000) != 1 || (p->fd = accept(p->lfd, NULL, NULL)) < 0) {
+        peer_fail(p, "no client came");
+        return NULL;
+    }
+    shmrpc__frame_hdr h;
+    shmrpc_buf b, out, err;
+    shmrpc_buf_init(&b);
+    shmrpc_buf_init(&out);
+    shmrpc_buf_init(&err);
+    shmrpc__hello ack = {.proto = p->proto,
+                         .info = Streamer_service_info,
+                         .compression = p->comp,
+                         .threshold = 64,
+                         .max_msg = 1 << 20};
+    if (!test_raw_frame(p->fd, &h, &b) || h.kind != SHMRPC__KIND_HELLO) peer_fail(p, "no HELLO");
+    size_t at = shmrpc__frame_begin(&out, SHMRPC__KIND_HELLO_ACK, 0, 0, 0);
+    if (shmrpc__hello_write(&out, SHMRPC__KIND_HELLO_ACK, &ack, &err) ||
+        shmrpc__frame_end(&out, at) || !test_raw_send(p->fd, out.data, out.len))
+        peer_fail(p, "no HELLO_ACK: %s", shmrpc__msg_get(&err));
+    shmrpc_buf_destroy(&b);
+    shmrpc_buf_destroy(&out);
+    shmrpc_buf_destroy(&err);
+    if (!p->failed) p->script(p);
+    /* What the client sends until it closes (its last WINDOWs, a CANCEL). */
+    int64_t until = test_now_ms() + 5000;
+    while (test_now_ms() < until && peer_turn(p, 200)) {
+    }
+    close(p->fd);
+    return NULL;
+}
+
+/* Listens on a free port and starts the peer with script. */
+static void peer_start(peer *p, script_fn script, const void *arg, uint32_t proto, uint16_t comp)
+{
+    memset(p, 0, sizeof *p);
+    p->script = script;
+    p->arg = arg;
+    p->proto = proto;
+    p->comp = comp;
+    p->fd = -1;
+    p->port = test_free_port();
+    p->lfd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    assert_true(p->lfd >= 0);
+    int one = 1;
+    setsockopt(p->lfd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+    struct sockaddr_in sa = {.sin_family = AF_INET,
+                             .sin_port = htons((uint16_t)p->port),
+                             .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    assert_int_equal(bind(p->lfd, (struct sockaddr *)&sa, sizeof sa), 0);
+    assert_int_equal(listen(p->lfd, 4), 0);
+    assert_int_equal(pthread_create(&p->thread, NULL, peer_main, p), 0);
+}
+
+/* Waits for the peer (10 s at most) and checks it saw nothing wrong. */
+static void peer_join(peer *p)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    ts.tv_sec += 10;
+    assert_int_equal(pthread_timedjoin_np(p->thread, NULL, &ts), 0);
+    close(p->lfd);
+    if (p->failed) fail_msg("the raw server: %s", p->why);
+}
+
+/* A client of the peer: compression offered when comp, max_msg when not 0. */
+static shmrpc_client *client_of(const peer *p, unsigned comp, size_t max_msg)
+{
+    shmrpc_client_opts o;
+    shmrpc_client_opts_init(&o);
+    o.tcp.compression = comp ? comp : SHMRPC_COMPRESS_NONE;
+    if (max_msg) o.max_msg_bytes = max_msg;
+    shmrpc_client *c;
+    assert_int_equal(shmrpc_client_new(&c, &Streamer_service_info, &o), 0);
+    char addr[64];
+    snprintf(addr, sizeof addr, "tcp://127.0.0.1:%d", p->port);
+    if (shmrpc_client_connect(c, addr)) fail_msg("connect: %s", shmrpc_errmsg());
+    return c;
+}
+
+static shmrpc_stream *open_chunks(shmrpc_client *c)
+{
+    shmrpc_stream *st;
+    int rc = streamer_chunks_open(c, shmrpc_bytes_of("1 1", 3), &st);
+    if (rc) fail_msg("open: %s: %s", shmrpc_strerror(rc), shmrpc_errmsg());
+    return st;
+}
+
+/* The next item is n bytes of c. */
+static void expect_item(shmrpc_stream *st, size_t n, char c)
+{
+    shmrpc_bytes item;
+    int rc = streamer_chunks_recv(st, &item);
+    if (rc != 1) fail_msg("recv: %d %s: %s", rc, shmrpc_strerror(rc), shmrpc_errmsg());
+    assert_int_equal(item.len, n);
+    for (size_t i = 0; i < n; i++)
+        if (((const char *)item.ptr)[i] != c) fail_msg("byte %zu of an item of %zu is off", i, n);
+}
+
+/* --- good streams --------------------------------------------------------------------- */
+
+enum { MANY = 300, MANY_LEN = 1000, LARGE = 100000 };
+
+/* Three small items, one larger than the window alone, then MANY within the credit the
+ * client gives back, then the end. */
+static void script_good(peer *p)
+{
+    PEER_UNTIL(p, p->opened);
+    size_t small[3] = {1, 2, 3};
+    peer_items(p, 3, small, 'a', false);
+    PEER_UNTIL(p, p->credit == W); /* the large item goes alone, with nothing in transit */
+    size_t large = LARGE;
+    peer_items(p, 1, &large, 'L', false);
+    PEER_UNTIL(p, p->credit == W);
+    size_t ten[10];
+    for (int i = 0; i < 10; i++)
+        ten[i] = MANY_LEN;
+    for (int k = 0; k < MANY / 10 && !p->failed; k++) {
+        PEER_UNTIL(p, p->credit >= 10 * (MANY_LEN + 4));
+        peer_items(p, 10, ten, (char)('0' + k % 10), false);
+    }
+    peer_end(p);
+}
+
+/* Every item once and in order, and the WINDOWs give back exactly what was sent, each grant
+ * above 0 and none beyond what had come. */
+static void good_items_in_order(void **state)
+{
+    (void)state;
+    peer p;
+    peer_start(&p, script_good, NULL, 8, 0);
+    shmrpc_client *c = client_of(&p, 0, 0);
+    shmrpc_stream *st = open_chunks(c);
+    expect_item(st, 1, 'a');
+    expect_item(st, 2, 'b');
+    expect_item(st, 3, 'c');
+    expect_item(st, LARGE, 'L');
+    for (int k = 0; k < MANY / 10; k++)
+        for (int i = 0; i < 10; i++)
+            expect_item(st, MANY_LEN, (char)('0' + k % 10 + i));
+    shmrpc_bytes item;
+    int rc = streamer_chunks_recv(st, &item);
+    if (rc) fail_msg("end: %s: %s", shmrpc_strerror(rc), shmrpc_errmsg());
+    shmrpc_stream_close(st);
+    shmrpc_client_free(c);
+    peer_join(&p);
+    assert_false(p.bad_window);
+    assert_int_equal(p.granted, p.sent);
+    assert_true(p.windows >= 3);
+    assert_int_equal(p.cancels, 0);
+}
+
+static void script_compressed(peer *p)
+{
+    PEER_UNTIL(p, p->opened);
+    size_t lens[5] = {5000, 5000, 5000, 5000, 5000};
+    peer_items(p, 5, lens, 'z', true);
+    PEER_UNTIL(p, p->credit == W);
+    size_t one = 40000;
+    peer_items(p, 1, &one, 'y', true);
+    peer_end(p);
+}
+
+/* ITEMS compressed as a RESPONSE is (snappy here): decompressed, credit counted before. */
+static void compressed_items(void **state)
+{
+    (void)state;
+    peer p;
+    peer_start(&p, script_compressed, NULL, 8, SHMRPC__FLAG_SNAPPY);
+    shmrpc_client *c = client_of(&p, SHMRPC_COMPRESS_SNAPPY, 0);
+    shmrpc_stream *st = open_chunks(c);
+    for (int i = 0; i < 5; i++)
+        expect_item(st, 5000, (char)('z' + i));
+    expect_item(st, 40000, 'y');
+    shmrpc_bytes item;
+    assert_int_equal(streamer_chunks_recv(st, &item), 0);
+    shmrpc_stream_close(st);
+    shmrpc_client_free(c);
+    peer_join(&p);
+    assert_false(p.bad_window);
+    assert_int_equal(p.granted, p.sent);
+}
+
+static void script_handler_fails(peer *p)
+{
+    PEER_UNTIL(p, p->opened);
+    size_t two[2] = {4, 4};
+    peer_items(p, 2, two, 'q', false);
+    peer_error(p, p->rid, SHMRPC_EINVAL, "n must be at least 0");
+}
+
+/* An ERROR ends the stream with its status and message, after the items. */
+static void handler_error_after_items(void **state)
+{
+    (void)state;
+    peer p;
+    peer_start(&p, script_handler_fails, NULL, 8, 0);
+    shmrpc_client *c = client_of(&p, 0, 0);
+    shmrpc_stream *st = open_chunks(c);
+    expect_item(st, 4, 'q');
+    expect_item(st, 4, 'r');
+    shmrpc_bytes item;
+    assert_int_equal(streamer_chunks_recv(st, &item), SHMRPC_EINVAL);
+    assert_string_equal(shmrpc_errmsg(), "n must be at least 0");
+    shmrpc_stream_close(st);
+    shmrpc_client_free(c);
+    peer_join(&p);
+}
+
+static void script_closed_early(peer *p)
+{
+    PEER_UNTIL(p, p->opened);
+    size_t two[2] = {8, 8};
+    peer_items(p, 2, two, 'k', false);
+    PEER_UNTIL(p, p->cancels == 1);
+    /* What was in transit, then the handler's answer: the client drops both. */
+    peer_items(p, 2, two, 'm', false);
+    peer_error(p, p->rid, SHMRPC_ECANCELLED, "the client closed the stream");
+    PEER_UNTIL(p, p->calls == 1);
+}
+
+/* A stream closed early: its server gets a CANCEL naming it, and what still comes of it
+ * (items, its answer) is dropped by the next call, which succeeds on the same connection. */
+static void closed_early_tail_dropped(void **state)
+{
+    (void)state;
+    peer p;
+    peer_start(&p, script_closed_early, NULL, 8, 0);
+    shmrpc_client *c = client_of(&p, 0, 0);
+    shmrpc_stream *st = open_chunks(c);
+    expect_item(st, 8, 'k');
+    shmrpc_stream_close(st);
+    int64_t x = 0;
+    int rc = streamer_twice(c, 5, &x);
+    if (rc) fail_msg("twice: %s: %s", shmrpc_strerror(rc), shmrpc_errmsg());
+    assert_int_equal(x, 10);
+    shmrpc_client_free(c);
+    peer_join(&p);
+    assert_int_equal(p.cancels, 1);
+    assert_int_equal(p.cancel_rid, p.rid);
+    assert_int_equal(p.calls, 1);
+}
+
+static void script_calls_only(peer *p)
+{
+    PEER_UNTIL(p, p->calls == 1);
+}
+
+/* A server that agreed revision 7: the open is refused before anything is sent, and calls
+ * go on. */
+static void old_server_refuses(void **state)
+{
+    (void)state;
+    peer p;
+    peer_start(&p, script_calls_only, NULL, 7, 0);
+    shmrpc_client *c = client_of(&p, 0, 0);
+    shmrpc_stream *st;
+    assert_int_equal(streamer_chunks_open(c, shmrpc_bytes_of("1 1", 3), &st), SHMRPC_EVERSION);
+    char want[200];
+    snprintf(want, sizeof want,
+             "tcp://127.0.0.1:%d agreed protocol revision 7, and streams need revision 8: the "
+             "stream was not opened (it did not run)",
+             p.port);
+    assert_string_equal(shmrpc_errmsg(), want);
+    int64_t x = 0;
+    assert_int_equal(streamer_twice(c, 5, &x), 0);
+    assert_int_equal(x, 10);
+    shmrpc_client_free(c);
+    peer_join(&p);
+    assert_false(p.opened);
+}
+
+static void script_drain_first(peer *p)
+{
+    PEER_UNTIL(p, p->opened);
+    peer_send(p, SHMRPC__KIND_DRAIN, 0, 0, 0, 0, NULL, 0);
+}
+
+/* A DRAIN before any item: the stream did not run (the server runs nothing it reads
+ * after it). */
+static void drain_before_items(void **state)
+{
+    (void)state;
+    peer p;
+    peer_start(&p, script_drain_first, NULL, 8, 0);
+    shmrpc_client *c = client_of(&p, 0, 0);
+    shmrpc_stream *st = open_chunks(c);
+    shmrpc_bytes item;
+    assert_int_equal(streamer_chunks_recv(st, &item), SHMRPC_EUNAVAIL);
+    char want[200];
+    snprintf(want, sizeof want,
+             "tcp://127.0.0.1:%d is draining (its server stops): the stream did not run", p.port);
+    assert_string_equal(shmrpc_errmsg(), want);
+    shmrpc_stream_close(st);
+    shmrpc_client_free(c);
+    peer_join(&p);
+}
+
+static void script_items_after_end(peer *p)
+{
+    PEER_UNTIL(p, p->opened);
+    size_t one = 3;
+    peer_items(p, 1, &one, 'e', false);
+    peer_end(p);
+    /* Before the next call's answer, more items of the stream that ended. */
+    uint64_t calls = (uint64_t)p->calls;
+    int64_t until = test_now_ms() + 5000;
+    shmrpc__frame_hdr h;
+    shmrpc_buf b;
+    shmrpc_buf_init(&b);
+    while (calls == (uint64_t)p->calls && test_now_ms() < until) {
+        if (!peer_read(p, &h, &b, 100)) continue;
+        if (h.kind == SHMRPC__KIND_REQUEST) {
+            peer_items(p, 1, &one, 'f', false);
+            uint8_t ten = 10;
+            peer_send(p, SHMRPC__KIND_RESPONSE, 0, h.method, h.request_id, 1, &ten, 1);
+            p->calls++;
+        }
+    }
+    shmrpc_buf_destroy(&b);
+}
+
+/* ITEMS of a stream that has ended are ITEMS of no stream: the next call fails with
+ * SHMRPC_EPROTO. */
+static void items_after_the_end(void **state)
+{
+    (void)state;
+    peer p;
+    peer_start(&p, script_items_after_end, NULL, 8, 0);
+    shmrpc_client *c = client_of(&p, 0, 0);
+    shmrpc_stream *st = open_chunks(c);
+    expect_item(st, 3, 'e');
+    shmrpc_bytes item;
+    assert_int_equal(streamer_chunks_recv(st, &item), 0);
+    shmrpc_stream_close(st);
+    int64_t x = 0;
+    assert_int_equal(streamer_twice(c, 5, &x), SHMRPC_EPROTO);
+    if (!strstr(shmrpc_errmsg(), "which opened no stream")) fail_msg("%s", shmrpc_errmsg());
+    shmrpc_client_free(c);
+    peer_join(&p);
+}
+
+/* --- a server lying to the client ----------------------------------------------------- */
+
+typedef struct lie {
+    const char *name;
+    void (*send)(peer *p); /* after the good items */
+    const char *want;      /* in the message of the SHMRPC_EPROTO */
+    size_t max_msg;        /* the client's, when not the default */
+    uint16_t comp;         /* agreed */
+} lie;
+
+static void body_lie(peer *p, uint16_t flags, uint32_t method, uint64_t rid, const void *b,
+                     size_t n)
+{
+    peer_send(p, SHMRPC__KIND_ITEMS, flags, method, rid, (uint32_t)n, b, n);
+}
+
+static const uint8_t one_x[5] = {0, 0, 0, 1, 'x'};
+
+static void lie_rid0(peer *p)
+{
+    body_lie(p, 0, p->method, 0, one_x, 5);
+}
+static void lie_empty(peer *p)
+{
+    body_lie(p, 0, p->method, p->rid, NULL, 0);
+}
+static void lie_both_comp(peer *p)
+{
+    body_lie(p, SHMRPC__FLAG_COMPRESSION, p->method, p->rid, one_x, 5);
+}
+static void lie_comp_not_agreed(peer *p)
+{
+    body_lie(p, SHMRPC__FLAG_SNAPPY, p->method, p->rid, one_x, 5);
+}
+static void lie_too_big(peer *p) /* the header alone, to a client of 4096: refused so */
+{
+    peer_send(p, SHMRPC__KIND_ITEMS, 0, p->method, p->rid, 4096 + 5, NULL, 0);
+}
+static void lie_never_sent(peer *p)
+{
+    body_lie(p, 0, p->method, p->rid + 5, one_x, 5);
+}
+static void lie_other_method(peer *p)
+{
+    body_lie(p, 0, p->method + 1, p->rid, one_x, 5);
+}
+static void lie_beyond_credit(peer *p) /* two items, together above the window */
+{
+    size_t two[2] = {40000, 40000};
+    peer_items(p, 2, two, 'o', false);
+}
+static void lie_cut_short(peer *p)
+{
+    static const uint8_t b[7] = {0, 0, 0, 1, 'x', 0, 0};
+    body_lie(p, 0, p->method, p->rid, b, sizeof b);
+}
+static void lie_past_body(peer *p)
+{
+    static const uint8_t b[5] = {0, 0, 0, 9, 'x'};
+    body_lie(p, 0, p->method, p->rid, b, sizeof b);
+}
+static void lie_over_max(peer *p) /* an item of 5000 in a client of 4096 */
+{
+    uint8_t b[104] = {0, 0, 0x13, 0x88};
+    body_lie(p, 0, p->method, p->rid, b, sizeof b);
+}
+static void lie_comp_over_credit(peer *p) /* declares 80008 bytes of two items */
+{
+    size_t two[2] = {40000, 40000};
+    peer_items(p, 2, two, 'c', true);
+}
+static void lie_comp_over_max(peer *p) /* declares one item of 10000 to a client of 4096 */
+{
+    size_t one = 10000;
+    peer_items(p, 1, &one, 'c', true);
+}
+static void lie_comp_mismatch(peer *p) /* a snappy body whose declared length is off */
+{
+    uint8_t item[4 + 100] = {0, 0, 0, 100};
+    memset(item + 4, 'm', 100);
+    shmrpc_buf z;
+    shmrpc_buf_init(&z);
+    uint16_t used = 0;
+    shmrpc__body_compress(SHMRPC__FLAG_SNAPPY, shmrpc_bytes_of(item, sizeof item), &z, &used);
+    /* snappy begins with the length as a varint: 104, one byte; it now says 110 */
+    if (!used || z.data[0] != 104) peer_fail(p, "unexpected snappy body");
+    z.data[0] = 110;
+    body_lie(p, SHMRPC__FLAG_SNAPPY, p->method, p->rid, z.data, z.len);
+    shmrpc_buf_destroy(&z);
+}
+static void lie_response_body(peer *p)
+{
+    uint8_t nil = 0xc0;
+    peer_send(p, SHMRPC__KIND_RESPONSE, 0, p->method, p->rid, 1, &nil, 1);
+}
+static void lie_drain(peer *p)
+{
+    peer_send(p, SHMRPC__KIND_DRAIN, 0, 0, 0, 0, NULL, 0);
+}
+static void lie_closing_error(peer *p)
+{
+    peer_error(p, 0, SHMRPC_EUNAVAIL, "the server stops");
+}
+
+static const lie lies[] = {
+    {"rid0", lie_rid0, "ITEMS frame has no request id", 0, 0},
+    {"empty", lie_empty, "ITEMS frame has a body of 0 bytes, too short for an item's length", 0, 0},
+    {"both_comp", lie_both_comp, "has both the snappy and the zlib flag", 0, SHMRPC__FLAG_SNAPPY},
+    {"comp_not_agreed", lie_comp_not_agreed, "compressed with snappy, which was not agreed", 0, 0},
+    {"too_big", lie_too_big, "ITEMS frame body of 4101 bytes is above the maximum of 4100", 4096,
+     0},
+    {"never_sent", lie_never_sent, "which opened no stream", 0, 0},
+    {"other_method", lie_other_method, "which is method", 0, 0},
+    {"beyond_credit", lie_beyond_credit,
+     "sent 80008 bytes of items for stream 1, beyond its credit", 0, 0},
+    {"cut_short", lie_cut_short, "item length at offset 5 is cut short (2 of 4 bytes)", 0, 0},
+    {"past_body", lie_past_body, "an item of 9 bytes for stream 1 at offset 0, past the end", 0, 0},
+    {"over_max", lie_over_max, "an item of 5000 bytes for stream 1 at offset 0, above the client's",
+     4096, 0},
+    {"comp_over_credit", lie_comp_over_credit, "sent 80008 bytes of items for stream 1, beyond", 0,
+     SHMRPC__FLAG_SNAPPY},
+    {"comp_over_max", lie_comp_over_max, "of 10004 bytes, above the client's maximum item of 4096",
+     4096, SHMRPC__FLAG_SNAPPY},
+    {"comp_mismatch", lie_comp_mismatch, "does not decompress", 0, SHMRPC__FLAG_SNAPPY},
+    {"response_body", lie_response_body,
+     "the RESPONSE that ends stream 1 has a body of 1 bytes (it has none)", 0, 0},
+    {"drain", lie_drain, "sent a DRAIN before the end of stream 1, after 2 items", 0, 0},
+    {"closing_error", lie_closing_error, "sent a closing ERROR before the end of stream 1", 0, 0},
+};
+
+static void script_lie(peer *p)
+{
+    const lie *l = p->arg;
+    PEER_UNTIL(p, p->opened);
+    size_t two[2] = {1, 2};
+    peer_items(p, 2, two, 'g', false);
+    PEER_UNTIL(p, p->credit == W); /* both delivered */
+    l->send(p);
+}
+
+/* Each lie: the good items, then SHMRPC_EPROTO with the message, and the stream stays ended. */
+static void a_lie(void **state)
+{
+    const lie *l = *state;
+    peer p;
+    peer_start(&p, script_lie, l, 8, l->comp);
+    shmrpc_client *c = client_of(&p, l->comp ? SHMRPC_COMPRESS_SNAPPY : 0, l->max_msg);
+    shmrpc_stream *st = open_chunks(c);
+    expect_item(st, 1, 'g');
+    expect_item(st, 2, 'h');
+    shmrpc_bytes item;
+    int rc = streamer_chunks_recv(st, &item);
+    if (rc != SHMRPC_EPROTO || !strstr(shmrpc_errmsg(), l->want))
+        fail_msg("%s: %d %s: %s (wanted EPROTO: ...%s...)", l->name, rc, shmrpc_strerror(rc),
+                 shmrpc_errmsg(), l->want);
+    assert_int_equal(streamer_chunks_recv(st, &item), SHMRPC_EPROTO);
+    shmrpc_stream_close(st);
+    shmrpc_client_free(c);
+    peer_join(&p);
+    assert_false(p.bad_window);
+}
+
+int main(void)
+{
+    enum { N_LIES = sizeof lies / sizeof lies[0] };
+    struct CMUnitTest tests[8 + N_LIES] = {
+        cmocka_unit_test(good_items_in_order),       cmocka_unit_test(compressed_items),
+        cmocka_unit_test(handler_error_after_items), cmocka_unit_test(closed_early_tail_dropped),
+        cmocka_unit_test(old_server_refuses),        cmocka_unit_test(drain_before_items),
+        cmocka_unit_test(items_after_the_end),
+    };
+    int n = 7;
+    for (int i = 0; i < N_LIES; i++)
+        tests[n++] = (struct CMUnitTest){
+            .name = lies[i].name, .test_func = a_lie, .initial_state = (void *)&lies[i]};
+    return _cmocka_run_group_tests("stream_wire", tests, (size_t)n, NULL, NULL);
+}
