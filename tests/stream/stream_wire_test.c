@@ -58,6 +58,7 @@ struct peer {
     bool failed;
     char why[200];
     pthread_t thread;
+    bool joined;
 };
 
 static void peer_fail(peer *p, const char *fmt, ...)
@@ -232,10 +233,16 @@ static void *peer_main(void *arg)
     return NULL;
 }
 
-/* Listens on a free port and starts the peer with script. */
-static void peer_start(peer *p, script_fn script, const void *arg, uint32_t proto, uint16_t comp)
+/* The peer of the test that runs, and its client: the teardown lets them go when a test
+ * failed before it did (the peer's thread then still runs, on memory of its own). */
+static peer *live_peer;
+static shmrpc_client *live_client;
+
+/* Listens on a free port and starts a peer with script. */
+static peer *peer_start(script_fn script, const void *arg, uint32_t proto, uint16_t comp)
 {
-    memset(p, 0, sizeof *p);
+    peer *p = calloc(1, sizeof *p);
+    assert_non_null(p);
     p->script = script;
     p->arg = arg;
     p->proto = proto;
@@ -252,17 +259,39 @@ static void peer_start(peer *p, script_fn script, const void *arg, uint32_t prot
     assert_int_equal(bind(p->lfd, (struct sockaddr *)&sa, sizeof sa), 0);
     assert_int_equal(listen(p->lfd, 4), 0);
     assert_int_equal(pthread_create(&p->thread, NULL, peer_main, p), 0);
+    live_peer = p;
+    return p;
 }
 
-/* Waits for the peer (10 s at most) and checks it saw nothing wrong. */
-static void peer_join(peer *p)
+/* Waits for the peer's thread (10 s at most): false when it did not end. */
+static bool peer_wait(peer *p)
 {
+    if (p->joined) return true;
     struct timespec ts;
     clock_gettime(CLOCK_REALTIME, &ts);
     ts.tv_sec += 10;
-    assert_int_equal(pthread_timedjoin_np(p->thread, NULL, &ts), 0);
+    if (pthread_timedjoin_np(p->thread, NULL, &ts) != 0) return false;
     close(p->lfd);
+    p->joined = true;
+    return true;
+}
+
+/* Waits for the peer and checks it saw nothing wrong; the caller frees it. */
+static void peer_join(peer *p)
+{
+    assert_true(peer_wait(p));
     if (p->failed) fail_msg("the raw server: %s", p->why);
+}
+
+static int teardown(void **state)
+{
+    (void)state;
+    if (live_client) shmrpc_client_free(live_client); /* the peer then sees its close */
+    live_client = NULL;
+    if (live_peer && !peer_wait(live_peer)) return -1; /* left running: not freed */
+    free(live_peer);
+    live_peer = NULL;
+    return 0;
 }
 
 /* A client of the peer: compression offered when comp, max_msg when not 0. */
@@ -276,6 +305,7 @@ static shmrpc_client *client_of(const peer *p, unsigned comp, size_t max_msg)
     assert_int_equal(shmrpc_client_new(&c, &Streamer_service_info, &o), 0);
     char addr[64];
     snprintf(addr, sizeof addr, "tcp://127.0.0.1:%d", p->port);
+    live_client = c;
     if (shmrpc_client_connect(c, addr)) fail_msg("connect: %s", shmrpc_errmsg());
     return c;
 }
@@ -329,9 +359,8 @@ static void script_good(peer *p)
 static void good_items_in_order(void **state)
 {
     (void)state;
-    peer p;
-    peer_start(&p, script_good, NULL, 8, 0);
-    shmrpc_client *c = client_of(&p, 0, 0);
+    peer *p = peer_start(script_good, NULL, 8, 0);
+    shmrpc_client *c = client_of(p, 0, 0);
     shmrpc_stream *st = open_chunks(c);
     expect_item(st, 1, 'a');
     expect_item(st, 2, 'b');
@@ -345,11 +374,12 @@ static void good_items_in_order(void **state)
     if (rc) fail_msg("end: %s: %s", shmrpc_strerror(rc), shmrpc_errmsg());
     shmrpc_stream_close(st);
     shmrpc_client_free(c);
-    peer_join(&p);
-    assert_false(p.bad_window);
-    assert_int_equal(p.granted, p.sent);
-    assert_true(p.windows >= 3);
-    assert_int_equal(p.cancels, 0);
+    live_client = NULL;
+    peer_join(p);
+    assert_false(p->bad_window);
+    assert_int_equal(p->granted, p->sent);
+    assert_true(p->windows >= 3);
+    assert_int_equal(p->cancels, 0);
 }
 
 static void script_compressed(peer *p)
@@ -367,9 +397,8 @@ static void script_compressed(peer *p)
 static void compressed_items(void **state)
 {
     (void)state;
-    peer p;
-    peer_start(&p, script_compressed, NULL, 8, SHMRPC__FLAG_SNAPPY);
-    shmrpc_client *c = client_of(&p, SHMRPC_COMPRESS_SNAPPY, 0);
+    peer *p = peer_start(script_compressed, NULL, 8, SHMRPC__FLAG_SNAPPY);
+    shmrpc_client *c = client_of(p, SHMRPC_COMPRESS_SNAPPY, 0);
     shmrpc_stream *st = open_chunks(c);
     for (int i = 0; i < 5; i++)
         expect_item(st, 5000, (char)('z' + i));
@@ -378,9 +407,10 @@ static void compressed_items(void **state)
     assert_int_equal(streamer_chunks_recv(st, &item), 0);
     shmrpc_stream_close(st);
     shmrpc_client_free(c);
-    peer_join(&p);
-    assert_false(p.bad_window);
-    assert_int_equal(p.granted, p.sent);
+    live_client = NULL;
+    peer_join(p);
+    assert_false(p->bad_window);
+    assert_int_equal(p->granted, p->sent);
 }
 
 static void script_handler_fails(peer *p)
@@ -395,9 +425,8 @@ static void script_handler_fails(peer *p)
 static void handler_error_after_items(void **state)
 {
     (void)state;
-    peer p;
-    peer_start(&p, script_handler_fails, NULL, 8, 0);
-    shmrpc_client *c = client_of(&p, 0, 0);
+    peer *p = peer_start(script_handler_fails, NULL, 8, 0);
+    shmrpc_client *c = client_of(p, 0, 0);
     shmrpc_stream *st = open_chunks(c);
     expect_item(st, 4, 'q');
     expect_item(st, 4, 'r');
@@ -406,7 +435,8 @@ static void handler_error_after_items(void **state)
     assert_string_equal(shmrpc_errmsg(), "n must be at least 0");
     shmrpc_stream_close(st);
     shmrpc_client_free(c);
-    peer_join(&p);
+    live_client = NULL;
+    peer_join(p);
 }
 
 static void script_closed_early(peer *p)
@@ -426,9 +456,8 @@ static void script_closed_early(peer *p)
 static void closed_early_tail_dropped(void **state)
 {
     (void)state;
-    peer p;
-    peer_start(&p, script_closed_early, NULL, 8, 0);
-    shmrpc_client *c = client_of(&p, 0, 0);
+    peer *p = peer_start(script_closed_early, NULL, 8, 0);
+    shmrpc_client *c = client_of(p, 0, 0);
     shmrpc_stream *st = open_chunks(c);
     expect_item(st, 8, 'k');
     shmrpc_stream_close(st);
@@ -437,10 +466,11 @@ static void closed_early_tail_dropped(void **state)
     if (rc) fail_msg("twice: %s: %s", shmrpc_strerror(rc), shmrpc_errmsg());
     assert_int_equal(x, 10);
     shmrpc_client_free(c);
-    peer_join(&p);
-    assert_int_equal(p.cancels, 1);
-    assert_int_equal(p.cancel_rid, p.rid);
-    assert_int_equal(p.calls, 1);
+    live_client = NULL;
+    peer_join(p);
+    assert_int_equal(p->cancels, 1);
+    assert_int_equal(p->cancel_rid, p->rid);
+    assert_int_equal(p->calls, 1);
 }
 
 static void script_calls_only(peer *p)
@@ -453,23 +483,23 @@ static void script_calls_only(peer *p)
 static void old_server_refuses(void **state)
 {
     (void)state;
-    peer p;
-    peer_start(&p, script_calls_only, NULL, 7, 0);
-    shmrpc_client *c = client_of(&p, 0, 0);
+    peer *p = peer_start(script_calls_only, NULL, 7, 0);
+    shmrpc_client *c = client_of(p, 0, 0);
     shmrpc_stream *st;
     assert_int_equal(streamer_chunks_open(c, shmrpc_bytes_of("1 1", 3), &st), SHMRPC_EVERSION);
     char want[200];
     snprintf(want, sizeof want,
              "tcp://127.0.0.1:%d agreed protocol revision 7, and streams need revision 8: the "
              "stream was not opened (it did not run)",
-             p.port);
+             p->port);
     assert_string_equal(shmrpc_errmsg(), want);
     int64_t x = 0;
     assert_int_equal(streamer_twice(c, 5, &x), 0);
     assert_int_equal(x, 10);
     shmrpc_client_free(c);
-    peer_join(&p);
-    assert_false(p.opened);
+    live_client = NULL;
+    peer_join(p);
+    assert_false(p->opened);
 }
 
 static void script_drain_first(peer *p)
@@ -483,19 +513,19 @@ static void script_drain_first(peer *p)
 static void drain_before_items(void **state)
 {
     (void)state;
-    peer p;
-    peer_start(&p, script_drain_first, NULL, 8, 0);
-    shmrpc_client *c = client_of(&p, 0, 0);
+    peer *p = peer_start(script_drain_first, NULL, 8, 0);
+    shmrpc_client *c = client_of(p, 0, 0);
     shmrpc_stream *st = open_chunks(c);
     shmrpc_bytes item;
     assert_int_equal(streamer_chunks_recv(st, &item), SHMRPC_EUNAVAIL);
     char want[200];
     snprintf(want, sizeof want,
-             "tcp://127.0.0.1:%d is draining (its server stops): the stream did not run", p.port);
+             "tcp://127.0.0.1:%d is draining (its server stops): the stream did not run", p->port);
     assert_string_equal(shmrpc_errmsg(), want);
     shmrpc_stream_close(st);
     shmrpc_client_free(c);
-    peer_join(&p);
+    live_client = NULL;
+    peer_join(p);
 }
 
 static void script_items_after_end(peer *p)
@@ -527,9 +557,8 @@ static void script_items_after_end(peer *p)
 static void items_after_the_end(void **state)
 {
     (void)state;
-    peer p;
-    peer_start(&p, script_items_after_end, NULL, 8, 0);
-    shmrpc_client *c = client_of(&p, 0, 0);
+    peer *p = peer_start(script_items_after_end, NULL, 8, 0);
+    shmrpc_client *c = client_of(p, 0, 0);
     shmrpc_stream *st = open_chunks(c);
     expect_item(st, 3, 'e');
     shmrpc_bytes item;
@@ -539,7 +568,43 @@ static void items_after_the_end(void **state)
     assert_int_equal(streamer_twice(c, 5, &x), SHMRPC_EPROTO);
     if (!strstr(shmrpc_errmsg(), "which opened no stream")) fail_msg("%s", shmrpc_errmsg());
     shmrpc_client_free(c);
-    peer_join(&p);
+    live_client = NULL;
+    peer_join(p);
+}
+
+static void script_dies(peer *p)
+{
+    PEER_UNTIL(p, p->opened);
+    size_t two[2] = {5, 6};
+    peer_items(p, 2, two, 'd', false);
+    shutdown(p->fd, SHUT_RDWR); /* as a server killed mid-stream: FIN after the items */
+}
+
+/* A connection that breaks mid-stream: the items that came, then SHMRPC_EPEERDIED (the
+ * stream may have run, and is not opened again). */
+static void server_dies_mid_stream(void **state)
+{
+    (void)state;
+    peer *p = peer_start(script_dies, NULL, 8, 0);
+    shmrpc_client *c = client_of(p, 0, 0);
+    shmrpc_stream *st = open_chunks(c);
+    expect_item(st, 5, 'd');
+    expect_item(st, 6, 'e');
+    shmrpc_bytes item;
+    int64_t t0 = test_now_ms();
+    assert_int_equal(streamer_chunks_recv(st, &item), SHMRPC_EPEERDIED);
+    assert_true(test_now_ms() - t0 < 2000);
+    char want[200];
+    snprintf(want, sizeof want,
+             "the connection to tcp://127.0.0.1:%d broke during the stream, after 2 items: it may "
+             "have run (it is not opened again)",
+             p->port);
+    if (strncmp(shmrpc_errmsg(), want, strlen(want)) != 0) fail_msg("%s", shmrpc_errmsg());
+    shmrpc_stream_close(st);
+    shmrpc_client_free(c);
+    live_client = NULL;
+    peer_join(p);
+    assert_int_equal(p->cancels, 0);
 }
 
 /* --- a server lying to the client ----------------------------------------------------- */
@@ -686,9 +751,8 @@ static void script_lie(peer *p)
 static void a_lie(void **state)
 {
     const lie *l = *state;
-    peer p;
-    peer_start(&p, script_lie, l, 8, l->comp);
-    shmrpc_client *c = client_of(&p, l->comp ? SHMRPC_COMPRESS_SNAPPY : 0, l->max_msg);
+    peer *p = peer_start(script_lie, l, 8, l->comp);
+    shmrpc_client *c = client_of(p, l->comp ? SHMRPC_COMPRESS_SNAPPY : 0, l->max_msg);
     shmrpc_stream *st = open_chunks(c);
     expect_item(st, 1, 'g');
     expect_item(st, 2, 'h');
@@ -700,22 +764,29 @@ static void a_lie(void **state)
     assert_int_equal(streamer_chunks_recv(st, &item), SHMRPC_EPROTO);
     shmrpc_stream_close(st);
     shmrpc_client_free(c);
-    peer_join(&p);
-    assert_false(p.bad_window);
+    live_client = NULL;
+    peer_join(p);
+    assert_false(p->bad_window);
 }
 
 int main(void)
 {
     enum { N_LIES = sizeof lies / sizeof lies[0] };
-    struct CMUnitTest tests[8 + N_LIES] = {
-        cmocka_unit_test(good_items_in_order),       cmocka_unit_test(compressed_items),
-        cmocka_unit_test(handler_error_after_items), cmocka_unit_test(closed_early_tail_dropped),
-        cmocka_unit_test(old_server_refuses),        cmocka_unit_test(drain_before_items),
-        cmocka_unit_test(items_after_the_end),
+    struct CMUnitTest tests[9 + N_LIES] = {
+        cmocka_unit_test_teardown(good_items_in_order, teardown),
+        cmocka_unit_test_teardown(compressed_items, teardown),
+        cmocka_unit_test_teardown(handler_error_after_items, teardown),
+        cmocka_unit_test_teardown(closed_early_tail_dropped, teardown),
+        cmocka_unit_test_teardown(old_server_refuses, teardown),
+        cmocka_unit_test_teardown(drain_before_items, teardown),
+        cmocka_unit_test_teardown(items_after_the_end, teardown),
+        cmocka_unit_test_teardown(server_dies_mid_stream, teardown),
     };
-    int n = 7;
+    int n = 8;
     for (int i = 0; i < N_LIES; i++)
-        tests[n++] = (struct CMUnitTest){
-            .name = lies[i].name, .test_func = a_lie, .initial_state = (void *)&lies[i]};
+        tests[n++] = (struct CMUnitTest){.name = lies[i].name,
+                                         .test_func = a_lie,
+                                         .teardown_func = teardown,
+                                         .initial_state = (void *)&lies[i]};
     return _cmocka_run_group_tests("stream_wire", tests, (size_t)n, NULL, NULL);
 }
