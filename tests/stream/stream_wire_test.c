@@ -54,7 +54,10 @@ struct peer {
     bool bad_window; /* a grant of 0, or one beyond what was sent */
     int cancels;
     uint64_t cancel_rid;
-    int calls; /* other REQUESTs, each answered (twice's 10) */
+    int calls; /* other REQUESTs, each answered (twice's 10) unless held */
+    bool hold; /* other REQUESTs are not answered: the last one is kept here */
+    uint64_t held_rid;
+    uint32_t held_method;
     bool failed;
     char why[200];
     pthread_t thread;
@@ -135,8 +138,10 @@ static bool peer_turn(peer *p, int ms)
         p->credit = W;
     } else if (got && h.kind == SHMRPC__KIND_REQUEST) {
         p->calls++;
+        p->held_rid = h.request_id;
+        p->held_method = h.method;
         uint8_t ten = 10; /* msgpack's 10 */
-        peer_send(p, SHMRPC__KIND_RESPONSE, 0, h.method, h.request_id, 1, &ten, 1);
+        if (!p->hold) peer_send(p, SHMRPC__KIND_RESPONSE, 0, h.method, h.request_id, 1, &ten, 1);
     }
     shmrpc_buf_destroy(&b);
     return got;
@@ -711,6 +716,76 @@ static void lie_closing_error(peer *p)
     peer_error(p, 0, SHMRPC_EUNAVAIL, "the server stops");
 }
 
+static void script_call_beside(peer *p)
+{
+    p->hold = true;
+    PEER_UNTIL(p, p->calls == 1 && p->opened);
+    size_t one = 7;
+    peer_items(p, 1, &one, 'a', false);
+    uint8_t ten = 10;
+    peer_send(p, SHMRPC__KIND_RESPONSE, 0, p->held_method, p->held_rid, 1, &ten, 1);
+    peer_items(p, 1, &one, 'b', false);
+    peer_end(p);
+}
+
+/* A call started before the open is answered while the stream runs: its answer, read by
+ * the stream's reads, finishes it. */
+static void a_call_answered_during_a_stream(void **state)
+{
+    (void)state;
+    peer *p = peer_start(script_call_beside, NULL, 8, 0);
+    shmrpc_client *c = client_of(p, 0, 0);
+    shmrpc_call *call;
+    assert_int_equal(streamer_twice_start(c, 5, &call), 0);
+    shmrpc_stream *st = open_chunks(c);
+    expect_item(st, 7, 'a');
+    expect_item(st, 7, 'b');
+    shmrpc_bytes item;
+    assert_int_equal(streamer_chunks_recv(st, &item), 0);
+    assert_int_equal(shmrpc_call_status(call), 0);
+    shmrpc_stream_close(st);
+    int64_t x = 0;
+    assert_int_equal(streamer_twice_finish(c, call, &x), 0);
+    assert_int_equal(x, 10);
+    shmrpc_client_free(c);
+    live_client = NULL;
+    peer_join(p);
+}
+
+static void script_call_then_lie(peer *p)
+{
+    p->hold = true;
+    PEER_UNTIL(p, p->calls == 1 && p->opened);
+    size_t two[2] = {1, 2};
+    peer_items(p, 2, two, 'g', false);
+    body_lie(p, 0, p->method, p->rid + 5, one_x, 5); /* ITEMS of no stream */
+}
+
+/* A lie ends the stream and fails the calls in flight on the connection with
+ * SHMRPC_EPROTO. */
+static void a_lie_fails_the_calls_in_flight(void **state)
+{
+    (void)state;
+    peer *p = peer_start(script_call_then_lie, NULL, 8, 0);
+    shmrpc_client *c = client_of(p, 0, 0);
+    shmrpc_call *call;
+    assert_int_equal(streamer_twice_start(c, 5, &call), 0);
+    shmrpc_stream *st = open_chunks(c);
+    expect_item(st, 1, 'g');
+    expect_item(st, 2, 'h');
+    shmrpc_bytes item;
+    assert_int_equal(streamer_chunks_recv(st, &item), SHMRPC_EPROTO);
+    assert_int_equal(shmrpc_call_status(call), SHMRPC_EPROTO);
+    shmrpc_stream_close(st);
+    int64_t x = 0;
+    assert_int_equal(streamer_twice_finish(c, call, &x), SHMRPC_EPROTO);
+    if (!strstr(shmrpc_errmsg(), "which opened no stream; the calls in flight may have run"))
+        fail_msg("%s", shmrpc_errmsg());
+    shmrpc_client_free(c);
+    live_client = NULL;
+    peer_join(p);
+}
+
 static const lie lies[] = {
     {"rid0", lie_rid0, "ITEMS frame has no request id", 0, 0},
     {"empty", lie_empty, "ITEMS frame has a body of 0 bytes, too short for an item's length", 0, 0},
@@ -772,7 +847,7 @@ static void a_lie(void **state)
 int main(void)
 {
     enum { N_LIES = sizeof lies / sizeof lies[0] };
-    struct CMUnitTest tests[9 + N_LIES] = {
+    struct CMUnitTest tests[11 + N_LIES] = {
         cmocka_unit_test_teardown(good_items_in_order, teardown),
         cmocka_unit_test_teardown(compressed_items, teardown),
         cmocka_unit_test_teardown(handler_error_after_items, teardown),
@@ -781,8 +856,10 @@ int main(void)
         cmocka_unit_test_teardown(drain_before_items, teardown),
         cmocka_unit_test_teardown(items_after_the_end, teardown),
         cmocka_unit_test_teardown(server_dies_mid_stream, teardown),
+        cmocka_unit_test_teardown(a_call_answered_during_a_stream, teardown),
+        cmocka_unit_test_teardown(a_lie_fails_the_calls_in_flight, teardown),
     };
-    int n = 8;
+    int n = 10;
     for (int i = 0; i < N_LIES; i++)
         tests[n++] = (struct CMUnitTest){.name = lies[i].name,
                                          .test_func = a_lie,
