@@ -202,6 +202,7 @@ static int meanwhile_check(tcp_conn *c, meanwhile *m, shmrpc_buf *err)
         /* Owed to a call no longer in flight (the answers owed less the calls in flight
          * count those): not kept. */
         if (answer && !awaited(c, h.request_id) && c->owed > (uint32_t)c->n_inflight) {
+            shmrpc__tcp_dead_forget(c, h.request_id); /* a stream closed early ends so */
             skip_answer(c, m, h.body_len, true);
             continue;
         }
@@ -520,6 +521,16 @@ bool shmrpc__tcp_dead_stream(const tcp_conn *c, uint64_t id)
     for (int i = 0; i < c->n_dead; i++)
         if (c->dead[i] == id) return true;
     return false;
+}
+
+void shmrpc__tcp_dead_forget(tcp_conn *c, uint64_t id)
+{
+    for (int i = 0; i < c->n_dead; i++)
+        if (c->dead[i] == id) {
+            memmove(c->dead + i, c->dead + i + 1, (size_t)(c->n_dead - i - 1) * sizeof c->dead[0]);
+            c->n_dead--;
+            return;
+        }
 }
 
 /* Reads frames until the answer to request id of method sid: the result into resp. */

@@ -183,13 +183,6 @@ static int stream_answer(tcp_conn *c, tcp_cstream *st, const shmrpc__frame_hdr *
     return 1;
 }
 
-/* Forgets the dead stream at slot i. */
-static void dead_forget(tcp_conn *c, int i)
-{
-    memmove(c->dead + i, c->dead + i + 1, (size_t)(c->n_dead - i - 1) * sizeof c->dead[0]);
-    c->n_dead--;
-}
-
 int shmrpc__tcp_stream_route(tcp_conn *c, const shmrpc__frame_hdr *h, shmrpc_buf *err)
 {
     bool items = h->kind == SHMRPC__KIND_ITEMS;
@@ -208,10 +201,9 @@ int shmrpc__tcp_stream_route(tcp_conn *c, const shmrpc__frame_hdr *h, shmrpc_buf
         }
         return items ? take_items(c, st, h, err) : stream_answer(c, st, h, err);
     }
-    for (int i = 0; i < c->n_dead; i++) {
-        if (c->dead[i] != h->request_id) continue;
+    if (shmrpc__tcp_dead_stream(c, h->request_id)) {
         if (answer) { /* what was owed of it came: nothing more will */
-            dead_forget(c, i);
+            shmrpc__tcp_dead_forget(c, h->request_id);
             shmrpc__tcp_answer_read(c);
         }
         return 2;
@@ -405,7 +397,7 @@ static void give_up(tcp_pool *p, tcp_cstream *st)
             shmrpc__tcp_conn_break(c);
             return;
         }
-        dead_forget(c, 0);
+        shmrpc__tcp_dead_forget(c, c->dead[0]);
         c->dead_lost = true;
     }
     c->dead[c->n_dead++] = st->rid;

@@ -218,6 +218,8 @@ int shmrpc__tcp_send_request(tcp_conn *c, uint32_t sid, uint64_t id, uint16_t fl
                              shmrpc_buf *err);
 /* Whether id is a stream closed early on c, whose answer is still owed. */
 bool shmrpc__tcp_dead_stream(const tcp_conn *c, uint64_t id);
+/* Forgets the stream closed early id (if it is one): its answer came. */
+void shmrpc__tcp_dead_forget(tcp_conn *c, uint64_t id);
 /* Grants c's server n more bytes of items of the stream id (a WINDOW, revision 8), without
  * waiting for room: 0 once sent, 1 when not (no room now), or the status of the connection
  * that broke. */
