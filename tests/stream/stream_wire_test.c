@@ -14,6 +14,7 @@
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -398,12 +399,14 @@ static void script_compressed(peer *p)
     peer_end(p);
 }
 
-/* ITEMS compressed as a RESPONSE is (snappy here): decompressed, credit counted before. */
+/* ITEMS compressed as a RESPONSE is, with the compression of state (a SHMRPC__FLAG_*):
+ * decompressed, their credit counted before. */
 static void compressed_items(void **state)
 {
-    (void)state;
-    peer *p = peer_start(script_compressed, NULL, 8, SHMRPC__FLAG_SNAPPY);
-    shmrpc_client *c = client_of(p, SHMRPC_COMPRESS_SNAPPY, 0);
+    uint16_t flag = (uint16_t)(uintptr_t)*state;
+    peer *p = peer_start(script_compressed, NULL, 8, flag);
+    shmrpc_client *c = client_of(
+        p, flag == SHMRPC__FLAG_SNAPPY ? SHMRPC_COMPRESS_SNAPPY : SHMRPC_COMPRESS_ZLIB, 0);
     shmrpc_stream *st = open_chunks(c);
     for (int i = 0; i < 5; i++)
         expect_item(st, 5000, (char)('z' + i));
@@ -416,6 +419,85 @@ static void compressed_items(void **state)
     peer_join(p);
     assert_false(p->bad_window);
     assert_int_equal(p->granted, p->sent);
+}
+
+static void compressed_snappy(void **state)
+{
+    (void)state;
+    void *flag = (void *)(uintptr_t)SHMRPC__FLAG_SNAPPY;
+    compressed_items(&flag);
+}
+
+static void compressed_zlib(void **state)
+{
+    (void)state;
+    void *flag = (void *)(uintptr_t)SHMRPC__FLAG_ZLIB;
+    compressed_items(&flag);
+}
+
+static void script_silent(peer *p)
+{
+    PEER_UNTIL(p, p->opened);
+    PEER_UNTIL(p, p->cancels == 1);
+}
+
+/* The stream's deadline passes while nothing comes: SHMRPC_ETIMEDOUT on time, and its
+ * server is told (a CANCEL). */
+static void deadline_passes(void **state)
+{
+    (void)state;
+    peer *p = peer_start(script_silent, NULL, 8, 0);
+    shmrpc_client *c = client_of(p, 0, 0);
+    shmrpc_client_set_timeout(c, 300);
+    int64_t t0 = test_now_ms();
+    shmrpc_stream *st = open_chunks(c);
+    shmrpc_bytes item;
+    assert_int_equal(streamer_chunks_recv(st, &item), SHMRPC_ETIMEDOUT);
+    int64_t took = test_now_ms() - t0;
+    assert_string_equal(shmrpc_errmsg(), "the stream's deadline passed");
+    if (took < 280 || took > 1500)
+        fail_msg("the deadline of 300 ms passed after %lld ms", (long long)took);
+    /* Told at once, not only when the stream is closed. */
+    for (int i = 0; i < 200 && __atomic_load_n(&p->cancels, __ATOMIC_SEQ_CST) == 0; i++)
+        usleep(10 * 1000);
+    assert_int_equal(__atomic_load_n(&p->cancels, __ATOMIC_SEQ_CST), 1);
+    shmrpc_stream_close(st);
+    shmrpc_client_free(c);
+    live_client = NULL;
+    peer_join(p);
+    assert_int_equal(p->cancels, 1);
+    assert_int_equal(p->cancel_rid, p->rid);
+}
+
+static void *cancel_later(void *arg)
+{
+    usleep(200 * 1000);
+    shmrpc_client_cancel(arg);
+    return NULL;
+}
+
+/* shmrpc_client_cancel while recv waits: SHMRPC_ECANCELLED within a look at the cancels,
+ * and its server is told. */
+static void cancelled_while_waiting(void **state)
+{
+    (void)state;
+    peer *p = peer_start(script_silent, NULL, 8, 0);
+    shmrpc_client *c = client_of(p, 0, 0);
+    shmrpc_stream *st = open_chunks(c);
+    pthread_t t;
+    int64_t t0 = test_now_ms();
+    assert_int_equal(pthread_create(&t, NULL, cancel_later, c), 0);
+    shmrpc_bytes item;
+    int rc = streamer_chunks_recv(st, &item);
+    pthread_join(t, NULL);
+    assert_int_equal(rc, SHMRPC_ECANCELLED);
+    assert_string_equal(shmrpc_errmsg(), "the stream was cancelled (shmrpc_client_cancel)");
+    assert_true(test_now_ms() - t0 < 1500);
+    shmrpc_stream_close(st);
+    shmrpc_client_free(c);
+    live_client = NULL;
+    peer_join(p);
+    assert_int_equal(p->cancels, 1);
 }
 
 static void script_handler_fails(peer *p)
@@ -847,9 +929,12 @@ static void a_lie(void **state)
 int main(void)
 {
     enum { N_LIES = sizeof lies / sizeof lies[0] };
-    struct CMUnitTest tests[11 + N_LIES] = {
+    struct CMUnitTest tests[14 + N_LIES] = {
         cmocka_unit_test_teardown(good_items_in_order, teardown),
-        cmocka_unit_test_teardown(compressed_items, teardown),
+        cmocka_unit_test_teardown(compressed_snappy, teardown),
+        cmocka_unit_test_teardown(compressed_zlib, teardown),
+        cmocka_unit_test_teardown(deadline_passes, teardown),
+        cmocka_unit_test_teardown(cancelled_while_waiting, teardown),
         cmocka_unit_test_teardown(handler_error_after_items, teardown),
         cmocka_unit_test_teardown(closed_early_tail_dropped, teardown),
         cmocka_unit_test_teardown(old_server_refuses, teardown),
@@ -859,7 +944,7 @@ int main(void)
         cmocka_unit_test_teardown(a_call_answered_during_a_stream, teardown),
         cmocka_unit_test_teardown(a_lie_fails_the_calls_in_flight, teardown),
     };
-    int n = 10;
+    int n = 13;
     for (int i = 0; i < N_LIES; i++)
         tests[n++] = (struct CMUnitTest){.name = lies[i].name,
                                          .test_func = a_lie,
