@@ -31,6 +31,8 @@
 #include "stream.h"
 
 #define W ((int64_t)SHMRPC__STREAM_WINDOW)
+/* The streams closed early a tcp:// client remembers per connection (TCP_DEAD_STREAMS). */
+#define TCP_DEAD_STREAMS_TEST 8
 
 /* --- the raw server ------------------------------------------------------------------- */
 
@@ -43,7 +45,9 @@ struct peer {
     uint16_t comp;  /* the compression it chooses */
     script_fn script;
     const void *arg;
-    /* The stream's REQUEST, once it came. */
+    /* The stream's REQUEST, once it came (the last one's, and how many came). */
+    int opens;
+    uint64_t first_rid;
     bool opened;
     uint64_t rid;
     uint32_t method;
@@ -133,6 +137,7 @@ static bool peer_turn(peer *p, int ms)
         p->cancels++;
         p->cancel_rid = h.request_id;
     } else if (got && h.kind == SHMRPC__KIND_REQUEST && (h.flags & SHMRPC__FLAG_STREAM)) {
+        if (p->opens++ == 0) p->first_rid = h.request_id;
         p->opened = true;
         p->rid = h.request_id;
         p->method = h.method;
@@ -868,6 +873,55 @@ static void a_lie_fails_the_calls_in_flight(void **state)
     peer_join(p);
 }
 
+enum { CLOSED = TCP_DEAD_STREAMS_TEST + 1 };
+
+static void script_many_closed(peer *p)
+{
+    p->hold = true;
+    PEER_UNTIL(p, p->calls == 1 && p->opens == CLOSED && p->cancels == CLOSED);
+    /* Items of the first stream (forgotten: one more than the client remembers) and of the
+     * second, then every stream's answer, then the call's. */
+    uint64_t rid = p->rid;
+    size_t one = 3;
+    p->rid = p->first_rid;
+    peer_items(p, 1, &one, 'x', false);
+    p->rid = p->first_rid + 1;
+    peer_items(p, 1, &one, 'y', false);
+    for (int i = 0; i < CLOSED; i++) {
+        p->rid = p->first_rid + (uint64_t)i;
+        peer_error(p, p->rid, SHMRPC_ECANCELLED, "the client closed the stream");
+    }
+    p->rid = rid;
+    uint8_t ten = 10;
+    peer_send(p, SHMRPC__KIND_RESPONSE, 0, p->held_method, p->held_rid, 1, &ten, 1);
+    p->hold = false;
+    PEER_UNTIL(p, p->calls == 2);
+}
+
+/* More streams closed early than the client remembers, beside a call in flight: what comes
+ * of the one it forgot is dropped all the same, and the call and the next one succeed. */
+static void more_closed_early_than_remembered(void **state)
+{
+    (void)state;
+    peer *p = peer_start(script_many_closed, NULL, 8, 0);
+    shmrpc_client *c = client_of(p, 0, 0);
+    shmrpc_call *call;
+    assert_int_equal(streamer_twice_start(c, 5, &call), 0);
+    for (int i = 0; i < CLOSED; i++)
+        shmrpc_stream_close(open_chunks(c));
+    int64_t x = 0;
+    int rc = streamer_twice_finish(c, call, &x);
+    if (rc) fail_msg("finish: %s: %s", shmrpc_strerror(rc), shmrpc_errmsg());
+    assert_int_equal(x, 10);
+    x = 0;
+    rc = streamer_twice(c, 5, &x);
+    if (rc) fail_msg("twice: %s: %s", shmrpc_strerror(rc), shmrpc_errmsg());
+    assert_int_equal(x, 10);
+    shmrpc_client_free(c);
+    live_client = NULL;
+    peer_join(p);
+}
+
 static const lie lies[] = {
     {"rid0", lie_rid0, "ITEMS frame has no request id", 0, 0},
     {"empty", lie_empty, "ITEMS frame has a body of 0 bytes, too short for an item's length", 0, 0},
@@ -929,7 +983,7 @@ static void a_lie(void **state)
 int main(void)
 {
     enum { N_LIES = sizeof lies / sizeof lies[0] };
-    struct CMUnitTest tests[14 + N_LIES] = {
+    struct CMUnitTest tests[15 + N_LIES] = {
         cmocka_unit_test_teardown(good_items_in_order, teardown),
         cmocka_unit_test_teardown(compressed_snappy, teardown),
         cmocka_unit_test_teardown(compressed_zlib, teardown),
@@ -943,8 +997,9 @@ int main(void)
         cmocka_unit_test_teardown(server_dies_mid_stream, teardown),
         cmocka_unit_test_teardown(a_call_answered_during_a_stream, teardown),
         cmocka_unit_test_teardown(a_lie_fails_the_calls_in_flight, teardown),
+        cmocka_unit_test_teardown(more_closed_early_than_remembered, teardown),
     };
-    int n = 13;
+    int n = 14;
     for (int i = 0; i < N_LIES; i++)
         tests[n++] = (struct CMUnitTest){.name = lies[i].name,
                                          .test_func = a_lie,
