@@ -594,6 +594,38 @@ static void old_server_refuses(void **state)
     assert_false(p->opened);
 }
 
+static void script_items_to_an_old_client(peer *p)
+{
+    shmrpc__frame_hdr h;
+    shmrpc_buf b;
+    shmrpc_buf_init(&b);
+    int64_t until = test_now_ms() + 5000;
+    while (test_now_ms() < until && !peer_read(p, &h, &b, 100)) {
+    }
+    if (h.kind != SHMRPC__KIND_REQUEST) peer_fail(p, "no call came");
+    p->method = h.method;
+    p->rid = h.request_id;
+    size_t one = 1;
+    peer_items(p, 1, &one, 'o', false);
+    shmrpc_buf_destroy(&b);
+}
+
+/* ITEMS on a connection agreed at revision 7 are refused by the decoder: the call that
+ * reads them fails with SHMRPC_EPROTO. */
+static void items_below_revision_8(void **state)
+{
+    (void)state;
+    peer *p = peer_start(script_items_to_an_old_client, NULL, 7, 0);
+    shmrpc_client *c = client_of(p, 0, 0);
+    int64_t x = 0;
+    assert_int_equal(streamer_twice(c, 5, &x), SHMRPC_EPROTO);
+    if (!strstr(shmrpc_errmsg(), "ITEMS frame needs protocol revision 8 (not agreed)"))
+        fail_msg("%s", shmrpc_errmsg());
+    shmrpc_client_free(c);
+    live_client = NULL;
+    peer_join(p);
+}
+
 static void script_drain_first(peer *p)
 {
     PEER_UNTIL(p, p->opened);
@@ -983,7 +1015,7 @@ static void a_lie(void **state)
 int main(void)
 {
     enum { N_LIES = sizeof lies / sizeof lies[0] };
-    struct CMUnitTest tests[15 + N_LIES] = {
+    struct CMUnitTest tests[16 + N_LIES] = {
         cmocka_unit_test_teardown(good_items_in_order, teardown),
         cmocka_unit_test_teardown(compressed_snappy, teardown),
         cmocka_unit_test_teardown(compressed_zlib, teardown),
@@ -998,8 +1030,9 @@ int main(void)
         cmocka_unit_test_teardown(a_call_answered_during_a_stream, teardown),
         cmocka_unit_test_teardown(a_lie_fails_the_calls_in_flight, teardown),
         cmocka_unit_test_teardown(more_closed_early_than_remembered, teardown),
+        cmocka_unit_test_teardown(items_below_revision_8, teardown),
     };
-    int n = 14;
+    int n = 15;
     for (int i = 0; i < N_LIES; i++)
         tests[n++] = (struct CMUnitTest){.name = lies[i].name,
                                          .test_func = a_lie,
