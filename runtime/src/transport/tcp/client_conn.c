@@ -79,6 +79,7 @@ void shmrpc__tcp_conn_break(tcp_conn *c)
     c->n_dead = 0;
     c->dead_lost = false;
     c->cancel_due = 0;
+    c->deaf = false;
 }
 
 /* The answer of one of c's requests was read (an answer sent twice, which a server should
@@ -506,14 +507,23 @@ int shmrpc__tcp_send_cancel(tcp_conn *c, uint64_t id, shmrpc_buf *err)
 
 int shmrpc__tcp_send_window(tcp_conn *c, uint64_t id, uint32_t n, shmrpc_buf *err)
 {
-    if (c->proto < 8 || !shmrpc__tcp_connected(c)) return 1;
+    if (c->proto < 8 || !shmrpc__tcp_connected(c) || c->deaf) return 1;
     uint8_t frame[SHMRPC__FRAME_HDR_SIZE + SHMRPC__WINDOW_LEN];
     shmrpc__frame_hdr h = {
         .kind = SHMRPC__KIND_WINDOW, .request_id = id, .body_len = SHMRPC__WINDOW_LEN};
     shmrpc__frame_hdr_encode(&h, frame);
     for (unsigned i = 0; i < SHMRPC__WINDOW_LEN; i++) /* big-endian */
         frame[SHMRPC__FRAME_HDR_SIZE + i] = (uint8_t)(n >> (8 * (SHMRPC__WINDOW_LEN - 1 - i)));
-    return send_now(c, frame, sizeof frame, err);
+    /* A server that closed the connection (it stopped after the stream's end, say) cannot
+     * be told, but the frames it sent before are still to be read: not broken here. */
+    ssize_t k = shmrpc__io_send(&c->io, frame, sizeof frame);
+    if (k == (ssize_t)sizeof frame) return 0;
+    if (k < 0 && (errno == EPIPE || errno == ECONNRESET)) {
+        c->deaf = true;
+        return 1;
+    }
+    size_t done = k > 0 ? (size_t)k : 0;
+    return send_now(c, frame + done, sizeof frame - done, err);
 }
 
 bool shmrpc__tcp_dead_stream(const tcp_conn *c, uint64_t id)

@@ -375,10 +375,12 @@ static void give_window(tcp_pool *p, tcp_cstream *st)
     }
 }
 
-/* The client gives up on st, which has not ended: its server is told (a CANCEL now, or
- * before the next REQUEST when there is no room), and what still comes of it is dropped
- * (c->dead). */
-static void give_up(tcp_pool *p, tcp_cstream *st)
+/* The client gives up on st, which has not ended: what still comes of it is dropped
+ * (c->dead), and with tell its server is told (a CANCEL now, or before the next REQUEST when
+ * there is no room). At its deadline it is not: the server has the deadline too, and its
+ * handler's sends fail with SHMRPC_ETIMEDOUT, as over the other transports (and as for a call,
+ * docs/wire.md, "Cancellation"). */
+static void give_up(tcp_pool *p, tcp_cstream *st, bool tell)
 {
     tcp_conn *c = st->c;
     if (st->ended || st->gone) return;
@@ -386,7 +388,7 @@ static void give_up(tcp_pool *p, tcp_cstream *st)
     if (!c) return;
     if (c->stream == st) c->stream = NULL;
     if (c->gen != st->gen || !shmrpc__tcp_connected(c)) return;
-    int rc = shmrpc__tcp_send_cancel(c, st->rid, &p->scratch);
+    int rc = tell ? shmrpc__tcp_send_cancel(c, st->rid, &p->scratch) : 0;
     if (rc < 0) { /* broken: nothing more comes of it */
         if (c->inflight) shmrpc__tcp_fail_sending(c, rc, &p->scratch);
         return;
@@ -547,8 +549,8 @@ int shmrpc__tcp_stream_recv(shmrpc__conn *base, shmrpc_buf *item, shmrpc_buf *er
             shmrpc__msg_set(err, "the stream was cancelled (shmrpc_client_cancel)");
         if (rc) break;
     }
-    /* The client gives up on it (a cancel, its deadline): its handler is told. */
-    give_up(p, st);
+    /* The client gives up on it (a cancel, its deadline). */
+    give_up(p, st, rc != SHMRPC_ETIMEDOUT);
     return rc;
 }
 
@@ -560,7 +562,7 @@ void shmrpc__tcp_stream_end(shmrpc__conn *base)
     tcp_cstream *st = p->stream;
     if (!st) return;
     /* In a forked child the stream is the parent's: only the child's record of it goes. */
-    if (shmrpc__self_pid() == p->pid) give_up(p, st);
+    if (shmrpc__self_pid() == p->pid) give_up(p, st, true);
     if (st->c) {
         st->c->outstanding--;
         if (st->c->stream == st) st->c->stream = NULL;

@@ -56,7 +56,8 @@ int shmrpc__tcp_stream_send(void *arg, const void *item, size_t n)
     worker *w = j->w;
     if (n > j->peer_max)
         return shmrpc_ctx_error(j->ctx, SHMRPC_ETOOBIG,
-                                "an item of %zu bytes is above the client's maximum of %" PRIu32,
+                                "an item of %zu bytes is larger than the client's maximum of "
+                                "%" PRIu32 " bytes",
                                 n, j->peer_max);
     int64_t deadline = shmrpc_ctx_deadline(j->ctx);
     int64_t need = (int64_t)(SHMRPC__ITEM_LEN_SIZE + n);

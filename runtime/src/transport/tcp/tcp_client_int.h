@@ -105,6 +105,10 @@ typedef struct tcp_conn {
     /* A CANCEL that found no room when it was due: sent before the next REQUEST, so that it
      * always goes ahead of later calls (0: none). */
     uint64_t cancel_due;
+    /* A WINDOW could not be sent: the server closed its side. What it sent before is still
+     * read (its stream's end among it), and the end of stream breaks the connection there;
+     * no WINDOW is tried again meanwhile. */
+    bool deaf;
 } tcp_conn;
 
 /* A stream open on a tcp_conn (docs/wire.md, "Streams"; one per client at a time:
