@@ -54,11 +54,12 @@ def test_streamed_parameters_are_not_sent_yet(tmp_path):
         s.stop()
 
 
-@pytest.fixture
-def streamer():
-    """stream-server (tests/stream/stream.svc's Streamer, in C) over shm://."""
-    from conftest import Server, shm_name
-    s = Server(os.environ["STREAM_SERVER"], shm_name("streamer"))
+@pytest.fixture(params=["shm", "tcp"])
+def streamer(request):
+    """stream-server (tests/stream/stream.svc's Streamer, in C) over shm://, then tcp://."""
+    from conftest import Server, free_port, shm_name
+    addr = shm_name("streamer") if request.param == "shm" else f"tcp://127.0.0.1:{free_port()}"
+    s = Server(os.environ["STREAM_SERVER"], addr)
     yield s
     s.stop()
 

@@ -112,7 +112,11 @@ static bool peer_read(peer *p, shmrpc__frame_hdr *h, shmrpc_buf *b, int ms)
     shmrpc_buf_destroy(&err);
     shmrpc_buf_clear(b);
     if (rc || shmrpc_buf_reserve(b, (size_t)h->body_len + 1) != 0) return false;
-    if (!test_raw_recv(p->fd, b->data, h->body_len, deadline)) return false;
+    /* A frame begun is read whole (2 s at most), even past ms: a header read at the end of a
+     * turn would otherwise leave its body to be read as the next header. */
+    int64_t body_deadline = test_now_ms() + 2000;
+    if (body_deadline < deadline) body_deadline = deadline;
+    if (!test_raw_recv(p->fd, b->data, h->body_len, body_deadline)) return false;
     b->len = h->body_len;
     return true;
 }
@@ -246,7 +250,7 @@ static void *peer_main(void *arg)
 
 /* The peer of the test that runs, and its client: the teardown lets them go when a test
  * failed before it did (the peer's thread then still runs, on memory of its own). */
-static peer *live_peer;
+static peer *live_peer, *live_peer2; /* a second, for a client of two endpoints */
 static shmrpc_client *live_client;
 
 /* Listens on a free port and starts a peer with script. */
@@ -302,6 +306,9 @@ static int teardown(void **state)
     if (live_peer && !peer_wait(live_peer)) return -1; /* left running: not freed */
     free(live_peer);
     live_peer = NULL;
+    if (live_peer2 && !peer_wait(live_peer2)) return -1;
+    free(live_peer2);
+    live_peer2 = NULL;
     return 0;
 }
 
@@ -964,6 +971,232 @@ static void more_closed_early_than_remembered(void **state)
     peer_join(p);
 }
 
+/* --- a stream beside calls that time out, frames cut, credit read ahead -------------- */
+
+/* Set by the test once the call it waits for timed out: the peers then go on. */
+static int stall_go;
+
+static bool stall_went(void)
+{
+    return __atomic_load_n(&stall_go, __ATOMIC_ACQUIRE) != 0;
+}
+
+/* Endpoint A: holds the call that comes (it times out), sends the stream's first item, and
+ * once the call timed out the second and the end. */
+static void script_stalled_a(peer *p)
+{
+    p->hold = true;
+    PEER_UNTIL(p, p->calls == 1 && p->opened);
+    size_t one = 7;
+    peer_items(p, 1, &one, 'a', false);
+    PEER_UNTIL(p, stall_went());
+    peer_items(p, 1, &one, 'b', false);
+    peer_end(p);
+}
+
+/* Endpoint B: holds the call that comes (so that it stays outstanding, and the stream goes
+ * to A) until the call on A timed out, then answers it. */
+static void script_stalled_b(peer *p)
+{
+    p->hold = true;
+    PEER_UNTIL(p, p->calls == 1);
+    PEER_UNTIL(p, stall_went());
+    uint8_t ten = 10;
+    peer_send(p, SHMRPC__KIND_RESPONSE, 0, p->held_method, p->held_rid, 1, &ten, 1);
+}
+
+/* A call that times out on the endpoint of an open stream, while another endpoint takes
+ * calls: the endpoint is left out (the next calls go elsewhere), but its connection, which
+ * carries the stream, is not let go, neither then nor by a probe once its backoff ended: the
+ * stream goes on to its items and its end (before, it broke: SHMRPC_EPEERDIED, 'broke
+ * during the stream'). Call X goes to A (the first endpoint, where the connect went), call
+ * Y to B (the least loaded), and the stream, tied, to A again (the cursor is past B); both
+ * calls are held by their servers. */
+static void a_call_timing_out_beside_a_stream(void **state)
+{
+    (void)state;
+    __atomic_store_n(&stall_go, 0, __ATOMIC_RELEASE);
+    peer *a = peer_start(script_stalled_a, NULL, 8, 0);
+    peer *b = peer_start(script_stalled_b, NULL, 8, 0);
+    live_peer2 = a; /* live_peer is b */
+    shmrpc_client_opts o;
+    shmrpc_client_opts_init(&o);
+    o.tcp.compression = SHMRPC_COMPRESS_NONE;
+    shmrpc_client *c;
+    assert_int_equal(shmrpc_client_new(&c, &Streamer_service_info, &o), 0);
+    live_client = c;
+    char addr[96];
+    snprintf(addr, sizeof addr, "tcp://127.0.0.1:%d,127.0.0.1:%d", a->port, b->port);
+    if (shmrpc_client_connect(c, addr)) fail_msg("connect: %s", shmrpc_errmsg());
+    shmrpc_call *x, *y;
+    shmrpc_client_set_timeout(c, 300);
+    assert_int_equal(streamer_twice_start(c, 5, &x), 0);
+    shmrpc_client_set_timeout(c, 5000);
+    assert_int_equal(streamer_twice_start(c, 6, &y), 0);
+    shmrpc_stream *st = open_chunks(c);
+    expect_item(st, 7, 'a'); /* the stream is on A */
+    size_t which = 9;
+    int64_t t0 = test_now_ms();
+    int rc = shmrpc_client_wait(c, &x, 1, 2000, &which);
+    if (rc) fail_msg("wait: %s: %s", shmrpc_strerror(rc), shmrpc_errmsg());
+    assert_int_equal(which, 0);
+    assert_true(test_now_ms() - t0 < 1500);
+    assert_int_equal(shmrpc_call_status(x), SHMRPC_ETIMEDOUT);
+    __atomic_store_n(&stall_go, 1, __ATOMIC_RELEASE);
+    /* Past A's backoff (the probe interval, 100 ms, with jitter: 150 ms at most), Y's wait
+     * tends the endpoints: A, left out, is not probed while its stream runs (a probe would
+     * let its connection go). */
+    usleep(300 * 1000);
+    int64_t v = 0;
+    rc = streamer_twice_finish(c, y, &v);
+    if (rc) fail_msg("Y: %s: %s", shmrpc_strerror(rc), shmrpc_errmsg());
+    assert_int_equal(v, 10);
+    shmrpc_bytes item;
+    rc = streamer_chunks_recv(st, &item);
+    if (rc != 1)
+        fail_msg("recv after the call timed out: %d %s: %s", rc, shmrpc_strerror(rc),
+                 shmrpc_errmsg());
+    assert_int_equal(item.len, 7);
+    assert_int_equal(((const char *)item.ptr)[0], 'b');
+    rc = streamer_chunks_recv(st, &item);
+    if (rc) fail_msg("end: %d %s: %s", rc, shmrpc_strerror(rc), shmrpc_errmsg());
+    shmrpc_stream_close(st);
+    assert_int_equal(streamer_twice_finish(c, x, &v), SHMRPC_ETIMEDOUT);
+    shmrpc_client_free(c);
+    live_client = NULL;
+    peer_join(a);
+    peer_join(b);
+    assert_int_equal(a->calls, 1);
+    assert_int_equal(b->calls, 1);
+    assert_int_equal(a->opens, 1);
+    assert_int_equal(b->opens, 0);
+    free(a);
+    live_peer2 = NULL;
+}
+
+/* The stream opened (and, when arg is set, a call held), one item, then, once it was
+ * delivered, 10 bytes of an ITEMS frame's header, and nothing more until the client closes. */
+static void script_cut(peer *p)
+{
+    if (p->arg) p->hold = true;
+    PEER_UNTIL(p, p->opened && (!p->arg || p->calls == 1));
+    size_t one = 6;
+    peer_items(p, 1, &one, 'u', false);
+    /* Once the item was delivered (its WINDOW came), so that the client reads the cut frame
+     * on its own, not with the item's frame. */
+    PEER_UNTIL(p, p->windows == 1);
+    uint8_t hdr[SHMRPC__FRAME_HDR_SIZE];
+    shmrpc__frame_hdr h = {.kind = SHMRPC__KIND_ITEMS,
+                           .method = p->method,
+                           .request_id = p->rid,
+                           .body_len = 5};
+    shmrpc__frame_hdr_encode(&h, hdr);
+    if (!test_raw_send(p->fd, hdr, 10)) peer_fail(p, "send failed: %s", strerror(errno));
+    script_until_closed(p);
+}
+
+/* A frame cut in the middle when the stream's deadline passes: SHMRPC_ETIMEDOUT on time,
+ * the stream's deadline's message (before: SHMRPC_EPEERDIED), and with call (a call of 3 s
+ * started before the open, on the same connection) still on the stream's deadline (before:
+ * the frame was read until the call's, 3 s), the call failing with SHMRPC_EPEERDIED (the
+ * connection cannot go on without the rest of the frame). */
+static void frame_cut_at_the_deadline_with(bool call)
+{
+    static const int with_call = 1;
+    peer *p = peer_start(script_cut, call ? &with_call : NULL, 8, 0);
+    shmrpc_client *c = client_of(p, 0, 0);
+    shmrpc_call *k = NULL;
+    if (call) {
+        shmrpc_client_set_timeout(c, 3000);
+        assert_int_equal(streamer_twice_start(c, 5, &k), 0);
+    }
+    shmrpc_client_set_timeout(c, 300);
+    int64_t t0 = test_now_ms();
+    shmrpc_stream *st = open_chunks(c);
+    expect_item(st, 6, 'u');
+    shmrpc_bytes item;
+    int rc = streamer_chunks_recv(st, &item);
+    int64_t took = test_now_ms() - t0;
+    if (rc != SHMRPC_ETIMEDOUT)
+        fail_msg("recv: %d %s: %s (after %lld ms)", rc, shmrpc_strerror(rc), shmrpc_errmsg(),
+                 (long long)took);
+    assert_string_equal(shmrpc_errmsg(), "the stream's deadline passed");
+    if (took < 280 || took > 1500)
+        fail_msg("the deadline of 300 ms passed after %lld ms", (long long)took);
+    if (call) {
+        assert_int_equal(shmrpc_call_status(k), SHMRPC_EPEERDIED);
+        int64_t x = 0;
+        assert_int_equal(streamer_twice_finish(c, k, &x), SHMRPC_EPEERDIED);
+        if (!strstr(shmrpc_errmsg(), "cut in the middle of a frame"))
+            fail_msg("%s", shmrpc_errmsg());
+    }
+    shmrpc_stream_close(st);
+    shmrpc_client_free(c);
+    live_client = NULL;
+    peer_join(p);
+}
+
+static void frame_cut_at_the_deadline(void **state)
+{
+    (void)state;
+    frame_cut_at_the_deadline_with(false);
+}
+
+static void frame_cut_at_the_deadline_beside_a_call(void **state)
+{
+    (void)state;
+    frame_cut_at_the_deadline_with(true);
+}
+
+/* A call held, the stream opened: two ITEMS of one item of 40000 bytes each (the second
+ * beyond the credit left, 65536 - 40004, while the first is not delivered), then the call's
+ * answer, which may find the connection closed. */
+static void script_credit_read_ahead(peer *p)
+{
+    p->hold = true;
+    PEER_UNTIL(p, p->calls == 1 && p->opened);
+    size_t one = 40000;
+    peer_items(p, 1, &one, 'o', false);
+    peer_items(p, 1, &one, 'p', false);
+    uint8_t frame[SHMRPC__FRAME_HDR_SIZE + 1];
+    shmrpc__frame_hdr h = {.kind = SHMRPC__KIND_RESPONSE,
+                           .method = p->held_method,
+                           .request_id = p->held_rid,
+                           .body_len = 1};
+    shmrpc__frame_hdr_encode(&h, frame);
+    frame[SHMRPC__FRAME_HDR_SIZE] = 10;
+    (void)test_raw_send(p->fd, frame, sizeof frame); /* the client may have closed */
+}
+
+/* One item beyond the credit left while other items are still undelivered (read ahead by
+ * the wait for a call, which reads for the stream too) is a lie, though it is a single
+ * item: a large item goes alone only while the whole window is free. The call fails with
+ * SHMRPC_EPROTO, and the stream gives the first item, then SHMRPC_EPROTO. */
+static void one_item_beyond_the_credit_left(void **state)
+{
+    (void)state;
+    peer *p = peer_start(script_credit_read_ahead, NULL, 8, 0);
+    shmrpc_client *c = client_of(p, 0, 0);
+    shmrpc_call *call;
+    assert_int_equal(streamer_twice_start(c, 5, &call), 0);
+    shmrpc_stream *st = open_chunks(c);
+    int64_t x = 0;
+    int rc = streamer_twice_finish(c, call, &x);
+    if (rc != SHMRPC_EPROTO)
+        fail_msg("the call: %d %s: %s (x %lld)", rc, shmrpc_strerror(rc), shmrpc_errmsg(),
+                 (long long)x);
+    expect_item(st, 40000, 'o');
+    shmrpc_bytes item;
+    rc = streamer_chunks_recv(st, &item);
+    if (rc != SHMRPC_EPROTO || !strstr(shmrpc_errmsg(), "sent 40004 bytes of items for stream") ||
+        !strstr(shmrpc_errmsg(), "beyond its credit of 25532"))
+        fail_msg("recv: %d %s: %s", rc, shmrpc_strerror(rc), shmrpc_errmsg());
+    shmrpc_stream_close(st);
+    shmrpc_client_free(c);
+    live_client = NULL;
+    peer_join(p);
+}
+
 static const lie lies[] = {
     {"rid0", lie_rid0, "ITEMS frame has no request id", 0, 0},
     {"empty", lie_empty, "ITEMS frame has a body of 0 bytes, too short for an item's length", 0, 0},
@@ -1025,7 +1258,7 @@ static void a_lie(void **state)
 int main(void)
 {
     enum { N_LIES = sizeof lies / sizeof lies[0] };
-    struct CMUnitTest tests[16 + N_LIES] = {
+    struct CMUnitTest tests[20 + N_LIES] = {
         cmocka_unit_test_teardown(good_items_in_order, teardown),
         cmocka_unit_test_teardown(compressed_snappy, teardown),
         cmocka_unit_test_teardown(compressed_zlib, teardown),
@@ -1041,8 +1274,12 @@ int main(void)
         cmocka_unit_test_teardown(a_lie_fails_the_calls_in_flight, teardown),
         cmocka_unit_test_teardown(more_closed_early_than_remembered, teardown),
         cmocka_unit_test_teardown(items_below_revision_8, teardown),
+        cmocka_unit_test_teardown(a_call_timing_out_beside_a_stream, teardown),
+        cmocka_unit_test_teardown(frame_cut_at_the_deadline, teardown),
+        cmocka_unit_test_teardown(frame_cut_at_the_deadline_beside_a_call, teardown),
+        cmocka_unit_test_teardown(one_item_beyond_the_credit_left, teardown),
     };
-    int n = 15;
+    int n = 19;
     for (int i = 0; i < N_LIES; i++)
         tests[n++] = (struct CMUnitTest){.name = lies[i].name,
                                          .test_func = a_lie,

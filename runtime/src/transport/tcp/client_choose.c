@@ -120,12 +120,12 @@ static int made(tcp_pool *p, tcp_conn *c)
  * as a host that stalls: the next calls go elsewhere, and a probe takes it back once a new
  * connection's handshake ends. Its connection is let go (the answers owed with it: the calls
  * that timed out may have run, and are never sent again), unless asynchronous calls are
- * still in flight on it: those go on to their answers or deadlines, and an answer takes c
- * back. With no other endpoint, the calls go on waiting on it as before. */
+ * still in flight on it, or a stream is open on it: those go on to their answers or
+ * deadlines, and an answer takes c back. With no other endpoint, the calls go on waiting on it as before. */
 void shmrpc__tcp_stalled(tcp_pool *p, tcp_conn *c, int64_t now, const char *why)
 {
     if (c->suspect || !others_usable(p, c)) return;
-    if (!c->n_inflight) shmrpc__tcp_conn_break(c);
+    if (!c->n_inflight && !shmrpc__tcp_streaming(c)) shmrpc__tcp_conn_break(c);
     eject(p, c, now, why);
 }
 
@@ -306,7 +306,7 @@ void shmrpc__tcp_tend(tcp_pool *p, int64_t now, shmrpc_buf *scratch)
         tcp_conn *c = p->eps[i];
         if (!c->suspect || (!c->probe && now < c->eject_until)) continue;
         if (!c->probe) {
-            if (shmrpc__tcp_connected(c) && c->n_inflight) {
+            if (shmrpc__tcp_connected(c) && (c->n_inflight || shmrpc__tcp_streaming(c))) {
                 c->eject_until = now + backoff(p, c, now);
                 continue;
             }

@@ -61,6 +61,11 @@ bool shmrpc__tcp_connected(const tcp_conn *c)
     return c->fd >= 0 && c->dial == DIAL_NONE;
 }
 
+bool shmrpc__tcp_streaming(const tcp_conn *c)
+{
+    return c->stream && c->stream->gen == c->gen;
+}
+
 /* Lets go of a broken connection, or one being made, and of what was read from it: the
  * next owes nothing. */
 void shmrpc__tcp_conn_break(tcp_conn *c)
@@ -480,14 +485,22 @@ int shmrpc__tcp_send_request(tcp_conn *c, uint32_t sid, uint64_t id, uint16_t fl
 }
 
 /* Sends a small frame without waiting: 0 once sent, 1 when there was no room for any of
- * it, or the status of the connection that broke. A socket with no room for it (a server
+ * it (or, for a window, the server closed its side), or the status of the connection that
+ * broke. A socket with no room for it (a server
  * that reads nothing) is not told, rather than hold the caller up for seconds. Only a frame
  * begun must be ended, and TLS must finish a record it began: then it waits, as a PONG
  * does. */
-static int send_now(tcp_conn *c, const uint8_t *frame, size_t n, shmrpc_buf *err)
+static int send_now(tcp_conn *c, const uint8_t *frame, size_t n, bool window, shmrpc_buf *err)
 {
     ssize_t k = shmrpc__io_send(&c->io, frame, n);
     if (k == (ssize_t)n) return 0;
+    /* A server that closed the connection (it stopped after a stream's end, say) cannot be
+     * told of a window, but the frames it sent before are still to be read (the stream's end
+     * among them): not broken here (deaf). */
+    if (window && k < 0 && (errno == EPIPE || errno == ECONNRESET)) {
+        c->deaf = true;
+        return 1;
+    }
     if (k < 0 && (errno == EAGAIN || errno == EWOULDBLOCK) && c->io.ssl == NULL) return 1;
     size_t done = k > 0 ? (size_t)k : 0;
     if (k < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)
@@ -502,7 +515,7 @@ int shmrpc__tcp_send_cancel(tcp_conn *c, uint64_t id, shmrpc_buf *err)
     uint8_t frame[SHMRPC__FRAME_HDR_SIZE];
     shmrpc__frame_hdr h = {.kind = SHMRPC__KIND_CANCEL, .request_id = id};
     shmrpc__frame_hdr_encode(&h, frame);
-    return send_now(c, frame, sizeof frame, err);
+    return send_now(c, frame, sizeof frame, false, err);
 }
 
 int shmrpc__tcp_send_window(tcp_conn *c, uint64_t id, uint32_t n, shmrpc_buf *err)
@@ -514,16 +527,7 @@ int shmrpc__tcp_send_window(tcp_conn *c, uint64_t id, uint32_t n, shmrpc_buf *er
     shmrpc__frame_hdr_encode(&h, frame);
     for (unsigned i = 0; i < SHMRPC__WINDOW_LEN; i++) /* big-endian */
         frame[SHMRPC__FRAME_HDR_SIZE + i] = (uint8_t)(n >> (8 * (SHMRPC__WINDOW_LEN - 1 - i)));
-    /* A server that closed the connection (it stopped after the stream's end, say) cannot
-     * be told, but the frames it sent before are still to be read: not broken here. */
-    ssize_t k = shmrpc__io_send(&c->io, frame, sizeof frame);
-    if (k == (ssize_t)sizeof frame) return 0;
-    if (k < 0 && (errno == EPIPE || errno == ECONNRESET)) {
-        c->deaf = true;
-        return 1;
-    }
-    size_t done = k > 0 ? (size_t)k : 0;
-    return send_now(c, frame + done, sizeof frame - done, err);
+    return send_now(c, frame, sizeof frame, true, err);
 }
 
 bool shmrpc__tcp_dead_stream(const tcp_conn *c, uint64_t id)

@@ -439,17 +439,29 @@ static int read_turn(tcp_pool *p, tcp_cstream *st, shmrpc_buf *err)
     tcp_conn *c = st->c;
     int rc = wait_readable(p, c, st->deadline);
     if (rc == SHMRPC_ETIMEDOUT || rc == SHMRPC_ECANCELLED) return rc;
-    /* A frame begun is read whole until the latest deadline of what waits for it, so that
-     * the stream's deadline does not break the connection under the calls in flight. */
-    int64_t until = st->deadline;
-    for (shmrpc__pending *k = c->inflight; k; k = k->next)
-        if (k->deadline > until) until = k->deadline;
+    /* Within the stream's deadline, and its cancel, as a blocking call reads its answer: a
+     * frame cut there breaks the connection (the rest of it cannot be read later), and the
+     * calls in flight on it with it. */
     shmrpc__frame_hdr h;
-    if (rc == 0)
-        rc = shmrpc__tcp_read_frame(c, shmrpc__tcp_max_body(c), &h, until, err);
-    else
+    if (rc == 0) {
+        c->cancel_of = &p->base;
+        rc = shmrpc__tcp_read_frame(c, shmrpc__tcp_max_body(c), &h, st->deadline, err);
+        c->cancel_of = NULL;
+    } else {
         rc = shmrpc__tcp_broken(c, err, "while waiting");
-    if (rc == SHMRPC_ETIMEDOUT && c->fd >= 0) return rc; /* nothing of a frame came */
+    }
+    if (rc == SHMRPC_ETIMEDOUT || rc == SHMRPC_ECANCELLED) {
+        if (c->fd < 0) {
+            shmrpc__tcp_fail_inflight(c, SHMRPC_EPEERDIED,
+                                      rc == SHMRPC_ETIMEDOUT
+                                          ? "the connection was cut in the middle of a frame at "
+                                            "its stream's deadline"
+                                          : "the connection was cut in the middle of a frame when "
+                                            "its stream was cancelled");
+            p->resolve_due = true;
+        }
+        return rc;
+    }
     if (rc) {
         int status = rc == SHMRPC_EPROTO || rc == SHMRPC_ETOOBIG || rc == SHMRPC_EVERSION
                          ? SHMRPC_EPROTO

@@ -44,6 +44,7 @@ void shmrpc__tcp_peer_free(worker *w, peer *p)
         if (*at == p) {
             *at = p->next_again;
             p->again = false;
+            break; /* at may be the end now: not stepped past it (UBSan) */
         }
     /* Its calls still running hold it: their answers are dropped, and the last frees it.
      * Its streams' handlers, which may wait for its window, learn at once. */

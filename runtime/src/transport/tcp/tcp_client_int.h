@@ -193,6 +193,9 @@ typedef struct tcp_lookup tcp_lookup;
 /* --- client_conn.c: one connection's bytes */
 /* Whether c is connected: a socket, its handshake done. */
 bool shmrpc__tcp_connected(const tcp_conn *c);
+/* Whether a stream runs on c's connection (one a break ended does not): it holds the
+ * connection as calls in flight do. */
+bool shmrpc__tcp_streaming(const tcp_conn *c);
 /* Lets go of a broken connection, or one being made, and of what was read from it: the next owes
  * nothing. */
 void shmrpc__tcp_conn_break(tcp_conn *c);
