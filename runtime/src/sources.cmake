@@ -45,8 +45,8 @@ shmrpc_sources(shm transport/shm shm.c shm_rdv.c shm_stop.c shm_sweep.c shm_hand
 shmrpc_sources(tcp transport/tcp tcp_transport.c tcp.c tcp_server.c server_worker.c
   server_accept.c server_drain.c server_conn.c server_handshake.c server_call.c
   server_pool.c server_stream.c server_limits.c tcp_client.c client_stream.c client_call.c
-  client_inflight.c client_choose.c client_endpoints.c client_dial.c client_conn.c frame.c auth.c
-  tls.c)
+  client_inflight.c client_choose.c client_endpoints.c client_dial.c client_conn.c client_route.c
+  frame.c auth.c tls.c)
 
 # api/: the client and the server over the transports, the table of transports, and the
 # dynamic codec's handle (a client of any service)

@@ -627,7 +627,11 @@ static void a_client_connects_during_a_stream(void **state)
     shmrpc_client_free(c);
 }
 
-/* A stream left open when its client is freed ends with it. */
+/* A stream left open when its client is freed ends with it. Over tcp:// its handler may
+ * learn that its client went (SHMRPC_EPEERDIED) rather than closed it: the client's socket
+ * closes with the items it did not read, so its kernel resets the connection, and the
+ * server, which was not reading while its items waited to go out, may see the reset before
+ * the CANCEL ahead of it. */
 static void freed_with_a_stream_open(void **state)
 {
     fixture *f = *state;
@@ -637,7 +641,9 @@ static void freed_with_a_stream_open(void **state)
     assert_int_equal(streamer_forever_recv(st, &v), 1); /* its handler runs */
     shmrpc_client_free(f->c);
     f->c = NULL;
-    assert_int_equal(handler_returned(), SHMRPC_ECANCELLED);
+    int why = handler_returned();
+    if (why != SHMRPC_ECANCELLED && !(strcmp(scheme, "tcp") == 0 && why == SHMRPC_EPEERDIED))
+        fail_msg("the handler returned %s", shmrpc_strerror(why));
     assert_int_equal(streamer_forever_recv(st, &v), SHMRPC_ECLOSED);
     shmrpc_stream_close(st);
     assert_int_equal(shmrpc_client_new(&f->c, &Streamer_service_info, NULL), 0);

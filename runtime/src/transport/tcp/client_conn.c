@@ -87,15 +87,6 @@ void shmrpc__tcp_conn_break(tcp_conn *c)
     c->deaf = false;
 }
 
-/* The answer of one of c's requests was read (an answer sent twice, which a server should
- * not, can only end what is owed early: then a late answer is taken for a close, and the
- * connection made again). */
-void shmrpc__tcp_answer_read(tcp_conn *c)
-{
-    if (c->owed) c->owed--;
-    c->answered_ns = shmrpc__now_ns();
-}
-
 int shmrpc__tcp_broken(tcp_conn *c, shmrpc_buf *err, const char *what)
 {
     int e = errno;
@@ -419,28 +410,6 @@ int shmrpc__tcp_read_frame(tcp_conn *c, uint32_t max, shmrpc__frame_hdr *h, int6
     return rc;
 }
 
-shmrpc_bytes shmrpc__tcp_frame_body(const tcp_conn *c)
-{
-    return shmrpc_bytes_of(c->in.data + SHMRPC__FRAME_HDR_SIZE, c->used - SHMRPC__FRAME_HDR_SIZE);
-}
-
-/* An ERROR frame's status, its message into err. */
-int shmrpc__tcp_error_frame(tcp_conn *c, shmrpc_buf *err)
-{
-    int status;
-    shmrpc_str msg;
-    int rc = shmrpc__error_parse(shmrpc__tcp_frame_body(c), &status, &msg, err);
-    if (rc) return rc;
-    /* Only statuses of status.h pass: a peer does not choose what our calls return. */
-    if (!shmrpc__status_known(status)) {
-        shmrpc__msg_set(err, "tcp://%s sent an ERROR frame with the unknown status %d: %.*s",
-                        c->where, status, (int)msg.len, msg.ptr);
-        return SHMRPC_EPROTO;
-    }
-    shmrpc__msg_set(err, "%.*s", (int)msg.len, msg.ptr);
-    return status;
-}
-
 int shmrpc__tcp_send_request(tcp_conn *c, uint32_t sid, uint64_t id, uint16_t flags,
                              shmrpc_bytes meta, shmrpc_bytes req, int64_t deadline, shmrpc_buf *err)
 {
@@ -528,23 +497,6 @@ int shmrpc__tcp_send_window(tcp_conn *c, uint64_t id, uint32_t n, shmrpc_buf *er
     for (unsigned i = 0; i < SHMRPC__WINDOW_LEN; i++) /* big-endian */
         frame[SHMRPC__FRAME_HDR_SIZE + i] = (uint8_t)(n >> (8 * (SHMRPC__WINDOW_LEN - 1 - i)));
     return send_now(c, frame, sizeof frame, true, err);
-}
-
-bool shmrpc__tcp_dead_stream(const tcp_conn *c, uint64_t id)
-{
-    for (int i = 0; i < c->n_dead; i++)
-        if (c->dead[i] == id) return true;
-    return false;
-}
-
-void shmrpc__tcp_dead_forget(tcp_conn *c, uint64_t id)
-{
-    for (int i = 0; i < c->n_dead; i++)
-        if (c->dead[i] == id) {
-            memmove(c->dead + i, c->dead + i + 1, (size_t)(c->n_dead - i - 1) * sizeof c->dead[0]);
-            c->n_dead--;
-            return;
-        }
 }
 
 /* Reads frames until the answer to request id of method sid: the result into resp. */

@@ -90,6 +90,7 @@ void shmrpc__tcp_job_put(worker *w, job *j)
     shmrpc__tcp_buf_shed(&j->resp);
     shmrpc_buf_clear(&j->items);
     shmrpc__tcp_buf_shed(&j->items);
+    shmrpc__tcp_buf_shed(&j->framing);
     j->next = w->spare_jobs;
     w->spare_jobs = j;
     w->n_spare++;
@@ -103,8 +104,10 @@ static int job_wanted(void *arg)
     job *j = arg;
     int stopped = atomic_load_explicit(&j->stopped, memory_order_relaxed);
     if (stopped) return stopped;
+    /* left first: a CANCEL served before the connection went is then seen (stream_why). */
+    bool left = atomic_load_explicit(&j->p->left, memory_order_acquire);
     if (atomic_load_explicit(&j->cancelled, memory_order_acquire)) return SHMRPC_ECANCELLED;
-    return atomic_load_explicit(&j->p->left, memory_order_acquire) ? SHMRPC_EPEERDIED : 0;
+    return left ? SHMRPC_EPEERDIED : 0;
 }
 
 void shmrpc__tcp_run_job(worker *w, shmrpc_ctx *ctx, job *j)

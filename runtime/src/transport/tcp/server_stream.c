@@ -35,8 +35,11 @@ static int stream_why(job *j, int64_t deadline, int64_t now)
 {
     int stopped = atomic_load_explicit(&j->stopped, memory_order_relaxed);
     if (stopped) return stopped;
+    /* The client's going after its CANCEL (its close, then its connection's) reads as the
+     * close: left is looked at first, so that a CANCEL served before it is seen after. */
+    bool left = atomic_load_explicit(&j->p->left, memory_order_acquire);
     if (atomic_load_explicit(&j->cancelled, memory_order_acquire)) return SHMRPC_ECANCELLED;
-    if (atomic_load_explicit(&j->p->left, memory_order_acquire)) return SHMRPC_EPEERDIED;
+    if (left) return SHMRPC_EPEERDIED;
     return now >= deadline ? SHMRPC_ETIMEDOUT : 0;
 }
 
@@ -160,8 +163,7 @@ void shmrpc__tcp_stream_frame(job *j)
         if (rc) /* out of memory: the client cannot be told in order, so it is let go */
             shmrpc__tcp_peer_refuse(p, rc, "out of memory for a stream's items");
     }
-    shmrpc_buf_clear(&j->framing);
-    shmrpc__tcp_buf_shed(&j->framing);
+    shmrpc_buf_clear(&j->framing); /* shed with the job's other buffers (job_put) */
 }
 
 void shmrpc__tcp_serve_window(worker *w, peer *p, const shmrpc__frame_hdr *h, shmrpc_bytes body)

@@ -5,8 +5,7 @@
  * is not left out, and to another only when it never started where it went; a call that may
  * have run is never resent. Its parts, each calling only those after it: client_stream.c,
  * client_call.c, client_inflight.c, client_choose.c, client_endpoints.c, client_dial.c,
- * client_conn.c (tcp_client_int.h); only a stream's routing (shmrpc__tcp_stream_route) is
- * called back by the readers of client_inflight.c and client_conn.c. */
+ * client_conn.c, client_route.c (tcp_client_int.h). */
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>

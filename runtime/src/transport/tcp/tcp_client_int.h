@@ -199,8 +199,6 @@ bool shmrpc__tcp_streaming(const tcp_conn *c);
 /* Lets go of a broken connection, or one being made, and of what was read from it: the next owes
  * nothing. */
 void shmrpc__tcp_conn_break(tcp_conn *c);
-/* The answer of one of c's requests was read. */
-void shmrpc__tcp_answer_read(tcp_conn *c);
 /* c broke while doing what (errno, or TLS, says how): let go, err says why; the status. */
 int shmrpc__tcp_broken(tcp_conn *c, shmrpc_buf *err, const char *what);
 /* The largest frame body a connection with calls in flight reads: the client's maximum. */
@@ -214,19 +212,11 @@ void shmrpc__tcp_consume(tcp_conn *c);
 /* Reads one frame (its body at most max) to the front of c->in, its header into h. */
 int shmrpc__tcp_read_frame(tcp_conn *c, uint32_t max, shmrpc__frame_hdr *h, int64_t deadline,
                            shmrpc_buf *err);
-/* The body of the frame in hand at the front of c->in. */
-shmrpc_bytes shmrpc__tcp_frame_body(const tcp_conn *c);
-/* An ERROR frame's status, its message into err. */
-int shmrpc__tcp_error_frame(tcp_conn *c, shmrpc_buf *err);
 /* Sends a REQUEST of method sid with request id on c within deadline, with its metadata
  * (len 0: none; left out for a server of revision 6 or less); then its answer is owed. */
 int shmrpc__tcp_send_request(tcp_conn *c, uint32_t sid, uint64_t id, uint16_t flags,
                              shmrpc_bytes meta, shmrpc_bytes req, int64_t deadline,
                              shmrpc_buf *err);
-/* Whether id is a stream closed early on c, whose answer is still owed. */
-bool shmrpc__tcp_dead_stream(const tcp_conn *c, uint64_t id);
-/* Forgets the stream closed early id (if it is one): its answer came. */
-void shmrpc__tcp_dead_forget(tcp_conn *c, uint64_t id);
 /* Grants c's server n more bytes of items of the stream id (a WINDOW, revision 8), without
  * waiting for room: 0 once sent, 1 when not (no room now), or the status of the connection
  * that broke. */
@@ -285,11 +275,19 @@ void shmrpc__tcp_tend(tcp_pool *p, int64_t now, shmrpc_buf *scratch);
 /* Why a call found no endpoint to try: each endpoint left out, and for how long, into why. */
 void shmrpc__tcp_left_out(tcp_pool *p, int64_t now, shmrpc_buf *why);
 
-/* --- client_stream.c: a stream (shmrpc__conn_ops.stream_open, stream_recv, stream_end) */
-int shmrpc__tcp_stream_open(shmrpc__conn *base, uint32_t sid, shmrpc_bytes req, int64_t timeout_ms,
-                            shmrpc_buf *err);
-int shmrpc__tcp_stream_recv(shmrpc__conn *base, shmrpc_buf *item, shmrpc_buf *err);
-void shmrpc__tcp_stream_end(shmrpc__conn *base);
+/* --- client_route.c: what any reader of a connection meets (below the readers) */
+/* The answer of one of c's requests was read. */
+void shmrpc__tcp_answer_read(tcp_conn *c);
+/* The body of the frame in hand at the front of c->in. */
+shmrpc_bytes shmrpc__tcp_frame_body(const tcp_conn *c);
+/* An ERROR frame's status, its message into err. */
+int shmrpc__tcp_error_frame(tcp_conn *c, shmrpc_buf *err);
+/* Whether id is a stream closed early on c, whose answer is still owed. */
+bool shmrpc__tcp_dead_stream(const tcp_conn *c, uint64_t id);
+/* Forgets the stream closed early id (if it is one): its answer came. */
+void shmrpc__tcp_dead_forget(tcp_conn *c, uint64_t id);
+/* Ends st with status (0: its end came) and why, once. */
+void shmrpc__tcp_stream_set_end(tcp_cstream *st, int status, const char *why);
 /* What the frame in hand on c (header h), an ITEMS frame or an answer, is to the streams:
  * 1 taken (the open stream's items kept, or its end recorded), 2 dropped (what came of a
  * stream closed early; its answer ends what is owed of it), 0 not a stream's; SHMRPC_EPROTO
@@ -299,6 +297,12 @@ int shmrpc__tcp_stream_route(tcp_conn *c, const shmrpc__frame_hdr *h, shmrpc_buf
 /* c's server takes no more calls (a DRAIN, or an ERROR that closes, in h): the stream open
  * on c, if any, ends (it did not run, when no item came). */
 void shmrpc__tcp_stream_left(tcp_conn *c, const shmrpc__frame_hdr *h, const shmrpc_buf *why);
+
+/* --- client_stream.c: a stream (shmrpc__conn_ops.stream_open, stream_recv, stream_end) */
+int shmrpc__tcp_stream_open(shmrpc__conn *base, uint32_t sid, shmrpc_bytes req, int64_t timeout_ms,
+                            shmrpc_buf *err);
+int shmrpc__tcp_stream_recv(shmrpc__conn *base, shmrpc_buf *item, shmrpc_buf *err);
+void shmrpc__tcp_stream_end(shmrpc__conn *base);
 
 /* --- client_call.c: a blocking call */
 /* The blocking call (shmrpc__conn_ops.call). */
