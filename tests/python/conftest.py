@@ -2,6 +2,7 @@
 """Servers for the Python client's tests: real echo-server and every-server processes over
 shm:// (a name of this run's own) and tcp:// on loopback, each waited for with a bound and
 stopped (and its segments removed) however the test ends."""
+import faulthandler
 import os
 import signal
 import socket
@@ -22,13 +23,20 @@ SEGMENT_DIRS = ("/dev/shm", "/dev/shm/shmrpc-%d" % os.geteuid())
 # (py_server.py) needs it again.
 PRELOAD = os.environ.pop("LD_PRELOAD", None)
 
-# clang 14's ASan runtime does not hold its allocator's lock across fork (LLVM 16 does),
-# and a thread that join() has returned for may still be exiting, handing its allocator
-# cache back under that lock: a child forked then waits for ever in its first malloc. The
-# fork example of docs/python.md did so under ctest (its child stuck in ASan's malloc,
-# seen with gdb). In the ASan build a join therefore also waits, at most 2 s, for the
-# thread to be gone from /proc/self/task. glibc's malloc is safe across fork, so the gcc
-# build joins and forks as users' programs do.
+# clang 14's ASan runtime does not hold its allocator's lock across fork (LLVM 18 does): a
+# child forked while another thread of the process is inside ASan's allocator waits for
+# ever in its first malloc (seen with gdb, the child's stack in the runtime's malloc).
+# Two kinds of thread do that here:
+# - a thread that join() has returned for may still be exiting, handing its allocator cache
+#   back under that lock: the fork example of docs/python.md hung so under ctest. In the
+#   ASan build a join therefore also waits, at most 2 s, for the thread to be gone from
+#   /proc/self/task;
+# - pytest's faulthandler_timeout, whose watchdog is a thread made anew at each test and
+#   left to exit at its end: test_a_forked_child_does_not_hold_its_parents_lock hung so in
+#   CI, and a loop of forks beside it under stress-ng hangs a child in seconds. The hang
+#   dump is SIGALRM's instead (below), which needs no thread, in both builds; ctest passes
+#   -p no:faulthandler.
+# glibc's malloc is safe across fork, so the gcc build joins and forks as users' programs do.
 if PRELOAD:
     _join = threading.Thread.join
 
@@ -41,6 +49,35 @@ if PRELOAD:
                 time.sleep(0.0005)
 
     threading.Thread.join = _join_until_gone
+
+# A test still running after DUMP_AFTER seconds prints every thread's stack to stderr (the
+# test goes on: ctest's timeout ends a hang), so that a hang says where it waits; a crash
+# prints them too, as pytest's faulthandler plugin would.
+DUMP_AFTER = 120
+_dump_file = pytest.StashKey()
+
+
+def pytest_configure(config):
+    # stderr as it is now: the tests' own output is captured, and the dump must get out.
+    f = config.stash[_dump_file] = os.fdopen(os.dup(2), "w")
+    faulthandler.enable(file=f, all_threads=True)
+    faulthandler.register(signal.SIGALRM, file=f, all_threads=True)
+
+
+def pytest_unconfigure(config):
+    faulthandler.unregister(signal.SIGALRM)
+    faulthandler.disable()
+    config.stash[_dump_file].close()
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_protocol(item, nextitem):
+    signal.alarm(DUMP_AFTER)
+    try:
+        yield
+    finally:
+        signal.alarm(0)
+
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ECHO_SVC = os.path.join(HERE, "../../examples/echo/echo.svc")
@@ -147,6 +184,21 @@ def wait_for(what, check, bound=30):
             return r
         time.sleep(0.05)
     raise AssertionError(f"not within {bound} s: {what}")
+
+
+def wait_child(pid, seconds=30):
+    """The exit code of forked child pid; killed, and the test failed, when it does not end
+    in time."""
+    deadline = time.monotonic() + seconds
+    while True:
+        done, status = os.waitpid(pid, os.WNOHANG)
+        if done:
+            return os.waitstatus_to_exitcode(status)
+        if time.monotonic() > deadline:
+            os.kill(pid, signal.SIGKILL)
+            os.waitpid(pid, 0)
+            pytest.fail(f"the forked child {pid} did not end within {seconds} s")
+        time.sleep(0.01)
 
 
 def shm_name(tag):

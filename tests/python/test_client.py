@@ -13,6 +13,7 @@ import time
 import pytest
 
 import shmrpc
+from conftest import wait_child
 
 
 def test_calls(echo):
@@ -384,17 +385,7 @@ def test_forked_child_connects_again(echo):
     finally:
         os.killpg(echo.proc.pid, signal.SIGCONT)
     t.join(10)
-    deadline = time.monotonic() + 30
-    while True:
-        done, status = os.waitpid(pid, os.WNOHANG)
-        if done:
-            break
-        if time.monotonic() > deadline:
-            os.kill(pid, signal.SIGKILL)
-            os.waitpid(pid, 0)
-            pytest.fail("the forked child did not finish")
-        time.sleep(0.01)
-    assert os.waitstatus_to_exitcode(status) == 0
+    assert wait_child(pid) == 0
     assert c.add(2, 2) == 4  # the parent's connection is untouched
 
 

@@ -24,7 +24,7 @@ import pytest
 
 import shmrpc
 from shmrpc import Dict as UltraDict
-from conftest import PRELOAD, SEGMENT_DIRS, python_env
+from conftest import PRELOAD, SEGMENT_DIRS, python_env, wait_child
 
 WAIT = 30  # seconds: the bound of every wait for a process
 
@@ -505,8 +505,8 @@ def test_a_forked_child_does_not_hold_its_parents_lock(fresh):
                 code = 0 if e.blocking_pid == os.getppid() else 2
             finally:
                 os._exit(code)
-        _, status = os.waitpid(pid, 0)
-    assert os.waitstatus_to_exitcode(status) == 0
+        code = wait_child(pid)
+    assert code == 0
 
 
 def test_close_while_threads_wait_for_the_lock(names):

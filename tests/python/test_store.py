@@ -10,6 +10,7 @@ import threading
 import pytest
 
 import shmrpc
+from conftest import wait_child
 
 MSG = "raw()->struct Msg{u32 source;u64 seq;u32 hops;string note;} @msgpack"
 ENTRY = "cache(string key)->struct Entry{i64 n;list<string> tags;bytes? blob;} @msgpack"
@@ -135,21 +136,6 @@ def test_int_keyed_map_and_untyped_map(name):
         shmrpc.Map.unlink(name + "_u")
     with pytest.raises(shmrpc.Unavailable):
         shmrpc.Map(f"pyt_missing_{os.getpid()}")
-
-
-def wait_child(pid, seconds=30):
-    """The exit code of child pid, killed (and failed) when it does not end in time."""
-    import time
-    deadline = time.monotonic() + seconds
-    while True:
-        done, status = os.waitpid(pid, os.WNOHANG)
-        if done:
-            return os.waitstatus_to_exitcode(status)
-        if time.monotonic() > deadline:
-            os.kill(pid, 9)
-            os.waitpid(pid, 0)
-            pytest.fail("the forked child did not finish")
-        time.sleep(0.01)
 
 
 def in_child(fn):
