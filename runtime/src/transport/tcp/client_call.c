@@ -78,12 +78,7 @@ int shmrpc__tcp_call(shmrpc__conn *base, uint32_t sid, shmrpc_bytes req, shmrpc_
     int64_t deadline = shmrpc__deadline_at(&(shmrpc__deadline){0, timeout_ms}, now);
     bool health = sid == SHMRPC_HEALTH_METHOD_ID;
     /* The client's method id: each endpoint maps it to its own server's id. */
-    int64_t j = -1;
-    for (uint32_t i = 0; !health && i < p->info->n_methods; i++)
-        if (p->map[i] == sid) {
-            j = i;
-            break;
-        }
+    int64_t j = health ? -1 : shmrpc__tcp_method_index(p, sid);
     shmrpc__tcp_maybe_resolve(p, now, err);
     shmrpc__tcp_tend(p, now, err);
     tcp_search s = {.deadline = deadline};
@@ -113,32 +108,49 @@ int shmrpc__tcp_call(shmrpc__conn *base, uint32_t sid, shmrpc_bytes req, shmrpc_
         /* An endpoint is tried once per call: a connection found closed or drained before
          * the request was sent is made again within the try (refresh, race), as it always
          * was, but a call is never sent over a second new connection to the same endpoint. */
-        s.tried |= (uint64_t)1 << i;
-        if (s.status == 0 || s.status == SHMRPC_EUNAVAIL) s.status = rc;
-        shmrpc__msg_append(&p->why, "%s%s", shmrpc__msg_get(&p->why)[0] ? "; " : "",
-                           shmrpc__msg_get(err));
+        shmrpc__tcp_try_failed(p, &s, i, rc, err);
         shmrpc_buf_clear(resp);
         now = shmrpc__now_ns();
         if (now >= deadline) break;
     }
-    now = shmrpc__now_ns();
-    if (now >= deadline) {
-        shmrpc__msg_set(err,
-                        "the deadline passed before an endpoint took the call, which did not "
-                        "run: %s",
-                        shmrpc__msg_get(&p->why)[0] ? shmrpc__msg_get(&p->why) : "no try ended");
+    return shmrpc__tcp_none_took(p, &s, tries, "call", "was not sent", err);
+}
+
+int64_t shmrpc__tcp_method_index(const tcp_pool *p, uint32_t sid)
+{
+    for (uint32_t i = 0; i < p->info->n_methods; i++)
+        if (p->map[i] == sid) return i;
+    return -1;
+}
+
+void shmrpc__tcp_try_failed(tcp_pool *p, tcp_search *s, int i, int rc, const shmrpc_buf *err)
+{
+    s->tried |= (uint64_t)1 << i;
+    if (s->status == 0 || s->status == SHMRPC_EUNAVAIL) s->status = rc;
+    shmrpc__msg_append(&p->why, "%s%s", shmrpc__msg_get(&p->why)[0] ? "; " : "",
+                       shmrpc__msg_get(err));
+}
+
+int shmrpc__tcp_none_took(tcp_pool *p, const tcp_search *s, int tries, const char *what,
+                          const char *unsent, shmrpc_buf *err)
+{
+    int64_t now = shmrpc__now_ns();
+    if (now >= s->deadline) {
+        shmrpc__msg_set(
+            err, "the deadline passed before an endpoint took the %s, which did not run: %s", what,
+            shmrpc__msg_get(&p->why)[0] ? shmrpc__msg_get(&p->why) : "no try ended");
         return SHMRPC_ETIMEDOUT;
     }
-    if (tries == 1 && p->n_eps == 1 && s.status) { /* as a single address always said it */
+    if (tries == 1 && p->n_eps == 1 && s->status) { /* as a single address always said it */
         shmrpc__msg_set(err, "%s", shmrpc__msg_get(&p->why));
-        return s.status;
+        return s->status;
     }
     shmrpc__tcp_left_out(p, now, &p->why);
     if (tries == 0 && p->n_eps == 1) {
-        shmrpc__msg_set(err, "%s: the call was not sent", shmrpc__msg_get(&p->why));
+        shmrpc__msg_set(err, "%s: the %s %s", shmrpc__msg_get(&p->why), what, unsent);
         return SHMRPC_EUNAVAIL;
     }
-    shmrpc__msg_set(err, "no endpoint of tcp://%s took the call, which did not run: %s", p->list,
-                    shmrpc__msg_get(&p->why));
-    return s.status ? s.status : SHMRPC_EUNAVAIL;
+    shmrpc__msg_set(err, "no endpoint of tcp://%s took the %s, which did not run: %s", p->list,
+                    what, shmrpc__msg_get(&p->why));
+    return s->status ? s->status : SHMRPC_EUNAVAIL;
 }

@@ -620,3 +620,16 @@ void shmrpc__tcp_fail_sending(tcp_conn *c, int rc, const shmrpc_buf *err)
     snprintf(why, sizeof why, "%s; the calls in flight may have run", shmrpc__msg_get(err));
     shmrpc__tcp_fail_inflight(c, SHMRPC_EPROTO, why);
 }
+
+int shmrpc__tcp_read_broke(tcp_pool *p, tcp_conn *c, int rc, const shmrpc_buf *err, char *why,
+                           size_t cap)
+{
+    int status = rc == SHMRPC_EPROTO || rc == SHMRPC_ETOOBIG || rc == SHMRPC_EVERSION
+                     ? SHMRPC_EPROTO
+                     : SHMRPC_EPEERDIED;
+    snprintf(why, cap, "%s", shmrpc__msg_get(err));
+    shmrpc__tcp_conn_break(c);
+    shmrpc__tcp_fail_inflight(c, status, why);
+    p->resolve_due = true;
+    return status;
+}

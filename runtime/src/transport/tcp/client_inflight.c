@@ -240,14 +240,8 @@ static void read_one(tcp_pool *p, tcp_conn *c, int index, shmrpc_buf *err)
     shmrpc__frame_hdr h;
     int rc = shmrpc__tcp_read_frame(c, shmrpc__tcp_max_body(c), &h, until, err);
     if (rc) {
-        int status = rc == SHMRPC_EPROTO || rc == SHMRPC_ETOOBIG || rc == SHMRPC_EVERSION
-                         ? SHMRPC_EPROTO
-                         : SHMRPC_EPEERDIED;
         char why[400];
-        snprintf(why, sizeof why, "%s", shmrpc__msg_get(err));
-        shmrpc__tcp_conn_break(c);
-        shmrpc__tcp_fail_inflight(c, status, why);
-        p->resolve_due = true;
+        shmrpc__tcp_read_broke(p, c, rc, err, why, sizeof why);
         return;
     }
     shmrpc__tcp_on_frame(p, c, index, &h, err);

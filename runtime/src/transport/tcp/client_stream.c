@@ -30,12 +30,7 @@ int shmrpc__tcp_stream_open(shmrpc__conn *base, uint32_t sid, shmrpc_bytes req, 
     int64_t now = shmrpc__now_ns();
     int64_t deadline = shmrpc__deadline_at(&(shmrpc__deadline){0, timeout_ms}, now);
     /* The client's method id: each endpoint maps it to its own server's id. */
-    int64_t j = -1;
-    for (uint32_t i = 0; i < p->info->n_methods; i++)
-        if (p->map[i] == sid) {
-            j = i;
-            break;
-        }
+    int64_t j = shmrpc__tcp_method_index(p, sid);
     tcp_cstream *st = calloc(1, sizeof *st);
     if (!st) {
         shmrpc__msg_set(err, "out of memory");
@@ -95,34 +90,12 @@ int shmrpc__tcp_stream_open(shmrpc__conn *base, uint32_t sid, shmrpc_bytes req, 
                 return rc;
             }
         }
-        s.tried |= (uint64_t)1 << i;
-        if (s.status == 0 || s.status == SHMRPC_EUNAVAIL) s.status = rc;
-        shmrpc__msg_append(&p->why, "%s%s", shmrpc__msg_get(&p->why)[0] ? "; " : "",
-                           shmrpc__msg_get(err));
+        shmrpc__tcp_try_failed(p, &s, i, rc, err);
         now = shmrpc__now_ns();
         if (now >= deadline) break;
     }
     free(st);
-    now = shmrpc__now_ns();
-    if (now >= deadline) {
-        shmrpc__msg_set(err,
-                        "the deadline passed before an endpoint took the stream, which did not "
-                        "run: %s",
-                        shmrpc__msg_get(&p->why)[0] ? shmrpc__msg_get(&p->why) : "no try ended");
-        return SHMRPC_ETIMEDOUT;
-    }
-    if (tries == 1 && p->n_eps == 1 && s.status) { /* as a single address always said it */
-        shmrpc__msg_set(err, "%s", shmrpc__msg_get(&p->why));
-        return s.status;
-    }
-    shmrpc__tcp_left_out(p, now, &p->why);
-    if (tries == 0 && p->n_eps == 1) {
-        shmrpc__msg_set(err, "%s: the stream was not opened", shmrpc__msg_get(&p->why));
-        return SHMRPC_EUNAVAIL;
-    }
-    shmrpc__msg_set(err, "no endpoint of tcp://%s took the stream, which did not run: %s", p->list,
-                    shmrpc__msg_get(&p->why));
-    return s.status ? s.status : SHMRPC_EUNAVAIL;
+    return shmrpc__tcp_none_took(p, &s, tries, "stream", "was not opened", err);
 }
 
 /* --- recv ----------------------------------------------------------------------------- */
@@ -230,15 +203,8 @@ static int read_turn(tcp_pool *p, tcp_cstream *st, shmrpc_buf *err)
         return rc;
     }
     if (rc) {
-        int status = rc == SHMRPC_EPROTO || rc == SHMRPC_ETOOBIG || rc == SHMRPC_EVERSION
-                         ? SHMRPC_EPROTO
-                         : SHMRPC_EPEERDIED;
         char why[400];
-        snprintf(why, sizeof why, "%s", shmrpc__msg_get(err));
-        shmrpc__tcp_conn_break(c);
-        shmrpc__tcp_fail_inflight(c, status, why);
-        p->resolve_due = true;
-        if (status == SHMRPC_EPROTO) {
+        if (shmrpc__tcp_read_broke(p, c, rc, err, why, sizeof why) == SHMRPC_EPROTO) {
             shmrpc__msg_set(
                 err, "tcp://%s broke the protocol during the stream, after %" PRIu64 " items: %s",
                 c->where, st->received, why);

@@ -236,6 +236,11 @@ void shmrpc__tcp_pend_done(shmrpc__pending *p, int status);
 void shmrpc__tcp_fail_inflight(tcp_conn *c, int status, const char *why);
 /* Fails the calls in flight on c, let go while something was sent (rc, err). */
 void shmrpc__tcp_fail_sending(tcp_conn *c, int rc, const shmrpc_buf *err);
+/* A read of c's frames failed with rc, which err says, into why (cap bytes): c is broken,
+ * its calls in flight fail, and p resolves its names again. The status they fail with:
+ * SHMRPC_EPROTO when the server broke the protocol, else SHMRPC_EPEERDIED. */
+int shmrpc__tcp_read_broke(tcp_pool *p, tcp_conn *c, int rc, const shmrpc_buf *err, char *why,
+                           size_t cap);
 
 /* --- client_dial.c: making a connection */
 /* Begins a dial of c: a non-blocking connect, given up at end; c->dial set, or a status with
@@ -304,10 +309,20 @@ int shmrpc__tcp_stream_open(shmrpc__conn *base, uint32_t sid, shmrpc_bytes req, 
 int shmrpc__tcp_stream_recv(shmrpc__conn *base, shmrpc_buf *item, shmrpc_buf *err);
 void shmrpc__tcp_stream_end(shmrpc__conn *base);
 
-/* --- client_call.c: a blocking call */
+/* --- client_call.c: a blocking call, and the search for an endpoint that a stream's open
+ * shares with it */
 /* The blocking call (shmrpc__conn_ops.call). */
 int shmrpc__tcp_call(shmrpc__conn *base, uint32_t sid, shmrpc_bytes req, shmrpc_buf *resp,
                      int64_t timeout_ms, shmrpc_buf *err);
+/* The index in p's method table of the client's method id sid; -1 when it has none. */
+int64_t shmrpc__tcp_method_index(const tcp_pool *p, uint32_t sid);
+/* The try of endpoint i ended with rc, which err says, and what it carried did not run
+ * there: it is not tried again in search s, and err joins the reasons in p->why. */
+void shmrpc__tcp_try_failed(tcp_pool *p, tcp_search *s, int i, int rc, const shmrpc_buf *err);
+/* The status of a search s that no endpoint ended, after tries, with err saying why: what
+ * ("call", "stream") did not run, and, when nothing was sent, "the <what> <unsent>". */
+int shmrpc__tcp_none_took(tcp_pool *p, const tcp_search *s, int tries, const char *what,
+                          const char *unsent, shmrpc_buf *err);
 
 /* --- client_inflight.c: many calls in flight */
 /* Starts an asynchronous call (shmrpc__conn_ops.start). */
