@@ -1,14 +1,18 @@
 /* SPDX-License-Identifier: MIT */
-/* shmrpc-bench-stream: a server stream of 16 B items over shm:// (the generated stubs, a
- * forked server with one worker) against ring/stream, a bare single-producer
- * single-consumer ring between two processes in the same run: the same 64 KiB of records
- * of the same shape ({len, left} and the item, 8-aligned), the producer publishing its
- * count after each item, the consumer copying each out and giving the room back every
- * quarter, both spinning. The ring is what the stream would be with nothing of shmrpc
- * around it: the ratio says what the transport costs. Rows alternate for ROUNDS rounds;
- * each prints items/s, and the ratio is the median of the rounds' (this machine is shared
- * and noisy: absolute figures drift, ratios hold). Usage: shmrpc-bench-stream
- * [SECONDS-PER-ROW [ROW]]. */
+/* shmrpc-bench-stream: a server stream of 16 B items through the generated stubs (a forked
+ * server with one worker), each transport against a bare stream of the same items between
+ * two processes in the same run:
+ * - shm/stream/16 against ring/stream/16, a bare single-producer single-consumer ring: the
+ *   same 64 KiB of records of the same shape ({len, left} and the item, 8-aligned), the
+ *   producer publishing its count after each item, the consumer copying each out and giving
+ *   the room back every quarter, both spinning;
+ * - tcp/stream/16 (loopback) against tcp-raw/stream/16, a bare TCP connection: the same
+ *   records as ITEMS frames carry them (a 4-byte length and the item), written 64 KiB at a
+ *   time and read so, the consumer copying each item out.
+ * The bare streams are what the stream would be with nothing of shmrpc around it: the ratio
+ * says what the transport costs. Rows alternate for ROUNDS rounds; each prints items/s, and
+ * each ratio is the median of the rounds' (this machine is shared and noisy: absolute
+ * figures drift, ratios hold). Usage: shmrpc-bench-stream [SECONDS-PER-ROW [ROW]]. */
 #include <inttypes.h>
 #include <signal.h>
 #include <stdatomic.h>
@@ -16,8 +20,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
 #include <sys/mman.h>
 #include <sys/prctl.h>
+#include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -26,6 +33,7 @@
 #include "args.h"
 #include "clock.h"
 #include "core/wait.h" /* shmrpc__cpu_relax, as the runtime spins */
+#include "port.h"
 #include "stream_bench.h"
 
 #define ROUNDS 5
@@ -104,7 +112,92 @@ static double ring_row(double seconds)
     return bad ? -1 : (double)n / took;
 }
 
-/* --- shm/stream: the generated stubs over shm:// ------------------------------------- */
+/* --- tcp-raw/stream: the bare TCP connection ------------------------------------------ */
+
+#define RAW_BUF 65536u
+#define RAW_REC (4 + ITEM) /* an item as an ITEMS frame carries it: its length, big-endian */
+
+/* Writes records of the items 0, 1, ... to fd, RAW_BUF bytes at a time, until the reader
+ * closes. */
+static void raw_produce(int fd)
+{
+    static uint8_t buf[RAW_BUF];
+    uint32_t len = htonl(ITEM);
+    for (uint64_t i = 0;;) {
+        size_t n = 0;
+        for (; n + RAW_REC <= sizeof buf; n += RAW_REC, i++) {
+            memcpy(buf + n, &len, 4);
+            memcpy(buf + n + 4, &i, sizeof i);
+            memset(buf + n + 4 + sizeof i, 0, ITEM - sizeof i);
+        }
+        for (size_t off = 0; off < n;) {
+            ssize_t w = send(fd, buf + off, n - off, MSG_NOSIGNAL);
+            if (w <= 0) return;
+            off += (size_t)w;
+        }
+    }
+}
+
+/* Items/s that the reader took in seconds from a forked writer over loopback, or -1 (a
+ * failure, or an item out of order). */
+static double raw_row(double seconds)
+{
+    int ls = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    socklen_t sl = sizeof sa;
+    if (ls < 0 || bind(ls, (struct sockaddr *)&sa, sizeof sa) != 0 || listen(ls, 1) != 0 ||
+        getsockname(ls, (struct sockaddr *)&sa, &sl) != 0) {
+        perror("shmrpc-bench-stream: tcp-raw: listen");
+        if (ls >= 0) close(ls);
+        return -1;
+    }
+    pid_t pid = fork();
+    if (pid == 0) {
+        alarm(120);
+        close(ls);
+        int fd = socket(AF_INET, SOCK_STREAM, 0);
+        if (fd >= 0 && connect(fd, (struct sockaddr *)&sa, sizeof sa) == 0) raw_produce(fd);
+        _exit(0);
+    }
+    int fd = accept(ls, NULL, NULL);
+    close(ls);
+    if (fd < 0) {
+        perror("shmrpc-bench-stream: tcp-raw: accept");
+        waitpid(pid, NULL, 0);
+        return -1;
+    }
+    static uint8_t buf[RAW_BUF];
+    size_t have = 0;
+    uint64_t n = 0;
+    uint8_t item[ITEM];
+    bool bad = false;
+    int64_t start = bench_now_ns(), end = start + (int64_t)(seconds * 1e9);
+    while (!bad && bench_now_ns() < end) {
+        ssize_t r = recv(fd, buf + have, sizeof buf - have, 0);
+        if (r <= 0) {
+            bad = true;
+            break;
+        }
+        have += (size_t)r;
+        size_t at = 0;
+        for (; at + RAW_REC <= have; at += RAW_REC, n++) {
+            uint32_t len;
+            memcpy(&len, buf + at, 4);
+            memcpy(item, buf + at + 4, ITEM);
+            uint64_t i;
+            memcpy(&i, item, sizeof i);
+            bad |= ntohl(len) != ITEM || i != n;
+        }
+        memmove(buf, buf + at, have - at);
+        have -= at;
+    }
+    double took = (double)(bench_now_ns() - start) / 1e9;
+    close(fd); /* the writer's next send fails */
+    waitpid(pid, NULL, 0);
+    return bad ? -1 : (double)n / took;
+}
+
+/* --- shm/stream, tcp/stream: the generated stubs ---------------------------------------- */
 
 static int items(shmrpc_ctx *ctx, shmrpc_bytes spec)
 {
@@ -119,7 +212,6 @@ static int items(shmrpc_ctx *ctx, shmrpc_bytes spec)
 
 static const StreamBench_handlers handlers = {.items = items};
 
-static char addr[64];
 static shmrpc_server *server;
 
 static void on_term(int sig)
@@ -128,8 +220,8 @@ static void on_term(int sig)
     shmrpc_server_stop(server); /* async-signal-safe (server.h) */
 }
 
-/* The server, forked: it serves until SIGTERM, and dies with this process. */
-static pid_t server_start(void)
+/* The server at addr, forked: it serves until SIGTERM, and dies with this process. */
+static pid_t server_start(const char *addr)
 {
     pid_t pid = fork();
     if (pid != 0) return pid;
@@ -149,7 +241,7 @@ static pid_t server_start(void)
 }
 
 /* Items/s that one stream gave in seconds, or -1 (a failure, or an item out of order). */
-static double shm_row(shmrpc_client *c, double seconds)
+static double stub_row(shmrpc_client *c, double seconds)
 {
     shmrpc_stream *st;
     if (stream_bench_items_open(c, shmrpc_bytes_of("16", 2), &st) != 0) {
@@ -176,6 +268,71 @@ static double shm_row(shmrpc_client *c, double seconds)
     return bad ? -1 : (double)n / took;
 }
 
+/* A transport's row and the bare stream it is held against. */
+struct pair {
+    const char *row, *base;
+    char addr[64];
+    bool on, base_on; /* chosen by ROW */
+    pid_t server;
+    shmrpc_client *c;
+    double ratios[ROUNDS];
+    int n;
+};
+
+/* p's server started and its client connected; -1 (said) when they are not. */
+static int pair_start(struct pair *p)
+{
+    p->server = server_start(p->addr);
+    int rc = shmrpc_client_new(&p->c, &StreamBench_service_info, NULL);
+    for (int i = 0; rc == 0 && i < 500 && shmrpc_client_connect(p->c, p->addr) != 0; i++)
+        usleep(10000); /* the server starts */
+    if (rc == 0 && shmrpc_client_connect(p->c, p->addr) == 0) return 0;
+    fprintf(stderr, "shmrpc-bench-stream: connect %s: %s\n", p->addr, shmrpc_errmsg());
+    return -1;
+}
+
+/* Stops p's server: 0 when it ended well. */
+static int pair_stop(struct pair *p)
+{
+    shmrpc_client_free(p->c);
+    p->c = NULL;
+    if (p->server <= 0) return 0;
+    kill(p->server, SIGTERM);
+    int st = 0;
+    if (waitpid(p->server, &st, 0) != p->server || !WIFEXITED(st) || WEXITSTATUS(st) != 0) {
+        fprintf(stderr, "shmrpc-bench-stream: the server of %s ended with wait status %#x\n",
+                p->addr, st);
+        return -1;
+    }
+    return 0;
+}
+
+/* One round of p: its rows printed, the ratio kept; -1 when one failed. */
+static int pair_round(struct pair *p, int k, double seconds)
+{
+    double base = 0, got = 0;
+    if (p->base_on) {
+        base = strcmp(p->base, "ring/stream/16") == 0 ? ring_row(seconds) : raw_row(seconds);
+        if (base < 0) {
+            printf("%s failed\n", p->base);
+            return -1;
+        }
+        printf("%-18s %6d %14.0f %10.1f\n", p->base, k + 1, base, 1e9 / base);
+    }
+    if (p->on) {
+        got = stub_row(p->c, seconds);
+        if (got < 0) {
+            printf("%s failed\n", p->row);
+            return -1;
+        }
+        printf("%-18s %6d %14.0f %10.1f", p->row, k + 1, got, 1e9 / got);
+        if (p->base_on) printf("  %.3f", got / base);
+        printf("\n");
+    }
+    if (p->on && p->base_on) p->ratios[p->n++] = got / base;
+    return 0;
+}
+
 int main(int argc, char **argv)
 {
     static const char usage[] = "usage: shmrpc-bench-stream [SECONDS-PER-ROW [ROW]]\n"
@@ -185,52 +342,28 @@ int main(int argc, char **argv)
     const char *only;
     int rc = bench_args_rows(argc, argv, usage, &seconds, &only);
     if (rc >= 0) return rc;
-    bool ring = !only || fnmatch(only, "ring/stream/16", 0) == 0;
-    bool shm = !only || fnmatch(only, "shm/stream/16", 0) == 0;
-    snprintf(addr, sizeof addr, "shm://stream_bench_%d", (int)getpid());
-    pid_t srv = shm ? server_start() : 0;
-    shmrpc_client *c = NULL;
-    if (shm) {
-        rc = shmrpc_client_new(&c, &StreamBench_service_info, NULL);
-        for (int i = 0; rc == 0 && i < 500 && shmrpc_client_connect(c, addr) != 0; i++)
-            usleep(10000); /* the server starts */
-        if (rc != 0 || shmrpc_client_connect(c, addr) != 0) {
-            fprintf(stderr, "shmrpc-bench-stream: connect %s: %s\n", addr, shmrpc_errmsg());
-            kill(srv, SIGTERM);
-            waitpid(srv, NULL, 0);
-            return 1;
-        }
+    struct pair pairs[] = {{.row = "shm/stream/16", .base = "ring/stream/16"},
+                           {.row = "tcp/stream/16", .base = "tcp-raw/stream/16"}};
+    enum { NPAIRS = sizeof pairs / sizeof pairs[0] };
+    snprintf(pairs[0].addr, sizeof pairs[0].addr, "shm://stream_bench_%d", (int)getpid());
+    snprintf(pairs[1].addr, sizeof pairs[1].addr, "tcp://127.0.0.1:%d", test_free_port());
+    int status = 0;
+    for (int i = 0; i < NPAIRS; i++) {
+        struct pair *p = &pairs[i];
+        p->on = !only || fnmatch(only, p->row, 0) == 0;
+        p->base_on = !only || fnmatch(only, p->base, 0) == 0;
+        if (p->on && pair_start(p) != 0) status = 1;
     }
-    printf("%-16s %6s %14s %10s  %s\n", "row", "round", "items/s", "ns/item",
-           "ratio to ring/stream");
-    double ratios[ROUNDS];
-    int status = 0, nratios = 0;
-    for (int k = 0; k < ROUNDS && status == 0; k++) {
-        double base = ring ? ring_row(seconds) : 0, got = shm ? shm_row(c, seconds) : 0;
-        if (base < 0 || got < 0) {
-            printf("%s failed\n", base < 0 ? "ring/stream/16" : "shm/stream/16");
-            status = 1;
-            break;
-        }
-        if (ring) printf("%-16s %6d %14.0f %10.1f\n", "ring/stream/16", k + 1, base, 1e9 / base);
-        if (shm) {
-            printf("%-16s %6d %14.0f %10.1f", "shm/stream/16", k + 1, got, 1e9 / got);
-            if (ring) printf("  %.3f", got / base);
-            printf("\n");
-        }
-        if (ring && shm) ratios[nratios++] = got / base;
-    }
-    if (nratios == ROUNDS)
-        printf("shm/stream/16 / ring/stream/16: %.3f (median of %d rounds)\n",
-               bench_median(ratios, nratios), nratios);
-    shmrpc_client_free(c);
-    if (shm) {
-        kill(srv, SIGTERM);
-        int st;
-        if (waitpid(srv, &st, 0) != srv || !WIFEXITED(st) || WEXITSTATUS(st) != 0) {
-            fprintf(stderr, "shmrpc-bench-stream: the server ended with wait status %#x\n", st);
-            status = 1;
-        }
-    }
+    printf("%-18s %6s %14s %10s  %s\n", "row", "round", "items/s", "ns/item",
+           "ratio to the bare stream");
+    for (int k = 0; k < ROUNDS && status == 0; k++)
+        for (int i = 0; i < NPAIRS && status == 0; i++)
+            if (pair_round(&pairs[i], k, seconds) != 0) status = 1;
+    for (int i = 0; i < NPAIRS; i++)
+        if (pairs[i].n == ROUNDS)
+            printf("%s / %s: %.3f (median of %d rounds)\n", pairs[i].row, pairs[i].base,
+                   bench_median(pairs[i].ratios, ROUNDS), ROUNDS);
+    for (int i = 0; i < NPAIRS; i++)
+        if (pair_stop(&pairs[i]) != 0) status = 1;
     return status;
 }

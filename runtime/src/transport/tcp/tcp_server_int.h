@@ -177,7 +177,8 @@ typedef struct job {
     /* SHMRPC_ECANCELLED: the server stops; SHMRPC_EPROTO: its client granted more than the
      * window (written under w->mu, read by its handler's shmrpc_ctx_cancelled too) */
     _Atomic int stopped;
-    bool pull_due; /* on w->pulls */
+    bool pull_due;  /* on w->pulls */
+    uint32_t sends; /* items queued: the clock is read at every 64th (stream_send) */
     struct job *pull_next;
     struct job *taken_next; /* the worker's own list of the jobs it took (stream_take) */
     uint32_t peer_max;  /* the client's largest message: an item above it is refused */
