@@ -105,10 +105,12 @@ static int pysvc_load(pysvc *s, const char *path, PyObject *text)
     shmrpc_buf_init(&all);
     for (i = 0; i < n; i++) {
         const svc_method *m = s->decl[i];
-        if (m->server_stream || m->client_stream) {
+        if (m->client_stream) {
             shmrpc_buf_destroy(&all);
             const char *name = svc_arena_strndup(s->a, m->name.p, (size_t)m->name.n);
-            PyErr_Format(PyExc_ValueError, "%s: method %s streams: Python serves no streams yet",
+            PyErr_Format(PyExc_ValueError,
+                         "%s: method %s streams its parameter: Python serves no client streams "
+                         "yet",
                          path, name ? name : "?");
             return -1;
         }
@@ -285,8 +287,9 @@ static PyObject *request_args(pysvc *s, uint32_t id, shmrpc_bytes req)
     return args;
 }
 
-/* The handler's result r into resp, or -1 raised. */
-static int put_result(pysvc *s, uint32_t id, PyObject *r, shmrpc_buf *resp)
+/* The handler's result r, or an item of its stream (what: "result" or "item"), into resp;
+ * or -1 raised. */
+static int put_result(pysvc *s, uint32_t id, PyObject *r, const char *what, shmrpc_buf *resp)
 {
     const shmrpc_dyn_sig *g = s->sigs[id];
     int rc;
@@ -294,14 +297,14 @@ static int put_result(pysvc *s, uint32_t id, PyObject *r, shmrpc_buf *resp)
         Py_buffer view;
         if (PyUnicode_Check(r) || PyObject_GetBuffer(r, &view, PyBUF_SIMPLE) != 0) {
             PyErr_Clear();
-            PyErr_Format(PyExc_TypeError, "result: expected bytes, got %s", Py_TYPE(r)->tp_name);
+            PyErr_Format(PyExc_TypeError, "%s: expected bytes, got %s", what, Py_TYPE(r)->tp_name);
             return -1;
         }
         rc = shmrpc_buf_append(resp, view.buf, (size_t)view.len);
         PyBuffer_Release(&view);
     } else if (g->result->kind == SHMRPC_DYN_VOID) {
         if (r != Py_None) {
-            PyErr_Format(PyExc_TypeError, "result: %s returns nothing, the handler returned %s",
+            PyErr_Format(PyExc_TypeError, "%s: %s returns nothing, the handler returned %s", what,
                          g->method, Py_TYPE(r)->tp_name);
             return -1;
         }
@@ -311,14 +314,14 @@ static int put_result(pysvc *s, uint32_t id, PyObject *r, shmrpc_buf *resp)
     } else if (g->encoding == SHMRPC_ENC_MSGPACK) {
         /* Straight to msgpack, as the client writes its requests. */
         msgpack_packer pk;
-        place top = {.field = "result", .bare = true};
+        place top = {.field = what, .bare = true};
         msgpack_packer_init(&pk, resp, shmrpc_buf_msgpack_write);
         if (pyshm_encode_mp(&pk, g->result, r, &top) != 0) return -1;
         rc = resp->err;
     } else {
         shmrpc_buf out;
         shmrpc_buf_init(&out);
-        rc = pyshm_encode_body(g, r, "result", &s->json, &out);
+        rc = pyshm_encode_body(g, r, what, &s->json, &out);
         if (rc != 0) {
             shmrpc_buf_destroy(&out);
             return -1;
@@ -327,11 +330,58 @@ static int put_result(pysvc *s, uint32_t id, PyObject *r, shmrpc_buf *resp)
         shmrpc_buf_destroy(&out);
     }
     if (rc == SHMRPC_ETOOBIG)
-        PyErr_Format(PyExc_ValueError, "result: larger than the server's maximum of %zu bytes",
+        PyErr_Format(PyExc_ValueError, "%s: larger than the server's maximum of %zu bytes", what,
                      resp->max);
     else if (rc != 0)
-        PyErr_Format(PyExc_ValueError, "result: %s", shmrpc_strerror(rc));
+        PyErr_Format(PyExc_ValueError, "%s: %s", what, shmrpc_strerror(rc));
     return rc ? -1 : 0;
+}
+
+/* The items of the stream that r, the handler's result, iterates (a generator, or any
+ * iterable), each encoded as a result is and sent as it comes, without the GIL while a
+ * send waits for the client. 0 at its end. A send that fails (the client closed the stream
+ * or went, its deadline passed, the server stops) ends it with that status, and a
+ * generator is closed then, so that its finally blocks and with blocks run; an exception
+ * in the iteration, or an item that does not encode, fails the call as a handler's does. */
+static int send_items(shmrpc_ctx *ctx, pysvc *s, uint32_t id, PyObject *r)
+{
+    const char *name = s->methods[id].name;
+    if (PyUnicode_Check(r) || PyBytes_Check(r) || PyByteArray_Check(r)) {
+        /* Iterated, it would stream its characters or its byte values: surely a mistake. */
+        PyErr_Format(PyExc_TypeError,
+                     "%s streams its result: its handler returns an iterable of the items (a "
+                     "generator, a list), not %s",
+                     name, Py_TYPE(r)->tp_name);
+        return handler_failed(ctx, name, SHMRPC_EHANDLER);
+    }
+    PyObject *it = PyObject_GetIter(r);
+    if (it == NULL) return handler_failed(ctx, name, SHMRPC_EHANDLER);
+    int rc = 0;
+    PyObject *item;
+    while (rc == 0 && (item = PyIter_Next(it)) != NULL) {
+        shmrpc_buf *buf = shmrpc_ctx_item(ctx);
+        int bad = put_result(s, id, item, "item", buf);
+        Py_DECREF(item);
+        if (bad) {
+            rc = handler_failed(ctx, name, SHMRPC_EHANDLER);
+            break;
+        }
+        Py_BEGIN_ALLOW_THREADS;
+        rc = shmrpc_ctx_send(ctx, buf->data, buf->len); /* says why in ctx when it fails */
+        Py_END_ALLOW_THREADS;
+    }
+    if (rc == 0 && PyErr_Occurred()) rc = handler_failed(ctx, name, SHMRPC_EHANDLER);
+    if (rc != 0 && PyGen_Check(it)) {
+        PyObject *closed = PyObject_CallMethod(it, "close", NULL);
+        if (closed == NULL) { /* it yielded again, or raised in its finally */
+            fprintf(stderr, "shmrpc: the stream of %s was closed, and its generator:\n", name);
+            fflush(stderr);
+            PyErr_Print();
+        }
+        Py_XDECREF(closed);
+    }
+    Py_DECREF(it);
+    return rc;
 }
 
 static int py_invoke(shmrpc_ctx *ctx, const void *handlers, shmrpc_bytes req, shmrpc_buf *resp)
@@ -348,7 +398,11 @@ static int py_invoke(shmrpc_ctx *ctx, const void *handlers, shmrpc_bytes req, sh
     } else {
         PyObject *r = PyObject_Call(s->handlers[id], args, NULL);
         Py_DECREF(args);
-        if (r == NULL || put_result(s, id, r, resp) != 0)
+        if (r == NULL)
+            rc = handler_failed(ctx, name, SHMRPC_EHANDLER);
+        else if (s->sigs[id]->server_stream)
+            rc = send_items(ctx, s, id, r);
+        else if (put_result(s, id, r, "result", resp) != 0)
             rc = handler_failed(ctx, name, SHMRPC_EHANDLER);
         Py_XDECREF(r);
     }

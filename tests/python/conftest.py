@@ -83,6 +83,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 ECHO_SVC = os.path.join(HERE, "../../examples/echo/echo.svc")
 EVERY_SVC = os.path.join(HERE, "../dynamic/every.svc")
 ANY_SVC = os.path.join(HERE, "../any/any.svc")
+STREAM_SVC = os.path.join(HERE, "../stream/stream.svc")
 
 
 def typed(v):
@@ -104,9 +105,9 @@ def python_env():
 
 
 def py_server(kind, address, workers=2):
-    """A Python server (py_server.py) of echo.svc, every.svc or any.svc at address, waited
-    for."""
-    svc = {"echo": ECHO_SVC, "every": EVERY_SVC, "any": ANY_SVC}[kind]
+    """A Python server (py_server.py) of echo.svc, every.svc, any.svc or stream.svc at
+    address, waited for."""
+    svc = {"echo": ECHO_SVC, "every": EVERY_SVC, "any": ANY_SVC, "streamer": STREAM_SVC}[kind]
     return Server(sys.executable, address, os.path.join(HERE, "py_server.py"), kind, svc,
                   str(workers), env=python_env())
 

@@ -1,7 +1,8 @@
 # SPDX-License-Identifier: MIT
-"""A Python server for the tests: serves examples/echo/echo.svc or tests/dynamic/every.svc
-or tests/python/any.svc with shmrpc.serve() (docs/python.md, "Serving").
-    python3 py_server.py echo|every|any SVC_FILE WORKERS ADDRESS
+"""A Python server for the tests: serves examples/echo/echo.svc, tests/dynamic/every.svc,
+tests/python/any.svc or tests/stream/stream.svc with shmrpc.serve() (docs/python.md,
+"Serving").
+    python3 py_server.py echo|every|any|streamer SVC_FILE WORKERS ADDRESS
 echo's echo_json("boom") raises RuntimeError, echo_json("slow") answers after 1 s (a call
 in flight when SIGTERM comes); every's handlers hand back what they are given. The call's
 deadline (docs/deadlines.md): echo_json("deadline") answers the ms left of it ("none"
@@ -94,6 +95,69 @@ class Gate:
             return -13
 
 
+class Failed(Exception):
+    """An exception that names the status its call fails with (docs/python.md)."""
+
+    def __init__(self, msg, status):
+        super().__init__(msg)
+        self.status = status
+
+
+class Streamer:
+    """stream.svc's methods as generators, as the C handlers of tests/stream behave:
+    ticks(n, fail_after, fail) raises Failed(status fail) at fail_after, or yields an item
+    that does not encode there when fail is 1; n -1 returns a str and n -2 an int instead
+    of items. forever and quiet note how they ended ("forever: Cancelled"), quiet waiting at
+    most 20 s for shmrpc.cancelled()."""
+
+    def ticks(self, n, fail_after, fail):
+        if n == -1:
+            return "not items"
+        if n == -2:
+            return 7
+        return self._ticks(n, fail_after, fail)
+
+    def _ticks(self, n, fail_after, fail):
+        for i in range(n):
+            if i == fail_after and fail == 1:
+                yield {"at": "not an i64", "note": "", "seen": []}
+            elif i == fail_after:
+                raise Failed(f"failed after {i}", fail)
+            else:
+                yield {"at": i, "note": f"tick {i}", "seen": [i * 10 + k for k in range(i % 4)]}
+
+    def forever(self, pad):
+        i = 0
+        try:
+            while True:
+                yield i
+                i += 1
+        finally:
+            note(f"forever: {type(shmrpc.cancelled()).__name__}")
+
+    def quiet(self):
+        end = time.monotonic() + 20
+        while shmrpc.cancelled() is None and time.monotonic() < end:
+            time.sleep(0.001)
+        note(f"quiet: {type(shmrpc.cancelled()).__name__}")
+        return iter(())
+
+    def deaf(self):
+        return []
+
+    def chunks(self, spec):
+        n, size = map(int, spec.split())
+        return [bytes([ord("a") + k]) * size for k in range(n)]
+
+    def slow(self, n, every_ms):
+        for i in range(n):
+            time.sleep(every_ms / 1000)
+            yield i
+
+    def twice(self, x):
+        return 2 * x
+
+
 def same(v):
     return v
 
@@ -116,6 +180,6 @@ DYN = dict(echo=same, echo_json=same, many=lambda vs, m: vs + [m], packet=lambda
 
 if __name__ == "__main__":
     kind, svc, workers, address = sys.argv[1:5]
-    handlers = {"echo": Echo(), "every": EVERY, "any": DYN}[kind]
+    handlers = {"echo": Echo(), "every": EVERY, "any": DYN, "streamer": Streamer()}[kind]
     interceptors = [Gate()] if os.environ.get("PY_SERVER_GATE") else []
     shmrpc.serve(svc, handlers, address, workers=int(workers), interceptors=interceptors)

@@ -101,11 +101,99 @@ def test_handlers_that_do_not_match_are_refused_before_serving(tmp_path):
                                 "centroid": lambda points: 0}, addr)
     with pytest.raises(ValueError, match="nope.svc"):
         shmrpc.serve(os.path.join(HERE, "nope.svc"), {}, addr)
-    streams = tmp_path / "ticker.svc"
-    streams.write_text('service Ticker { port 5901; name "ticker"; stream<i64> ticks(i64 n); }')
-    with pytest.raises(ValueError, match="method ticks streams: Python serves no streams yet"):
-        shmrpc.serve(str(streams), {"ticks": range}, addr)
+    streams = tmp_path / "summer.svc"
+    streams.write_text('service Summer { port 5901; name "summer"; i64 sum(stream<i64> xs); }')
+    with pytest.raises(ValueError, match="method sum streams its parameter: Python serves no "
+                                         "client streams yet"):
+        shmrpc.serve(str(streams), {"sum": lambda xs: 0}, addr)
     assert not segments_of(addr[len("shm://"):])
+
+
+@pytest.fixture(params=["shm", "tcp"])
+def py_streamer(request, tmp_path, monkeypatch):
+    """py_server.py's Streamer (tests/stream/stream.svc) with one worker; its notes in
+    .notes."""
+    notes = tmp_path / "notes"
+    monkeypatch.setenv("PY_SERVER_NOTES", str(notes))
+    addr = shm_name("pystream") if request.param == "shm" else f"tcp://127.0.0.1:{free_port()}"
+    s = py_server("streamer", addr, workers=1)
+    s.notes = notes
+    yield s
+    s.stop()
+
+
+def test_a_python_handler_streams_what_it_yields(py_streamer):
+    """The handler of a method whose result streams returns an iterable, a generator most
+    often: its items go as they come, each encoded as a result is, in order, and the stream
+    ends with it; an exception in it ends the stream after the items sent, as a handler's
+    fails a call; an item that does not encode, or a result that is no iterable of items,
+    fails it too (docs/python.md, "Serving")."""
+    with shmrpc.connect(py_streamer.address, timeout=30) as c:
+        got = list(c.ticks(1000, -1, 0))
+        assert [t.at for t in got] == list(range(1000))
+        assert got[2].note == "tick 2" and got[2].seen == [20, 21]
+        assert list(c.ticks(0, -1, 0)) == []
+        assert list(c.chunks(b"3 5")) == [b"aaaaa", b"bbbbb", b"ccccc"]
+        big = list(c.chunks(b"2 1048576"))  # larger than shm://'s ring: in pieces
+        assert [len(b) for b in big] == [1048576] * 2 and big[1] == b"b" * 1048576
+        seen = []
+        with pytest.raises(shmrpc.HandlerError, match="ticks: the handler failed: Failed: "
+                                                      "failed after 2") as e:
+            for t in c.ticks(5, 2, -6):
+                seen.append(t.at)
+        assert seen == [0, 1] and e.value.status_name == "SHMRPC_EHANDLER"
+        with pytest.raises(shmrpc.Error, match="failed after 3") as e:  # the status it names
+            list(c.ticks(5, 3, -13))
+        assert e.value.status_name == "SHMRPC_EBUSY"
+        seen = []
+        with pytest.raises(shmrpc.HandlerError, match=r"TypeError: item\.at: expected an int"):
+            for t in c.ticks(5, 1, 1):
+                seen.append(t.at)
+        assert seen == [0]
+        with pytest.raises(shmrpc.HandlerError, match="ticks streams its result: its handler "
+                                                      "returns an iterable of the items .*not str"):
+            list(c.ticks(-1, -1, 0))
+        with pytest.raises(shmrpc.HandlerError, match="'int' object is not iterable"):
+            list(c.ticks(-2, -1, 0))
+        assert c.twice(21) == 42
+    # A C client: shmrpcctl call, a line of JSON an item.
+    out = subprocess.run([os.environ["SHMRPCCTL"], "call", py_streamer.address, "ticks",
+                          "[3, -1, 0]"], capture_output=True, text=True, timeout=30)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.splitlines() == ['{"at":0,"note":"tick 0","seen":[]}',
+                                       '{"at":1,"note":"tick 1","seen":[10]}',
+                                       '{"at":2,"note":"tick 2","seen":[20,21]}']
+
+
+def test_a_python_stream_ends_with_its_client(py_streamer):
+    """A stream closed early, or past its deadline, closes its handler's generator (its
+    finally runs) and shmrpc.cancelled() says why; a handler that sends nothing learns the
+    deadline from shmrpc.cancelled(). The server goes on serving."""
+    notes = py_streamer.notes
+
+    def noted(text):
+        wait_for(repr(text), lambda: notes.exists() and text in notes.read_text().splitlines(),
+                 15)
+
+    with shmrpc.connect(py_streamer.address, timeout=30) as c:
+        f = c.forever(0)
+        assert [next(f), next(f), next(f)] == [0, 1, 2]
+        f.close()
+        noted("forever: Cancelled")
+        assert c.twice(2) == 4
+    with shmrpc.connect(py_streamer.address, timeout=0.3) as c:
+        n = 0
+        with pytest.raises(shmrpc.Timeout):
+            for v in c.forever(0):
+                assert v == n
+                n += 1
+        assert n > 0
+        noted("forever: Timeout")
+        with pytest.raises(shmrpc.Timeout):
+            list(c.quiet())
+        noted("quiet: Timeout")
+    with shmrpc.connect(py_streamer.address, timeout=30) as c:
+        assert list(c.slow(3, 10)) == [0, 1, 2]
 
 
 def test_sigterm_finishes_the_call_in_flight():
