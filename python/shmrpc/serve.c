@@ -362,6 +362,14 @@ static int send_items(shmrpc_ctx *ctx, pysvc *s, uint32_t id, PyObject *r)
         shmrpc_buf *buf = shmrpc_ctx_item(ctx);
         int bad = put_result(s, id, item, "item", buf);
         Py_DECREF(item);
+        if (bad && buf->err == SHMRPC_ETOOBIG) { /* as shmrpc_ctx_send says it */
+            PyErr_Clear();
+            rc = shmrpc_ctx_error(ctx, SHMRPC_ETOOBIG,
+                                  "an item of '%s' is larger than the server's maximum of %zu "
+                                  "bytes",
+                                  name, buf->max);
+            break;
+        }
         if (bad) {
             rc = handler_failed(ctx, name, SHMRPC_EHANDLER);
             break;
@@ -371,12 +379,20 @@ static int send_items(shmrpc_ctx *ctx, pysvc *s, uint32_t id, PyObject *r)
         Py_END_ALLOW_THREADS;
     }
     if (rc == 0 && PyErr_Occurred()) rc = handler_failed(ctx, name, SHMRPC_EHANDLER);
-    if (rc != 0 && PyGen_Check(it)) {
+    /* Ended early: closed as `yield from` closes what it delegates to, a generator or any
+     * iterator with a close method, so that its finally blocks run now (not when the last
+     * reference goes, which the handler may hold). What the close raises is printed, a
+     * SystemExit too, and ends nothing: the worker serves on. */
+    if (rc != 0 && PyObject_HasAttrString(it, "close")) {
         PyObject *closed = PyObject_CallMethod(it, "close", NULL);
-        if (closed == NULL) { /* it yielded again, or raised in its finally */
-            fprintf(stderr, "shmrpc: the stream of %s was closed, and its generator:\n", name);
+        if (closed == NULL) {
+            PyObject *type, *value, *tb;
+            PyErr_Fetch(&type, &value, &tb);
+            PyErr_NormalizeException(&type, &value, &tb);
+            fprintf(stderr, "shmrpc: the stream of %s ended early, and closing it failed:\n", name);
             fflush(stderr);
-            PyErr_Print();
+            if (type) PyErr_Display(type, value, tb);
+            Py_XDECREF(type), Py_XDECREF(value), Py_XDECREF(tb);
         }
         Py_XDECREF(closed);
     }

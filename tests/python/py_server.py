@@ -108,7 +108,8 @@ class Streamer:
     ticks(n, fail_after, fail) raises Failed(status fail) at fail_after, or yields an item
     that does not encode there when fail is 1; n -1 returns a str and n -2 an int instead
     of items. forever and quiet note how they ended ("forever: Cancelled"), quiet waiting at
-    most 20 s for shmrpc.cancelled()."""
+    most 20 s for shmrpc.cancelled(); forever's generators are kept, so that what ends them
+    early is the server's close, not their collection."""
 
     def ticks(self, n, fail_after, fail):
         if n == -1:
@@ -126,7 +127,15 @@ class Streamer:
             else:
                 yield {"at": i, "note": f"tick {i}", "seen": [i * 10 + k for k in range(i % 4)]}
 
+    def __init__(self):
+        self.live = []  # forever's generators: only the server's close ends them early
+
     def forever(self, pad):
+        g = self._forever()
+        self.live.append(g)
+        return g
+
+    def _forever(self):
         i = 0
         try:
             while True:
@@ -182,4 +191,5 @@ if __name__ == "__main__":
     kind, svc, workers, address = sys.argv[1:5]
     handlers = {"echo": Echo(), "every": EVERY, "any": DYN, "streamer": Streamer()}[kind]
     interceptors = [Gate()] if os.environ.get("PY_SERVER_GATE") else []
-    shmrpc.serve(svc, handlers, address, workers=int(workers), interceptors=interceptors)
+    shmrpc.serve(svc, handlers, address, workers=int(workers), interceptors=interceptors,
+                 max_message_size=int(os.environ.get("PY_SERVER_MAX_MSG", "0")))

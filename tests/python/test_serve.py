@@ -196,6 +196,31 @@ def test_a_python_stream_ends_with_its_client(py_streamer):
         assert list(c.slow(3, 10)) == [0, 1, 2]
 
 
+def test_a_python_stream_lets_the_gil_go_while_it_waits(tmp_path, monkeypatch):
+    """A stream whose client reads nothing waits in its send for the window without the GIL:
+    another client's call runs meanwhile (tcp://, where a worker runs calls on threads); an
+    item above the server's maximum ends its stream with SHMRPC_ETOOBIG, as a C handler's."""
+    monkeypatch.setenv("PY_SERVER_NOTES", str(tmp_path / "notes"))
+    monkeypatch.setenv("PY_SERVER_MAX_MSG", "100000")
+    s = py_server("streamer", f"tcp://127.0.0.1:{free_port()}", workers=1)
+    try:
+        with shmrpc.connect(s.address, timeout=30) as a, \
+                shmrpc.connect(s.address, timeout=10) as b:
+            with a.forever(0) as f:
+                assert next(f) == 0
+                time.sleep(0.3)  # its handler fills the window, and waits
+                assert b.twice(3) == 6
+            got = []
+            with pytest.raises(shmrpc.Error, match="an item of 'chunks' is larger than the "
+                                                   "server's maximum of 100000 bytes") as e:
+                for chunk in b.chunks(b"2 100001"):
+                    got.append(chunk)
+            assert got == [] and e.value.status_name == "SHMRPC_ETOOBIG"
+            assert list(b.chunks(b"2 99990")) == [b"a" * 99990, b"b" * 99990]
+    finally:
+        s.stop()
+
+
 def test_sigterm_finishes_the_call_in_flight():
     s = py_server("echo", shm_name("term"))
     try:
