@@ -202,6 +202,17 @@ def wait_child(pid, seconds=30):
         time.sleep(0.01)
 
 
+def count_until_timeout(stream):
+    """How many items stream gave, each checked to be 0, 1, 2, ... in turn, before it raised
+    shmrpc.Timeout (which it must)."""
+    n = 0
+    with pytest.raises(shmrpc.Timeout):
+        for v in stream:
+            assert v == n
+            n += 1
+    return n
+
+
 def shm_name(tag):
     return f"shm://pyt_{tag}_{os.getpid()}"
 
