@@ -340,9 +340,9 @@ static int put_result(pysvc *s, uint32_t id, PyObject *r, const char *what, shmr
 /* The items of the stream that r, the handler's result, iterates (a generator, or any
  * iterable), each encoded as a result is and sent as it comes, without the GIL while a
  * send waits for the client. 0 at its end. A send that fails (the client closed the stream
- * or went, its deadline passed, the server stops) ends it with that status, and a
- * generator is closed then, so that its finally blocks and with blocks run; an exception
- * in the iteration, or an item that does not encode, fails the call as a handler's does. */
+ * or went, its deadline passed, the server stops) ends it with that status, and the
+ * iterator is closed then (below); an exception in the iteration, or an item that does not
+ * encode, fails the call as a handler's does. */
 static int send_items(shmrpc_ctx *ctx, pysvc *s, uint32_t id, PyObject *r)
 {
     const char *name = s->methods[id].name;
