@@ -184,8 +184,12 @@ def test_a_python_stream_ends_with_its_client(py_streamer):
     with shmrpc.connect(py_streamer.address, timeout=0.3) as c:
         assert count_until_timeout(c.forever(0)) > 0
         noted("forever: Timeout")
-        with pytest.raises(shmrpc.Timeout):
-            list(c.quiet())
+        # quiet returns no items once shmrpc.cancelled() says Timeout: its end (status 0) may
+        # reach the client before the client's own deadline does, as under stress-ng.
+        try:
+            assert list(c.quiet()) == []
+        except shmrpc.Timeout:
+            pass
         noted("quiet: Timeout")
     with shmrpc.connect(py_streamer.address, timeout=30) as c:
         assert list(c.slow(3, 10)) == [0, 1, 2]
