@@ -271,6 +271,7 @@ static double stub_row(shmrpc_client *c, double seconds)
 /* A transport's row and the bare stream it is held against. */
 struct pair {
     const char *row, *base;
+    double (*base_row)(double seconds); /* the bare stream's items/s, or -1 */
     char addr[64];
     bool on, base_on; /* chosen by ROW */
     pid_t server;
@@ -312,7 +313,7 @@ static int pair_round(struct pair *p, int k, double seconds)
 {
     double base = 0, got = 0;
     if (p->base_on) {
-        base = strcmp(p->base, "ring/stream/16") == 0 ? ring_row(seconds) : raw_row(seconds);
+        base = p->base_row(seconds);
         if (base < 0) {
             printf("%s failed\n", p->base);
             return -1;
@@ -342,8 +343,9 @@ int main(int argc, char **argv)
     const char *only;
     int rc = bench_args_rows(argc, argv, usage, &seconds, &only);
     if (rc >= 0) return rc;
-    struct pair pairs[] = {{.row = "shm/stream/16", .base = "ring/stream/16"},
-                           {.row = "tcp/stream/16", .base = "tcp-raw/stream/16"}};
+    struct pair pairs[] = {
+        {.row = "shm/stream/16", .base = "ring/stream/16", .base_row = ring_row},
+        {.row = "tcp/stream/16", .base = "tcp-raw/stream/16", .base_row = raw_row}};
     enum { NPAIRS = sizeof pairs / sizeof pairs[0] };
     snprintf(pairs[0].addr, sizeof pairs[0].addr, "shm://stream_bench_%d", (int)getpid());
     snprintf(pairs[1].addr, sizeof pairs[1].addr, "tcp://127.0.0.1:%d", test_free_port());
