@@ -43,11 +43,17 @@ static void encode_failed(emitter *e, const char *label)
             label);
 }
 
-/* Writes the arguments into req_ (a @raw method's bytes as they are, else msgpack), and
- * returns from the stub when they did not fit. */
+/* Writes the arguments into req_ (a @raw method's bytes as they are, else msgpack; a
+ * client stream's are none, its items sent apart), and returns from the stub when they
+ * did not fit. */
 static void encode_args(gen *g, emitter *e, const svc_method *m, const char *label)
 {
-    if (svc_enc_is_raw(m->enc)) {
+    if (m->client_stream) {
+        em(e, "msgpack_packer pk_;");
+        em(e, "msgpack_packer_init(&pk_, req_, shmrpc_buf_msgpack_write);");
+        em(e, "msgpack_pack_array(&pk_, 0);");
+        em(e, "int rc_ = req_->err;");
+    } else if (svc_enc_is_raw(m->enc)) {
         const char *data = gen_tokstr(g, m->params->name);
         em(e, "int rc_ = shmrpc_buf_append(req_, %s.ptr, %s.len);", data, data);
     } else {
@@ -143,20 +149,84 @@ static void stub_raw(gen *g, emitter *e, const svc_method *m, const char *label,
        gen_method_id(g, m));
 }
 
-/* A stream's NAME_open, which encodes the arguments as a call's and opens the stream, and
- * NAME_recv, which decodes each item as a result. */
+/* A client stream's NAME_send, which encodes an item as an argument is and sends it, and
+ * NAME_done, which ends the items and, when the result is no stream, decodes it. */
+static void stub_send(gen *g, emitter *e, const svc_method *m, const char *label)
+{
+    const char *name = gen_method_cname(g, m);
+    const gtype *t = gen_type(g, gen_item_in(m));
+    em_blank(e);
+    em(e, "int %s_%s_send(shmrpc_stream *stream_, %s)", g->p, name, gen_value_decl(g, t, "item_"));
+    em_open(e, "{");
+    if (svc_enc_is_raw(m->enc)) {
+        em(e, "return shmrpc_stream_send(stream_, item_.ptr, item_.len);");
+    } else {
+        const cx c = {"&pk_", "", "", "rc_"};
+        em(e, "shmrpc_buf *b_ = shmrpc_stream_item(stream_);");
+        em_open(e, "if (b_ == NULL)");
+        em_last(e, "return shmrpc_stream_send(stream_, NULL, 0); /* says why */");
+        em(e, "msgpack_packer pk_;");
+        em(e, "msgpack_packer_init(&pk_, b_, shmrpc_buf_msgpack_write);");
+        gen_mp_write(g, e, &c, t, t->kind == GK_STRUCT ? "*item_" : "item_");
+        em_open(e, "if (b_->err != 0)");
+        em_last(e,
+                "return shmrpc_client_error(NULL, b_->err, \"%s: an item: %%s\", "
+                "shmrpc_strerror(b_->err));",
+                label);
+        em(e, "return shmrpc_stream_send(stream_, b_->data, b_->len);");
+    }
+    em_close(e, "}");
+    em_blank(e);
+    em(e, "int %s_%s_done(shmrpc_stream *stream_%s)", g->p, name, gen_out_decl(g, m));
+    em_open(e, "{");
+    if (m->server_stream) {
+        em(e, "return shmrpc_stream_done(stream_);");
+    } else if (svc_enc_is_raw(m->enc)) {
+        em(e, "return shmrpc_stream_answer(stream_, out_);");
+    } else {
+        const cx c = {"", "&r_", "shmrpc_stream_arena(stream_)", "rc_"};
+        em(e, "shmrpc_bytes b_;");
+        em(e, "int rc_ = shmrpc_stream_answer(stream_, &b_);");
+        em_open(e, "if (rc_ != 0)");
+        em_last(e, "return rc_;");
+        em(e, "shmrpc_mp_reader r_;");
+        em(e, "shmrpc_mp_reader_init(&r_, b_.ptr, b_.len);");
+        const char *fail =
+            S("return shmrpc_stream_decode_error(stream_, \"%s\", r_.field, r_.why);", label);
+        if (m->result->kind == SVC_T_VOID) {
+            em_open(e, "if ((rc_ = shmrpc_mp_read_nil(&r_)) != 0)");
+            em_last(e, "%s", fail);
+        } else {
+            gen_mp_read(g, e, &c, gen_type(g, m->result), "*out_", fail);
+        }
+        em_open(e, "if ((rc_ = shmrpc_mp_finish(&r_)) != 0)");
+        em_last(e, "%s", fail);
+        em(e, "return 0;");
+    }
+    em_close(e, "}");
+}
+
+/* A stream's NAME_open, which encodes the arguments as a call's and opens the stream; then
+ * a client stream's NAME_send and NAME_done, and NAME_recv, which decodes each item of a
+ * result that streams as a result. */
 static void stub_stream(gen *g, emitter *e, const svc_method *m, const char *label)
 {
     const char *name = gen_method_cname(g, m);
-    const gtype *t = gen_type(g, gen_answer(m));
     em_blank(e);
     em(e, "int %s_%s_open(shmrpc_client *client_%s, shmrpc_stream **stream_)", g->p, name,
        gen_params_decl(g, m));
     em_open(e, "{");
-    em(e, "shmrpc_buf *req_ = shmrpc_client_request(client_);");
-    encode_args(g, e, m, label);
+    if (m->client_stream && svc_enc_is_raw(m->enc)) {
+        em(e, "shmrpc_client_request(client_); /* cleared: no bytes */");
+    } else {
+        em(e, "shmrpc_buf *req_ = shmrpc_client_request(client_);");
+        encode_args(g, e, m, label);
+    }
     em(e, "return shmrpc_client_open(client_, %s, stream_);", gen_method_id(g, m));
     em_close(e, "}");
+    if (m->client_stream) stub_send(g, e, m, label);
+    if (!m->server_stream) return;
+    const gtype *t = gen_type(g, gen_answer(m));
     em_blank(e);
     em(e, "int %s_%s_recv(shmrpc_stream *stream_, %s)", g->p, name,
        gen_ptr_decl(g, t->ctype, "item_", false));
@@ -189,7 +259,7 @@ void gen_client(gen *g, emitter *e)
     em(e, "#include \"%s.h\"", g->stem);
     for (const svc_method *m = g->svc->methods; m; m = m->next) {
         const char *label = S("%s.%.*s", g->name, m->name.n, m->name.p);
-        if (m->server_stream) {
+        if (m->server_stream || m->client_stream) {
             stub_stream(g, e, m, label);
             continue;
         }

@@ -52,7 +52,10 @@ void gen_mark_needs(gen *g)
         if (svc_enc_is_raw(m->enc)) continue;
         unsigned rw = m->enc == SVC_ENC_JSON ? NEED_JSON_READ | NEED_JSON_WRITE
                                              : NEED_MP_READ | NEED_MP_WRITE;
-        if (m->n_params) mark(g, gen_args_type(g, m), rw);
+        if (m->client_stream)
+            mark(g, gen_type(g, gen_item_in(m)), rw);
+        else if (m->n_params)
+            mark(g, gen_args_type(g, m), rw);
         if (gen_answer(m)->kind != SVC_T_VOID) mark(g, gen_type(g, gen_answer(m)), rw);
     }
     for (const svc_method *q = g->svc->queues; q; q = q->next)

@@ -105,15 +105,21 @@ enum { GEN_MAX_LITERAL = 4095 };
 void gen_string_def(gen *g, emitter *e, const char *decl, const char *text);
 /* The C constant of an enum value: echo_Color_red. */
 const char *gen_enum_const(gen *g, const gtype *t, const svc_enumval *v);
-/* A method's parameters in a prototype: ", int64_t a, const echo_Point *p". */
+/* A method's parameters in a prototype: ", int64_t a, const echo_Point *p"; "" for a client
+ * stream's, whose items are sent (NAME_send) and read (NAME_read) one by one. */
 const char *gen_params_decl(gen *g, const svc_method *m);
 /* The result parameter in a prototype: ", int64_t *out_", or "" for void and for a stream,
- * whose handler sends its items (NAME_send) and whose client receives them (NAME_recv). */
+ * whose handler writes its items (NAME_write) and whose client receives them (NAME_recv). */
 const char *gen_out_decl(gen *g, const svc_method *m);
 /* What a method answers with: its result type, or its stream's item type. */
 static inline const svc_type *gen_answer(const svc_method *m)
 {
     return m->server_stream ? m->result->elem : m->result;
+}
+/* What a client stream's items are (its one parameter is stream<T>: T), or NULL. */
+static inline const svc_type *gen_item_in(const svc_method *m)
+{
+    return m->client_stream ? m->params->type->elem : NULL;
 }
 /* A value of type t as a parameter named name: structs by const pointer, the rest by
  * value ("const echo_Point *p", "int64_t a"). */

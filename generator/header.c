@@ -132,10 +132,12 @@ static void methods(gen *g, emitter *e)
     em(e, "/* Client stubs. Each returns 0 or a negative SHMRPC_E... status, with a message in");
     em(e, " * shmrpc_errmsg(). What a result points to (strings, bytes, lists, maps, optional");
     em(e, " * structs) stays valid until the client's next call. */");
-    bool streams = false;
+    bool streams = false, streams_in = false, streams_out = false;
     for (const svc_method *m = g->svc->methods; m; m = m->next) {
-        streams |= m->server_stream;
-        if (m->server_stream) continue;
+        streams_out |= m->server_stream;
+        streams_in |= m->client_stream;
+        streams |= m->server_stream || m->client_stream;
+        if (m->server_stream || m->client_stream) continue;
         em_blank(e);
         gen_doc(g, e, m->doc);
         em(e, "int %s_%s(shmrpc_client *client_%s%s);", g->p, gen_method_cname(g, m),
@@ -147,7 +149,7 @@ static void methods(gen *g, emitter *e)
     em(e, " * shmrpc_client_start); NAME_finish waits for it, frees it and decodes its result,");
     em(e, " * which stays valid until the client's next call or start. */");
     for (const svc_method *m = g->svc->methods; m; m = m->next) {
-        if (m->server_stream) continue;
+        if (m->server_stream || m->client_stream) continue;
         em(e, "int %s_%s_start(shmrpc_client *client_%s, shmrpc_call **call_);", g->p,
            gen_method_cname(g, m), gen_params_decl(g, m));
         em(e, "int %s_%s_finish(shmrpc_client *client_, shmrpc_call *call_%s);", g->p,
@@ -158,19 +160,35 @@ static void methods(gen *g, emitter *e)
         em(e,
            "/* Streams (shmrpc/client.h, \"streams\"; docs/streams.md): NAME_open sends the call");
         em(e,
-           " * and sets *stream_; NAME_recv gives its next item: 1 (what the item points to valid");
-        em(e,
-           " * until the next recv), 0 at its end, or the stream's status. shmrpc_stream_close()");
-        em(e, " * ends it; the client makes no other call while it is open. */");
+           " * and sets *stream_; shmrpc_stream_close() ends it; the client makes no other call");
+        em(e, " * while it is open.");
+        if (streams_out) {
+            em(e, " * NAME_recv gives the next item of a result that streams: 1 (what the item");
+            em(e, " * points to valid until the next recv), 0 at its end, or the stream's status.");
+        }
+        if (streams_in) {
+            em(e, " * NAME_send sends an item of a parameter that streams: 0, or the stream's");
+            em(e, " * status once it ended (SHMRPC_ECLOSED: the handler returned before reading");
+            em(e, " * it). NAME_done says that no item follows, and, when the result is no");
+            em(e, " * stream, waits for it (valid until the close): 0, or the stream's status.");
+        }
+        em(e, " */");
     }
     for (const svc_method *m = g->svc->methods; m; m = m->next) {
-        if (!m->server_stream) continue;
+        if (!m->server_stream && !m->client_stream) continue;
+        const char *name = gen_method_cname(g, m);
         em_blank(e);
         gen_doc(g, e, m->doc);
-        em(e, "int %s_%s_open(shmrpc_client *client_%s, shmrpc_stream **stream_);", g->p,
-           gen_method_cname(g, m), gen_params_decl(g, m));
-        em(e, "int %s_%s_recv(shmrpc_stream *stream_, %s);", g->p, gen_method_cname(g, m),
-           gen_ptr_decl(g, gen_type(g, gen_answer(m))->ctype, "item_", false));
+        em(e, "int %s_%s_open(shmrpc_client *client_%s, shmrpc_stream **stream_);", g->p, name,
+           gen_params_decl(g, m));
+        if (m->client_stream) {
+            em(e, "int %s_%s_send(shmrpc_stream *stream_, %s);", g->p, name,
+               gen_value_decl(g, gen_type(g, gen_item_in(m)), "item_"));
+            em(e, "int %s_%s_done(shmrpc_stream *stream_%s);", g->p, name, gen_out_decl(g, m));
+        }
+        if (m->server_stream)
+            em(e, "int %s_%s_recv(shmrpc_stream *stream_, %s);", g->p, name,
+               gen_ptr_decl(g, gen_type(g, gen_answer(m))->ctype, "item_", false));
     }
     em_blank(e);
     em(e, "/* Server: one handler per method, registered with shmrpc_server_register() together");
@@ -186,18 +204,31 @@ static void methods(gen *g, emitter *e)
     }
     if (g->n_methods == 0) em(e, "char unused; /* C has no empty structs */");
     em_close(e, "} %s_handlers;", g->own);
-    if (streams) {
+    if (streams_out) {
         em_blank(e);
-        em(e, "/* The handler of a stream writes its items (NAME_write), in order, then returns its");
+        em(e,
+           "/* The handler of a stream writes its items (NAME_write), in order, then returns its");
         em(e, " * status: a write waits while the client is behind, and fails once the stream");
         em(e, " * cannot go on (closed, cancelled, past its deadline), which the handler returns.");
         em(e, " * (A handler reads and writes: NAME_read and NAME_write; a client sends and");
         em(e, " * receives: NAME_send and NAME_recv.) */");
     }
-    for (const svc_method *m = g->svc->methods; m; m = m->next)
+    if (streams_in) {
+        em_blank(e);
+        em(e, "/* The handler of a stream it takes reads its items (NAME_read): 1 and the item");
+        em(e,
+           " * (what it points to valid until the next read), 0 after the client's last, or why");
+        em(e, " * the stream cannot go on (closed, cancelled, past its deadline, or an item that");
+        em(e, " * does not decode), which the handler returns. It may return before the last. */");
+    }
+    for (const svc_method *m = g->svc->methods; m; m = m->next) {
+        if (m->client_stream)
+            em(e, "int %s_%s_read(shmrpc_ctx *ctx_, %s);", g->p, gen_method_cname(g, m),
+               gen_ptr_decl(g, gen_type(g, gen_item_in(m))->ctype, "item_", false));
         if (m->server_stream)
             em(e, "int %s_%s_write(shmrpc_ctx *ctx_, %s);", g->p, gen_method_cname(g, m),
                gen_value_decl(g, gen_type(g, gen_answer(m)), "item_"));
+    }
     em_blank(e);
     em(e, "extern const shmrpc_service %s_service;", g->own);
 }

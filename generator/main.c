@@ -192,20 +192,6 @@ int main(int argc, char **argv)
         return 1;
     }
 
-    /* The language has client streams (docs/streams.md); their code is not written yet. */
-    for (const svc_method *m = f->service ? f->service->methods : NULL; m; m = m->next)
-        if (m->client_stream) {
-            fprintf(stderr,
-                    "%s:%d:%d: error: method '%.*s' streams its parameter: shmrpcgen does not "
-                    "generate client streams yet\n",
-                    input, m->name.line, m->name.col, m->name.n, m->name.p);
-            nerrors++;
-        }
-    if (nerrors > 0) {
-        svc_arena_free(a);
-        return 1;
-    }
-
     gen g;
     gen_init(&g, a, f);
     gen_mark_needs(&g);

@@ -19,7 +19,7 @@ static void call_handler(gen *g, emitter *e, const svc_method *m)
     sbuf b;
     sb_init(&b);
     sb_printf(&b, "h->%s(ctx", gen_method_cname(g, m));
-    for (const svc_field *p = m->params; p; p = p->next)
+    for (const svc_field *p = m->client_stream ? NULL : m->params; p; p = p->next)
         sb_printf(&b, ", %sargs.%.*s", gen_type(g, p->type)->kind == GK_STRUCT ? "&" : "",
                   p->name.n, p->name.p);
     sb_puts(&b, has_out ? ", &out)" : ")");
@@ -37,10 +37,11 @@ static void decode_failed(emitter *e, const char *label)
 }
 
 /* Reads the request's arguments into `args` with the reader r, or for a method without
- * any, checks that none came; assign begins the statement that sets rc. */
+ * any (or a client stream's, which come as items), checks that none came; assign begins
+ * the statement that sets rc. */
 static void read_args(gen *g, emitter *e, const svc_method *m, bool json, const char *assign)
 {
-    if (m->n_params) {
+    if (m->n_params && !m->client_stream) {
         const gtype *at = gen_args_type(g, m);
         em(e, "%s args;", at->ctype);
         em(e, "%s%s(&r, %s, &args);", assign, gen_codec_fn(g, at, json ? "json_read" : "mp_read"),
@@ -93,10 +94,9 @@ static void read_request(gen *g, emitter *e, const svc_method *m, const char *la
     decode_failed(e, label);
 }
 
-static void invoke_msgpack(gen *g, emitter *e, const svc_method *m, const char *label)
+/* Encodes the handler's result `out` into resp, and returns. */
+static void write_result(gen *g, emitter *e, const svc_method *m, const char *label)
 {
-    read_request(g, e, m, label);
-    call_handler(g, e, m);
     em(e, "msgpack_packer pk;");
     em(e, "msgpack_packer_init(&pk, resp, shmrpc_buf_msgpack_write);");
     if (m->result->kind == SVC_T_VOID) {
@@ -115,6 +115,13 @@ static void invoke_msgpack(gen *g, emitter *e, const svc_method *m, const char *
         }
     }
     em(e, "return resp->err;");
+}
+
+static void invoke_msgpack(gen *g, emitter *e, const svc_method *m, const char *label)
+{
+    read_request(g, e, m, label);
+    call_handler(g, e, m);
+    write_result(g, e, m, label);
 }
 
 static void invoke_json(gen *g, emitter *e, const svc_method *m, const char *label)
@@ -152,6 +159,71 @@ static void invoke_stream(gen *g, emitter *e, const svc_method *m, const char *l
     em(e, "(void)resp;");
     call_handler(g, e, m);
     em(e, "return 0;");
+}
+
+/* A client stream's invoke: no arguments (an empty array; a @raw method's, no bytes), then
+ * the handler, which reads the items itself; then its result as a call's, unless that
+ * streams too. */
+static void invoke_client_stream(gen *g, emitter *e, const svc_method *m, const char *label)
+{
+    if (svc_enc_is_raw(m->enc)) {
+        em_open(e, "if (req.len != 0)");
+        em_last(e, "return shmrpc_ctx_error(ctx, SHMRPC_EINVAL, \"%s: arguments: expected none\");",
+                label);
+        if (m->server_stream) {
+            em(e, "(void)resp;");
+            em(e, "return h->%s(ctx);", gen_method_cname(g, m));
+        } else {
+            em(e, "shmrpc_bytes out = {NULL, 0};");
+            em(e, "int rc = h->%s(ctx, &out);", gen_method_cname(g, m));
+            em_open(e, "if (rc != 0)");
+            em_last(e, "return rc;");
+            em(e, "return shmrpc_ctx_answer_raw(ctx, resp, out);");
+        }
+        return;
+    }
+    em(e, "shmrpc_mp_reader r;");
+    em(e, "shmrpc_mp_reader_init(&r, req.ptr, req.len);");
+    read_args(g, e, m, false, "int rc = ");
+    em_open(e, "if (rc == 0)");
+    em_last(e, "rc = shmrpc_mp_finish(&r);");
+    decode_failed(e, label);
+    call_handler(g, e, m);
+    if (m->server_stream) {
+        em(e, "(void)resp;");
+        em(e, "return 0;");
+        return;
+    }
+    write_result(g, e, m, label);
+}
+
+/* NAME_read: the client's next item, decoded as an argument is into the item arena. */
+static void stream_read(gen *g, emitter *e, const svc_method *m, const char *label)
+{
+    const gtype *t = gen_type(g, gen_item_in(m));
+    em_blank(e);
+    em(e, "int %s_%s_read(shmrpc_ctx *ctx_, %s)", g->p, gen_method_cname(g, m),
+       gen_ptr_decl(g, t->ctype, "item_", false));
+    em_open(e, "{");
+    if (svc_enc_is_raw(m->enc)) {
+        em(e, "return shmrpc_ctx_recv(ctx_, item_);");
+        em_close(e, "}");
+        return;
+    }
+    const cx c = {"", "&r_", "shmrpc_ctx_item_arena(ctx_)", "rc_"};
+    em(e, "shmrpc_bytes b_;");
+    em(e, "int rc_ = shmrpc_ctx_recv(ctx_, &b_);");
+    em_open(e, "if (rc_ != 1)");
+    em_last(e, "return rc_;");
+    em(e, "shmrpc_mp_reader r_;");
+    em(e, "shmrpc_mp_reader_init(&r_, b_.ptr, b_.len);");
+    const char *fail =
+        S("return shmrpc_ctx_decode_error(ctx_, \"%s\", \"item\", r_.field, r_.why);", label);
+    gen_mp_read(g, e, &c, t, "*item_", fail);
+    em_open(e, "if ((rc_ = shmrpc_mp_finish(&r_)) != 0)");
+    em_last(e, "%s", fail);
+    em(e, "return 1;");
+    em_close(e, "}");
 }
 
 /* NAME_write: encodes an item as a result into the call's item buffer, and sends it. */
@@ -241,7 +313,7 @@ void gen_server(gen *g, emitter *e)
     em_blank(e);
     em(e, "#include \"%s.h\"", g->stem);
     for (const svc_method *m = g->svc->methods; m; m = m->next)
-        if (m->n_params > 0 && !svc_enc_is_raw(m->enc)) args_struct(g, e, m);
+        if (m->n_params > 0 && !svc_enc_is_raw(m->enc) && !m->client_stream) args_struct(g, e, m);
     bool any = false;
     for (gtype *t = g->types; t; t = t->next)
         any |= t->is_args && t->need;
@@ -257,7 +329,9 @@ void gen_server(gen *g, emitter *e)
            invoke_fn(g, m));
         em_open(e, "{");
         em(e, "const %s_handlers *h = handlers;", g->own);
-        if (m->server_stream)
+        if (m->client_stream)
+            invoke_client_stream(g, e, m, label);
+        else if (m->server_stream)
             invoke_stream(g, e, m, label);
         else if (svc_enc_is_raw(m->enc))
             invoke_raw(g, e, m);
@@ -267,8 +341,11 @@ void gen_server(gen *g, emitter *e)
             invoke_msgpack(g, e, m, label);
         em_close(e, "}");
     }
-    for (const svc_method *m = g->svc->methods; m; m = m->next)
-        if (m->server_stream) stream_write(g, e, m, S("%s.%.*s", g->name, m->name.n, m->name.p));
+    for (const svc_method *m = g->svc->methods; m; m = m->next) {
+        const char *label = S("%s.%.*s", g->name, m->name.n, m->name.p);
+        if (m->client_stream) stream_read(g, e, m, label);
+        if (m->server_stream) stream_write(g, e, m, label);
+    }
     if (g->n_methods) tables(g, e);
     em_blank(e);
     em_open(e, "const shmrpc_service %s_service = {", g->own);

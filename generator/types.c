@@ -90,7 +90,7 @@ void gen_init(gen *g, svc_arena *a, const svc_file *f)
     }
     for (const svc_method *m = g->svc->methods; m; m = m->next) {
         for (const svc_field *p = m->params; p; p = p->next)
-            gen_type(g, p->type);
+            gen_type(g, m->client_stream ? gen_item_in(m) : p->type);
         if (gen_answer(m)->kind != SVC_T_VOID) gen_type(g, gen_answer(m));
     }
     for (const svc_method *q = g->svc->queues; q; q = q->next)
@@ -258,6 +258,7 @@ const char *gen_value_decl(gen *g, const gtype *t, const char *name)
 /* Structs travel by const pointer, the rest by value. */
 const char *gen_params_decl(gen *g, const svc_method *m)
 {
+    if (m->client_stream) return "";
     sbuf b;
     sb_init(&b);
     for (const svc_field *f = m->params; f; f = f->next)

@@ -791,19 +791,36 @@ static void claim_type(check *c, svc_ntab *names, const svc_decl *d)
 }
 
 /* A method's stub, S_m, and its asynchronous pair, S_m_start and S_m_finish; a stream's
- * S_m_open, S_m_recv and S_m_write instead of those (a handler reads and writes, a client
- * sends and receives, so that a stream both ways names each once): so a method m_start clashes with m's
- * (both would define S_m_start). */
+ * functions instead of those: S_m_open, and S_m_recv and S_m_write when its result streams,
+ * S_m_send, S_m_done and S_m_read when its parameter does (a handler reads and writes, a
+ * client sends and receives, so that a stream both ways names each once): so a method
+ * m_start clashes with m's (both would define S_m_start). */
 static void claim_method(check *c, svc_ntab *names, svc_ntab *seen, const svc_method *m)
 {
     if (name_problem(m->name, false, false) || ntab_put(c, seen, text(c, m->name), m)) return;
     const char *stub = svc_arena_printf(c->a, "%s_%s", c->S, snake(c, m->name));
-    static const char *const calls[] = {"", "_start", "_finish"};
-    static const char *const streams[] = {"_open", "_recv", "_write"};
-    for (int i = 0; i < 3; i++) {
-        const char *suffix = m->server_stream ? streams[i] : calls[i];
-        const char *role = m->server_stream ? "stream function" : i ? "asynchronous stub" : NULL;
-        const char *cn = svc_arena_printf(c->a, "%s%s", stub ? stub : "", suffix);
+    const char *suffixes[6];
+    int n = 0;
+    if (!m->server_stream && !m->client_stream) {
+        suffixes[n++] = "";
+        suffixes[n++] = "_start";
+        suffixes[n++] = "_finish";
+    } else {
+        suffixes[n++] = "_open";
+    }
+    if (m->server_stream) {
+        suffixes[n++] = "_recv";
+        suffixes[n++] = "_write";
+    }
+    if (m->client_stream) {
+        suffixes[n++] = "_send";
+        suffixes[n++] = "_done";
+        suffixes[n++] = "_read";
+    }
+    bool stream = m->server_stream || m->client_stream;
+    for (int i = 0; i < n; i++) {
+        const char *role = stream ? "stream function" : i ? "asynchronous stub" : NULL;
+        const char *cn = svc_arena_printf(c->a, "%s%s", stub ? stub : "", suffixes[i]);
         if (!claim_as(c, names, cn, m->name, role)) return;
     }
 }

@@ -65,13 +65,14 @@ fi
 
 # What the upper layer holds: a whiteout (a character device 0/0) is a file of the system
 # removed; anything else that the system does not have was left behind. dpkg's records,
-# the logs, the caches of debconf and ldconfig, and the files of the users
+# the logs, the caches of debconf, ldconfig and man-db (whose trigger, run for our manual
+# pages, may add the CACHEDIR.TAG a partly built cache lacked), and the files of the users
 # systemd-sysusers made (kept at a purge, as Debian does with users) are expected.
 left=$(cd "$ov/upper" && find . -mindepth 1 \( -type c -o ! -type d -o -type d \) -print |
     sed 's|^\./|/|' | while IFS= read -r p; do
         case $p in
         /var/lib/dpkg | /var/lib/dpkg/* | /var/log | /var/log/* | /var/cache | /var/cache/debconf* | \
-            /var/cache/ldconfig* | /etc/ld.so.cache | /etc/passwd- | /etc/group- | \
+            /var/cache/ldconfig* | /var/cache/man/* | /etc/ld.so.cache | /etc/passwd- | /etc/group- | \
             /etc/shadow- | /etc/gshadow- | /etc/.pwd.lock | /tmp | /mnt | /root | /root/.cache | \
             /root/.cache/*) continue ;;
         esac

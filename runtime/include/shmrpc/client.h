@@ -237,7 +237,7 @@ int shmrpc_client_finish(shmrpc_client *c, shmrpc_call *call, shmrpc_bytes *resp
 int shmrpc_client_loan(shmrpc_client *c, uint32_t method_id, size_t size, void **ptr);
 int shmrpc_client_call_loaned(shmrpc_client *c, size_t len, shmrpc_bytes *resp);
 
-/* --- streams: a method whose result is stream<T> (docs/streams.md) ---
+/* --- streams: a method whose result or parameter is stream<T> (docs/streams.md) ---
  * shmrpc_client_open sends the request written into shmrpc_client_request's buffer, as
  * shmrpc_client_call would, and sets *stream; shmrpc_stream_recv then gives the items the
  * handler sends, in order, each once: 1 and the item in *item (valid until the next recv
@@ -250,17 +250,36 @@ int shmrpc_client_call_loaned(shmrpc_client *c, size_t len, shmrpc_bytes *resp);
  * control"). shmrpc_stream_close ends the stream, telling a handler still sending that it
  * is no longer wanted (its sends fail with SHMRPC_ECANCELLED), and frees it. One stream at
  * a time on a client, and no other call of that client while it is open (SHMRPC_EBUSY).
- * Fails as shmrpc_client_call, and with SHMRPC_EINVAL for a method whose result is not a
- * stream (in the server's table) or a transport that carries no streams yet. */
+ * Fails as shmrpc_client_call, and with SHMRPC_EINVAL for a method that does not stream
+ * (in the server's table) or a transport that carries no such stream yet.
+ *
+ * A method whose parameter is stream<T>: the request is its empty arguments, and
+ * shmrpc_stream_send sends an item (its encoding), in order, waiting while the items in
+ * transit fill what the transport holds: 0, or the stream's status once it ended
+ * (SHMRPC_ECLOSED when its handler returned before it read the item: the end then says
+ * how). shmrpc_stream_done tells the handler that no item follows (its reads give 0).
+ * shmrpc_stream_answer, for a method whose result is not a stream, does that and waits for
+ * the answer: 0 and its encoding in *answer (valid until close), or the stream's status.
+ * A method that streams both ways sends with shmrpc_stream_send and receives with
+ * shmrpc_stream_recv; a client that sends more than the transport holds before it
+ * receives may wait for a handler that waits for it, until the deadline (for ever
+ * without one). */
 typedef struct shmrpc_stream shmrpc_stream;
 
 int shmrpc_client_open(shmrpc_client *c, uint32_t method_id, shmrpc_stream **stream);
 int shmrpc_stream_recv(shmrpc_stream *s, shmrpc_bytes *item);
+int shmrpc_stream_send(shmrpc_stream *s, const void *item, size_t n);
+/* An empty buffer to encode the next item to send into, the stream's own, kept between
+ * items (its maximum the client's); NULL for a stream whose parameter does not stream. */
+shmrpc_buf *shmrpc_stream_item(shmrpc_stream *s);
+int shmrpc_stream_done(shmrpc_stream *s);
+int shmrpc_stream_answer(shmrpc_stream *s, shmrpc_bytes *answer);
 shmrpc_arena *shmrpc_stream_arena(shmrpc_stream *s);
 void shmrpc_stream_close(shmrpc_stream *s);
-/* For generated NAME_recv stubs: an item that does not decode ends the stream with
- * SHMRPC_EINVAL (its handler told), the message as shmrpc_client_decode_error's with
- * "item": "Ticker.ticks: item, field 'Tick.at': expected integer, got string". */
+/* For generated NAME_recv and NAME_done stubs: an item that does not decode ends the
+ * stream with SHMRPC_EINVAL (its handler told), the message as shmrpc_client_decode_error's
+ * with "item": "Ticker.ticks: item, field 'Tick.at': expected integer, got string"; an
+ * answer that does not decode makes the stream's status SHMRPC_EINVAL, with "result". */
 int shmrpc_stream_decode_error(shmrpc_stream *s, const char *method, const char *field,
                                const char *why);
 

@@ -153,6 +153,18 @@ int shmrpc_ctx_answer_raw(shmrpc_ctx *ctx, shmrpc_buf *resp, shmrpc_bytes out);
 int shmrpc_ctx_send(shmrpc_ctx *ctx, const void *item, size_t n);
 /* An empty buffer to encode the next item into, the call's own, kept between items. */
 shmrpc_buf *shmrpc_ctx_item(shmrpc_ctx *ctx);
+/* Reads the next item of the stream that the call being served takes as its parameter (a
+ * method whose parameter is stream<T>, docs/streams.md): 1 and the item's encoding in
+ * *item (the generated NAME_read decodes it into shmrpc_ctx_item_arena), valid until the
+ * next read; 0 once the client said that no item follows (shmrpc_stream_done), and again
+ * after; or why the stream cannot go on: SHMRPC_ECANCELLED (the client closed or cancelled
+ * it, or the server stops), SHMRPC_ETIMEDOUT (its deadline passed), SHMRPC_EPEERDIED (the
+ * client went away), SHMRPC_EINVAL (the call being served streams no parameter). Waits
+ * for the client's next item. A handler may return before it read every item: the items
+ * left are dropped, and the client's sends fail with SHMRPC_ECLOSED. */
+int shmrpc_ctx_recv(shmrpc_ctx *ctx, shmrpc_bytes *item);
+/* The arena the item read last decodes into: reset at each shmrpc_ctx_recv. */
+shmrpc_arena *shmrpc_ctx_item_arena(shmrpc_ctx *ctx);
 
 /* Decodes a request, calls the handler and encodes its result into resp. */
 typedef int (*shmrpc_invoke_fn)(shmrpc_ctx *ctx, const void *handlers, shmrpc_bytes req,

@@ -62,9 +62,12 @@ struct shmrpc_stream {
     uint32_t j;            /* the method, in the client's table */
     int status;            /* SHMRPC_CALL_PENDING while items may come, then the end's */
     shmrpc_buf item;       /* the last item */
+    shmrpc_buf out;        /* the item being sent (shmrpc_stream_item) */
     shmrpc_buf msg;        /* the end's message */
     shmrpc_arena *arena;   /* what the last item decoded into */
     uint32_t icpt_ran;     /* the befores that ran at the open, whose afters the end runs */
+    int way;               /* SHMRPC__STREAM_OUT, _IN, or both: which way it streams */
+    bool done;             /* the client sent its last item (shmrpc_stream_done) */
 };
 
 /* An asynchronous call: the caller's until shmrpc_call_free. */
@@ -1053,7 +1056,9 @@ int shmrpc_client_open(shmrpc_client *c, uint32_t method_id, shmrpc_stream **str
     int rc = encoded_begin(c, method_id, &timeout, &err);
     if (rc) return rc;
     const shmrpc_method_info *m = &c->table.info.methods[c->map[method_id]];
-    if (!shmrpc__sig_server_stream(m->signature))
+    int way = (shmrpc__sig_server_stream(m->signature) ? SHMRPC__STREAM_OUT : 0) |
+              (shmrpc__sig_client_stream(m->signature) ? SHMRPC__STREAM_IN : 0);
+    if (!way)
         return shmrpc_client_error(
             c, SHMRPC_EINVAL, "'%s' answers once: it is called, not opened as a stream", m->name);
     if (!c->conn->ops->stream_open)
@@ -1061,19 +1066,25 @@ int shmrpc_client_open(shmrpc_client *c, uint32_t method_id, shmrpc_stream **str
                                    "'%s' answers with a stream, which this transport does not "
                                    "carry yet (docs/streams.md)",
                                    m->name);
+    if ((way & SHMRPC__STREAM_IN) && !c->conn->ops->stream_send)
+        return shmrpc_client_error(c, SHMRPC_EINVAL,
+                                   "'%s' streams its parameter, which this transport does not "
+                                   "carry yet (docs/streams.md)",
+                                   m->name);
     if ((rc = inherited_passed(c, timeout)) != 0) return rc;
-    if ((c->slow[method_id] & SLOW_FAULTS) && (rc = inject(c, method_id, &timeout)) != 0)
-        return rc;
+    if ((c->slow[method_id] & SLOW_FAULTS) && (rc = inject(c, method_id, &timeout)) != 0) return rc;
     shmrpc_stream *s = calloc(1, sizeof *s);
     if (!s || !(s->arena = shmrpc_arena_new(0))) {
         free(s);
         return shmrpc_client_error(c, SHMRPC_ENOMEM, "out of memory");
     }
     *s = (shmrpc_stream){
-        .client = c, .j = method_id, .status = SHMRPC_CALL_PENDING, .arena = s->arena};
+        .client = c, .j = method_id, .status = SHMRPC_CALL_PENDING, .arena = s->arena, .way = way};
     shmrpc_buf_init(&s->item);
+    shmrpc_buf_init(&s->out);
     shmrpc_buf_init(&s->msg);
     s->item.max = c->cfg.max_msg;
+    s->out.max = c->cfg.max_msg;
     shmrpc__icall ic = icall_of(c, method_id);
     if (c->icpt && (rc = shmrpc__icpts_before(c->icpt, &ic, &s->icpt_ran)) != 0) {
         rc = shmrpc__icpts_after(c->icpt, &ic, s->icpt_ran, rc);
@@ -1101,6 +1112,9 @@ int shmrpc_stream_recv(shmrpc_stream *s, shmrpc_bytes *item)
 {
     if (item) *item = shmrpc_bytes_of(empty, 0);
     if (!s) return shmrpc__err_set(SHMRPC_EINVAL, "no stream");
+    if (!(s->way & SHMRPC__STREAM_OUT))
+        return shmrpc__err_set(SHMRPC_EINVAL,
+                               "the stream's method answers once: shmrpc_stream_answer gives it");
     shmrpc_buf *err = shmrpc__err_begin();
     if (s->status == SHMRPC_CALL_PENDING) {
         shmrpc_client *c = s->client;
@@ -1117,13 +1131,94 @@ int shmrpc_stream_recv(shmrpc_stream *s, shmrpc_bytes *item)
     return shmrpc__err_end(s->status);
 }
 
+/* The status of a send or done on s, whose method streams its parameter, or 0 when it may
+ * go on. */
+static int stream_sendable(shmrpc_stream *s)
+{
+    if (!s) return shmrpc__err_set(SHMRPC_EINVAL, "no stream");
+    if (!(s->way & SHMRPC__STREAM_IN))
+        return shmrpc__err_set(SHMRPC_EINVAL, "the stream's method takes no stream to send");
+    if (s->status != SHMRPC_CALL_PENDING)
+        return shmrpc__err_set(s->status ? s->status : SHMRPC_ECLOSED, "%s",
+                               s->status ? shmrpc__msg_get(&s->msg) : "the stream has ended");
+    return 0;
+}
+
+int shmrpc_stream_send(shmrpc_stream *s, const void *item, size_t n)
+{
+    int rc = stream_sendable(s);
+    if (rc) return rc;
+    if (!item && n) return shmrpc__err_set(SHMRPC_EINVAL, "an item of %zu bytes at NULL", n);
+    if (s->done)
+        return shmrpc__err_set(SHMRPC_EINVAL,
+                               "the stream's last item was sent already (shmrpc_stream_done)");
+    shmrpc_client *c = s->client;
+    if (n > c->cfg.max_msg)
+        return shmrpc__err_set(SHMRPC_ETOOBIG,
+                               "an item of %zu bytes is larger than the client's maximum of %zu "
+                               "bytes",
+                               n, c->cfg.max_msg);
+    shmrpc_buf *err = shmrpc__err_begin();
+    return shmrpc__err_end(c->conn->ops->stream_send(c->conn, n ? item : empty, n, err));
+}
+
+shmrpc_buf *shmrpc_stream_item(shmrpc_stream *s)
+{
+    if (!s || !(s->way & SHMRPC__STREAM_IN)) return NULL;
+    shmrpc_buf_clear(&s->out);
+    return &s->out;
+}
+
+int shmrpc_stream_done(shmrpc_stream *s)
+{
+    int rc = stream_sendable(s);
+    if (rc) return rc;
+    if (!s->done) s->client->conn->ops->stream_done(s->client->conn);
+    s->done = true;
+    return shmrpc__err_code(0);
+}
+
+int shmrpc_stream_answer(shmrpc_stream *s, shmrpc_bytes *answer)
+{
+    if (answer) *answer = shmrpc_bytes_of(empty, 0);
+    if (!s) return shmrpc__err_set(SHMRPC_EINVAL, "no stream");
+    if (s->way != SHMRPC__STREAM_IN)
+        return shmrpc__err_set(SHMRPC_EINVAL,
+                               "the stream's method answers with a stream: shmrpc_stream_recv "
+                               "gives its items");
+    shmrpc_buf *err = shmrpc__err_begin();
+    if (s->status == SHMRPC_CALL_PENDING) {
+        shmrpc_client *c = s->client;
+        if (!s->done) c->conn->ops->stream_done(c->conn);
+        s->done = true;
+        shmrpc_buf_clear(&s->item);
+        shmrpc_arena_reset(s->arena);
+        int rc = c->conn->ops->stream_recv(c->conn, &s->item, err);
+        if (rc == 1) { /* a transport's lie: such a stream has no items */
+            c->conn->ops->stream_end(c->conn);
+            rc = SHMRPC_EPROTO;
+            shmrpc__msg_set(err, "an item came on a stream whose method answers once");
+        }
+        if (rc) shmrpc_buf_clear(&s->item);
+        stream_ended(s, rc, shmrpc__msg_get(err));
+    }
+    if (s->status == 0 && answer)
+        *answer = shmrpc_bytes_of(s->item.len ? s->item.data : empty, s->item.len);
+    shmrpc__msg_set(err, "%s", shmrpc__msg_get(&s->msg));
+    return shmrpc__err_end(s->status);
+}
+
 int shmrpc_stream_decode_error(shmrpc_stream *s, const char *method, const char *field,
                                const char *why)
 {
     char text[SHMRPC__CTX_MSG_CAP];
-    shmrpc__decode_msg(text, sizeof text, method, "item", field, why);
+    bool answer = s && s->way == SHMRPC__STREAM_IN;
+    shmrpc__decode_msg(text, sizeof text, method, answer ? "result" : "item", field, why);
     if (!s) return shmrpc__err_set(SHMRPC_EINVAL, "%s", text);
-    if (s->status == SHMRPC_CALL_PENDING) {
+    if (answer && s->status == 0) { /* the answer came, and does not decode */
+        s->status = SHMRPC_EINVAL;
+        shmrpc__msg_set(&s->msg, "%s", text);
+    } else if (s->status == SHMRPC_CALL_PENDING) {
         /* The stream ends here: its handler is told, and a later recv says the same. */
         if (s->client) s->client->conn->ops->stream_end(s->client->conn);
         stream_ended(s, SHMRPC_EINVAL, text);
@@ -1146,6 +1241,7 @@ void shmrpc_stream_close(shmrpc_stream *s)
         c->stream = NULL;
     }
     shmrpc_buf_destroy(&s->item);
+    shmrpc_buf_destroy(&s->out);
     shmrpc_buf_destroy(&s->msg);
     shmrpc_arena_free(s->arena);
     free(s);

@@ -162,12 +162,15 @@ int shmrpc_server_register(shmrpc_server *s, const shmrpc_service *svc, const vo
     if (rc) return shmrpc__err_end(rc);
 
     const shmrpc_service_info *info = svc->info;
-    bool *streams = NULL;
+    uint8_t *streams = NULL;
     for (uint32_t i = 0; i < info->n_methods; i++) {
-        if (!shmrpc__sig_server_stream(info->methods[i].signature)) continue;
+        const char *sig = info->methods[i].signature;
+        int way = (shmrpc__sig_server_stream(sig) ? SHMRPC__STREAM_OUT : 0) |
+                  (shmrpc__sig_client_stream(sig) ? SHMRPC__STREAM_IN : 0);
+        if (!way) continue;
         if (!streams && !(streams = calloc(info->n_methods, sizeof *streams)))
             return shmrpc__err_set(SHMRPC_ENOMEM, "out of memory");
-        streams[i] = true;
+        streams[i] = (uint8_t)way;
     }
     void *copy = malloc(svc->handlers_size ? svc->handlers_size : 1);
     if (!copy) {

@@ -66,6 +66,14 @@ void shmrpc__ctx_destroy(shmrpc_ctx *ctx)
     shmrpc_arena_free(ctx->arena);
     ctx->arena = NULL;
     shmrpc_buf_destroy(&ctx->item);
+    shmrpc_buf_destroy(&ctx->in_item);
+    shmrpc_arena_free(ctx->in_arena);
+    ctx->in_arena = NULL;
+}
+
+int shmrpc__server_streams(const shmrpc_server *s, uint32_t id)
+{
+    return s->streams && s->svc && id < s->svc->info->n_methods ? s->streams[id] : 0;
 }
 
 int shmrpc__server_reads(const shmrpc_server *s, uint32_t id)
@@ -258,6 +266,31 @@ shmrpc_buf *shmrpc_ctx_item(shmrpc_ctx *ctx)
     return &ctx->item;
 }
 
+int shmrpc_ctx_recv(shmrpc_ctx *ctx, shmrpc_bytes *item)
+{
+    static const uint8_t none[1]; /* an empty item's pointer, which decoders add 0 to */
+    if (item) *item = shmrpc_bytes_of(none, 0);
+    if (!ctx) return SHMRPC_EINVAL;
+    if (!ctx->recv)
+        return shmrpc_ctx_error(ctx, SHMRPC_EINVAL, "the call being served streams no parameter");
+    if (!ctx->in_arena && !(ctx->in_arena = shmrpc_arena_new(0)))
+        return shmrpc_ctx_error(ctx, SHMRPC_ENOMEM, "out of memory");
+    shmrpc_arena_reset(ctx->in_arena);
+    shmrpc_buf_clear(&ctx->in_item);
+    ctx->in_item.max = ctx->max_msg;
+    int rc = ctx->recv(ctx->recv_arg, &ctx->in_item);
+    if (rc == 1 && item && ctx->in_item.len)
+        *item = shmrpc_bytes_of(ctx->in_item.data, ctx->in_item.len);
+    return rc;
+}
+
+shmrpc_arena *shmrpc_ctx_item_arena(shmrpc_ctx *ctx)
+{
+    if (!ctx) return NULL;
+    if (!ctx->in_arena) ctx->in_arena = shmrpc_arena_new(0);
+    return ctx->in_arena;
+}
+
 int shmrpc_ctx_decode_error(shmrpc_ctx *ctx, const char *method, const char *what,
                             const char *field, const char *why)
 {
@@ -359,12 +392,15 @@ static int run(shmrpc_server *s, shmrpc_ctx *ctx, uint32_t id, shmrpc_bytes req,
                                 req.len, s->max_msg);
     /* A stream opened on a method that answers once, or the other way, by a client that
      * skipped the checks of its own side (client.c makes each only as the table says). */
-    if ((s->streams && s->streams[id]) != (ctx->send != NULL))
-        return shmrpc_ctx_error(ctx, SHMRPC_EINVAL,
-                                ctx->send
-                                    ? "'%s' answers once: it is called, not opened as a stream"
-                                    : "'%s' answers with a stream: it is opened, not called",
-                                svc->info->methods[id].name);
+    int way = s->streams ? s->streams[id] : 0;
+    if (way != ((ctx->send ? SHMRPC__STREAM_OUT : 0) | (ctx->recv ? SHMRPC__STREAM_IN : 0)))
+        return shmrpc_ctx_error(
+            ctx, SHMRPC_EINVAL,
+            !way                       ? "'%s' answers once: it is called, not opened as a stream"
+            : ctx->send || ctx->recv   ? "'%s' streams otherwise than the stream opened"
+            : way & SHMRPC__STREAM_OUT ? "'%s' answers with a stream: it is opened, not called"
+                                       : "'%s' streams its parameter: it is opened, not called",
+            svc->info->methods[id].name);
     resp->max = s->max_msg;
     ctx->resp = resp;
     ctx->max_msg = s->max_msg;

@@ -125,6 +125,14 @@ struct shmrpc_ctx {
     int (*send)(void *arg, const void *item, size_t n);
     void *send_arg;
     shmrpc_buf item;
+    /* A call whose parameter is a stream: how the transport gives the handler the client's
+     * next item (shmrpc_ctx_recv: 1 and the item appended to item, 0 after the client's
+     * last, or why the stream cannot go on), set by it before dispatch, NULL for any other
+     * call; the item read last, and the arena it decodes into, both reset at each read. */
+    int (*recv)(void *arg, shmrpc_buf *item);
+    void *recv_arg;
+    shmrpc_buf in_item;
+    shmrpc_arena *in_arena;
 };
 
 int shmrpc__ctx_init(shmrpc_ctx *ctx, shmrpc_server *s);
@@ -231,6 +239,12 @@ bool shmrpc__sig_idempotent(const char *signature);
 /* Whether the signature a method table carries makes its result a stream ("NAME(...)->
  * stream<T> @..."; docs/streams.md). */
 bool shmrpc__sig_server_stream(const char *signature);
+/* Whether it makes the one parameter a stream ("NAME(stream<T> p)->..."). */
+bool shmrpc__sig_client_stream(const char *signature);
+/* Which way method id of s's service streams: SHMRPC__STREAM_OUT (its result),
+ * SHMRPC__STREAM_IN (its parameter), both, or 0 (it answers once, or no such method). */
+enum { SHMRPC__STREAM_OUT = 1, SHMRPC__STREAM_IN = 2 };
+int shmrpc__server_streams(const shmrpc_server *s, uint32_t id);
 
 /* Copies server (which passed shmrpc__info_check) into t. SHMRPC_ENOMEM. */
 int shmrpc__table_keep(shmrpc__table *t, const shmrpc_service_info *server);
@@ -332,6 +346,15 @@ typedef struct shmrpc__conn_ops {
                        shmrpc_buf *err);
     int (*stream_recv)(shmrpc__conn *c, shmrpc_buf *item, shmrpc_buf *err);
     void (*stream_end)(shmrpc__conn *c);
+    /* Optional, both or none (client.c refuses a client stream without them), for a method
+     * whose parameter is a stream: send queues an item for the handler, waiting while the
+     * items in transit fill what the transport holds: 0, or why it cannot (err): the
+     * stream's deadline, a cancel, its server gone, or SHMRPC_ECLOSED when the handler
+     * returned (recv then gives the end); done tells the handler that no item follows (its
+     * reads then give 0). When its result is not a stream, recv gives no item: 0 at the
+     * end, with the handler's answer appended to item, or the stream's status. */
+    int (*stream_send)(shmrpc__conn *c, const void *item, size_t n, shmrpc_buf *err);
+    void (*stream_done)(shmrpc__conn *c);
 } shmrpc__conn_ops;
 
 struct shmrpc__conn {

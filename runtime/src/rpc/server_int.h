@@ -22,10 +22,10 @@ struct shmrpc_server {
     const shmrpc_service *svc; /* NULL until registered; then read-only */
     void *handlers;            /* our copy of the handler table */
     void *user;
-    uint8_t *in_place; /* per method, as shmrpc_server_set_in_place set it: SHMRPC__READ_* */
-    bool *streams;     /* per method, whether its result is a stream; NULL when none's is */
-    shmrpc__faults *faults;     /* SHMRPC_FAULTS's server entries, bound at register; or NULL */
-    shmrpc__icpts *icpt;        /* its interceptors, set before listen; or NULL */
+    uint8_t *in_place;      /* per method, as shmrpc_server_set_in_place set it: SHMRPC__READ_* */
+    uint8_t *streams;       /* per method, which way it streams (SHMRPC__STREAM_*); NULL: none */
+    shmrpc__faults *faults; /* SHMRPC_FAULTS's server entries, bound at register; or NULL */
+    shmrpc__icpts *icpt;    /* its interceptors, set before listen; or NULL */
     shmrpc__listener *listener; /* NULL until listening */
     _Atomic int stop;           /* set by shmrpc_server_stop() */
     _Atomic int want;           /* workers wanted: serve(n), then set_workers() */

@@ -162,6 +162,12 @@ bool shmrpc__sig_server_stream(const char *signature)
     return r && strncmp(r + 3, "stream<", 7) == 0;
 }
 
+bool shmrpc__sig_client_stream(const char *signature)
+{
+    const char *p = signature ? strchr(signature, '(') : NULL;
+    return p && strncmp(p + 1, "stream<", 7) == 0;
+}
+
 /* FNV-1a 64 of the names (each with its NUL) of the methods info marks @idempotent. */
 static uint64_t idempotent_set(const shmrpc_service_info *info)
 {

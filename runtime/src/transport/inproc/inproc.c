@@ -13,8 +13,8 @@
 
 #define NAME_MAX_LEN 255
 
-/* The bytes of a stream's items in transit (their encodings and a 4-byte length each)
- * past which its handler's next send waits for the client to take some: an item of more
+/* The bytes of a stream's items in transit each way (their encodings and a 4-byte length
+ * each) past which the next send waits for the other side to take some: an item of more
  * goes alone. docs/streams.md, "Flow control". */
 #define STREAM_ROOM (64 * 1024)
 
@@ -49,8 +49,8 @@ typedef struct conn {
     istream *st;     /* the stream open, or NULL */
 } conn;
 
-/* A stream (docs/streams.md): its handler runs on a thread of its own, and hands its items
- * to the client through a bounded queue, under mu. */
+/* A stream (docs/streams.md): its handler runs on a thread of its own; the items go each
+ * way through a bounded queue, under mu. */
 struct istream {
     conn *c;
     shmrpc_server *s; /* held (enter) until the handler returns */
@@ -58,11 +58,15 @@ struct istream {
     pthread_mutex_t mu;
     pthread_cond_t cv; /* an item came, one was taken, or a side ended */
     uint32_t sid;
+    int way;          /* SHMRPC__STREAM_OUT, _IN, or both */
     shmrpc_buf req;   /* the request, the stream's own */
     int64_t deadline; /* ns of CLOCK_MONOTONIC, or INT64_MAX */
-    shmrpc_buf items; /* each a 4-byte length and the bytes, from head on */
+    shmrpc_buf items; /* the handler's: each a 4-byte length and the bytes, from head on */
     size_t head;
-    bool done; /* the handler returned rc, with msg */
+    shmrpc_buf in; /* the client's, so, from in_head on */
+    size_t in_head;
+    bool in_done; /* the client sent its last (shmrpc_stream_done) */
+    bool done;    /* the handler returned rc, with msg */
     int rc;
     shmrpc_buf msg;
     int stopped; /* the client closed it or gave up (the status its sends get), or 0 */
@@ -198,6 +202,20 @@ static int inproc_wanted(void *arg)
     return shmrpc__conn_cancelled(&c->base) ? SHMRPC_ECANCELLED : 0;
 }
 
+/* The handler's answer (a call's, or a stream's whose result is no stream), appended to
+ * item: 0, or item's error. */
+static int answer(conn *c, shmrpc_buf *item, shmrpc_buf *err)
+{
+    if (shmrpc_buf_append(item, c->resp.data, c->resp.len) == 0) return 0;
+    if (item->err == SHMRPC_ETOOBIG)
+        shmrpc__msg_set(err,
+                        "a response of %zu bytes is larger than the client's maximum of %zu bytes",
+                        c->resp.len, item->max);
+    else
+        shmrpc__msg_set(err, "%s", shmrpc_strerror(item->err));
+    return item->err;
+}
+
 static int inproc_call(shmrpc__conn *base, uint32_t sid, shmrpc_bytes req, shmrpc_buf *resp,
                        int64_t timeout_ms, shmrpc_buf *err)
 {
@@ -228,17 +246,7 @@ static int inproc_call(shmrpc__conn *base, uint32_t sid, shmrpc_bytes req, shmrp
         shmrpc__msg_set(err, "%s", shmrpc__ctx_msg(&c->ctx));
         return rc;
     }
-    if (shmrpc_buf_append(resp, c->resp.data, c->resp.len)) {
-        rc = resp->err;
-        if (rc == SHMRPC_ETOOBIG)
-            shmrpc__msg_set(err,
-                            "a response of %zu bytes is larger than the client's maximum of %zu "
-                            "bytes",
-                            c->resp.len, resp->max);
-        else
-            shmrpc__msg_set(err, "%s", shmrpc_strerror(rc));
-    }
-    return rc;
+    return answer(c, resp, err);
 }
 
 /* --- streams ------------------------------------------------------------------------- */
@@ -281,28 +289,55 @@ static int stream_wanted(void *arg)
     return why;
 }
 
-/* shmrpc_ctx_send: queues the item once the items in transit leave room for it. */
-static int stream_send(void *arg, const void *item, size_t n)
+/* Whether q, whose items are read from *head on, has room for an item of n bytes: when it
+ * holds none, or they leave room for it within STREAM_ROOM. */
+static bool room_for(const shmrpc_buf *q, size_t head, size_t n)
 {
-    istream *st = arg;
-    shmrpc_ctx *ctx = &st->c->ctx;
-    pthread_mutex_lock(&st->mu);
-    int why = n > UINT32_MAX ? SHMRPC_ETOOBIG : 0;
-    while (why == 0 && (why = stream_why(st)) == 0) {
-        size_t queued = st->items.len - st->head;
-        if (queued == 0 || queued + 4 + n <= STREAM_ROOM) break;
-        stream_nap(st, st->deadline);
+    size_t queued = q->len - head;
+    return queued == 0 || queued + 4 + n <= STREAM_ROOM;
+}
+
+/* Queues an item of n bytes on q, with st->mu held: 0, or SHMRPC_ENOMEM, and q as it was
+ * (no length without its bytes, which its reader would read past). */
+static int queue_item(istream *st, shmrpc_buf *q, const void *item, size_t n)
+{
+    uint32_t len = (uint32_t)n;
+    size_t was = q->len;
+    if (shmrpc_buf_append(q, &len, 4) || shmrpc_buf_append(q, item, n)) {
+        q->len = was;
+        q->err = 0;
+        return SHMRPC_ENOMEM;
     }
-    if (why == 0) {
-        uint32_t len = (uint32_t)n;
-        if (shmrpc_buf_append(&st->items, &len, 4) == 0 &&
-            shmrpc_buf_append(&st->items, item, n) == 0)
-            pthread_cond_broadcast(&st->cv);
-        else
-            why = SHMRPC_ENOMEM;
+    pthread_cond_broadcast(&st->cv);
+    return 0;
+}
+
+/* Takes the next item off q (one is there) into item, with st->mu held: 1, or item's error.
+ * Then gives back the room of the items read: all of it once none is left, and otherwise
+ * once they take a room's worth, by moving the rest down (at most a room's worth, moved
+ * once per room read), so that a reader that stays behind but reads keeps the queue within
+ * two rooms. */
+static int take_item(istream *st, shmrpc_buf *q, size_t *head, shmrpc_buf *item, uint32_t *n)
+{
+    uint32_t len;
+    memcpy(&len, q->data + *head, 4);
+    int rc = shmrpc_buf_append(item, q->data + *head + 4, len) ? item->err : 1;
+    *head += 4 + (size_t)len;
+    *n = len;
+    if (*head == q->len) {
+        *head = q->len = 0;
+    } else if (*head >= STREAM_ROOM) {
+        memmove(q->data, q->data + *head, q->len - *head);
+        q->len -= *head;
+        *head = 0;
     }
-    pthread_mutex_unlock(&st->mu);
-    if (why == 0) return 0;
+    pthread_cond_broadcast(&st->cv);
+    return rc;
+}
+
+/* The handler's status for why its stream cannot go on. */
+static int stream_failed(shmrpc_ctx *ctx, int why)
+{
     return shmrpc_ctx_error(ctx, why, "%s",
                             why == SHMRPC_ENOMEM       ? "out of memory for an item"
                             : why == SHMRPC_ETOOBIG    ? "an item of 4 GiB or more"
@@ -312,20 +347,62 @@ static int stream_send(void *arg, const void *item, size_t n)
                                                        : shmrpc_strerror(why));
 }
 
+/* shmrpc_ctx_send: queues the item once the items in transit leave room for it. */
+static int stream_send(void *arg, const void *item, size_t n)
+{
+    istream *st = arg;
+    pthread_mutex_lock(&st->mu);
+    int why = n > UINT32_MAX ? SHMRPC_ETOOBIG : 0;
+    while (why == 0 && (why = stream_why(st)) == 0 && !room_for(&st->items, st->head, n))
+        stream_nap(st, st->deadline);
+    if (why == 0) why = queue_item(st, &st->items, item, n);
+    pthread_mutex_unlock(&st->mu);
+    return why ? stream_failed(&st->c->ctx, why) : 0;
+}
+
+/* shmrpc_ctx_recv: the client's next item, once it came; 0 after its last. */
+static int stream_read(void *arg, shmrpc_buf *item)
+{
+    istream *st = arg;
+    shmrpc_ctx *ctx = &st->c->ctx;
+    pthread_mutex_lock(&st->mu);
+    int rc;
+    while ((rc = stream_why(st)) == 0 && st->in_head == st->in.len && !st->in_done)
+        stream_nap(st, st->deadline);
+    uint32_t len = 0;
+    if (rc == 0 && st->in_head < st->in.len) rc = take_item(st, &st->in, &st->in_head, item, &len);
+    pthread_mutex_unlock(&st->mu);
+    if (rc == SHMRPC_ETOOBIG)
+        return shmrpc_ctx_error(ctx, rc,
+                                "an item of %u bytes is larger than the server's maximum of %zu "
+                                "bytes",
+                                len, item->max);
+    return rc < 0 ? stream_failed(ctx, rc) : rc;
+}
+
 static void *stream_run(void *arg)
 {
     istream *st = arg;
     conn *c = st->c;
-    c->ctx.send = stream_send;
-    c->ctx.send_arg = st;
+    /* (A way of 0, a method that answers once, is refused by dispatch as a stream.) */
+    if (st->way != SHMRPC__STREAM_IN) {
+        c->ctx.send = stream_send;
+        c->ctx.send_arg = st;
+    }
+    if (st->way & SHMRPC__STREAM_IN) {
+        c->ctx.recv = stream_read;
+        c->ctx.recv_arg = st;
+    }
     c->ctx.wanted = stream_wanted;
     c->ctx.wanted_arg = st;
     static const uint8_t none[1]; /* an empty request's pointer, which decoders add 0 to */
     int rc =
         shmrpc__dispatch(st->s, &c->ctx, st->sid,
                          shmrpc_bytes_of(st->req.len ? st->req.data : none, st->req.len), &c->resp);
-    /* A stream answers with its items: what dispatch encoded after them (nil) is not sent. */
+    /* A stream answers with its items: what dispatch encoded after them (nil) is not sent;
+     * one whose result is no stream answers as a call, from c->resp. */
     c->ctx.send = NULL;
+    c->ctx.recv = NULL;
     pthread_mutex_lock(&st->mu);
     st->done = true;
     st->rc = rc;
@@ -342,6 +419,7 @@ static void stream_free(istream *st)
     pthread_mutex_destroy(&st->mu);
     shmrpc_buf_destroy(&st->req);
     shmrpc_buf_destroy(&st->items);
+    shmrpc_buf_destroy(&st->in);
     shmrpc_buf_destroy(&st->msg);
     free(st);
 }
@@ -379,6 +457,7 @@ static int inproc_stream_open(shmrpc__conn *base, uint32_t sid, shmrpc_bytes req
         shmrpc__msg_set(err, "the server at inproc://%s went away", c->e->name);
         return SHMRPC_EUNAVAIL;
     }
+    st->way = shmrpc__server_streams(st->s, sid);
     const char *why;
     int rc =
         base->meta.len ? shmrpc__ctx_set_meta(&c->ctx, base->meta.ptr, base->meta.len, &why) : 0;
@@ -396,21 +475,6 @@ static int inproc_stream_open(shmrpc__conn *base, uint32_t sid, shmrpc_bytes req
     return 0;
 }
 
-/* Gives back the room of the items read, with st->mu held: all of it once none is left,
- * and otherwise once they take a room's worth, by moving the rest down (at most a room's
- * worth, moved once per room read), so that a reader that stays behind but reads keeps
- * the queue within two rooms. */
-static void take_back(istream *st)
-{
-    if (st->head == st->items.len) {
-        st->head = st->items.len = 0;
-    } else if (st->head >= STREAM_ROOM) {
-        memmove(st->items.data, st->items.data + st->head, st->items.len - st->head);
-        st->items.len -= st->head;
-        st->head = 0;
-    }
-}
-
 static int inproc_stream_recv(shmrpc__conn *base, shmrpc_buf *item, shmrpc_buf *err)
 {
     conn *c = (conn *)base;
@@ -425,10 +489,7 @@ static int inproc_stream_recv(shmrpc__conn *base, shmrpc_buf *item, shmrpc_buf *
         }
         if (st->head < st->items.len) {
             uint32_t len;
-            memcpy(&len, st->items.data + st->head, 4);
-            rc = shmrpc_buf_append(item, st->items.data + st->head + 4, len) ? item->err : 1;
-            st->head += 4 + (size_t)len;
-            take_back(st);
+            rc = take_item(st, &st->items, &st->head, item, &len);
             if (rc == SHMRPC_ETOOBIG)
                 shmrpc__msg_set(err,
                                 "an item of %u bytes is larger than the client's maximum of %zu "
@@ -440,7 +501,10 @@ static int inproc_stream_recv(shmrpc__conn *base, shmrpc_buf *item, shmrpc_buf *
         }
         if (st->done) {
             rc = st->rc;
-            if (rc) shmrpc__msg_set(err, "%s", shmrpc__msg_get(&st->msg));
+            if (rc)
+                shmrpc__msg_set(err, "%s", shmrpc__msg_get(&st->msg));
+            else if (!(st->way & SHMRPC__STREAM_OUT))
+                rc = answer(c, item, err);
             break;
         }
         if (shmrpc__now_ns() >= st->deadline) {
@@ -456,6 +520,54 @@ static int inproc_stream_recv(shmrpc__conn *base, shmrpc_buf *item, shmrpc_buf *
     pthread_cond_broadcast(&st->cv);
     pthread_mutex_unlock(&st->mu);
     return rc;
+}
+
+/* The client's item for the handler, queued once the items in transit leave room. */
+static int inproc_stream_send(shmrpc__conn *base, const void *item, size_t n, shmrpc_buf *err)
+{
+    conn *c = (conn *)base;
+    istream *st = c->st;
+    pthread_mutex_lock(&st->mu);
+    int rc = n > UINT32_MAX ? SHMRPC_ETOOBIG : 0;
+    while (rc == 0) {
+        /* The client's own ends first: a handler told of them may have returned. */
+        if (shmrpc__conn_cancelled(base))
+            rc = SHMRPC_ECANCELLED;
+        else if (shmrpc__now_ns() >= st->deadline)
+            rc = SHMRPC_ETIMEDOUT;
+        else if (st->done)
+            rc = SHMRPC_ECLOSED;
+        else if (gone(c->e))
+            rc = SHMRPC_ECANCELLED;
+        else if (room_for(&st->in, st->in_head, n))
+            break;
+        else
+            stream_nap(st, st->deadline);
+    }
+    if (rc == 0) rc = queue_item(st, &st->in, item, n);
+    /* Its handler's reads fail with the same (a stream that cannot go on). */
+    if (rc < 0 && rc != SHMRPC_ECLOSED && !st->stopped) st->stopped = rc;
+    pthread_cond_broadcast(&st->cv);
+    pthread_mutex_unlock(&st->mu);
+    if (rc)
+        shmrpc__msg_set(err, "%s",
+                        rc == SHMRPC_ECLOSED     ? "the handler returned before it read the item"
+                        : rc == SHMRPC_ETOOBIG   ? "an item of 4 GiB or more"
+                        : rc == SHMRPC_ENOMEM    ? "out of memory for an item"
+                        : rc == SHMRPC_ETIMEDOUT ? "the stream's deadline passed"
+                        : shmrpc__conn_cancelled(base)
+                            ? "the stream was cancelled (shmrpc_client_cancel)"
+                            : "the server stopped");
+    return rc;
+}
+
+static void inproc_stream_done(shmrpc__conn *base)
+{
+    istream *st = ((conn *)base)->st;
+    pthread_mutex_lock(&st->mu);
+    st->in_done = true;
+    pthread_cond_broadcast(&st->cv);
+    pthread_mutex_unlock(&st->mu);
 }
 
 static void inproc_stream_end(shmrpc__conn *base)
@@ -488,7 +600,9 @@ static const shmrpc__conn_ops conn_ops = {.call = inproc_call,
                                           .close = inproc_close,
                                           .stream_open = inproc_stream_open,
                                           .stream_recv = inproc_stream_recv,
-                                          .stream_end = inproc_stream_end};
+                                          .stream_end = inproc_stream_end,
+                                          .stream_send = inproc_stream_send,
+                                          .stream_done = inproc_stream_done};
 
 /* A reference to the entry serving name, with its server held for the caller as by
  * enter() (leave() when done); NULL when nobody serves it. */

@@ -67,9 +67,11 @@ int streamer_twice_start(shmrpc_client *client_, int64_t x, shmrpc_call **call_)
 int streamer_twice_finish(shmrpc_client *client_, shmrpc_call *call_, int64_t *out_);
 
 /* Streams (shmrpc/client.h, "streams"; docs/streams.md): NAME_open sends the call
- * and sets *stream_; NAME_recv gives its next item: 1 (what the item points to valid
- * until the next recv), 0 at its end, or the stream's status. shmrpc_stream_close()
- * ends it; the client makes no other call while it is open. */
+ * and sets *stream_; shmrpc_stream_close() ends it; the client makes no other call
+ * while it is open.
+ * NAME_recv gives the next item of a result that streams: 1 (what the item
+ * points to valid until the next recv), 0 at its end, or the stream's status.
+ */
 
 /*
  * n ticks, at = 0 .. n-1; after `fail_after` of them (when >= 0) the handler fails

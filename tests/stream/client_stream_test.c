@@ -1,0 +1,499 @@
+/* SPDX-License-Identifier: MIT */
+/* Client streams (docs/streams.md) through the generated stubs of gather.svc: a method whose
+ * parameter is stream<T> reads every item once and in order, then answers; one that
+ * answers early or fails ends the client's sends; a handler that reads nothing holds the
+ * client within the bound until the deadline; a close or a cancel tells the handler; an
+ * item that does not decode; @raw items; a void answer; and a stream both ways. They run
+ * over inproc://; shm:// and tcp:// refuse to open such a stream (they do not carry one
+ * yet), and a call of such a method is refused by its server. Every wait is bounded. */
+#include <pthread.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stdatomic.h>
+#include <stdint.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "gather.h"
+#include "port.h"
+
+/* What the handlers saw, for the tests to read. */
+static _Atomic int64_t read_n;   /* the items a handler read */
+static _Atomic int last_status;  /* the status a handler's last read or wait gave */
+static _Atomic int handler_done; /* set when a handler returned */
+
+static void done(int rc)
+{
+    atomic_store(&last_status, rc);
+    atomic_store(&handler_done, 1);
+}
+
+static int sum(shmrpc_ctx *ctx, gather_Total *out)
+{
+    shmrpc_arena *a = shmrpc_ctx_arena(ctx);
+    size_t cap = 16;
+    shmrpc_str *notes = shmrpc_arena_alloc(a, cap * sizeof *notes, _Alignof(shmrpc_str));
+    if (!notes) return SHMRPC_ENOMEM;
+    *out = (gather_Total){.notes = {notes, 0}};
+    gather_Part p;
+    int rc;
+    while ((rc = gather_sum_read(ctx, &p)) == 1) {
+        atomic_fetch_add(&read_n, 1);
+        out->sum += p.n;
+        out->count++;
+        if (p.note.len == 4 && memcmp(p.note.ptr, "fail", 4) == 0) {
+            done(SHMRPC_EBUSY);
+            return shmrpc_ctx_error(ctx, SHMRPC_EBUSY, "told to fail at part %lld",
+                                    (long long)out->count);
+        }
+        if (p.note.len == 6 && memcmp(p.note.ptr, "enough", 6) == 0) break;
+        if (p.note.len == 0) continue;
+        if (out->notes.len == cap) { /* the item's note lives until the next read: copied */
+            shmrpc_str *more = shmrpc_arena_alloc(a, 2 * cap * sizeof *more, _Alignof(shmrpc_str));
+            if (!more) return SHMRPC_ENOMEM;
+            memcpy(more, notes, cap * sizeof *notes);
+            notes = more;
+            cap *= 2;
+            out->notes.items = notes;
+        }
+        char *copy = shmrpc_arena_alloc(a, p.note.len, 1);
+        if (!copy) return SHMRPC_ENOMEM;
+        memcpy(copy, p.note.ptr, p.note.len);
+        notes[out->notes.len++] = (shmrpc_str){copy, p.note.len};
+    }
+    done(rc == 1 ? 0 : rc);
+    return rc < 0 ? rc : 0;
+}
+
+static int deaf(shmrpc_ctx *ctx, int64_t *out)
+{
+    int rc = shmrpc_ctx_wait_cancelled(ctx, 10000);
+    *out = rc;
+    done(rc);
+    return rc ? rc : SHMRPC_EHANDLER;
+}
+
+static int doubled(shmrpc_ctx *ctx)
+{
+    int64_t v;
+    int rc;
+    while ((rc = gather_doubled_read(ctx, &v)) == 1) {
+        atomic_fetch_add(&read_n, 1);
+        if ((rc = gather_doubled_write(ctx, 2 * v)) != 0) break;
+    }
+    done(rc);
+    return rc;
+}
+
+static int concat(shmrpc_ctx *ctx, shmrpc_bytes *out)
+{
+    shmrpc_buf *joined = shmrpc_ctx_item(ctx); /* the call's own buffer, unused else */
+    shmrpc_bytes part;
+    int rc;
+    while ((rc = gather_concat_read(ctx, &part)) == 1) {
+        atomic_fetch_add(&read_n, 1);
+        if (shmrpc_buf_append(joined, part.ptr, part.len)) return joined->err;
+    }
+    done(rc);
+    *out = shmrpc_bytes_of(joined->data, joined->len);
+    return rc;
+}
+
+static int drain(shmrpc_ctx *ctx)
+{
+    int64_t v;
+    int rc;
+    while ((rc = gather_drain_read(ctx, &v)) == 1)
+        atomic_fetch_add(&read_n, 1);
+    done(rc);
+    return rc;
+}
+
+static const Gather_handlers handlers = {
+    .sum = sum, .deaf = deaf, .doubled = doubled, .concat = concat, .drain = drain};
+
+typedef struct fixture {
+    shmrpc_server *s;
+    shmrpc_client *c;
+    char addr[64];
+} fixture;
+
+static int setup(void **state)
+{
+    static int n;
+    fixture *f = calloc(1, sizeof *f);
+    snprintf(f->addr, sizeof f->addr, "inproc://gather-%d-%d", (int)getpid(), n++);
+    assert_int_equal(shmrpc_server_new(&f->s, NULL), 0);
+    assert_int_equal(shmrpc_server_register(f->s, &Gather_service, &handlers, NULL), 0);
+    assert_int_equal(shmrpc_server_listen(f->s, f->addr), 0);
+    assert_int_equal(shmrpc_client_new(&f->c, &Gather_service_info, NULL), 0);
+    assert_int_equal(shmrpc_client_connect(f->c, f->addr), 0);
+    atomic_store(&read_n, 0);
+    atomic_store(&handler_done, 0);
+    atomic_store(&last_status, 1);
+    *state = f;
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    fixture *f = *state;
+    shmrpc_client_free(f->c);
+    shmrpc_server_free(f->s);
+    free(f);
+    return 0;
+}
+
+/* Waits up to 10 s for a handler to return; what it saw last. */
+static int handler_returned(void)
+{
+    for (int i = 0; i < 10000 && !atomic_load(&handler_done); i++) {
+        struct timespec ts = {0, 1000000};
+        nanosleep(&ts, NULL);
+    }
+    if (!atomic_load(&handler_done)) fail_msg("the handler did not return within 10 s");
+    return atomic_load(&last_status);
+}
+
+static void every_item_once_in_order(void **state)
+{
+    fixture *f = *state;
+    shmrpc_stream *st;
+    assert_int_equal(gather_sum_open(f->c, &st), 0);
+    int64_t want = 0;
+    for (int64_t i = 0; i < 10000; i++) {
+        char note[16];
+        snprintf(note, sizeof note, "%lld", (long long)i);
+        bool noted = i % 1000 == 0;
+        gather_Part p = {.n = i, .note = {note, noted ? strlen(note) : 0}};
+        assert_int_equal(gather_sum_send(st, &p), 0);
+        want += i;
+    }
+    gather_Total t;
+    assert_int_equal(gather_sum_done(st, &t), 0);
+    assert_int_equal(t.sum, want);
+    assert_int_equal(t.count, 10000);
+    assert_int_equal(t.notes.len, 10);
+    for (size_t k = 0; k < t.notes.len; k++) {
+        char note[16];
+        snprintf(note, sizeof note, "%zu", k * 1000);
+        assert_int_equal(t.notes.items[k].len, strlen(note));
+        assert_memory_equal(t.notes.items[k].ptr, note, strlen(note));
+    }
+    assert_int_equal(gather_sum_done(st, &t), 0); /* the end, again */
+    assert_int_equal(t.count, 10000);
+    gather_Part late = {.n = 1};
+    assert_int_equal(gather_sum_send(st, &late), SHMRPC_ECLOSED);
+    shmrpc_stream_close(st);
+    /* No item at all. */
+    assert_int_equal(gather_sum_open(f->c, &st), 0);
+    assert_int_equal(gather_sum_done(st, &t), 0);
+    assert_int_equal(t.count, 0);
+    assert_int_equal(t.sum, 0);
+    shmrpc_stream_close(st);
+}
+
+static void the_handler_answers_early(void **state)
+{
+    fixture *f = *state;
+    shmrpc_stream *st;
+    assert_int_equal(gather_sum_open(f->c, &st), 0);
+    int rc = 0;
+    int64_t sent = 0;
+    for (; sent < 100000 && rc == 0; sent++) {
+        gather_Part p = {.n = 1, .note = {sent == 9 ? "enough" : "", sent == 9 ? 6 : 0}};
+        rc = gather_sum_send(st, &p);
+    }
+    /* The sends fail once the handler returned: some went into the room before. */
+    assert_int_equal(rc, SHMRPC_ECLOSED);
+    assert_non_null(strstr(shmrpc_errmsg(), "returned before it read"));
+    assert_int_equal(handler_returned(), 0);
+    assert_int_equal(atomic_load(&read_n), 10);
+    gather_Total t;
+    assert_int_equal(gather_sum_done(st, &t), 0);
+    assert_int_equal(t.count, 10);
+    assert_int_equal(t.sum, 10);
+    shmrpc_stream_close(st);
+}
+
+static void the_handler_fails(void **state)
+{
+    fixture *f = *state;
+    shmrpc_stream *st;
+    assert_int_equal(gather_sum_open(f->c, &st), 0);
+    for (int64_t i = 0; i < 5; i++) {
+        gather_Part p = {.n = i, .note = {i == 4 ? "fail" : "", i == 4 ? 4 : 0}};
+        assert_int_equal(gather_sum_send(st, &p), 0);
+    }
+    assert_int_equal(handler_returned(), SHMRPC_EBUSY);
+    /* The handler noted its status just before it returned: a send may still find it
+     * running, and go into the room. */
+    gather_Part p = {.n = 1};
+    int rc = 0;
+    for (int i = 0; i < 5000 && (rc = gather_sum_send(st, &p)) == 0; i++) {
+        struct timespec ts = {0, 1000000};
+        nanosleep(&ts, NULL);
+    }
+    assert_int_equal(rc, SHMRPC_ECLOSED);
+    gather_Total t;
+    assert_int_equal(gather_sum_done(st, &t), SHMRPC_EBUSY);
+    assert_string_equal(shmrpc_errmsg(), "told to fail at part 5");
+    /* Once ended, a send says how. */
+    assert_int_equal(gather_sum_send(st, &p), SHMRPC_EBUSY);
+    assert_string_equal(shmrpc_errmsg(), "told to fail at part 5");
+    shmrpc_stream_close(st);
+}
+
+/* A handler that reads nothing: the client's sends stop within the room (64 KiB of items,
+ * each with 4 bytes of length), and the deadline ends both sides. */
+static void a_handler_that_does_not_read(void **state)
+{
+    fixture *f = *state;
+    shmrpc_client_set_timeout(f->c, 300);
+    shmrpc_stream *st;
+    assert_int_equal(gather_deaf_open(f->c, &st), 0);
+    int rc = 0;
+    int64_t sent = 0;
+    for (; sent < 1000000 && (rc = gather_deaf_send(st, INT64_MAX)) == 0; sent++)
+        ;
+    assert_int_equal(rc, SHMRPC_ETIMEDOUT);
+    /* Each item is 9 bytes of msgpack and 4 of length. */
+    assert_in_range(sent, 64 * 1024 / 13 - 1, 64 * 1024 / 13 + 1);
+    assert_int_equal(handler_returned(), SHMRPC_ETIMEDOUT);
+    int64_t why;
+    assert_int_equal(gather_deaf_done(st, &why), SHMRPC_ETIMEDOUT);
+    shmrpc_stream_close(st);
+}
+
+static void closed_early_the_handler_learns(void **state)
+{
+    fixture *f = *state;
+    shmrpc_stream *st;
+    assert_int_equal(gather_drain_open(f->c, &st), 0);
+    for (int64_t i = 0; i < 100; i++)
+        assert_int_equal(gather_drain_send(st, i), 0);
+    shmrpc_stream_close(st); /* waits for the handler (inproc://) */
+    assert_int_equal(handler_returned(), SHMRPC_ECANCELLED);
+    /* The client goes on. */
+    assert_int_equal(gather_drain_open(f->c, &st), 0);
+    assert_int_equal(gather_drain_send(st, 1), 0);
+    assert_int_equal(gather_drain_done(st), 0);
+    assert_int_equal(gather_drain_done(st), 0);
+    shmrpc_stream_close(st);
+}
+
+typedef struct canceller {
+    shmrpc_client *c;
+    _Atomic int go;
+} canceller;
+
+static void *cancel_soon(void *arg)
+{
+    canceller *k = arg;
+    for (int i = 0; i < 10000 && !atomic_load(&k->go); i++) {
+        struct timespec ts = {0, 1000000};
+        nanosleep(&ts, NULL);
+    }
+    struct timespec ts = {0, 50000000};
+    nanosleep(&ts, NULL);
+    shmrpc_client_cancel(k->c);
+    return NULL;
+}
+
+/* A cancel from another thread ends a send that waits for room, and the handler learns. */
+static void cancelled_while_sending(void **state)
+{
+    fixture *f = *state;
+    shmrpc_stream *st;
+    assert_int_equal(gather_deaf_open(f->c, &st), 0);
+    canceller k = {.c = f->c};
+    pthread_t t;
+    assert_int_equal(pthread_create(&t, NULL, cancel_soon, &k), 0);
+    atomic_store(&k.go, 1);
+    int rc = 0;
+    for (int64_t i = 0; i < 1000000 && (rc = gather_deaf_send(st, i)) == 0; i++)
+        ;
+    pthread_join(t, NULL);
+    assert_int_equal(rc, SHMRPC_ECANCELLED);
+    assert_int_equal(handler_returned(), SHMRPC_ECANCELLED);
+    shmrpc_stream_close(st);
+}
+
+static void an_item_that_does_not_decode(void **state)
+{
+    fixture *f = *state;
+    shmrpc_stream *st;
+    assert_int_equal(gather_sum_open(f->c, &st), 0);
+    gather_Part p = {.n = 7, .note = {"ok", 2}};
+    assert_int_equal(gather_sum_send(st, &p), 0);
+    static const uint8_t bad[] = {0x92, 0xa1, 'x', 0xa1, 'y'}; /* ["x", "y"]: n a string */
+    assert_int_equal(shmrpc_stream_send(st, bad, sizeof bad), 0);
+    gather_Total t;
+    assert_int_equal(gather_sum_done(st, &t), SHMRPC_EINVAL);
+    assert_non_null(strstr(shmrpc_errmsg(), "Gather.sum: item, field 'Part.n'"));
+    assert_int_equal(atomic_load(&read_n), 1);
+    shmrpc_stream_close(st);
+}
+
+static void raw_parts(void **state)
+{
+    fixture *f = *state;
+    shmrpc_stream *st;
+    assert_int_equal(gather_concat_open(f->c, &st), 0);
+    enum { PARTS = 300, SIZE = 1000 }; /* 300 KB: more than the room, less than the maximum */
+    uint8_t part[SIZE];
+    for (int k = 0; k < PARTS; k++) {
+        memset(part, k & 0xff, sizeof part);
+        assert_int_equal(gather_concat_send(st, shmrpc_bytes_of(part, k % 7 ? SIZE : 0)), 0);
+    }
+    shmrpc_bytes all;
+    assert_int_equal(gather_concat_done(st, &all), 0);
+    size_t at = 0;
+    for (int k = 0; k < PARTS; k++) {
+        if (k % 7 == 0) continue;
+        for (int i = 0; i < SIZE; i++)
+            if (all.ptr[at + (size_t)i] != (k & 0xff)) fail_msg("part %d byte %d", k, i);
+        at += SIZE;
+    }
+    assert_int_equal(all.len, at);
+    assert_int_equal(atomic_load(&read_n), PARTS);
+    shmrpc_stream_close(st);
+}
+
+/* Both ways: items in order, interleaved with the client's, then the ends. */
+static void both_ways(void **state)
+{
+    fixture *f = *state;
+    shmrpc_client_set_timeout(f->c, 60000); /* 10,000 round trips on a loaded machine */
+    shmrpc_stream *st;
+    assert_int_equal(gather_doubled_open(f->c, &st), 0);
+    int64_t v;
+    for (int64_t i = 0; i < 10000; i++) {
+        assert_int_equal(gather_doubled_send(st, i), 0);
+        assert_int_equal(gather_doubled_recv(st, &v), 1);
+        assert_int_equal(v, 2 * i);
+    }
+    for (int64_t i = 0; i < 100; i++)
+        assert_int_equal(gather_doubled_send(st, i), 0);
+    assert_int_equal(gather_doubled_done(st), 0);
+    for (int64_t i = 0; i < 100; i++) {
+        assert_int_equal(gather_doubled_recv(st, &v), 1);
+        assert_int_equal(v, 2 * i);
+    }
+    assert_int_equal(gather_doubled_recv(st, &v), 0);
+    assert_int_equal(handler_returned(), 0);
+    shmrpc_stream_close(st);
+}
+
+/* What a stream's functions refuse, each with its reason. */
+static void misuse(void **state)
+{
+    fixture *f = *state;
+    shmrpc_stream *st;
+    assert_int_equal(gather_sum_open(f->c, &st), 0);
+    shmrpc_bytes b;
+    assert_int_equal(shmrpc_stream_recv(st, &b), SHMRPC_EINVAL);
+    assert_non_null(strstr(shmrpc_errmsg(), "shmrpc_stream_answer gives it"));
+    assert_int_equal(shmrpc_stream_send(st, NULL, 3), SHMRPC_EINVAL);
+    assert_int_equal(shmrpc_stream_done(st), 0);
+    assert_int_equal(shmrpc_stream_send(st, "\x90", 1), SHMRPC_EINVAL);
+    assert_non_null(strstr(shmrpc_errmsg(), "sent already"));
+    /* A call while it is open. */
+    shmrpc_stream *other;
+    assert_int_equal(gather_drain_open(f->c, &other), SHMRPC_EBUSY);
+    gather_Total t;
+    assert_int_equal(gather_sum_done(st, &t), 0);
+    shmrpc_stream_close(st);
+
+    assert_int_equal(gather_doubled_open(f->c, &st), 0);
+    assert_int_equal(shmrpc_stream_answer(st, &b), SHMRPC_EINVAL);
+    assert_non_null(strstr(shmrpc_errmsg(), "shmrpc_stream_recv gives its items"));
+    shmrpc_stream_close(st);
+    assert_null(shmrpc_stream_item(NULL));
+
+    /* An item above the client's maximum. */
+    shmrpc_client *small;
+    shmrpc_client_opts o;
+    shmrpc_client_opts_init(&o);
+    o.max_msg_bytes = 1000;
+    assert_int_equal(shmrpc_client_new(&small, &Gather_service_info, &o), 0);
+    assert_int_equal(shmrpc_client_connect(small, f->addr), 0);
+    assert_int_equal(gather_concat_open(small, &st), 0);
+    uint8_t big[1001] = {0};
+    assert_int_equal(gather_concat_send(st, shmrpc_bytes_of(big, sizeof big)), SHMRPC_ETOOBIG);
+    assert_int_equal(gather_concat_send(st, shmrpc_bytes_of(big, 1000)), 0);
+    shmrpc_bytes all;
+    assert_int_equal(gather_concat_done(st, &all), 0);
+    assert_int_equal(all.len, 1000);
+    shmrpc_stream_close(st);
+    shmrpc_client_free(small);
+
+    /* A call of the method, which the server refuses. */
+    assert_int_equal(shmrpc_client_request(f->c)->err, 0);
+    assert_int_equal(shmrpc_buf_append(shmrpc_client_request(f->c), "\x90", 1), 0);
+    assert_int_equal(shmrpc_client_call(f->c, GATHER_METHOD_SUM, &b), SHMRPC_EINVAL);
+    assert_string_equal(shmrpc_errmsg(), "'sum' streams its parameter: it is opened, not called");
+}
+
+static void *serve(void *s)
+{
+    return (void *)(intptr_t)shmrpc_server_serve(s, 0);
+}
+
+/* Over shm:// and tcp://, which carry no client stream yet, the open says so. */
+static void other_transports_refuse(void **state)
+{
+    (void)state;
+    char addr[2][64];
+    snprintf(addr[0], sizeof addr[0], "shm://gather-%d", (int)getpid());
+    snprintf(addr[1], sizeof addr[1], "tcp://127.0.0.1:%d", test_free_port());
+    for (int i = 0; i < 2; i++) {
+        shmrpc_server *s;
+        assert_int_equal(shmrpc_server_new(&s, NULL), 0);
+        assert_int_equal(shmrpc_server_register(s, &Gather_service, &handlers, NULL), 0);
+        if (shmrpc_server_listen(s, addr[i]) != 0) fail_msg("%s", shmrpc_errmsg());
+        pthread_t t;
+        assert_int_equal(pthread_create(&t, NULL, serve, s), 0);
+        shmrpc_client *c;
+        assert_int_equal(shmrpc_client_new(&c, &Gather_service_info, NULL), 0);
+        shmrpc_client_set_timeout(c, 2000);
+        if (shmrpc_client_connect(c, addr[i]) != 0) fail_msg("%s", shmrpc_errmsg());
+        shmrpc_stream *st;
+        assert_int_equal(gather_sum_open(c, &st), SHMRPC_EINVAL);
+        assert_string_equal(shmrpc_errmsg(), "'sum' streams its parameter, which this transport "
+                                             "does not carry yet (docs/streams.md)");
+        assert_null(st);
+        shmrpc_client_free(c);
+        shmrpc_server_stop(s);
+        void *rc;
+        pthread_join(t, &rc); /* a serve that does not stop fails by ctest's timeout */
+        assert_int_equal((intptr_t)rc, 0);
+        shmrpc_server_free(s);
+    }
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(every_item_once_in_order, setup, teardown),
+        cmocka_unit_test_setup_teardown(the_handler_answers_early, setup, teardown),
+        cmocka_unit_test_setup_teardown(the_handler_fails, setup, teardown),
+        cmocka_unit_test_setup_teardown(a_handler_that_does_not_read, setup, teardown),
+        cmocka_unit_test_setup_teardown(closed_early_the_handler_learns, setup, teardown),
+        cmocka_unit_test_setup_teardown(cancelled_while_sending, setup, teardown),
+        cmocka_unit_test_setup_teardown(an_item_that_does_not_decode, setup, teardown),
+        cmocka_unit_test_setup_teardown(raw_parts, setup, teardown),
+        cmocka_unit_test_setup_teardown(both_ways, setup, teardown),
+        cmocka_unit_test_setup_teardown(misuse, setup, teardown),
+        cmocka_unit_test(other_transports_refuse),
+    };
+    if (getenv("CLIENT_STREAM_TEST_ONLY"))
+        cmocka_set_test_filter(getenv("CLIENT_STREAM_TEST_ONLY"));
+    return cmocka_run_group_tests_name("inproc", tests, NULL, NULL);
+}
