@@ -68,24 +68,26 @@ static void encode_args(gen *g, emitter *e, const svc_method *m, const char *lab
     encode_failed(e, label);
 }
 
+/* The type a call's answer decodes as: its result's, or NULL for void (a nil). */
+static const gtype *result_type(gen *g, const svc_method *m)
+{
+    return m->result->kind == SVC_T_VOID ? NULL : gen_type(g, m->result);
+}
+
+/* What a stream's stub returns when an item or its answer does not decode. */
+static const char *stream_fail(gen *g, const char *label)
+{
+    return S("return shmrpc_stream_decode_error(stream_, \"%s\", r_.field, r_.why);", label);
+}
+
 static void stub_msgpack(gen *g, emitter *e, const svc_method *m, const char *label, int part)
 {
     const cx c = {"&pk_", "&r_", "shmrpc_client_arena(client_)", "rc_"};
     if (part != PART_FINISH) encode_args(g, e, m, label);
     if (!call(e, gen_method_id(g, m), part)) return;
-    em(e, "shmrpc_mp_reader r_;");
-    em(e, "shmrpc_mp_reader_init(&r_, resp_.ptr, resp_.len);");
-    const char *fail =
-        S("return shmrpc_client_decode_error(client_, \"%s\", r_.field, r_.why);", label);
-    if (m->result->kind == SVC_T_VOID) {
-        em_open(e, "if ((rc_ = shmrpc_mp_read_nil(&r_)) != 0)");
-        em_last(e, "%s", fail);
-    } else {
-        gen_mp_read(g, e, &c, gen_type(g, m->result), "*out_", fail);
-    }
-    em_open(e, "if ((rc_ = shmrpc_mp_finish(&r_)) != 0)");
-    em_last(e, "%s", fail);
-    em(e, "return 0;");
+    gen_mp_decode(g, e, &c, "resp_", result_type(g, m), "*out_",
+                  S("return shmrpc_client_decode_error(client_, \"%s\", r_.field, r_.why);", label),
+                  "0");
 }
 
 static void stub_json(gen *g, emitter *e, const svc_method *m, const char *label, int part)
@@ -189,19 +191,7 @@ static void stub_send(gen *g, emitter *e, const svc_method *m, const char *label
         em(e, "int rc_ = shmrpc_stream_answer(stream_, &b_);");
         em_open(e, "if (rc_ != 0)");
         em_last(e, "return rc_;");
-        em(e, "shmrpc_mp_reader r_;");
-        em(e, "shmrpc_mp_reader_init(&r_, b_.ptr, b_.len);");
-        const char *fail =
-            S("return shmrpc_stream_decode_error(stream_, \"%s\", r_.field, r_.why);", label);
-        if (m->result->kind == SVC_T_VOID) {
-            em_open(e, "if ((rc_ = shmrpc_mp_read_nil(&r_)) != 0)");
-            em_last(e, "%s", fail);
-        } else {
-            gen_mp_read(g, e, &c, gen_type(g, m->result), "*out_", fail);
-        }
-        em_open(e, "if ((rc_ = shmrpc_mp_finish(&r_)) != 0)");
-        em_last(e, "%s", fail);
-        em(e, "return 0;");
+        gen_mp_decode(g, e, &c, "b_", result_type(g, m), "*out_", stream_fail(g, label), "0");
     }
     em_close(e, "}");
 }
@@ -227,29 +217,11 @@ static void stub_stream(gen *g, emitter *e, const svc_method *m, const char *lab
     if (m->client_stream) stub_send(g, e, m, label);
     if (!m->server_stream) return;
     const gtype *t = gen_type(g, gen_answer(m));
-    em_blank(e);
-    em(e, "int %s_%s_recv(shmrpc_stream *stream_, %s)", g->p, name,
-       gen_ptr_decl(g, t->ctype, "item_", false));
-    em_open(e, "{");
-    if (svc_enc_is_raw(m->enc)) {
-        em(e, "return shmrpc_stream_recv(stream_, item_);");
-        em_close(e, "}");
-        return;
-    }
-    const cx c = {"", "&r_", "shmrpc_stream_arena(stream_)", "rc_"};
-    em(e, "shmrpc_bytes b_;");
-    em(e, "int rc_ = shmrpc_stream_recv(stream_, &b_);");
-    em_open(e, "if (rc_ != 1)");
-    em_last(e, "return rc_;");
-    em(e, "shmrpc_mp_reader r_;");
-    em(e, "shmrpc_mp_reader_init(&r_, b_.ptr, b_.len);");
-    const char *fail =
-        S("return shmrpc_stream_decode_error(stream_, \"%s\", r_.field, r_.why);", label);
-    gen_mp_read(g, e, &c, t, "*item_", fail);
-    em_open(e, "if ((rc_ = shmrpc_mp_finish(&r_)) != 0)");
-    em_last(e, "%s", fail);
-    em(e, "return 1;");
-    em_close(e, "}");
+    gen_item_reader(g, e,
+                    S("int %s_%s_recv(shmrpc_stream *stream_, %s)", g->p, name,
+                      gen_ptr_decl(g, t->ctype, "item_", false)),
+                    "shmrpc_stream_recv(stream_", m, t, "shmrpc_stream_arena(stream_)",
+                    stream_fail(g, label));
 }
 
 void gen_client(gen *g, emitter *e)

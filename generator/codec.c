@@ -219,6 +219,41 @@ void gen_mp_read(gen *g, emitter *e, const cx *c, const gtype *t, const char *v,
         read_value(g, e, c, t, "shmrpc_mp_read_", c->r, v, fail);
 }
 
+void gen_mp_decode(gen *g, emitter *e, const cx *c, const char *bytes, const gtype *t,
+                   const char *v, const char *fail, const char *ok)
+{
+    em(e, "shmrpc_mp_reader r_;");
+    em(e, "shmrpc_mp_reader_init(&r_, %s.ptr, %s.len);", bytes, bytes);
+    if (t == NULL) {
+        em_open(e, "if ((rc_ = shmrpc_mp_read_nil(&r_)) != 0)");
+        em_last(e, "%s", fail);
+    } else {
+        gen_mp_read(g, e, c, t, v, fail);
+    }
+    em_open(e, "if ((rc_ = shmrpc_mp_finish(&r_)) != 0)");
+    em_last(e, "%s", fail);
+    em(e, "return %s;", ok);
+}
+
+void gen_item_reader(gen *g, emitter *e, const char *proto, const char *recv, const svc_method *m,
+                     const gtype *t, const char *arena, const char *fail)
+{
+    em_blank(e);
+    em(e, "%s", proto);
+    em_open(e, "{");
+    if (svc_enc_is_raw(m->enc)) {
+        em(e, "return %s, item_);", recv);
+    } else {
+        const cx c = {"", "&r_", arena, "rc_"};
+        em(e, "shmrpc_bytes b_;");
+        em(e, "int rc_ = %s, &b_);", recv);
+        em_open(e, "if (rc_ != 1)");
+        em_last(e, "return rc_;");
+        gen_mp_decode(g, e, &c, "b_", t, "*item_", fail, "1");
+    }
+    em_close(e, "}");
+}
+
 void gen_json_read(gen *g, emitter *e, const cx *c, const gtype *t, const char *j, const char *v,
                    const char *fail)
 {

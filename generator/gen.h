@@ -149,6 +149,16 @@ void gen_codec_functions(gen *g, emitter *e, bool args);
 const char *gen_codec_fn(gen *g, const gtype *t, const char *op);
 void gen_mp_write(gen *g, emitter *e, const cx *c, const gtype *t, const char *v);
 void gen_mp_read(gen *g, emitter *e, const cx *c, const gtype *t, const char *v, const char *fail);
+/* Decodes bytes (a shmrpc_bytes in scope) as a value of t into v, or as a nil when t is
+ * NULL, with a reader r_ and rc_; fail returns the failure, else `return ok;`. */
+void gen_mp_decode(gen *g, emitter *e, const cx *c, const char *bytes, const gtype *t,
+                   const char *v, const char *fail, const char *ok);
+/* A stream's function proto that takes its next item by recv ("shmrpc_stream_recv(stream_",
+ * completed with the item's address) and decodes it (msgpack: as t into *item_, within
+ * arena; fail returns the failure) or gives it as it is (@raw): 1, 0 at the end, or the
+ * status. */
+void gen_item_reader(gen *g, emitter *e, const char *proto, const char *recv, const svc_method *m,
+                     const gtype *t, const char *arena, const char *fail);
 const char *gen_json_write_expr(gen *g, const gtype *t, const char *v);
 void gen_json_read(gen *g, emitter *e, const cx *c, const gtype *t, const char *j, const char *v,
                    const char *fail);

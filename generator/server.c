@@ -182,12 +182,7 @@ static void invoke_client_stream(gen *g, emitter *e, const svc_method *m, const 
         }
         return;
     }
-    em(e, "shmrpc_mp_reader r;");
-    em(e, "shmrpc_mp_reader_init(&r, req.ptr, req.len);");
-    read_args(g, e, m, false, "int rc = ");
-    em_open(e, "if (rc == 0)");
-    em_last(e, "rc = shmrpc_mp_finish(&r);");
-    decode_failed(e, label);
+    read_request(g, e, m, label);
     call_handler(g, e, m);
     if (m->server_stream) {
         em(e, "(void)resp;");
@@ -201,29 +196,12 @@ static void invoke_client_stream(gen *g, emitter *e, const svc_method *m, const 
 static void stream_read(gen *g, emitter *e, const svc_method *m, const char *label)
 {
     const gtype *t = gen_type(g, gen_item_in(m));
-    em_blank(e);
-    em(e, "int %s_%s_read(shmrpc_ctx *ctx_, %s)", g->p, gen_method_cname(g, m),
-       gen_ptr_decl(g, t->ctype, "item_", false));
-    em_open(e, "{");
-    if (svc_enc_is_raw(m->enc)) {
-        em(e, "return shmrpc_ctx_recv(ctx_, item_);");
-        em_close(e, "}");
-        return;
-    }
-    const cx c = {"", "&r_", "shmrpc_ctx_item_arena(ctx_)", "rc_"};
-    em(e, "shmrpc_bytes b_;");
-    em(e, "int rc_ = shmrpc_ctx_recv(ctx_, &b_);");
-    em_open(e, "if (rc_ != 1)");
-    em_last(e, "return rc_;");
-    em(e, "shmrpc_mp_reader r_;");
-    em(e, "shmrpc_mp_reader_init(&r_, b_.ptr, b_.len);");
-    const char *fail =
-        S("return shmrpc_ctx_decode_error(ctx_, \"%s\", \"item\", r_.field, r_.why);", label);
-    gen_mp_read(g, e, &c, t, "*item_", fail);
-    em_open(e, "if ((rc_ = shmrpc_mp_finish(&r_)) != 0)");
-    em_last(e, "%s", fail);
-    em(e, "return 1;");
-    em_close(e, "}");
+    gen_item_reader(
+        g, e,
+        S("int %s_%s_read(shmrpc_ctx *ctx_, %s)", g->p, gen_method_cname(g, m),
+          gen_ptr_decl(g, t->ctype, "item_", false)),
+        "shmrpc_ctx_recv(ctx_", m, t, "shmrpc_ctx_item_arena(ctx_)",
+        S("return shmrpc_ctx_decode_error(ctx_, \"%s\", \"item\", r_.field, r_.why);", label));
 }
 
 /* NAME_write: encodes an item as a result into the call's item buffer, and sends it. */
