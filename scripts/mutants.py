@@ -8,7 +8,9 @@ Copies the tree once to a scratch directory (build-mutants/src, beside its build
 build-mutants/build; SHMRPC_MUTANTS_DIR names another), configures it once (gcc,
 RelWithDebInfo), and for each mutant of tests/mutants/*.mut (those whose id or file name
 matches a GLOB, all without one): applies it, rebuilds the programs of the tests it names,
-runs those tests until one fails, and puts the line back. Prints a table (mutant, what
+runs those tests until one fails, and puts the line back; then removes the shared memory
+that the tests' dead processes left (`shmrpcctl clean`, of the tree without a mutant: a
+planted bug may hang a server that a test then kills). Prints a table (mutant, what
 caught it, seconds) and a score. Exits 1 when a mutant survived, could not be applied
 (its `from` is not in its file exactly once) or did not build; 2 on a usage error or a
 baseline that fails.
@@ -296,7 +298,11 @@ def main(argv):
             return 2
     everything = sorted({t for m in mutants for t in targets_of(m.tests.split(), tests, build,
                                                                    m.build.split())})
-    ok, out = build_targets(build, everything)
+    ok, out = build_targets(build, everything + ["shmrpcctl"])
+    # The clean after each mutant is the unmutated program's: a mutant may be in its code.
+    cleaner = os.path.join(scratch, "shmrpcctl-clean")
+    if ok:
+        shutil.copy2(os.path.join(build, "bin", "shmrpcctl"), cleaner)
     if not ok:
         sys.stderr.write(out[-6000:] + "mutants: the unmutated tree does not build\n")
         return 2
@@ -324,6 +330,7 @@ def main(argv):
         t0 = time.monotonic()
         path = os.path.join(src, m.file)
         status, by, detail = judge(m, path, build, tests)
+        detail += clean(cleaner)
         secs = time.monotonic() - t0
         rows.append((m, status, by, secs))
         print(f"[{i}/{len(mutants)}] {m.mutant}: {status}{' by ' + by if by else ''} "
@@ -349,6 +356,15 @@ def main(argv):
     if not keep:
         shutil.rmtree(scratch, ignore_errors=True)
     return 1 if bad else 0
+
+
+def clean(cleaner):
+    """Removes the segments whose owner is dead; what it removed, as lines to print."""
+    rc, out = run([cleaner, "clean"], 60)
+    lines = [l for l in out.splitlines() if l.startswith("removed ")]
+    if rc != 0:
+        lines.append(f"shmrpcctl clean: exit {rc}: {out.strip()[-300:]}")
+    return "".join(f"   cleaned: {l}\n" for l in lines)
 
 
 def _with_env(envs):
