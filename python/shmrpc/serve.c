@@ -414,12 +414,17 @@ static int py_invoke(shmrpc_ctx *ctx, const void *handlers, shmrpc_bytes req, sh
     } else {
         PyObject *r = PyObject_Call(s->handlers[id], args, NULL);
         Py_DECREF(args);
-        if (r == NULL)
+        if (r == NULL) {
             rc = handler_failed(ctx, name, SHMRPC_EHANDLER);
-        else if (s->sigs[id]->server_stream)
+        } else if (s->sigs[id]->server_stream) {
             rc = send_items(ctx, s, id, r);
-        else if (put_result(s, id, r, "result", resp) != 0)
-            rc = handler_failed(ctx, name, SHMRPC_EHANDLER);
+        } else if (put_result(s, id, r, "result", resp) != 0) {
+            /* Above the maximum: dispatch says so, as of a generated handler's result. */
+            if (resp->err == SHMRPC_ETOOBIG)
+                PyErr_Clear();
+            else
+                rc = handler_failed(ctx, name, SHMRPC_EHANDLER);
+        }
         Py_XDECREF(r);
     }
     PyGILState_Release(gil);

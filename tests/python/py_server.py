@@ -38,6 +38,8 @@ class Echo:
             while shmrpc.cancelled() is None and time.monotonic() < end:
                 time.sleep(0.001)
             note(type(shmrpc.cancelled()).__name__)
+        if text.startswith("big "):
+            return "x" * int(text[len("big "):])
         if text == "meta":
             return json.dumps({"own": shmrpc.traceparent(), **shmrpc.metadata()})
         if text.startswith("hop "):

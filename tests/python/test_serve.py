@@ -220,6 +220,22 @@ def test_a_python_stream_lets_the_gil_go_while_it_waits(tmp_path, monkeypatch):
         s.stop()
 
 
+def test_a_python_result_above_the_maximum(monkeypatch):
+    """A result above the server's maximum fails its call with SHMRPC_ETOOBIG, as a C
+    handler's does, and the server serves on."""
+    monkeypatch.setenv("PY_SERVER_MAX_MSG", "100000")
+    s = py_server("echo", shm_name("big"), workers=1)
+    try:
+        with shmrpc.connect(s.address, timeout=30) as c:
+            with pytest.raises(shmrpc.Error, match="the result of 'echo_json' is larger than "
+                                                   "the server's maximum of 100000 bytes") as e:
+                c.echo_json("big 100001")
+            assert e.value.status_name == "SHMRPC_ETOOBIG"
+            assert c.echo_json("big 99000") == "x" * 99000
+    finally:
+        s.stop()
+
+
 def test_sigterm_finishes_the_call_in_flight():
     s = py_server("echo", shm_name("term"))
     try:
