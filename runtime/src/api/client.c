@@ -1056,8 +1056,7 @@ int shmrpc_client_open(shmrpc_client *c, uint32_t method_id, shmrpc_stream **str
     int rc = encoded_begin(c, method_id, &timeout, &err);
     if (rc) return rc;
     const shmrpc_method_info *m = &c->table.info.methods[c->map[method_id]];
-    int way = (shmrpc__sig_server_stream(m->signature) ? SHMRPC__STREAM_OUT : 0) |
-              (shmrpc__sig_client_stream(m->signature) ? SHMRPC__STREAM_IN : 0);
+    int way = shmrpc__sig_streams(m->signature);
     if (!way)
         return shmrpc_client_error(
             c, SHMRPC_EINVAL, "'%s' answers once: it is called, not opened as a stream", m->name);

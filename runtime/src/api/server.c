@@ -164,9 +164,7 @@ int shmrpc_server_register(shmrpc_server *s, const shmrpc_service *svc, const vo
     const shmrpc_service_info *info = svc->info;
     uint8_t *streams = NULL;
     for (uint32_t i = 0; i < info->n_methods; i++) {
-        const char *sig = info->methods[i].signature;
-        int way = (shmrpc__sig_server_stream(sig) ? SHMRPC__STREAM_OUT : 0) |
-                  (shmrpc__sig_client_stream(sig) ? SHMRPC__STREAM_IN : 0);
+        int way = shmrpc__sig_streams(info->methods[i].signature);
         if (!way) continue;
         if (!streams && !(streams = calloc(info->n_methods, sizeof *streams)))
             return shmrpc__err_set(SHMRPC_ENOMEM, "out of memory");

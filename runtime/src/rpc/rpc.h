@@ -236,14 +236,13 @@ typedef struct shmrpc__table {
 
 /* Whether the signature a method table carries marks its method @idempotent. */
 bool shmrpc__sig_idempotent(const char *signature);
-/* Whether the signature a method table carries makes its result a stream ("NAME(...)->
- * stream<T> @..."; docs/streams.md). */
-bool shmrpc__sig_server_stream(const char *signature);
-/* Whether it makes the one parameter a stream ("NAME(stream<T> p)->..."). */
-bool shmrpc__sig_client_stream(const char *signature);
-/* Which way method id of s's service streams: SHMRPC__STREAM_OUT (its result),
- * SHMRPC__STREAM_IN (its parameter), both, or 0 (it answers once, or no such method). */
+/* Which way a method streams: SHMRPC__STREAM_OUT (its result), SHMRPC__STREAM_IN (its one
+ * parameter), both, or 0 (it answers once; docs/streams.md). */
 enum { SHMRPC__STREAM_OUT = 1, SHMRPC__STREAM_IN = 2 };
+/* Which way the signature a method table carries streams: its result ("NAME(...)->
+ * stream<T> @..."), its parameter ("NAME(stream<T> p)->..."), both, or neither. */
+int shmrpc__sig_streams(const char *signature);
+/* Which way method id of s's service streams; 0 too for no such method. */
 int shmrpc__server_streams(const shmrpc_server *s, uint32_t id);
 
 /* Copies server (which passed shmrpc__info_check) into t. SHMRPC_ENOMEM. */

@@ -121,8 +121,9 @@ int shmrpc__method_map(const shmrpc_service_info *client, const shmrpc_service_i
             int rc = compat ? 0 : shmrpc__compat_new(&compat, client, server);
             if (rc == 0) rc = shmrpc__compat_method(compat, &cm[i], &sm[j], &d, &why);
             if (rc != 0) {
-                note(err, &bad, "'%s' has another signature, incompatible: %s (client: %s, server: %s)", cm[i].name,
-                     why, cm[i].signature, sm[j].signature);
+                note(err, &bad,
+                     "'%s' has another signature, incompatible: %s (client: %s, server: %s)",
+                     cm[i].name, why, cm[i].signature, sm[j].signature);
             } else if (diffs && d.len) {
                 shmrpc__msg_append(diffs, "%s'%s': %s",
                                    n_diffs++ ? "; " : "compatible, with these differences: ",
@@ -155,17 +156,14 @@ bool shmrpc__sig_idempotent(const char *signature)
            memcmp(signature + n - (sizeof tail - 1), tail, sizeof tail - 1) == 0;
 }
 
-bool shmrpc__sig_server_stream(const char *signature)
+int shmrpc__sig_streams(const char *signature)
 {
-    /* Types hold no parentheses: the first ")->" ends the parameters. */
-    const char *r = signature ? strstr(signature, ")->") : NULL;
-    return r && strncmp(r + 3, "stream<", 7) == 0;
-}
-
-bool shmrpc__sig_client_stream(const char *signature)
-{
+    /* Types hold no parentheses: the first "(" opens the parameters, the first ")->" ends
+     * them. */
     const char *p = signature ? strchr(signature, '(') : NULL;
-    return p && strncmp(p + 1, "stream<", 7) == 0;
+    const char *r = signature ? strstr(signature, ")->") : NULL;
+    return (r && strncmp(r + 3, "stream<", 7) == 0 ? SHMRPC__STREAM_OUT : 0) |
+           (p && strncmp(p + 1, "stream<", 7) == 0 ? SHMRPC__STREAM_IN : 0);
 }
 
 /* FNV-1a 64 of the names (each with its NUL) of the methods info marks @idempotent. */
