@@ -41,7 +41,7 @@ shmrpc_sources(rpc rpc compat.c verify.c intercept.c meta.c meta_set.c dispatch.
 # transport/: inproc://, shm:// with its rendezvous, tcp:// with frames, auth and TLS
 shmrpc_sources(inproc transport/inproc inproc.c)
 shmrpc_sources(shm transport/shm shm.c shm_rdv.c shm_stop.c shm_sweep.c shm_handover.c
-  shm_worker.c shm_server.c shm_client.c shm_transport.c)
+  shm_ring.c shm_worker.c shm_server.c shm_client.c shm_transport.c)
 shmrpc_sources(tcp transport/tcp tcp_transport.c tcp.c tcp_server.c server_worker.c
   server_accept.c server_drain.c server_conn.c server_handshake.c server_call.c
   server_pool.c server_stream.c server_limits.c tcp_client.c client_stream.c client_call.c

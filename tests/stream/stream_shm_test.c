@@ -10,7 +10,6 @@
  * lost but none comes twice. The handlers note what they did in memory shared with the
  * test. Every wait is bounded; every server is stopped and its files checked. */
 #define _GNU_SOURCE
-#include <dirent.h>
 #include <setjmp.h>
 #include <signal.h>
 #include <stdbool.h>
@@ -22,7 +21,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
-#include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -31,6 +29,7 @@
 
 #include "port.h"
 #include "procs.h"
+#include "ring_peer.h"
 #include "stream.h"
 #include "streamer_handlers.h"
 #include "transport/shm/shm.h"
@@ -287,48 +286,15 @@ static void closed_early_calls_go_on(void **state)
     stop_server(srv);
 }
 
-/* The channel of this process's stream to addr (the lane whose head names a ring, and
- * whose open a worker runs), mapped
- * here as a hostile peer would, and its ring; NULL when there is none. */
+/* The channel of this process's stream to addr whose open a worker runs, mapped here as a
+ * hostile peer would, and its ring. */
 static shmrpc__shm_chan *stream_channel(size_t *size, shmrpc__stream_ring **ring)
 {
-    char prefix[128], path[300], link[256];
-    int n = snprintf(prefix, sizeof prefix, "/memfd:shmrpc:%s:", addr + strlen("shm://"));
-    DIR *d = opendir("/proc/self/fd");
-    shmrpc__shm_chan *found = NULL;
-    for (struct dirent *e; d && found == NULL && (e = readdir(d)) != NULL;) {
-        snprintf(path, sizeof path, "/proc/self/fd/%s", e->d_name);
-        ssize_t len = readlink(path, link, sizeof link - 1);
-        link[len > 0 ? len : 0] = '\0';
-        struct stat st;
-        int fd = atoi(e->d_name);
-        if (strncmp(link, prefix, (size_t)n) != 0 || fstat(fd, &st) != 0) continue;
-        shmrpc__shm_chan *h =
-            mmap(NULL, (size_t)st.st_size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
-        if (h == MAP_FAILED) continue;
-        /* A lane of an earlier stream may name a ring too: the one whose open runs. */
-        if (atomic_load(&h->stream) == SHMRPC__RING_MAX &&
-            atomic_load(&h->state.word) == SHM_CHAN_REQUEST &&
-            (atomic_load(&h->claim) & 3) == SHM_CLAIM_TAKEN) {
-            found = h;
-            *size = (size_t)st.st_size;
-            uint64_t off = shmrpc__shm_ring_off(h->req_len, atomic_load(&h->meta_len));
-            *ring = (shmrpc__stream_ring *)((uint8_t *)h + SHMRPC__CHAN_DATA + off);
-            assert_true(SHMRPC__CHAN_DATA + off + sizeof **ring + SHMRPC__RING_MAX <= *size);
-        } else {
-            munmap(h, (size_t)st.st_size);
-        }
-    }
-    if (d) closedir(d);
-    if (found == NULL) fail_msg("no channel of %s names a ring", addr);
-    return found;
-}
-
-/* Writes the record {len, left} at byte at of the ring's records. */
-static void record_at(shmrpc__stream_ring *r, uint32_t at, uint32_t len, uint32_t left)
-{
-    uint32_t head[2] = {len, left};
-    memcpy((uint8_t *)(r + 1) + at, head, sizeof head);
+    shmrpc__shm_chan *h =
+        test_stream_channel(addr, SHMRPC__RING_MAX | SHMRPC__STREAM_OUT, true, size);
+    *ring = test_stream_ring(h, 0);
+    assert_true((uint8_t *)(*ring + 1) + SHMRPC__RING_MAX <= (uint8_t *)h + *size);
+    return h;
 }
 
 /* A ring that lies to the client, written while quiet's handler writes nothing: a count of
@@ -352,32 +318,14 @@ static void a_worker_that_lies_about_its_ring(void **state)
                          "67108864 bytes"},
         {SHMRPC_EPROTO, "the worker's ring of the stream is off"},
     };
-    for (int k = 0; k < 5; k++) {
+    for (int k = 0; k < TEST_RING_LIES; k++) {
         shmrpc_stream *st;
         assert_int_equal(streamer_quiet_open(c, &st), 0);
         await_at_least(&sh->opened, k + 1, "quiet's handler began");
         size_t size;
         shmrpc__stream_ring *r;
         shmrpc__shm_chan *h = stream_channel(&size, &r);
-        uint32_t tail = 0;
-        if (k == 0) tail = SHMRPC__RING_MAX + 8;
-        if (k == 1) {
-            record_at(r, 0, SHMRPC__RING_MAX, 0);
-            tail = 16;
-        }
-        if (k == 2) { /* a piece of 16 with 50 to come, then one of 8 with 10 */
-            record_at(r, 0, 16, 50);
-            record_at(r, 24, 8, 10);
-            tail = 40;
-        }
-        if (k == 3) {
-            record_at(r, 0, 8, UINT32_MAX - 8);
-            tail = 16;
-        }
-        if (k == 4) { /* a piece of no bytes, which would keep recv reading for ever */
-            record_at(r, 0, 0, 10);
-            tail = 8;
-        }
+        uint32_t tail = test_ring_lie(r, k);
         atomic_store(&r->tail.word, tail);
         int64_t v;
         int rc = streamer_quiet_recv(st, &v);

@@ -1090,7 +1090,7 @@ int shmrpc_client_open(shmrpc_client *c, uint32_t method_id, shmrpc_stream **str
         shmrpc__msg_set(err, "%s", shmrpc__msg_get(&c->icmsg));
     } else {
         shmrpc_bytes req = shmrpc_bytes_of(c->req.len ? c->req.data : empty, c->req.len);
-        rc = c->conn->ops->stream_open(c->conn, c->map[method_id], req, timeout, err);
+        rc = c->conn->ops->stream_open(c->conn, c->map[method_id], way, req, timeout, err);
         if (rc && c->icpt) {
             shmrpc__msg_set(&c->icmsg, "%s", shmrpc__msg_get(err));
             rc = shmrpc__icpts_after(c->icpt, &ic, s->icpt_ran, rc);

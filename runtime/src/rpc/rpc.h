@@ -238,7 +238,7 @@ typedef struct shmrpc__table {
 bool shmrpc__sig_idempotent(const char *signature);
 /* Which way a method streams: SHMRPC__STREAM_OUT (its result), SHMRPC__STREAM_IN (its one
  * parameter), both, or 0 (it answers once; docs/streams.md). */
-enum { SHMRPC__STREAM_OUT = 1, SHMRPC__STREAM_IN = 2 };
+enum { SHMRPC__STREAM_OUT = 1, SHMRPC__STREAM_IN = 2, SHMRPC__STREAM_WAYS = 3 };
 /* Which way the signature a method table carries streams: its result ("NAME(...)->
  * stream<T> @..."), its parameter ("NAME(stream<T> p)->..."), both, or neither. */
 int shmrpc__sig_streams(const char *signature);
@@ -336,13 +336,14 @@ typedef struct shmrpc__conn_ops {
     int (*call_view)(shmrpc__conn *c, uint32_t sid, shmrpc_bytes req, shmrpc_bytes *resp,
                      int64_t timeout_ms, shmrpc_buf *err);
     /* Optional, all three or none (client.c refuses a stream without them): a call of
-     * method sid, whose result is a stream, with request req (docs/streams.md). open sends
-     * it, and its deadline bounds the whole stream; recv waits for its next item: 1 and the
+     * method sid, which streams its result, its parameter or both (ways: SHMRPC__STREAM_OUT,
+     * _IN), with request req (docs/streams.md). open sends it, and its deadline bounds the
+     * whole stream; recv waits for its next item: 1 and the
      * item appended to item (cleared by the caller), 0 at the end, or the stream's status
      * with its message in err; end stops a stream that has not ended (its handler told) and
      * forgets it. One stream at a time on c, and no call while it is open. */
-    int (*stream_open)(shmrpc__conn *c, uint32_t sid, shmrpc_bytes req, int64_t timeout_ms,
-                       shmrpc_buf *err);
+    int (*stream_open)(shmrpc__conn *c, uint32_t sid, int ways, shmrpc_bytes req,
+                       int64_t timeout_ms, shmrpc_buf *err);
     int (*stream_recv)(shmrpc__conn *c, shmrpc_buf *item, shmrpc_buf *err);
     void (*stream_end)(shmrpc__conn *c);
     /* Optional, both or none (client.c refuses a client stream without them), for a method

@@ -323,10 +323,10 @@ int shmrpc__chan_reserve_keep(shmrpc__chan_map *m, uint64_t need, shmrpc__chan_m
 
 uint64_t shmrpc__chan_max_size(uint64_t max_msg)
 {
-    /* A request and its metadata, and a stream's ring after them (shm.h). Counted as the
+    /* A request and its metadata, and a stream's rings after them (shm.h). Counted as the
      * cap at most, whose channel (8 GiB) holds them all: a maximum near the cap still bounds
      * what a peer may grow the channel to. */
     uint64_t n = max_msg + SHMRPC_METADATA_MAX_BYTES + SHMRPC__CTX_MSG_CAP + 63 +
-                 sizeof(shmrpc__stream_ring) + SHMRPC__RING_MAX;
+                 2 * SHMRPC__RING_BYTES(SHMRPC__RING_MAX);
     return chan_size_for(n < SHMRPC__MAX_MSG_CAP ? n : SHMRPC__MAX_MSG_CAP);
 }

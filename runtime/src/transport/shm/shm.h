@@ -27,8 +27,10 @@
  * the header, and the segment is as long as the table needs, up to 1 MiB of it (issue 36); 10:
  * a call's metadata follows its request in the channel (meta_len; issue 36); 11: a stream's ring
  * follows its request in the channel (the head's `stream`; docs/streams.md), so that a worker of
- * 10, which would answer a stream's open once, is refused at connect */
-#define SHMRPC__SHM_VERSION 11u
+ * 10, which would answer a stream's open once, is refused at connect; 12: the low bits of
+ * `stream` say which ways the call streams, and a parameter that streams has a ring of its own,
+ * which the client writes */
+#define SHMRPC__SHM_VERSION 12u
 #define SHMRPC__MAX_CONNS 256
 #define SHMRPC__MAX_WORKERS 64
 #define SHMRPC__TABLE_MAX (1 << 20) /* the method table, as text: what tcp:// carries */
@@ -255,10 +257,12 @@ typedef struct shmrpc__shm_chan {
      * not change leaves them, and the worker's cache keeps them); read once by the worker
      * that takes the call, which copies and checks the bytes before its handler sees them. */
     _Atomic uint32_t meta_len;
-    /* 0 for a call; for a stream's open (a method whose result is a stream), the bytes of its
-     * ring (shmrpc__stream_ring), which follows the request and its metadata. Written by the
+    /* 0 for a call; for a stream's open, the bytes of each of its rings (shmrpc__stream_ring),
+     * which follow the request and its metadata, with the ways it streams in the low bits
+     * (SHMRPC__STREAM_OUT: a ring the worker writes the result's items into; _IN: a ring the
+     * client writes the parameter's into, after the other when both are). Written by the
      * client before REQUEST only when it differs from what it wrote last, as budget_ns; read
-     * once by the worker that takes the call, which checks it (shmrpc__shm_ring_cap_ok). */
+     * once by the worker that takes the call, which checks it (shmrpc__shm_stream_ok). */
     _Atomic uint32_t stream;
 } shmrpc__shm_chan;
 static_assert(sizeof(shmrpc__shm_chan) == 128, "two cache lines of head");
@@ -271,24 +275,29 @@ static_assert(offsetof(shmrpc__shm_chan, claim) == 96 && offsetof(shmrpc__shm_ch
 
 #define SHMRPC__CHAN_DATA sizeof(shmrpc__shm_chan)
 
-/* A stream's ring (docs/streams.md, "How shm:// carries it"): the worker writes the items
- * as records, the client reads them, and each side publishes how far it went on a line of
- * its own, a futex the other sleeps on. Both counts are of bytes ever written or read, mod
- * 2^32; a record is {u32 len, u32 left} and then len bytes, 8-aligned (so a header never
- * wraps, while its bytes may): a piece of an item, with left bytes of it still to come
- * (0: its last piece). An item that does not fit goes in pieces. {0, UINT32_MAX} ends the
- * items: the status follows in the channel, as a call's answer. The worker keeps 8 bytes
- * free for that end. Each side reads the other's count once a look, checks it against the
- * ring's size and its own count, and reads its own counts back never. */
+/* A stream's ring (docs/streams.md, "How shm:// carries it"): one side writes the items as
+ * records (the worker, a result's; the client, a parameter's), the other reads them, and each
+ * publishes how far it went on a line of its own, a futex the other sleeps on. Both counts are
+ * of bytes ever written or read, mod 2^32; a record is {u32 len, u32 left} and then len bytes,
+ * 8-aligned (so a header never wraps, while its bytes may): a piece of an item, with left
+ * bytes of it still to come (0: its last piece). An item that does not fit goes in pieces.
+ * {0, UINT32_MAX} ends the items; after the worker's, the status follows in the channel, as a
+ * call's answer. The writer keeps 8 bytes free for that end. Each side reads the other's count
+ * once a look, checks it against the ring's size and its own count, and reads its own counts
+ * back never (transport/shm/shm_ring.h). */
 typedef struct shmrpc__stream_ring {
-    shmrpc__futex tail; /* bytes the worker published: written by the worker */
+    shmrpc__futex tail; /* bytes the writer published: written by the writer */
     char pad0[64 - sizeof(shmrpc__futex)];
-    shmrpc__futex head; /* bytes the client took: written by the client */
-    /* Bit 0 while the client sleeps on tail (shmrpc__waiter's sleeping), instead of tail's
-     * sleepers: on the client's line, which the worker reads each item anyway, rather than
+    shmrpc__futex head; /* bytes the reader took: written by the reader */
+    /* Bit 0 while the reader sleeps on tail (shmrpc__waiter's sleeping), instead of tail's
+     * sleepers: on the reader's line, which the writer reads each item anyway, rather than
      * on the line it writes, where its look after each store stalled it. */
     _Atomic uint64_t reader_asleep;
-    char pad1[64 - sizeof(shmrpc__futex) - 8];
+    /* In the client's ring: set by the worker once the handler returned without reading the
+     * end. The client then writes the end at its next send, which fails, and the worker
+     * answers once it read that end: a call's answer may reach into this ring. */
+    _Atomic uint32_t returned;
+    char pad1[64 - sizeof(shmrpc__futex) - 8 - 4];
 } shmrpc__stream_ring;
 static_assert(sizeof(shmrpc__stream_ring) == 128, "each side's count on a line of its own");
 
@@ -314,11 +323,17 @@ static inline uint32_t shmrpc__shm_record_size(uint32_t len)
     return 8 + ((len + 7) & ~7u);
 }
 
-/* Whether cap is a ring's size: a power of two from SHMRPC__RING_MIN to SHMRPC__RING_MAX. */
-static inline bool shmrpc__shm_ring_cap_ok(uint32_t cap)
+/* Whether stream, a head's, names a stream's rings: a size that is a power of two from
+ * SHMRPC__RING_MIN to SHMRPC__RING_MAX, and one way at least (shmrpc__shm_chan's stream). */
+static inline bool shmrpc__shm_stream_ok(uint32_t stream)
 {
-    return cap >= SHMRPC__RING_MIN && cap <= SHMRPC__RING_MAX && (cap & (cap - 1)) == 0;
+    uint32_t cap = stream & ~(uint32_t)SHMRPC__STREAM_WAYS, ways = stream & SHMRPC__STREAM_WAYS;
+    return ways != 0 && cap >= SHMRPC__RING_MIN && cap <= SHMRPC__RING_MAX &&
+           (cap & (cap - 1)) == 0;
 }
+
+/* The bytes a ring of cap takes in the channel: its counts and its records. */
+#define SHMRPC__RING_BYTES(cap) (sizeof(shmrpc__stream_ring) + (uint64_t)(cap))
 
 extern const shmrpc__transport shmrpc__shm_transport;
 

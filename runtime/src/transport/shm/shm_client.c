@@ -6,6 +6,7 @@
 #include "transport/shm/shm_int.h"
 
 #include "transport/shm/shm_rdv.h"
+#include "transport/shm/shm_ring.h"
 #include "core/core.h"
 #include "core/proc.h"
 
@@ -187,10 +188,12 @@ static void shm_cancel(shmrpc__conn *base, shmrpc__pending *p);
 static int shm_call_view(shmrpc__conn *base, uint32_t sid, shmrpc_bytes req, shmrpc_bytes *resp,
                          int64_t timeout_ms, shmrpc_buf *err);
 
-static int shm_stream_open(shmrpc__conn *base, uint32_t sid, shmrpc_bytes req, int64_t timeout_ms,
-                           shmrpc_buf *err);
+static int shm_stream_open(shmrpc__conn *base, uint32_t sid, int ways, shmrpc_bytes req,
+                           int64_t timeout_ms, shmrpc_buf *err);
 static int shm_stream_recv(shmrpc__conn *base, shmrpc_buf *item, shmrpc_buf *err);
 static void shm_stream_end(shmrpc__conn *base);
+static int shm_stream_send(shmrpc__conn *base, const void *item, size_t n, shmrpc_buf *err);
+static void shm_stream_done(shmrpc__conn *base);
 
 static const shmrpc__conn_ops shm_conn_ops = {.call = shm_call,
                                               .close = shm_conn_close,
@@ -203,7 +206,9 @@ static const shmrpc__conn_ops shm_conn_ops = {.call = shm_call,
                                               .call_view = shm_call_view,
                                               .stream_open = shm_stream_open,
                                               .stream_recv = shm_stream_recv,
-                                              .stream_end = shm_stream_end};
+                                              .stream_end = shm_stream_end,
+                                              .stream_send = shm_stream_send,
+                                              .stream_done = shm_stream_done};
 static int attach(shm_conn *c, int64_t deadline, shmrpc_buf *err);
 
 static int open_ctl(shm_conn *c, const shmrpc_service_info *info, uint32_t *map_ids,
@@ -1441,55 +1446,80 @@ static int shm_call_view(shmrpc__conn *base, uint32_t sid, shmrpc_bytes req, shm
 /* --- streams (docs/streams.md, "How shm:// carries it") --------------------------------
  * A stream's open is a call on a lane of its own, never lane 0: that one carries the
  * client's calls (and maybe a started one), and after an early close the worker keeps the
- * stream's lane until its handler returns. Its request names the size of the ring that
- * follows it in the channel (shm.h), through which the worker hands the items over; the
- * end's status then comes as a call's answer. The client waits on the ring's tail, never
- * on the channel's lock, which the worker holds for the whole stream. */
+ * stream's lane until its handler returns. Its request names the size of the rings that
+ * follow it in the channel and the ways it streams (shm.h): the worker hands a result's items
+ * over through its ring, and the client a parameter's through its own; the end's status then
+ * comes as a call's answer. The client waits on the rings' counts, never on the channel's
+ * lock, which the worker holds for the whole stream. */
 
 typedef struct shm_stream {
-    shm_conn *c;    /* the client's connection: its cancels */
-    shm_conn *lane; /* the lane that carries the stream */
-    uint64_t off;   /* where the ring is in the lane's channel data */
-    uint32_t cap;   /* the ring's bytes */
-    uint32_t head;  /* the bytes read */
-    uint32_t pub;   /* the bytes read that the worker was told of */
-    uint32_t left;  /* the bytes of the item being read still to come; 0 between items */
-    bool ended;     /* its answer was read, or it was given up on */
+    shm_conn *c;            /* the client's connection: its cancels */
+    shm_conn *lane;         /* the lane that carries the stream */
+    int ways;               /* SHMRPC__STREAM_OUT, _IN, or both */
+    uint64_t off;           /* where the worker's ring is in the lane's channel data */
+    uint64_t in_off;        /* where the client's ring is */
+    shmrpc__ring_reader rd; /* how far the client read the worker's ring */
+    uint32_t tail;          /* the bytes written into the client's ring */
+    bool sent_end;          /* the end of the client's items was written */
+    bool sending;           /* a send waits for room */
+    bool ended;             /* its answer was read, or it was given up on */
+    /* Why a send ended it (or 0), and what it said. */
+    int status;
+    char msg[SHMRPC__CTX_MSG_CAP];
 } shm_stream;
 
-/* A stream's check: the answer came without the end of the items. Not 1, which
- * shmrpc__wait_while's spin keeps for itself. */
+/* A stream's check: the answer came without the end of the items, or the handler returned
+ * without reading the client's. Not 1, which shmrpc__wait_while's spin keeps for itself. */
 #define LOOK_AGAIN 2
 
+/* The worker's ring (a result's items) and the client's (a parameter's), computed at each
+ * use: following an answer may have moved the mapping. */
 static shmrpc__stream_ring *stream_ring(shm_stream *st)
 {
     return (shmrpc__stream_ring *)(shmrpc__chan_data(&st->lane->chan) + st->off);
 }
 
-/* Tells the worker how far the reader went: it may wait for that room. */
-static void stream_publish(shm_stream *st, shmrpc__stream_ring *r)
+static shmrpc__stream_ring *stream_in_ring(shm_stream *st)
 {
-    if (st->pub == st->head) return;
-    atomic_store(&r->head.word, st->head); /* sequentially consistent: before the look */
-    shmrpc__wake(&r->head, 1);
-    st->pub = st->head;
+    return (shmrpc__stream_ring *)(shmrpc__chan_data(&st->lane->chan) + st->in_off);
 }
 
-/* The check of a wait for items: a cancel, the lane's call (client_check: the server, the
- * worker, the slot), and an answer that came without the end of the items (a refusal before
- * the handler ran), which does not wake a waiter on the ring. */
+/* The check of a wait for items or for room: a cancel, the lane's call (client_check: the
+ * server, the worker, the slot), an answer that came without the end of the items (a refusal
+ * before the handler ran), which does not wake a waiter on a ring, and for a send, a handler
+ * that returned without reading the client's items. */
 static int stream_check(void *arg)
 {
     shm_stream *st = arg;
     if (shmrpc__conn_cancelled(&st->c->base)) return SHMRPC_ECANCELLED;
     int rc = client_check(st->lane);
     if (rc != 0) return rc;
+    if (st->sending && atomic_load(&stream_in_ring(st)->returned) != 0) return LOOK_AGAIN;
     return atomic_load(&st->lane->chan.head->state.word) != SHM_CHAN_REQUEST ? LOOK_AGAIN : 0;
 }
 
+/* Publishes the client's ring up to its tail, waking the worker if it sleeps for an item. */
+static void stream_in_publish(shm_stream *st, shmrpc__stream_ring *r)
+{
+    atomic_store(&r->tail.word, st->tail); /* sequentially consistent: before the look */
+    shmrpc__wake_mask(&r->tail, &r->reader_asleep, 1);
+}
+
+/* Writes the end of the client's items (shmrpc_stream_done), once. There is room: every
+ * piece left 8 bytes free. */
+static void stream_end_items(shm_stream *st)
+{
+    if (!(st->ways & SHMRPC__STREAM_IN) || st->sent_end) return;
+    shmrpc__stream_ring *r = stream_in_ring(st);
+    shmrpc__ring_put(r, st->rd.cap, &st->tail, "", 0, SHMRPC__RING_END);
+    stream_in_publish(st, r);
+    st->sent_end = true;
+}
+
 /* Ends the stream on the client's side: a call not taken yet withdrawn, one being run marked
- * given up on (why: cancelled, or its deadline), and the ring emptied of what is left, so
- * that a worker waiting for room wakes and learns so. Returns rc. */
+ * given up on (why: cancelled, or its deadline), the worker's ring emptied of what is left,
+ * so that a worker waiting for room wakes and learns so, and a worker waiting for the
+ * client's items woken. Returns rc. */
 static int stream_stop(shm_stream *st, int rc, int why)
 {
     shm_conn *l = st->lane;
@@ -1498,9 +1528,15 @@ static int stream_stop(shm_stream *st, int rc, int why)
         shmrpc_buf_init(&ignored);
         give_up(l, why, &ignored);
         shmrpc_buf_destroy(&ignored);
-        shmrpc__stream_ring *r = stream_ring(st);
-        st->head = atomic_load_explicit(&r->tail.word, memory_order_relaxed);
-        stream_publish(st, r);
+        if (st->ways & SHMRPC__STREAM_OUT) {
+            shmrpc__stream_ring *r = stream_ring(st);
+            st->rd.head = atomic_load_explicit(&r->tail.word, memory_order_relaxed);
+            shmrpc__ring_give_back(r, &st->rd, true);
+        }
+        if (st->ways & SHMRPC__STREAM_IN) {
+            shmrpc__stream_ring *r = stream_in_ring(st);
+            shmrpc__wake_mask(&r->tail, &r->reader_asleep, 1);
+        }
         count_out(l);
         st->ended = true;
         l->streams = false;
@@ -1516,70 +1552,54 @@ static int stream_refuse(shm_stream *st, int rc, shmrpc_buf *err, const char *ms
     return stream_stop(st, rc, SHMRPC_ECANCELLED);
 }
 
-/* The stream's answer, after the end of its items (or without it): its status and message. */
-static int stream_answer(shm_stream *st, shmrpc_buf *err)
+/* A wait's failure, said (a deadline, a cancel) and ending the stream. */
+static int stream_wait_failed(shm_stream *st, int rc, shmrpc_buf *err)
+{
+    if (rc == SHMRPC_ETIMEDOUT) shmrpc__msg_set(err, "the stream's deadline passed");
+    if (rc == SHMRPC_ECANCELLED)
+        shmrpc__msg_set(err, "the stream was cancelled (shmrpc_client_cancel)");
+    return stream_stop(st, rc, rc);
+}
+
+/* The stream's answer, after the end of its items (or without it): its status and message,
+ * and the handler's answer appended to item when the result is no stream. */
+static int stream_answer(shm_stream *st, shmrpc_buf *item, shmrpc_buf *err)
 {
     shm_conn *l = st->lane;
     int rc = await_answer(l, &l->dl); /* the worker writes it just after the end */
-    if (rc != 0 && (rc = give_up(l, rc, err)) != 0) {
-        if (rc == SHMRPC_ETIMEDOUT) shmrpc__msg_set(err, "the stream's deadline passed");
-        return stream_stop(st, rc, rc);
-    }
+    if (rc != 0 && (rc = give_up(l, rc, err)) != 0) return stream_wait_failed(st, rc, err);
     int32_t status;
     shmrpc_bytes data;
     rc = call_answer(l, &status, &data, err);
     if (rc == 0 && status != 0) rc = call_failed(status, data, err);
+    if (rc == 0 && data.len > item->max) {
+        shmrpc__msg_set(err, "an answer of %zu bytes is larger than the client's maximum of %zu",
+                        data.len, item->max);
+        rc = SHMRPC_ETOOBIG;
+    }
+    if (rc == 0 && shmrpc_buf_append(item, data.ptr, data.len) != 0) {
+        shmrpc__msg_set(err, "out of memory for the answer");
+        rc = SHMRPC_ENOMEM;
+    }
     count_out(l);
     st->ended = true;
     l->streams = false;
     return rc;
 }
 
-/* Takes the record at the ring's head, of which avail bytes are published: 1 and the item in
- * item once its last piece is in, 0 for a piece of it, 2 at the end of the items, or the
- * stream's failure. Every field is read once and checked against the ring. */
-static int stream_take(shm_stream *st, shmrpc__stream_ring *r, uint32_t avail, shmrpc_buf *item,
-                       shmrpc_buf *err)
+/* What a stream that ended said: the status of the send that ended it, with its message. */
+static int stream_said(const shm_stream *st, shmrpc_buf *err)
 {
-    const uint8_t *recs = (const uint8_t *)(r + 1);
-    uint32_t mask = st->cap - 1, at = st->head & mask, head[2];
-    if (avail < 8) /* a header is 8 bytes, published whole */
-        return stream_refuse(st, SHMRPC_EPROTO, err, "the worker's ring of the stream is off");
-    memcpy(head, recs + at, sizeof head);
-    uint32_t len = head[0], left = head[1];
-    /* The end, also amid an item whose writer failed before its last piece (the server
-     * stops, say): what came of that item is dropped. */
-    if (len == 0 && left == SHMRPC__RING_END) {
-        st->head += 8;
-        return 2;
+    if (st == NULL || st->status == 0) {
+        shmrpc__msg_set(err, "no stream is open");
+        return SHMRPC_EINVAL;
     }
-    /* Every piece but an empty item's carries bytes: otherwise a worker could keep a recv
-     * reading records for ever. */
-    if (len > st->cap - 16 || shmrpc__shm_record_size(len) > avail || (len == 0 && left != 0) ||
-        (st->left != 0 && (uint64_t)len + left != st->left))
-        return stream_refuse(st, SHMRPC_EPROTO, err, "the worker's ring of the stream is off");
-    if (st->left == 0 && (uint64_t)len + left > item->max) {
-        shmrpc__msg_set(
-            err, "an item of %" PRIu64 " bytes is larger than the client's maximum of %zu bytes",
-            (uint64_t)len + left, item->max);
-        return stream_stop(st, SHMRPC_ETOOBIG, SHMRPC_ECANCELLED);
-    }
-    at = (at + 8) & mask;
-    uint32_t first = len < st->cap - at ? len : st->cap - at;
-    if (shmrpc_buf_append(item, recs + at, first) != 0 ||
-        shmrpc_buf_append(item, recs, len - first) != 0)
-        return stream_refuse(st, SHMRPC_ENOMEM, err, "out of memory for an item");
-    st->head += shmrpc__shm_record_size(len);
-    st->left = left;
-    /* The room given back in steps, or at once to a worker asleep waiting for it. */
-    if (st->head - st->pub >= st->cap / 4 ||
-        atomic_load_explicit(&r->head.sleepers, memory_order_relaxed) != 0)
-        stream_publish(st, r);
-    return left == 0;
+    shmrpc__msg_set(err, "%s", st->msg);
+    return st->status;
 }
 
-static int shm_stream_open(shmrpc__conn *base, uint32_t sid, shmrpc_bytes req, int64_t timeout_ms,
-                           shmrpc_buf *err)
+static int shm_stream_open(shmrpc__conn *base, uint32_t sid, int ways, shmrpc_bytes req,
+                           int64_t timeout_ms, shmrpc_buf *err)
 {
     shm_conn *c = (shm_conn *)base;
     c->loan = NULL; /* another call gives up the loan */
@@ -1594,20 +1614,28 @@ static int shm_stream_open(shmrpc__conn *base, uint32_t sid, shmrpc_bytes req, i
     int64_t deadline = shmrpc__deadline_at(&dl, shmrpc__now_ns());
     bool waited = false;
     shm_conn *l = NULL;
+    uint32_t cap = SHMRPC__RING_MAX;
     uint64_t off = shmrpc__shm_ring_off((uint32_t)req.len, (uint32_t)c->base.meta.len);
+    uint64_t in_off = off + (ways & SHMRPC__STREAM_OUT ? SHMRPC__RING_BYTES(cap) : 0);
+    uint64_t reach = in_off + (ways & SHMRPC__STREAM_IN ? SHMRPC__RING_BYTES(cap) : 0);
     int rc = lanes_init(c, err);
     if (rc == 0) rc = lane_get(c, 1, deadline, &l, &waited, err);
     if (rc == 0) {
         l->dl = dl;
         rc = call_begin(l, req.len, &l->dl, err);
     }
-    if (rc == 0)
-        rc = shmrpc__chan_reserve(&l->chan, off + sizeof(shmrpc__stream_ring) + SHMRPC__RING_MAX,
-                                  err);
+    if (rc == 0) rc = shmrpc__chan_reserve(&l->chan, reach, err);
     if (rc == 0) {
-        *st = (shm_stream){.c = c, .lane = l, .off = off, .cap = SHMRPC__RING_MAX};
-        memset(stream_ring(st), 0, sizeof(shmrpc__stream_ring)); /* the counts of the last one */
-        rc = call_post(l, sid, req, c->base.meta, &l->dl, false, SHMRPC__RING_MAX, err);
+        *st = (shm_stream){.c = c,
+                           .lane = l,
+                           .ways = ways & SHMRPC__STREAM_WAYS,
+                           .off = off,
+                           .in_off = in_off,
+                           .rd = {.cap = cap, .writer = "worker", .reader = "client"}};
+        /* The counts of the last one, and its returned. */
+        if (ways & SHMRPC__STREAM_OUT) memset(stream_ring(st), 0, sizeof(shmrpc__stream_ring));
+        if (ways & SHMRPC__STREAM_IN) memset(stream_in_ring(st), 0, sizeof(shmrpc__stream_ring));
+        rc = call_post(l, sid, req, c->base.meta, &l->dl, false, cap | (uint32_t)st->ways, err);
     }
     if (rc != 0) {
         free(st);
@@ -1620,16 +1648,34 @@ static int shm_stream_open(shmrpc__conn *base, uint32_t sid, shmrpc_bytes req, i
     return 0;
 }
 
+/* The waiter of a wait for the worker's items or for room in the client's ring. */
+static shmrpc__waiter stream_waiter(shm_stream *st)
+{
+    shm_conn *l = st->lane;
+    return (shmrpc__waiter){.opts = &l->wait,
+                            .peer = l->last_worker < SHMRPC__MAX_WORKERS
+                                        ? &l->ctl->workers[l->last_worker].presence
+                                        : NULL,
+                            .self = &l->ctl->slots[l->slot].presence,
+                            .check = stream_check,
+                            .check_arg = st,
+                            .awake = &l->ctl->awake,
+                            .counted = &l->counted,
+                            .counted_mark = &l->ctl->slots[l->slot].counted,
+                            .lazy = &l->dl};
+}
+
 static int shm_stream_recv(shmrpc__conn *base, shmrpc_buf *item, shmrpc_buf *err)
 {
     shm_conn *c = (shm_conn *)base;
     shm_stream *st = c->stream;
     if (self() != c->pid) return not_ours(c, err);
-    if (st == NULL || st->ended) { /* client.c asks no more after the end */
-        shmrpc__msg_set(err, "no stream is open");
-        return SHMRPC_EINVAL;
-    }
+    if (st == NULL || st->ended) return stream_said(st, err);
     shm_conn *l = st->lane;
+    if (!(st->ways & SHMRPC__STREAM_OUT)) { /* the answer, after the client's last item */
+        stream_end_items(st);
+        return stream_answer(st, item, err);
+    }
     for (;;) {
         /* Before an item: a cancel ends a stream that is behind. */
         if (shmrpc__conn_cancelled(base))
@@ -1640,43 +1686,100 @@ static int shm_stream_recv(shmrpc__conn *base, shmrpc_buf *item, shmrpc_buf *err
         uint32_t s = atomic_load_explicit(&l->chan.head->state.word, memory_order_acquire);
         shmrpc__stream_ring *r = stream_ring(st);
         uint32_t tail = atomic_load_explicit(&r->tail.word, memory_order_acquire);
-        uint32_t avail = tail - st->head;
-        if (avail > st->cap)
+        uint32_t avail = tail - st->rd.head;
+        if (avail > st->rd.cap)
             return stream_refuse(st, SHMRPC_EPROTO, err,
                                  "the worker's count of the stream's ring is off");
         if (avail > 0) {
-            int rc = stream_take(st, r, avail, item, err);
-            if (rc == 2) return stream_answer(st, err);
-            if (rc != 0) return rc;
+            int rc = shmrpc__ring_take(r, &st->rd, avail, item, err);
+            if (rc == 2) return stream_answer(st, item, err);
+            if (rc < 0) return stream_stop(st, rc, SHMRPC_ECANCELLED);
+            /* The room given back in steps, or at once to a worker asleep waiting for it. */
+            shmrpc__ring_give_back(r, &st->rd, false);
+            if (rc == 1) return 1;
             continue;
         }
-        if (s != SHM_CHAN_REQUEST) return stream_answer(st, err); /* no items came: a refusal */
-        stream_publish(st, r); /* the worker may wait for the room */
-        shmrpc__waiter w = {.opts = &l->wait,
-                            .peer = l->last_worker < SHMRPC__MAX_WORKERS
-                                        ? &l->ctl->workers[l->last_worker].presence
-                                        : NULL,
-                            .self = &l->ctl->slots[l->slot].presence,
-                            .check = stream_check,
-                            .check_arg = st,
-                            .awake = &l->ctl->awake,
-                            .counted = &l->counted,
-                            .counted_mark = &l->ctl->slots[l->slot].counted,
-                            .lazy = &l->dl,
-                            .sleeping = &r->reader_asleep, /* on its own line (shm.h) */
-                            .sleeping_bit = 1,
-                            .fence_wakers = true}; /* the worker publishes lightly */
+        if (s != SHM_CHAN_REQUEST) return stream_answer(st, item, err); /* no items: a refusal */
+        shmrpc__ring_give_back(r, &st->rd, true); /* the worker may wait for the room */
+        shmrpc__waiter w = stream_waiter(st);
+        w.sleeping = &r->reader_asleep; /* on its own line (shm.h) */
+        w.sleeping_bit = 1;
+        w.fence_wakers = true;                              /* the worker publishes lightly */
         int rc = shmrpc__wait_while(&r->tail, tail, 0, &w); /* the deadline: l->dl */
         count_out(l);
         /* Items that came meanwhile are read before a failure: the deadline, or a worker
          * that died, ends the stream after what it published. */
         if (rc == LOOK_AGAIN || (rc < 0 && atomic_load(&r->tail.word) != tail)) continue;
         if (rc < 0 && (rc = give_up(l, rc, err)) == 0) continue; /* the answer came */
-        if (rc == SHMRPC_ETIMEDOUT) shmrpc__msg_set(err, "the stream's deadline passed");
-        if (rc == SHMRPC_ECANCELLED)
-            shmrpc__msg_set(err, "the stream was cancelled (shmrpc_client_cancel)");
-        if (rc != 0) return stream_stop(st, rc, rc);
+        if (rc != 0) return stream_wait_failed(st, rc, err);
     }
+}
+
+/* A send that failed ends the stream: its status is kept, for the answer's wait to say. */
+static int stream_send_failed(shm_stream *st, int rc, shmrpc_buf *err)
+{
+    snprintf(st->msg, sizeof st->msg, "%s", shmrpc__msg_get(err));
+    st->status = rc;
+    return rc;
+}
+
+/* shmrpc__conn_ops.stream_send over shm://: the item into the client's ring, in pieces when
+ * it is larger, each waiting for room. Once the handler returned without reading the end (or
+ * the call was answered, refused), the send writes the end instead, so that the worker may
+ * answer, and fails: the answer then says the rest. */
+static int shm_stream_send(shmrpc__conn *base, const void *item, size_t n, shmrpc_buf *err)
+{
+    shm_conn *c = (shm_conn *)base;
+    shm_stream *st = c->stream;
+    if (self() != c->pid) return not_ours(c, err);
+    if (st == NULL || st->ended) return stream_said(st, err);
+    shm_conn *l = st->lane;
+    const uint8_t *p = item;
+    size_t left = n;
+    for (;;) {
+        if (shmrpc__conn_cancelled(&c->base)) {
+            stream_refuse(st, SHMRPC_ECANCELLED, err,
+                          "the stream was cancelled (shmrpc_client_cancel)");
+            return stream_send_failed(st, SHMRPC_ECANCELLED, err);
+        }
+        shmrpc__stream_ring *r = stream_in_ring(st);
+        if (st->sent_end || atomic_load(&r->returned) != 0 ||
+            atomic_load(&l->chan.head->state.word) != SHM_CHAN_REQUEST) {
+            stream_end_items(st);
+            shmrpc__msg_set(err, "the handler returned before it read the item");
+            return SHMRPC_ECLOSED;
+        }
+        uint32_t head = atomic_load_explicit(&r->head.word, memory_order_acquire), piece;
+        int fit = shmrpc__ring_fit(st->rd.cap, st->tail, head, left, &piece);
+        if (fit == SHMRPC_EPROTO) {
+            stream_refuse(st, SHMRPC_EPROTO, err, "the worker's count of the stream's ring is off");
+            return stream_send_failed(st, SHMRPC_EPROTO, err);
+        }
+        if (fit == 0) {
+            left -= piece;
+            shmrpc__ring_put(r, st->rd.cap, &st->tail, p, piece, (uint32_t)left);
+            stream_in_publish(st, r);
+            p += piece;
+            if (left == 0) return 0;
+            continue;
+        }
+        shmrpc__waiter w = stream_waiter(st);
+        st->sending = true;
+        int rc = shmrpc__wait_while(&r->head, head, 0, &w); /* the deadline: l->dl */
+        st->sending = false;
+        count_out(l);
+        if (rc == 0 || rc == LOOK_AGAIN) continue;
+        if (rc < 0 && (rc = give_up(l, rc, err)) == 0) continue; /* the answer came */
+        return stream_send_failed(st, stream_wait_failed(st, rc, err), err);
+    }
+}
+
+/* shmrpc__conn_ops.stream_done over shm://: the end of the client's items. */
+static void shm_stream_done(shmrpc__conn *base)
+{
+    shm_conn *c = (shm_conn *)base;
+    shm_stream *st = c->stream;
+    if (st != NULL && !st->ended && self() == c->pid) stream_end_items(st);
 }
 
 static void shm_stream_end(shmrpc__conn *base)

@@ -18,6 +18,7 @@
 #include "stats/stats.h"
 #include "transport/shm/shm_int.h"
 #include "transport/shm/shm_rdv.h"
+#include "transport/shm/shm_ring.h"
 
 #define SWEEP_EVERY_NS ((int64_t)1000 * 1000 * 1000)
 
@@ -69,17 +70,24 @@ typedef struct worker_chan {
     shmrpc__chan_map map;
 } worker_chan;
 
-/* The stream of the call being run (docs/streams.md, "How shm:// carries it"): where its
- * ring is in the channel's data, its size (0: the call is no stream), the bytes this worker
- * wrote into it, and whether the client's count was found off (nothing more is written). */
+/* The stream of the call being run (docs/streams.md, "How shm:// carries it"): the ways it
+ * streams (0: the call is no stream), its rings' size, and where each is in the channel's data.
+ * In the worker's ring (a result's items): the bytes this worker wrote, and whether the
+ * client's count was found off (nothing more is written). In the client's (a parameter's):
+ * how far this worker read, whether it read the end, and why it can read no more. */
 typedef struct worker_stream {
-    uint64_t off;
+    int ways;
     uint32_t cap;
+    uint64_t off;
+    uint64_t in_off;
     uint32_t tail;
     uint32_t sends; /* the items sent: the clock is read at every 64th... */
     bool drained;   /* ...or at each while its reader keeps up (the ring empty at its last look) */
     bool broken;
     bool light; /* it publishes lightly (shmrpc__publish_light) */
+    shmrpc__ring_reader rd;
+    bool in_ended;
+    int in_failed;
 } worker_stream;
 
 typedef struct worker {

@@ -410,48 +410,53 @@ static shmrpc__stream_ring *worker_ring(worker *w)
     return (shmrpc__stream_ring *)(shmrpc__chan_data(&w->serving->map) + w->st.off);
 }
 
-/* Waits until the ring has room for the next piece of an item with left bytes still to go:
- * room for all of them when they fit the ring (an item is not cut needlessly), else a
- * quarter of the ring at least. *piece: how many go now. The client's count is read once a
- * look and checked: one that says it read more than was written ends the stream. */
+static shmrpc__stream_ring *worker_in_ring(worker *w)
+{
+    return (shmrpc__stream_ring *)(shmrpc__chan_data(&w->serving->map) + w->st.in_off);
+}
+
+/* The waiter of a wait for room in the worker's ring, or for items in the client's. */
+static shmrpc__waiter stream_waiter(worker *w)
+{
+    worker_chan *c = w->serving;
+    return (shmrpc__waiter){.opts = &w->l->wait,
+                            .self = &w->ctl->workers[w->index].presence,
+                            .peer = &w->ctl->slots[c - w->chans].presence,
+                            .check = worker_stream_check,
+                            .check_arg = w,
+                            .awake = &w->ctl->awake,
+                            .check_ns = w->pumps ? 1000 * 1000 : 0};
+}
+
+/* The checks of a look after the first: the rendezvous pumped, the deadline, and whether the
+ * stream goes on. */
+static int stream_looks_again(worker *w, int64_t deadline)
+{
+    int64_t now = shmrpc__now_ns();
+    worker_pump(w, now);
+    return now >= deadline ? SHMRPC_ETIMEDOUT : worker_stream_wanted(w);
+}
+
+/* Waits until the ring has room for the next piece of an item with left bytes still to go
+ * (shmrpc__ring_fit): *piece, how many go now. The client's count is read once a look and
+ * checked: one that says it read more than was written ends the stream. */
 static int ring_room(worker *w, size_t left, int64_t deadline, uint32_t *piece)
 {
     worker_stream *st = &w->st;
-    uint32_t cap = st->cap, most = cap - 16; /* a piece's header, and room for the end's */
     for (bool again = false;; again = true) {
         /* A client's count that moves without making room ends each wait at once: what a
          * send looks at is looked at each time round, not only when a wait lasts. */
-        if (again) {
-            int64_t now = shmrpc__now_ns();
-            worker_pump(w, now);
-            int why = now >= deadline ? SHMRPC_ETIMEDOUT : worker_stream_wanted(w);
-            if (why != 0) return why;
-        }
+        int why = again ? stream_looks_again(w, deadline) : 0;
+        if (why != 0) return why;
         shmrpc__stream_ring *r = worker_ring(w);
         uint32_t head = atomic_load_explicit(&r->head.word, memory_order_acquire);
-        uint32_t used = st->tail - head;
-        st->drained = used == 0;
-        if (used > cap) {
-            st->broken = true;
-            return SHMRPC_EPROTO;
+        st->drained = head == st->tail;
+        int fit = shmrpc__ring_fit(st->cap, st->tail, head, left, piece);
+        if (fit != 1) {
+            st->broken = fit == SHMRPC_EPROTO;
+            return fit;
         }
-        uint32_t room = cap - used;
-        if (left <= most && room >= shmrpc__shm_record_size((uint32_t)left) + 8) { /* + end */
-            *piece = (uint32_t)left;
-            return 0;
-        }
-        if (left > most && room >= cap / 4) {
-            *piece = (room - 16) & ~7u;
-            return 0;
-        }
-        worker_chan *c = w->serving;
-        shmrpc__waiter waiter = {.opts = &w->l->wait,
-                                 .self = &w->ctl->workers[w->index].presence,
-                                 .peer = &w->ctl->slots[c - w->chans].presence,
-                                 .check = worker_stream_check,
-                                 .check_arg = w,
-                                 .awake = &w->ctl->awake,
-                                 .check_ns = w->pumps ? 1000 * 1000 : 0};
+        shmrpc__waiter waiter = stream_waiter(w);
         int rc = shmrpc__wait_while(&r->head, head, deadline, &waiter);
         if (rc != 0) return rc;
     }
@@ -466,21 +471,23 @@ static void ring_write(worker *w, const uint8_t *p, uint32_t len, uint32_t left)
 {
     worker_stream *st = &w->st;
     shmrpc__stream_ring *r = worker_ring(w);
-    uint8_t *recs = (uint8_t *)(r + 1);
-    uint32_t mask = st->cap - 1, at = st->tail & mask;
-    uint32_t head[2] = {len, left};
-    memcpy(recs + at, head, sizeof head); /* 8-aligned: a header never wraps */
-    at = (at + 8) & mask;
-    uint32_t first = len < st->cap - at ? len : st->cap - at;
-    memcpy(recs + at, p, first);
-    memcpy(recs, p + first, len - first);
-    st->tail += shmrpc__shm_record_size(len);
+    shmrpc__ring_put(r, st->cap, &st->tail, p, len, left);
     if (st->light) {
         shmrpc__publish_light(&r->tail, st->tail, &r->reader_asleep, 1);
     } else {
         atomic_store(&r->tail.word, st->tail); /* before the look at its sleepers */
         shmrpc__wake_mask(&r->tail, &r->reader_asleep, 1);
     }
+}
+
+/* What a stream's status says to its handler, for the statuses every wait may end with. */
+static const char *stream_why(int why)
+{
+    return why == SHMRPC_ETIMEDOUT    ? "the stream's deadline passed"
+           : why == SHMRPC_EPEERDIED  ? "the stream's client died"
+           : why == SHMRPC_ECANCELLED ? "the client closed or cancelled the stream, or the server "
+                                        "stops"
+                                      : shmrpc_strerror(why);
 }
 
 /* shmrpc_ctx_send over shm://: the item into the ring, in pieces when it is larger. A
@@ -510,14 +517,100 @@ static int worker_send(void *arg, const void *item, size_t n)
         if (left == 0) return 0;
     }
     return shmrpc_ctx_error(&w->ctx, why, "%s",
-                            why == SHMRPC_ETOOBIG      ? "an item of 4 GiB or more"
-                            : why == SHMRPC_EPROTO     ? "the client's count of the stream's ring "
-                                                         "is off"
-                            : why == SHMRPC_ETIMEDOUT  ? "the stream's deadline passed"
-                            : why == SHMRPC_EPEERDIED  ? "the stream's client died"
-                            : why == SHMRPC_ECANCELLED ? "the client closed or cancelled the "
-                                                         "stream, or the server stops"
-                                                       : shmrpc_strerror(why));
+                            why == SHMRPC_ETOOBIG ? "an item of 4 GiB or more"
+                            : why == SHMRPC_EPROTO
+                                ? "the client's count of the stream's ring is off"
+                                : stream_why(why));
+}
+
+/* Gives the handler why it can read no more of the client's items, with msg (NULL: the
+ * status's own), and keeps it for its later reads. */
+static int recv_failed(worker *w, int why, const char *msg)
+{
+    w->st.in_failed = why;
+    return shmrpc_ctx_error(&w->ctx, why, "%s", msg ? msg : stream_why(why));
+}
+
+/* shmrpc_ctx_recv over shm://: the client's next item out of its ring, waiting for it (a
+ * piece at a time when it is larger than a quarter of the ring): 1, 0 after the client's end,
+ * or why not. The room goes back to the client every quarter of the ring, and before each
+ * wait. The client's count is read once a look and checked, as is every record. */
+static int worker_recv(void *arg, shmrpc_buf *item)
+{
+    worker *w = arg;
+    worker_stream *st = &w->st;
+    if (st->in_ended) return 0;
+    if (st->in_failed) return recv_failed(w, st->in_failed, NULL);
+    int64_t deadline = shmrpc_ctx_deadline(&w->ctx);
+    int why = worker_stream_wanted(w);
+    for (bool again = false; why == 0; again = true) {
+        if (again && (why = stream_looks_again(w, deadline)) != 0) break;
+        shmrpc__stream_ring *r = worker_in_ring(w);
+        uint32_t tail = atomic_load_explicit(&r->tail.word, memory_order_acquire);
+        uint32_t avail = tail - st->rd.head;
+        if (avail > st->cap)
+            return recv_failed(w, SHMRPC_EPROTO, "the client's count of the stream's ring is off");
+        if (avail > 0) {
+            shmrpc_buf err;
+            shmrpc_buf_init(&err);
+            int rc = shmrpc__ring_take(r, &st->rd, avail, item, &err);
+            if (rc < 0) rc = recv_failed(w, rc, shmrpc__msg_get(&err));
+            shmrpc_buf_destroy(&err);
+            shmrpc__ring_give_back(r, &st->rd, rc == 2);
+            if (rc == 2) st->in_ended = true;
+            if (rc != 0) return rc == 2 ? 0 : rc;
+            continue; /* a piece */
+        }
+        shmrpc__ring_give_back(r, &st->rd, true); /* the client may wait for the room */
+        shmrpc__waiter waiter = stream_waiter(w);
+        waiter.sleeping = &r->reader_asleep; /* on its own line (shm.h) */
+        waiter.sleeping_bit = 1;
+        int rc = shmrpc__wait_while(&r->tail, tail, deadline, &waiter);
+        /* Items that came meanwhile are read before a failure. */
+        if (rc != 0 && atomic_load(&r->tail.word) == tail) why = rc;
+    }
+    return recv_failed(w, why, NULL);
+}
+
+/* After a handler that reads the client's items returned: the client is told, if it did not
+ * send its end, so that its sends fail. An answer that reaches into the client's ring (a
+ * large one: an error's message and a stream's status lie below it) waits until the client
+ * wrote its end, which it does at its next send, done or answer, or gave up; what it wrote
+ * meanwhile is passed over. */
+static void in_returned(worker *w, int rc)
+{
+    worker_stream *st = &w->st;
+    if (st->in_ended) return;
+    shmrpc__stream_ring *r = worker_in_ring(w);
+    atomic_store(&r->returned, 1);
+    size_t n = w->resp.len;
+    bool reaches =
+        !(st->ways & SHMRPC__STREAM_OUT) && rc == 0 && n > SHMRPC__CHAN_SMALL && n > st->in_off;
+    int64_t deadline = shmrpc_ctx_deadline(&w->ctx);
+    shmrpc_buf err;
+    shmrpc_buf_init(&err);
+    /* A client's ring found off is the client's to suffer: the answer goes now. */
+    while (reaches && st->in_failed != SHMRPC_EPROTO) {
+        r = worker_in_ring(w);
+        uint32_t tail = atomic_load_explicit(&r->tail.word, memory_order_acquire);
+        int took = tail - st->rd.head > st->cap ? SHMRPC_EPROTO : 0;
+        for (uint32_t avail; took >= 0 && took != 2 && (avail = tail - st->rd.head) > 0;)
+            took = shmrpc__ring_take(r, &st->rd, avail, NULL, &err);
+        shmrpc__ring_give_back(r, &st->rd, true);
+        if (took < 0 || took == 2 || stream_looks_again(w, deadline) != 0) break;
+        shmrpc__waiter waiter = stream_waiter(w);
+        waiter.sleeping = &r->reader_asleep;
+        waiter.sleeping_bit = 1;
+        if (shmrpc__wait_while(&r->tail, tail, deadline, &waiter) != 0 &&
+            atomic_load(&r->tail.word) == tail)
+            break;
+    }
+    shmrpc_buf_destroy(&err);
+    /* The room back (the client may wait for it) with a wake for the returned. */
+    if (st->rd.pub != st->rd.head)
+        shmrpc__ring_give_back(r, &st->rd, true);
+    else
+        shmrpc__wake(&r->head, 1);
 }
 
 /* Runs the call that this worker took on channel c, and answers it. */
@@ -528,7 +621,7 @@ static void run_call(worker *w, worker_chan *c)
     /* Before a large request maps the channel anew (h is then gone): 0, no deadline. */
     uint64_t budget = atomic_load_explicit(&h->budget_ns, memory_order_relaxed);
     uint32_t mlen = atomic_load_explicit(&h->meta_len, memory_order_relaxed);
-    uint32_t ring = atomic_load_explicit(&h->stream, memory_order_relaxed);
+    uint32_t stream = atomic_load_explicit(&h->stream, memory_order_relaxed);
     /* The metadata follows the request, and a stream's ring them (shm.h): where, and how far
      * the channel must reach. */
     uint64_t moff = len <= SHMRPC__CHAN_SMALL ? 0 : len;
@@ -537,21 +630,29 @@ static void run_call(worker *w, worker_chan *c)
     const char *bad = NULL;
     if (mlen > SHMRPC_METADATA_MAX_BYTES)
         bad = "the call's metadata is longer than 4096 bytes";
-    else if (ring && !shmrpc__shm_ring_cap_ok(ring))
+    else if (stream && !shmrpc__shm_stream_ok(stream))
         bad = "the stream's ring is malformed";
     if (rc == 0 && bad) {
         answer(c, SHMRPC_EPROTO, bad, strlen(bad));
         return;
     }
-    w->st = (worker_stream){.off = ring ? shmrpc__shm_ring_off(len, mlen) : 0,
-                            .cap = ring,
-                            .light = ring && shmrpc__fence_register()};
-    if (ring) reach = w->st.off + sizeof(shmrpc__stream_ring) + ring;
+    int ways = (int)(stream & SHMRPC__STREAM_WAYS);
+    uint32_t cap = stream & ~(uint32_t)SHMRPC__STREAM_WAYS;
+    uint64_t off = ways ? shmrpc__shm_ring_off(len, mlen) : 0;
+    uint64_t in_off = off + (ways & SHMRPC__STREAM_OUT ? SHMRPC__RING_BYTES(cap) : 0);
+    w->st = (worker_stream){.ways = ways,
+                            .cap = cap,
+                            .off = off,
+                            .in_off = in_off,
+                            .light = (ways & SHMRPC__STREAM_OUT) && shmrpc__fence_register(),
+                            .rd = {.cap = cap, .writer = "client", .reader = "server"}};
+    if (ways) reach = in_off + (ways & SHMRPC__STREAM_IN ? SHMRPC__RING_BYTES(cap) : 0);
     if (rc == 0 && (len > SHMRPC__CHAN_SMALL || reach)) {
         shmrpc_buf err; /* the reason goes unsaid: the client sent what its channel lacks */
         shmrpc_buf_init(&err);
         rc = shmrpc__chan_follow(&c->map, reach, &err);
         shmrpc_buf_destroy(&err);
+        h = c->map.head; /* the mapping may have moved */
     }
     if (rc != 0) {
         const char *why = "the request's length does not fit its channel";
@@ -597,15 +698,24 @@ static void run_call(worker *w, worker_chan *c)
     w->ctx.budget_ns = budget == 0 || budget > INT64_MAX ? -1 : (int64_t)budget;
     /* A forked worker's SIGTERM is its own, not the server's. */
     w->ctx.draining = shmrpc__shm_stopping(w);
-    if (ring) { /* its items go through the ring, its handler told of its client's end */
-        w->ctx.send = worker_send;
+    if (ways) { /* its items go through the rings, its handler told of its client's end */
+        w->ctx.send = ways & SHMRPC__STREAM_OUT ? worker_send : NULL;
         w->ctx.send_arg = w;
+        w->ctx.recv = ways & SHMRPC__STREAM_IN ? worker_recv : NULL;
+        w->ctx.recv_arg = w;
         w->ctx.wanted = worker_stream_wanted;
+        /* No answer in the channel while the rings are in use there: the arena's. */
+        w->ctx.loan = NULL;
     }
     rc = shmrpc__dispatch(w->l->server, &w->ctx, method, shmrpc_bytes_of(data, len), &w->resp);
-    if (ring) {
+    if (ways) {
         w->ctx.send = NULL;
+        w->ctx.recv = NULL;
         w->ctx.wanted = worker_wanted;
+        w->ctx.loan = worker_loan;
+        if (ways & SHMRPC__STREAM_IN) in_returned(w, rc);
+    }
+    if (ways & SHMRPC__STREAM_OUT) {
         /* The end of the items, before the answer: after it, the client may reuse the
          * channel. There is room: every piece left 8 bytes free. What dispatch encoded after
          * the items (nil) is not sent, as on inproc://. */

@@ -304,8 +304,8 @@ int shmrpc__tcp_stream_route(tcp_conn *c, const shmrpc__frame_hdr *h, shmrpc_buf
 void shmrpc__tcp_stream_left(tcp_conn *c, const shmrpc__frame_hdr *h, const shmrpc_buf *why);
 
 /* --- client_stream.c: a stream (shmrpc__conn_ops.stream_open, stream_recv, stream_end) */
-int shmrpc__tcp_stream_open(shmrpc__conn *base, uint32_t sid, shmrpc_bytes req, int64_t timeout_ms,
-                            shmrpc_buf *err);
+int shmrpc__tcp_stream_open(shmrpc__conn *base, uint32_t sid, int ways, shmrpc_bytes req,
+                            int64_t timeout_ms, shmrpc_buf *err);
 int shmrpc__tcp_stream_recv(shmrpc__conn *base, shmrpc_buf *item, shmrpc_buf *err);
 void shmrpc__tcp_stream_end(shmrpc__conn *base);
 
