@@ -15,8 +15,8 @@ ClientMethodsBase and their decorators are speedysvc's API over the same (method
 """
 import inspect as _inspect
 
-from ._shmrpc import (Cancelled, Connection as _Connection, Error, HandlerError, Map, Mismatch,
-                      PeerDied, Queue, Stream, Timeout, Unavailable, _param_names, _serve,
+from ._shmrpc import (Cancelled, Connection as _Connection, Error, HandlerError, Items, Map,
+                      Mismatch, PeerDied, Queue, Stream, Timeout, Unavailable, _param_names, _serve,
                       _set_struct_factory, _svc_methods, cancelled, deadline, metadata,
                       set_traceparent, traceparent)
 from ._shmrpc import (CONNECT_OR_CREATE, CONNECT_TO_EXISTING, CREATE_NEW_EXCLUSIVE,
@@ -29,7 +29,7 @@ __all__ = ["connect", "Client", "Struct", "Queue", "Map", "Error", "Timeout", "U
            "Mismatch", "HandlerError", "PeerDied", "Cancelled", "serve", "ServerMethodsBase",
            "ClientMethodsBase", "raw_method", "json_method", "msgpack_method", "pickle_method",
            "marshal_method", "SHMClient", "NetworkClient", "serve_class", "deadline",
-           "cancelled", "metadata", "traceparent", "set_traceparent", "Stream"]
+           "cancelled", "metadata", "traceparent", "set_traceparent", "Stream", "Items"]
 __all__ += ["Dict", "HybridLock", "CONNECT_OR_CREATE", "CONNECT_TO_EXISTING",
             "CREATE_NEW_OVERWRITE", "CREATE_NEW_EXCLUSIVE", "NoSuchSemaphore", "SemaphoreExists"]
 

@@ -290,11 +290,6 @@ static int build_request(ClientObject *self, const shmrpc_dyn_sig *sig, PyObject
 {
     PyObject *argv_small[16], **argv = argv_small;
     const char *name = sig->method;
-    if (sig->client_stream) {
-        PyErr_Format(PyExc_TypeError, "%s() streams its parameter: Python sends no streams yet",
-                     name);
-        return -1;
-    }
     int status = -1, rc;
     if (sig->n_params > 16 && (argv = PyMem_Calloc(sig->n_params, sizeof *argv)) == NULL) {
         PyErr_NoMemory();
@@ -358,6 +353,9 @@ done:
 
 static PyObject *stream_open(ClientObject *self, const shmrpc_method_info *m,
                              const shmrpc_dyn_sig *sig);
+static PyObject *items_call(ClientObject *self, const shmrpc_method_info *m,
+                            const shmrpc_dyn_sig *sig, PyObject *const *pos, Py_ssize_t npos,
+                            PyObject *kwnames, PyObject *kwdict);
 
 /* What a call that failed with rc (after its request was built) raises: what an
  * interceptor's hook raised, or the status with its message. */
@@ -399,6 +397,12 @@ static PyObject *call_locked(ClientObject *self, const shmrpc_method_info *m,
     int rc;
     shmrpc_bytes direct = {NULL, 0}; /* a @raw call's bytes, sent from where they are */
     PyObject *held = NULL;           /* their object, until the call is over */
+    if (sig->client_stream && sig->server_stream) {
+        PyErr_Format(PyExc_TypeError,
+                     "%s() streams both ways: Python sends no stream both ways yet", name);
+        goto done;
+    }
+    if (sig->client_stream) return items_call(self, m, sig, pos, npos, kwnames, kwdict);
     /* A stream's open sends the client's request: its bytes are copied there. */
     if (build_request(self, sig, pos, npos, kwnames, kwdict, false, shmrpc_client_request(c),
                       sig->server_stream ? NULL : &direct, &held) != 0)
@@ -716,6 +720,144 @@ static PyObject *stream_open(ClientObject *self, const shmrpc_method_info *m,
     }
     Py_CLEAR(self->pending);
     return (PyObject *)s;
+}
+
+/* --- a client stream: a method whose parameter streams, called with an iterable ---------
+ * Its items are sent in order, each encoded as the argument would be, and the call returns
+ * the handler's answer (docs/python.md). The connection's lock is let go of while the
+ * iterable makes its next item (a generator may run any code, a call on this connection too,
+ * which then fails as a call beside a stream does) and taken again for the send, which waits
+ * without the GIL. An exception of the iterable, or an item that does not fit the type, closes
+ * the stream (its handler told) and is raised. A send that fails (the handler returned
+ * before it read the item, the deadline, the server gone) ends the sending: the answer then
+ * says how the stream ended. self's lock held, and let go of here. */
+
+/* Closes st without the GIL: over inproc:// it waits for the handler to return. */
+static void items_close(shmrpc_stream *st)
+{
+    Py_BEGIN_ALLOW_THREADS;
+    shmrpc_stream_close(st);
+    Py_END_ALLOW_THREADS;
+}
+
+/* Takes the connection's lock again for a stream st opened on it as generation gen: 0, or -1
+ * raised with the stream closed when the connection was closed or made anew meanwhile. */
+static int items_enter(ClientObject *self, shmrpc_stream *st, uint64_t gen, const char *name)
+{
+    if (client_enter(self) != 0) {
+        items_close(st); /* closed with its client: its record alone is left */
+        return -1;
+    }
+    if (self->gen != gen) {
+        items_close(st);
+        PyThread_release_lock(self->lock);
+        pyshm_raise_status(SHMRPC_ECLOSED, name,
+                           "the client connected again (after a fork) while the stream was open");
+        return -1;
+    }
+    return 0;
+}
+
+/* Encodes item as the stream's parameter's item into b (cleared): 0, or -1 raised. */
+static int item_encode(const shmrpc_dyn_sig *sig, PyObject *item, shmrpc_buf *b)
+{
+    shmrpc_buf_clear(b);
+    place here = {.field = "item", .bare = true};
+    if (sig->encoding == SHMRPC_ENC_RAW) {
+        Py_buffer view;
+        if (PyUnicode_Check(item) || PyObject_GetBuffer(item, &view, PyBUF_SIMPLE) != 0) {
+            PyErr_Clear();
+            return pyshm_fail_at(PyExc_TypeError, &here, "expected bytes, got %s",
+                                 Py_TYPE(item)->tp_name);
+        }
+        shmrpc_buf_append(b, view.buf, (size_t)view.len);
+        PyBuffer_Release(&view);
+    } else {
+        msgpack_packer pk;
+        msgpack_packer_init(&pk, b, shmrpc_buf_msgpack_write);
+        if (pyshm_encode_mp(&pk, sig->params[0].type, item, &here) != 0) return -1;
+    }
+    if (b->err != 0) {
+        pyshm_raise_status(b->err, sig->method, "an item does not fit");
+        return -1;
+    }
+    return 0;
+}
+
+static PyObject *items_call(ClientObject *self, const shmrpc_method_info *m,
+                            const shmrpc_dyn_sig *sig, PyObject *const *pos, Py_ssize_t npos,
+                            PyObject *kwnames, PyObject *kwdict)
+{
+    const char *name = sig->method;
+    PyObject *arg = NULL, *it = NULL, *result = NULL;
+    shmrpc_client *c = shmrpc_dyn_client(self->d);
+    shmrpc_stream *st = NULL;
+    char msg[1024];
+    int rc;
+    if (bind_args(sig, pos, npos, kwnames, kwdict, &arg) != 0 ||
+        (it = PyObject_GetIter(arg)) == NULL) {
+        PyThread_release_lock(self->lock);
+        return NULL;
+    }
+    /* The request: the empty arguments (no bytes for @raw), as a generated stub sends. */
+    shmrpc_buf *req = shmrpc_client_request(c);
+    if (sig->encoding != SHMRPC_ENC_RAW) shmrpc_buf_append(req, "\x90", 1);
+    Py_BEGIN_ALLOW_THREADS;
+    rc = shmrpc_client_open(c, m->id, &st);
+    if (rc != 0) snprintf(msg, sizeof msg, "%s", shmrpc_errmsg());
+    Py_END_ALLOW_THREADS;
+    if (rc != 0) {
+        raise_failed(self, rc, name, msg);
+        PyThread_release_lock(self->lock);
+        Py_DECREF(it);
+        return NULL;
+    }
+    Py_CLEAR(self->pending);
+    uint64_t gen = self->gen;
+    PyThread_release_lock(self->lock);
+    shmrpc_buf item;
+    shmrpc_buf_init(&item);
+    for (rc = 0; rc == 0;) {
+        PyObject *v = PyIter_Next(it);
+        if (v == NULL && PyErr_Occurred()) goto failed;
+        if (v == NULL) break;
+        int bad = item_encode(sig, v, &item);
+        Py_DECREF(v);
+        if (bad) goto failed;
+        if (items_enter(self, st, gen, name) != 0) goto out; /* st closed */
+        Py_BEGIN_ALLOW_THREADS;
+        rc = shmrpc_stream_send(st, item.data, item.len);
+        Py_END_ALLOW_THREADS;
+        PyThread_release_lock(self->lock);
+    }
+    /* The answer, or how the stream ended: decoded before the close, which frees it. */
+    if (items_enter(self, st, gen, name) != 0) goto out;
+    shmrpc_bytes body;
+    Py_BEGIN_ALLOW_THREADS;
+    rc = shmrpc_stream_answer(st, &body);
+    if (rc != 0) snprintf(msg, sizeof msg, "%s", shmrpc_errmsg());
+    Py_END_ALLOW_THREADS;
+    if (rc != 0)
+        raise_failed(self, rc, name, msg);
+    else
+        result = decode_body(self, sig, body);
+    Py_CLEAR(self->pending);
+    items_close(st);
+    PyThread_release_lock(self->lock);
+    goto out;
+failed:; /* raised: the stream closed, its handler told, and what was raised kept */
+    PyObject *type, *value, *tb;
+    PyErr_Fetch(&type, &value, &tb);
+    if (items_enter(self, st, gen, name) == 0) {
+        items_close(st);
+        PyThread_release_lock(self->lock);
+    }
+    PyErr_Clear();
+    PyErr_Restore(type, value, tb);
+out:
+    shmrpc_buf_destroy(&item);
+    Py_DECREF(it);
+    return result;
 }
 
 /* Closes the stream (its handler told, if it had not ended), with its client's lock held. */

@@ -105,15 +105,6 @@ static int pysvc_load(pysvc *s, const char *path, PyObject *text)
     shmrpc_buf_init(&all);
     for (i = 0; i < n; i++) {
         const svc_method *m = s->decl[i];
-        if (m->client_stream) {
-            shmrpc_buf_destroy(&all);
-            const char *name = svc_arena_strndup(s->a, m->name.p, (size_t)m->name.n);
-            PyErr_Format(PyExc_ValueError,
-                         "%s: method %s streams its parameter: Python serves no client streams "
-                         "yet",
-                         path, name ? name : "?");
-            return -1;
-        }
         /* The canonical text for the fingerprint and the codec; the table's for the table. */
         const char *sig = svc_signature(s->a, m, SIZE_MAX / 2, NULL);
         const char *tsig = svc_table_signature(s->a, m, SVC_MAX_SIGNATURE, NULL);
@@ -400,6 +391,60 @@ static int send_items(shmrpc_ctx *ctx, pysvc *s, uint32_t id, PyObject *r)
     return rc;
 }
 
+/* --- the items of a client stream: what the handler of a method whose parameter streams
+ * is given. An iterator of the client's items, each decoded as an argument is; each next()
+ * waits for one without the GIL. The client's end stops the iteration; a stream that cannot
+ * go on (the client closed or cancelled it, went, its deadline passed, the server stops, an
+ * item that does not decode) raises as a call's failure would, which the handler may let
+ * go up: the call then fails with that status. Valid while its handler runs (and, for a
+ * stream both ways, while its result is iterated). */
+typedef struct {
+    PyObject_HEAD shmrpc_ctx *ctx; /* NULL once the call is over */
+    const shmrpc_dyn_sig *sig;
+} ItemsObject;
+
+static PyObject *Items_next(ItemsObject *self)
+{
+    if (self->ctx == NULL) {
+        PyErr_Format(PyExc_ValueError, "the items of %s: its call is over", self->sig->method);
+        return NULL;
+    }
+    shmrpc_bytes item;
+    int rc;
+    Py_BEGIN_ALLOW_THREADS;
+    rc = shmrpc_ctx_recv(self->ctx, &item);
+    Py_END_ALLOW_THREADS;
+    if (rc == 0) return NULL; /* StopIteration */
+    if (rc < 0) return pyshm_raise_status(rc, self->sig->method, shmrpc_errmsg());
+    if (self->sig->encoding == SHMRPC_ENC_RAW)
+        return PyBytes_FromStringAndSize((const char *)item.ptr, (Py_ssize_t)item.len);
+    shmrpc_mp_reader r;
+    shmrpc_mp_reader_init(&r, item.ptr, item.len);
+    PyObject *v = pyshm_from_mp(self->sig->params[0].type, &r);
+    if (v != NULL && shmrpc_mp_finish(&r) != 0) {
+        Py_CLEAR(v);
+        PyErr_Format(PyExc_ValueError, "an item of %s: bytes after it", self->sig->method);
+    }
+    return v;
+}
+
+static PyTypeObject ItemsType = {
+    PYSHM_TYPE("shmrpc._shmrpc.Items", ItemsObject, 0,
+               "The items of a client stream, as its handler reads them (docs/streams.md)."),
+    .tp_iter = PyObject_SelfIter,
+    .tp_iternext = (iternextfunc)Items_next,
+};
+
+/* The handler's arguments for a method whose parameter streams: the items' iterator. */
+static PyObject *items_args(shmrpc_ctx *ctx, const shmrpc_dyn_sig *sig, ItemsObject **items)
+{
+    *items = PyObject_New(ItemsObject, &ItemsType);
+    if (*items == NULL) return NULL;
+    (*items)->ctx = ctx;
+    (*items)->sig = sig;
+    return PyTuple_Pack(1, (PyObject *)*items);
+}
+
 static int py_invoke(shmrpc_ctx *ctx, const void *handlers, shmrpc_bytes req, shmrpc_buf *resp)
 {
     (void)handlers;
@@ -408,7 +453,9 @@ static int py_invoke(shmrpc_ctx *ctx, const void *handlers, shmrpc_bytes req, sh
     const char *name = s->methods[id].name;
     PyGILState_STATE gil = PyGILState_Ensure();
     int rc = 0;
-    PyObject *args = request_args(s, id, req);
+    ItemsObject *items = NULL;
+    PyObject *args = s->sigs[id]->client_stream ? items_args(ctx, s->sigs[id], &items)
+                                                : request_args(s, id, req);
     if (args == NULL) {
         rc = handler_failed(ctx, name, SHMRPC_EINVAL);
     } else {
@@ -426,6 +473,10 @@ static int py_invoke(shmrpc_ctx *ctx, const void *handlers, shmrpc_bytes req, sh
                 rc = handler_failed(ctx, name, SHMRPC_EHANDLER);
         }
         Py_XDECREF(r);
+    }
+    if (items != NULL) { /* a handler that kept them reads no more */
+        items->ctx = NULL;
+        Py_DECREF(items);
     }
     PyGILState_Release(gil);
     return rc;
@@ -693,5 +744,8 @@ static PyMethodDef serve_methods[] = {
 
 int pyshm_serve_init(PyObject *module)
 {
+    if (PyType_Ready(&ItemsType) != 0 ||
+        PyModule_AddObjectRef(module, "Items", (PyObject *)&ItemsType) != 0)
+        return -1;
     return PyModule_AddFunctions(module, serve_methods);
 }

@@ -84,6 +84,7 @@ ECHO_SVC = os.path.join(HERE, "../../examples/echo/echo.svc")
 EVERY_SVC = os.path.join(HERE, "../dynamic/every.svc")
 ANY_SVC = os.path.join(HERE, "../any/any.svc")
 STREAM_SVC = os.path.join(HERE, "../stream/stream.svc")
+GATHER_SVC = os.path.join(HERE, "../stream/gather.svc")
 
 
 def typed(v):
@@ -105,9 +106,10 @@ def python_env():
 
 
 def py_server(kind, address, workers=2):
-    """A Python server (py_server.py) of echo.svc, every.svc, any.svc or stream.svc at
-    address, waited for."""
-    svc = {"echo": ECHO_SVC, "every": EVERY_SVC, "any": ANY_SVC, "streamer": STREAM_SVC}[kind]
+    """A Python server (py_server.py) of echo.svc, every.svc, any.svc, stream.svc or gather.svc
+    at address, waited for."""
+    svc = {"echo": ECHO_SVC, "every": EVERY_SVC, "any": ANY_SVC, "streamer": STREAM_SVC,
+           "gather": GATHER_SVC}[kind]
     return Server(sys.executable, address, os.path.join(HERE, "py_server.py"), kind, svc,
                   str(workers), env=python_env())
 

@@ -1,8 +1,8 @@
 # SPDX-License-Identifier: MIT
 """A Python server for the tests: serves examples/echo/echo.svc, tests/dynamic/every.svc,
-tests/python/any.svc or tests/stream/stream.svc with shmrpc.serve() (docs/python.md,
-"Serving").
-    python3 py_server.py echo|every|any|streamer SVC_FILE WORKERS ADDRESS
+tests/python/any.svc, tests/stream/stream.svc or tests/stream/gather.svc with shmrpc.serve()
+(docs/python.md, "Serving").
+    python3 py_server.py echo|every|any|streamer|gather SVC_FILE WORKERS ADDRESS
 echo's echo_json("boom") raises RuntimeError, echo_json("slow") answers after 1 s (a call
 in flight when SIGTERM comes); every's handlers hand back what they are given. The call's
 deadline (docs/deadlines.md): echo_json("deadline") answers the ms left of it ("none"
@@ -169,6 +169,66 @@ class Streamer:
         return 2 * x
 
 
+class Gatherer:
+    """gather.svc's methods, as the C handlers of tests/stream/client_stream_test.c behave:
+    sum stops at a part noted "enough" and raises Failed (EBUSY) at one noted "fail"; deaf
+    reads nothing and notes what shmrpc.cancelled() said ("deaf: Cancelled", waiting at most
+    20 s); concat stops at a part b"stop", and keeps its items' iterator at a part b"keep",
+    which drain reads at a value -1; doubled yields each value doubled as it reads it;
+    drain notes that it began, then how many it read ("drain: 3") or the exception that ended
+    its reading ("drain: Cancelled")."""
+
+    def sum(self, parts):
+        total = {"sum": 0, "count": 0, "notes": []}
+        for p in parts:
+            total["sum"] += p.n
+            total["count"] += 1
+            if p.note == "fail":
+                raise Failed(f"told to fail at part {total['count']}", -13)
+            if p.note == "enough":
+                break
+            if p.note:
+                total["notes"].append(p.note)
+        return total
+
+    def deaf(self, values):
+        end = time.monotonic() + 20
+        while shmrpc.cancelled() is None and time.monotonic() < end:
+            time.sleep(0.001)
+        note(f"deaf: {type(shmrpc.cancelled()).__name__}")
+        return 0
+
+    def doubled(self, values):
+        for v in values:
+            yield 2 * v
+
+    def concat(self, parts):
+        joined = []
+        for p in parts:
+            if p == b"stop":
+                break
+            if p == b"keep":  # for drain(-1), which reads it after this call
+                self.kept = parts
+            joined.append(p)
+        return b"".join(joined)
+
+    def drain(self, values):
+        note("drain: began")
+        n = 0
+        try:
+            for v in values:
+                if v == -1:
+                    try:
+                        next(self.kept)
+                    except ValueError as e:
+                        note(f"kept: {e}")
+                n += 1
+        except shmrpc.Error as e:  # the stream cannot go on: why
+            note(f"drain: {type(e).__name__}")
+            raise
+        note(f"drain: {n}")
+
+
 def same(v):
     return v
 
@@ -191,7 +251,8 @@ DYN = dict(echo=same, echo_json=same, many=lambda vs, m: vs + [m], packet=lambda
 
 if __name__ == "__main__":
     kind, svc, workers, address = sys.argv[1:5]
-    handlers = {"echo": Echo(), "every": EVERY, "any": DYN, "streamer": Streamer()}[kind]
+    handlers = {"echo": Echo(), "every": EVERY, "any": DYN, "streamer": Streamer(),
+                "gather": Gatherer()}[kind]
     interceptors = [Gate()] if os.environ.get("PY_SERVER_GATE") else []
     shmrpc.serve(svc, handlers, address, workers=int(workers), interceptors=interceptors,
                  max_message_size=int(os.environ.get("PY_SERVER_MAX_MSG", "0")))

@@ -37,20 +37,20 @@ def test_calls(echo):
     c.close()  # twice is fine
 
 
-def test_streamed_parameters_are_not_sent_yet(tmp_path):
-    """A server's streaming methods (docs/streams.md) are shown; one whose parameter streams
+def test_streams_both_ways_are_not_sent_yet(tmp_path):
+    """A server's streaming methods (docs/streams.md) are shown; one that streams both ways
     is refused when called."""
     from conftest import Server, shm_name
     table = tmp_path / "streams.tab"
-    table.write_text("M\tsum\tsum(stream<i64> values)->i64 @msgpack\n"
+    table.write_text("M\tdoubled\tdoubled(stream<i64> values)->stream<i64> @msgpack\n"
                      "M\tticks\tticks(i64 n)->stream<i64> @msgpack\n")
     s = Server("sh", shm_name("streams"), "-c", 'exec "$1" "$3" Ticker "$2"', "sh",
                os.environ["TABLE_SERVER"], str(table))
     try:
         with shmrpc.connect(s.address) as c:
             assert c.methods["ticks"] == "ticks(i64 n)->stream<i64> @msgpack"
-            with pytest.raises(TypeError, match=r"sum\(\) streams its parameter: Python sends"):
-                c.sum([1, 2])
+            with pytest.raises(TypeError, match=r"doubled\(\) streams both ways: Python sends"):
+                c.doubled([1, 2])
     finally:
         s.stop()
 

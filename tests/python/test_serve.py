@@ -101,11 +101,6 @@ def test_handlers_that_do_not_match_are_refused_before_serving(tmp_path):
                                 "centroid": lambda points: 0}, addr)
     with pytest.raises(ValueError, match="nope.svc"):
         shmrpc.serve(os.path.join(HERE, "nope.svc"), {}, addr)
-    streams = tmp_path / "summer.svc"
-    streams.write_text('service Summer { port 5901; name "summer"; i64 sum(stream<i64> xs); }')
-    with pytest.raises(ValueError, match="method sum streams its parameter: Python serves no "
-                                         "client streams yet"):
-        shmrpc.serve(str(streams), {"sum": lambda xs: 0}, addr)
     assert not segments_of(addr[len("shm://"):])
 
 
@@ -163,6 +158,104 @@ def test_a_python_handler_streams_what_it_yields(py_streamer):
     assert out.stdout.splitlines() == ['{"at":0,"note":"tick 0","seen":[]}',
                                        '{"at":1,"note":"tick 1","seen":[10]}',
                                        '{"at":2,"note":"tick 2","seen":[20,21]}']
+
+
+@pytest.fixture
+def py_gather(tmp_path, monkeypatch):
+    """py_server.py's Gatherer (tests/stream/gather.svc) over shm:// with one worker; its
+    notes in .notes."""
+    notes = tmp_path / "notes"
+    monkeypatch.setenv("PY_SERVER_NOTES", str(notes))
+    s = py_server("gather", shm_name("pygather"), workers=1)
+    s.notes = notes
+    yield s
+    s.stop()
+
+
+def noted_in(notes, text):
+    wait_for(repr(text), lambda: notes.exists() and text in notes.read_text().splitlines(), 15)
+
+
+def test_a_python_client_stream(py_gather):
+    """A method whose parameter streams: the client passes an iterable, whose items go in
+    order, each encoded as the argument is, and gets the handler's answer; the handler
+    iterates the client's items. An early answer drops the items left; a handler's failure,
+    an item that does not fit the type, and an iterable that raises end the stream, the
+    handler told, and the connection goes on (docs/python.md)."""
+    with shmrpc.connect(py_gather.address, timeout=30) as c:
+        t = c.sum({"n": i, "note": str(i) if i % 1000 == 0 else ""} for i in range(10000))
+        assert (t.sum, t.count) == (sum(range(10000)), 10000)
+        assert t.notes == [str(k * 1000) for k in range(10)]
+        assert c.sum([]) == {"sum": 0, "count": 0, "notes": []}
+        # An early answer: what the handler did not read is dropped.
+        t = c.sum([{"n": 1, "note": ""}] * 9 + [{"n": 1, "note": "enough"}] +
+                  [{"n": 1, "note": ""}] * 100000)
+        assert (t.sum, t.count) == (10, 10)
+        with pytest.raises(shmrpc.Error, match="told to fail at part 5") as e:
+            c.sum({"n": i, "note": "fail" if i == 4 else ""} for i in range(1000000))
+        assert e.value.status_name == "SHMRPC_EBUSY"
+        # @raw parts, larger than the ring (in pieces), and a large answer while the client
+        # still sends.
+        parts = [bytes([k]) * 100000 for k in range(20)]
+        assert c.concat(iter(parts)) == b"".join(parts)
+        assert c.concat([b"a" * 4000] * 50 + [b"stop"] + [b"b" * 4000] * 1000) == b"a" * 200000
+        assert c.drain(range(3)) is None
+        noted_in(py_gather.notes, "drain: 3")
+
+        def once_begun(last):
+            """1, then last once the handler began (a stream closed sooner is withdrawn:
+            its handler never runs)."""
+            py_gather.notes.unlink()
+            yield 1
+            noted_in(py_gather.notes, "drain: began")
+            if isinstance(last, Exception):
+                raise last
+            yield last
+
+        # Refused before it is sent: the stream ends, its handler told.
+        with pytest.raises(TypeError, match=r"^item: expected an int"):
+            c.drain(once_begun("three"))
+        noted_in(py_gather.notes, "drain: Cancelled")
+        with pytest.raises(KeyError, match="no more"):
+            c.drain(once_begun(KeyError("no more")))
+        noted_in(py_gather.notes, "drain: Cancelled")
+        with pytest.raises(TypeError, match=r"^item: expected bytes, got str"):
+            c.concat(["text"])
+        with pytest.raises(TypeError, match=r"doubled\(\) streams both ways: Python sends no "
+                                            r"stream both ways yet"):
+            c.doubled([1, 2])
+        assert c.drain([]) is None  # the connection goes on
+        # The items' iterator is its call's: read after, it raises.
+        assert c.concat([b"keep"]) == b"keep"
+        assert c.drain([-1]) is None
+        noted_in(py_gather.notes, "kept: the items of concat: its call is over")
+    # The deadline: a handler that reads nothing holds the sends until it.
+    with shmrpc.connect(py_gather.address, timeout=0.3) as c:
+        with pytest.raises(shmrpc.Timeout):
+            c.deaf(iter(int, 1))  # 0, 0, 0, ... for ever
+    noted_in(py_gather.notes, "deaf: Timeout")
+
+
+def test_a_python_stream_both_ways_served(py_gather):
+    """The handler of a method that streams both ways iterates the client's items and
+    yields its own: a C client (gather-client) gets each value doubled, interleaved with its
+    sends, then the end."""
+    out = subprocess.run([os.environ["GATHER_CLIENT"], py_gather.address, "1000"],
+                         capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout == "1000 doubled\n"
+
+
+def test_tcp_carries_no_client_stream_yet(py_gather):
+    """Over tcp:// the open of a method whose parameter streams is refused, as in C."""
+    s = py_server("gather", f"tcp://127.0.0.1:{free_port()}", workers=1)
+    try:
+        with shmrpc.connect(s.address, timeout=30) as c:
+            with pytest.raises(shmrpc.Error, match="'sum' streams its parameter, which this "
+                                                   "transport does not carry yet"):
+                c.sum([])
+    finally:
+        s.stop()
 
 
 def test_a_python_stream_ends_with_its_client(py_streamer):

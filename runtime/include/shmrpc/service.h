@@ -159,8 +159,8 @@ shmrpc_buf *shmrpc_ctx_item(shmrpc_ctx *ctx);
  * next read; 0 once the client said that no item follows (shmrpc_stream_done), and again
  * after; or why the stream cannot go on: SHMRPC_ECANCELLED (the client closed or cancelled
  * it, or the server stops), SHMRPC_ETIMEDOUT (its deadline passed), SHMRPC_EPEERDIED (the
- * client went away), SHMRPC_EINVAL (the call being served streams no parameter). Waits
- * for the client's next item. A handler may return before it read every item: the items
+ * client went away), SHMRPC_EINVAL (the call being served streams no parameter), with its
+ * message as the call's and in shmrpc_errmsg(). Waits for the client's next item. A handler may return before it read every item: the items
  * left are dropped, and the client's sends fail with SHMRPC_ECLOSED. */
 int shmrpc_ctx_recv(shmrpc_ctx *ctx, shmrpc_bytes *item);
 /* The arena the item read last decodes into: reset at each shmrpc_ctx_recv. */

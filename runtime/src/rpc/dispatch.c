@@ -281,6 +281,8 @@ int shmrpc_ctx_recv(shmrpc_ctx *ctx, shmrpc_bytes *item)
     int rc = ctx->recv(ctx->recv_arg, &ctx->in_item);
     if (rc == 1 && item && ctx->in_item.len)
         *item = shmrpc_bytes_of(ctx->in_item.data, ctx->in_item.len);
+    /* Why, in the call's message and in shmrpc_errmsg() (a Python handler's exception). */
+    if (rc < 0) shmrpc__err_set(rc, "%s", shmrpc__ctx_msg(ctx));
     return rc;
 }
 
