@@ -6,6 +6,8 @@
  *   same 64 KiB of records of the same shape ({len, left} and the item, 8-aligned), the
  *   producer publishing its count after each item, the consumer copying each out and giving
  *   the room back every quarter, both spinning;
+ * - shm/client-stream/16, the items the other way (the client sends, the handler reads),
+ *   against the same bare ring, measured again beside it;
  * - tcp/stream/16 (loopback) against tcp-raw/stream/16, a bare TCP connection: the same
  *   records as ITEMS frames carry them (a 4-byte length and the item), written 64 KiB at a
  *   time and read so, the consumer copying each item out.
@@ -210,7 +212,26 @@ static int items(shmrpc_ctx *ctx, shmrpc_bytes spec)
     }
 }
 
-static const StreamBench_handlers handlers = {.items = items};
+/* The client stream's handler: every item read, its index checked. */
+static int sink(shmrpc_ctx *ctx, shmrpc_bytes *out)
+{
+    shmrpc_bytes item;
+    uint64_t n = 0, i;
+    int rc;
+    while ((rc = stream_bench_sink_read(ctx, &item)) == 1) {
+        if (item.len == ITEM) memcpy(&i, item.ptr, sizeof i);
+        if (item.len != ITEM || i != n)
+            return shmrpc_ctx_error(ctx, SHMRPC_EPROTO, "item %" PRIu64 " out of order", n);
+        n++;
+    }
+    if (rc != 0) return rc;
+    static _Thread_local uint64_t count;
+    count = n;
+    *out = shmrpc_bytes_of(&count, sizeof count);
+    return 0;
+}
+
+static const StreamBench_handlers handlers = {.items = items, .sink = sink};
 
 static shmrpc_server *server;
 
@@ -268,10 +289,38 @@ static double stub_row(shmrpc_client *c, double seconds)
     return bad ? -1 : (double)n / took;
 }
 
+/* Items/s that one client stream sent in seconds, or -1 (a failure, or a count that the
+ * handler gives otherwise). */
+static double sink_row(shmrpc_client *c, double seconds)
+{
+    shmrpc_stream *st;
+    if (stream_bench_sink_open(c, &st) != 0) {
+        fprintf(stderr, "shmrpc-bench-stream: open: %s\n", shmrpc_errmsg());
+        return -1;
+    }
+    uint64_t n = 0, got = 0;
+    uint8_t item[ITEM] = {0};
+    int rc = 0;
+    int64_t start = bench_now_ns(), end = start + (int64_t)(seconds * 1e9);
+    for (; rc == 0; n++) {
+        if ((n & 1023) == 0 && bench_now_ns() >= end) break;
+        memcpy(item, &n, sizeof n);
+        rc = stream_bench_sink_send(st, shmrpc_bytes_of(item, ITEM));
+    }
+    shmrpc_bytes answer;
+    if (rc == 0) rc = stream_bench_sink_done(st, &answer);
+    double took = (double)(bench_now_ns() - start) / 1e9;
+    if (rc == 0 && answer.len == sizeof got) memcpy(&got, answer.ptr, sizeof got);
+    if (rc != 0) fprintf(stderr, "shmrpc-bench-stream: sink: %s\n", shmrpc_errmsg());
+    shmrpc_stream_close(st);
+    return rc != 0 || got != n ? -1 : (double)n / took;
+}
+
 /* A transport's row and the bare stream it is held against. */
 struct pair {
     const char *row, *base;
-    double (*base_row)(double seconds); /* the bare stream's items/s, or -1 */
+    double (*row_fn)(shmrpc_client *c, double seconds); /* the row's items/s, or -1 */
+    double (*base_row)(double seconds);                 /* the bare stream's items/s, or -1 */
     char addr[64];
     bool on, base_on; /* chosen by ROW */
     pid_t server;
@@ -318,15 +367,15 @@ static int pair_round(struct pair *p, int k, double seconds)
             printf("%s failed\n", p->base);
             return -1;
         }
-        printf("%-18s %6d %14.0f %10.1f\n", p->base, k + 1, base, 1e9 / base);
+        printf("%-20s %6d %14.0f %10.1f\n", p->base, k + 1, base, 1e9 / base);
     }
     if (p->on) {
-        got = stub_row(p->c, seconds);
+        got = p->row_fn(p->c, seconds);
         if (got < 0) {
             printf("%s failed\n", p->row);
             return -1;
         }
-        printf("%-18s %6d %14.0f %10.1f", p->row, k + 1, got, 1e9 / got);
+        printf("%-20s %6d %14.0f %10.1f", p->row, k + 1, got, 1e9 / got);
         if (p->base_on) printf("  %.3f", got / base);
         printf("\n");
     }
@@ -343,12 +392,22 @@ int main(int argc, char **argv)
     const char *only;
     int rc = bench_args_rows(argc, argv, usage, &seconds, &only);
     if (rc >= 0) return rc;
-    struct pair pairs[] = {
-        {.row = "shm/stream/16", .base = "ring/stream/16", .base_row = ring_row},
-        {.row = "tcp/stream/16", .base = "tcp-raw/stream/16", .base_row = raw_row}};
+    struct pair pairs[] = {{.row = "shm/stream/16",
+                            .base = "ring/stream/16",
+                            .row_fn = stub_row,
+                            .base_row = ring_row},
+                           {.row = "shm/client-stream/16",
+                            .base = "ring/stream/16",
+                            .row_fn = sink_row,
+                            .base_row = ring_row},
+                           {.row = "tcp/stream/16",
+                            .base = "tcp-raw/stream/16",
+                            .row_fn = stub_row,
+                            .base_row = raw_row}};
     enum { NPAIRS = sizeof pairs / sizeof pairs[0] };
     snprintf(pairs[0].addr, sizeof pairs[0].addr, "shm://stream_bench_%d", (int)getpid());
-    snprintf(pairs[1].addr, sizeof pairs[1].addr, "tcp://127.0.0.1:%d", test_free_port());
+    snprintf(pairs[1].addr, sizeof pairs[1].addr, "shm://stream_bench_in_%d", (int)getpid());
+    snprintf(pairs[2].addr, sizeof pairs[2].addr, "tcp://127.0.0.1:%d", test_free_port());
     int status = 0;
     for (int i = 0; i < NPAIRS; i++) {
         struct pair *p = &pairs[i];
@@ -356,7 +415,7 @@ int main(int argc, char **argv)
         p->base_on = !only || fnmatch(only, p->base, 0) == 0;
         if (p->on && pair_start(p) != 0) status = 1;
     }
-    printf("%-18s %6s %14s %10s  %s\n", "row", "round", "items/s", "ns/item",
+    printf("%-20s %6s %14s %10s  %s\n", "row", "round", "items/s", "ns/item",
            "ratio to the bare stream");
     for (int k = 0; k < ROUNDS && status == 0; k++)
         for (int i = 0; i < NPAIRS && status == 0; i++)

@@ -187,16 +187,29 @@ def ctest_tests(build):
     return tests
 
 
+def ninja_targets(build):
+    """The names of the build's ninja targets (its programs' among them)."""
+    rc, out = run(["ninja", "-C", build, "-t", "targets", "all"], 120)
+    return {line.split(":", 1)[0] for line in out.splitlines() if ": " in line}
+
+
 def targets_of(names, tests, build, extra):
     """The ninja targets that build the named tests' programs: each test's command when it is
     a file of the build tree, and a mutant's `build:` targets. A test run by sh or python
-    that names none builds everything."""
+    that names none builds everything. Before the first build ctest names no command: a test
+    is then taken as named after its target, when there is one (a test that runs another's
+    program, as client_stream_test_over_shm runs client_stream_test, has its mutants name
+    that program in `build:`)."""
     out = set(extra)
+    known = None
     for n in names:
         cmd = tests[n]
         prog = os.path.realpath(cmd[0]) if cmd else ""
-        if not cmd:  # not built yet: ctest names no command; a test named as its target
-            out.add(n)
+        if not cmd:  # not built yet
+            if known is None:
+                known = ninja_targets(build)
+            if n in known:
+                out.add(n)
         elif prog.startswith(os.path.realpath(build) + os.sep):
             out.add(os.path.relpath(prog, os.path.realpath(build)))
         elif not extra:
