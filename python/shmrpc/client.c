@@ -291,6 +291,10 @@ static int build_request(ClientObject *self, const shmrpc_dyn_sig *sig, PyObject
     PyObject *argv_small[16], **argv = argv_small;
     const char *name = sig->method;
     int status = -1, rc;
+    if (sig->client_stream) { /* its items go apart (items_call): no one request to build */
+        PyErr_Format(PyExc_TypeError, "%s() streams its parameter: it has no one request", name);
+        return -1;
+    }
     if (sig->n_params > 16 && (argv = PyMem_Calloc(sig->n_params, sizeof *argv)) == NULL) {
         PyErr_NoMemory();
         return -1;
@@ -727,10 +731,9 @@ static PyObject *stream_open(ClientObject *self, const shmrpc_method_info *m,
  * the handler's answer (docs/python.md). The connection's lock is let go of while the
  * iterable makes its next item (a generator may run any code, a call on this connection too,
  * which then fails as a call beside a stream does) and taken again for the send, which waits
- * without the GIL. An exception of the iterable, or an item that does not fit the type, closes
- * the stream (its handler told) and is raised. A send that fails (the handler returned
- * before it read the item, the deadline, the server gone) ends the sending: the answer then
- * says how the stream ended. self's lock held, and let go of here. */
+ * without the GIL. An exception of the iterable, an item that does not fit the type, or a
+ * send that fails (but for the handler's return, whose answer then says the rest) closes the
+ * stream (its handler told) and is raised. self's lock held, and let go of here. */
 
 /* Closes st without the GIL: over inproc:// it waits for the handler to return. */
 static void items_close(shmrpc_stream *st)
@@ -794,8 +797,12 @@ static PyObject *items_call(ClientObject *self, const shmrpc_method_info *m,
     shmrpc_stream *st = NULL;
     char msg[1024];
     int rc;
-    if (bind_args(sig, pos, npos, kwnames, kwdict, &arg) != 0 ||
-        (it = PyObject_GetIter(arg)) == NULL) {
+    int bound = bind_args(sig, pos, npos, kwnames, kwdict, &arg);
+    if (bound == 0 && arg == NULL) { /* a stream of optionals, which bind_args lets go */
+        PyErr_Format(PyExc_TypeError, "%s() is missing argument '%s'", name, sig->params[0].name);
+        bound = -1;
+    }
+    if (bound != 0 || (it = PyObject_GetIter(arg)) == NULL) {
         PyThread_release_lock(self->lock);
         return NULL;
     }
@@ -827,8 +834,15 @@ static PyObject *items_call(ClientObject *self, const shmrpc_method_info *m,
         if (items_enter(self, st, gen, name) != 0) goto out; /* st closed */
         Py_BEGIN_ALLOW_THREADS;
         rc = shmrpc_stream_send(st, item.data, item.len);
+        if (rc != 0) snprintf(msg, sizeof msg, "%s", shmrpc_errmsg());
         Py_END_ALLOW_THREADS;
         PyThread_release_lock(self->lock);
+        /* The handler returned: its answer says the rest. Any other failure is this send's
+         * (an item above the maximum, which leaves the stream open), said now. */
+        if (rc != 0 && rc != SHMRPC_ECLOSED) {
+            raise_failed(self, rc, name, msg);
+            goto failed;
+        }
     }
     /* The answer, or how the stream ended: decoded before the close, which frees it. */
     if (items_enter(self, st, gen, name) != 0) goto out;

@@ -400,13 +400,22 @@ static int send_items(shmrpc_ctx *ctx, pysvc *s, uint32_t id, PyObject *r)
  * stream both ways, while its result is iterated). */
 typedef struct {
     PyObject_HEAD shmrpc_ctx *ctx; /* NULL once the call is over */
-    const shmrpc_dyn_sig *sig;
+    const shmrpc_dyn_sig *sig;     /* valid while ctx is not NULL */
+    unsigned long thread;          /* the handler's: the only one that reads */
+    char *method;                  /* for what is said after the call */
 } ItemsObject;
 
 static PyObject *Items_next(ItemsObject *self)
 {
     if (self->ctx == NULL) {
-        PyErr_Format(PyExc_ValueError, "the items of %s: its call is over", self->sig->method);
+        PyErr_Format(PyExc_ValueError, "the items of %s: its call is over", self->method);
+        return NULL;
+    }
+    /* A read waits without the GIL: another thread's would race with it, and with the end of
+     * the call, which the handler's return makes. */
+    if (PyThread_get_thread_ident() != self->thread) {
+        PyErr_Format(PyExc_RuntimeError, "the items of %s are read by its handler's thread only",
+                     self->method);
         return NULL;
     }
     shmrpc_bytes item;
@@ -428,9 +437,16 @@ static PyObject *Items_next(ItemsObject *self)
     return v;
 }
 
+static void Items_dealloc(ItemsObject *self)
+{
+    free(self->method);
+    PyObject_Free(self);
+}
+
 static PyTypeObject ItemsType = {
     PYSHM_TYPE("shmrpc._shmrpc.Items", ItemsObject, 0,
                "The items of a client stream, as its handler reads them (docs/streams.md)."),
+    .tp_dealloc = (destructor)Items_dealloc,
     .tp_iter = PyObject_SelfIter,
     .tp_iternext = (iternextfunc)Items_next,
 };
@@ -440,8 +456,11 @@ static PyObject *items_args(shmrpc_ctx *ctx, const shmrpc_dyn_sig *sig, ItemsObj
 {
     *items = PyObject_New(ItemsObject, &ItemsType);
     if (*items == NULL) return NULL;
-    (*items)->ctx = ctx;
+    (*items)->ctx = NULL;
     (*items)->sig = sig;
+    (*items)->thread = PyThread_get_thread_ident();
+    if (((*items)->method = strdup(sig->method)) == NULL) return PyErr_NoMemory();
+    (*items)->ctx = ctx;
     return PyTuple_Pack(1, (PyObject *)*items);
 }
 

@@ -16,6 +16,7 @@ interceptor saw}. With $PY_SERVER_GATE set, the interceptor Gate runs around eve
 import json
 import os
 import sys
+import threading
 import time
 
 import shmrpc
@@ -174,7 +175,8 @@ class Gatherer:
     sum stops at a part noted "enough" and raises Failed (EBUSY) at one noted "fail"; deaf
     reads nothing and notes what shmrpc.cancelled() said ("deaf: Cancelled", waiting at most
     20 s); concat stops at a part b"stop", and keeps its items' iterator at a part b"keep",
-    which drain reads at a value -1; doubled yields each value doubled as it reads it;
+    which drain reads at a value -1 (and at -2 reads its own from another thread); doubled
+    yields each value doubled as it reads it;
     drain notes that it began, then how many it read ("drain: 3") or the exception that ended
     its reading ("drain: Cancelled")."""
 
@@ -195,7 +197,10 @@ class Gatherer:
         end = time.monotonic() + 20
         while shmrpc.cancelled() is None and time.monotonic() < end:
             time.sleep(0.001)
-        note(f"deaf: {type(shmrpc.cancelled()).__name__}")
+        why = shmrpc.cancelled()
+        note(f"deaf: {type(why).__name__}")
+        if why is not None:  # the call's status, though its end may reach the client first
+            raise why
         return 0
 
     def doubled(self, values):
@@ -222,11 +227,21 @@ class Gatherer:
                         next(self.kept)
                     except ValueError as e:
                         note(f"kept: {e}")
+                if v == -2:
+                    t = threading.Thread(target=self._read_elsewhere, args=(values,))
+                    t.start()
+                    t.join()
                 n += 1
         except shmrpc.Error as e:  # the stream cannot go on: why
             note(f"drain: {type(e).__name__}")
             raise
         note(f"drain: {n}")
+
+    def _read_elsewhere(self, values):
+        try:
+            next(values)
+        except RuntimeError as e:
+            note(f"elsewhere: {e}")
 
 
 def same(v):

@@ -229,6 +229,15 @@ def test_a_python_client_stream(py_gather):
         assert c.concat([b"keep"]) == b"keep"
         assert c.drain([-1]) is None
         noted_in(py_gather.notes, "kept: the items of concat: its call is over")
+        assert c.drain([-2]) is None  # nor from another thread, which would race its reads
+        noted_in(py_gather.notes, "elsewhere: the items of drain are read by its handler's "
+                                  "thread only")
+        # An item above the client's maximum fails its send, and the call: nothing is lost
+        # without a word.
+        with pytest.raises(shmrpc.Error, match="larger than the client's maximum") as e:
+            c.concat([b"small", bytes((64 << 20) + 1), b"after"])
+        assert e.value.status_name == "SHMRPC_ETOOBIG"
+        assert c.concat([b"x"]) == b"x"
     # The deadline: a handler that reads nothing holds the sends until it.
     with shmrpc.connect(py_gather.address, timeout=0.3) as c:
         with pytest.raises(shmrpc.Timeout):

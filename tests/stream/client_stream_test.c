@@ -432,6 +432,36 @@ static void a_large_answer_before_the_end(void **state)
     }
 }
 
+/* A large answer while the client, alive, neither sends nor ends until the deadline passed:
+ * over shm:// the answer would lie where the client may still write, so the call fails with
+ * the deadline, saying the answer is lost; over inproc:// the answer waits for the client. */
+static void a_large_answer_past_the_deadline(void **state)
+{
+    fixture *f = *state;
+    shmrpc_client_set_timeout(f->c, 300);
+    shmrpc_stream *st;
+    assert_int_equal(gather_concat_open(f->c, &st), 0);
+    uint8_t part[4000];
+    memset(part, 'a', sizeof part);
+    for (int k = 0; k < 50; k++)
+        assert_int_equal(gather_concat_send(st, shmrpc_bytes_of(part, sizeof part)), 0);
+    assert_int_equal(gather_concat_send(st, shmrpc_bytes_of("stop", 4)), 0);
+    assert_int_equal(handler_returned(), 0);
+    struct timespec ts = {0, 700 * 1000 * 1000}; /* past the deadline, by both clocks */
+    nanosleep(&ts, NULL);
+    shmrpc_bytes all;
+    int rc = gather_concat_done(st, &all);
+    if (strcmp(transport, "shm") == 0) {
+        assert_int_equal(rc, SHMRPC_ETIMEDOUT);
+        assert_string_equal(shmrpc_errmsg(), "the stream's deadline passed before the client's "
+                                             "last item; the answer is lost");
+    } else {
+        assert_int_equal(rc, 0);
+        assert_int_equal(all.len, 50 * sizeof part);
+    }
+    shmrpc_stream_close(st);
+}
+
 /* Both ways: items in order, interleaved with the client's, then the ends. */
 static void both_ways(void **state)
 {
@@ -548,6 +578,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(an_item_that_does_not_decode, setup, teardown),
         cmocka_unit_test_setup_teardown(raw_parts, setup, teardown),
         cmocka_unit_test_setup_teardown(a_large_answer_before_the_end, setup, teardown),
+        cmocka_unit_test_setup_teardown(a_large_answer_past_the_deadline, setup, teardown),
         cmocka_unit_test_setup_teardown(both_ways, setup, teardown),
         cmocka_unit_test_setup_teardown(misuse, setup, teardown),
         cmocka_unit_test(tcp_refuses),

@@ -1506,14 +1506,15 @@ static void stream_in_publish(shm_stream *st, shmrpc__stream_ring *r)
 }
 
 /* Writes the end of the client's items (shmrpc_stream_done), once. There is room: every
- * piece left 8 bytes free. */
+ * piece left 8 bytes free. Not once the answer came: the ring's bytes may be the answer's. */
 static void stream_end_items(shm_stream *st)
 {
     if (!(st->ways & SHMRPC__STREAM_IN) || st->sent_end) return;
+    st->sent_end = true;
+    if (atomic_load(&st->lane->chan.head->state.word) != SHM_CHAN_REQUEST) return;
     shmrpc__stream_ring *r = stream_in_ring(st);
     shmrpc__ring_put(r, st->rd.cap, &st->tail, "", 0, SHMRPC__RING_END);
     stream_in_publish(st, r);
-    st->sent_end = true;
 }
 
 /* Ends the stream on the client's side: a call not taken yet withdrawn, one being run marked
@@ -1734,6 +1735,11 @@ static int shm_stream_send(shmrpc__conn *base, const void *item, size_t n, shmrp
     if (self() != c->pid) return not_ours(c, err);
     if (st == NULL || st->ended) return stream_said(st, err);
     shm_conn *l = st->lane;
+    if (n > c->max_msg || n > UINT32_MAX) { /* the stream goes on without it */
+        shmrpc__msg_set(err, "an item of %zu bytes is above the server's maximum of %" PRIu64, n,
+                        c->max_msg);
+        return SHMRPC_ETOOBIG;
+    }
     const uint8_t *p = item;
     size_t left = n;
     for (;;) {

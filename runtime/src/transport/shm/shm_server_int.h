@@ -88,6 +88,7 @@ typedef struct worker_stream {
     shmrpc__ring_reader rd;
     bool in_ended;
     int in_failed;
+    int64_t deadline; /* the call's, kept for the wait after its handler returned */
 } worker_stream;
 
 typedef struct worker {

@@ -390,6 +390,13 @@ static int worker_stream_wanted(void *arg)
     return why;
 }
 
+/* Whether the process of the stream's client still runs. */
+static bool client_runs(const worker *w)
+{
+    const shmrpc__shm_slot *s = &w->ctl->slots[w->serving - w->chans];
+    return shmrpc__proc_running(atomic_load(&s->client.pid), atomic_load(&s->client.start));
+}
+
 /* The check of a wait for room: the rendezvous pumped, whether the stream goes on, and
  * whether its client still runs. Its slot is freed when its rendezvous hangs up, which a
  * child it forked delays for as long as that child holds a copy of the socket; and sweeps
@@ -399,9 +406,7 @@ static int worker_stream_check(void *arg)
     worker *w = arg;
     worker_pump(w, shmrpc__now_ns());
     int why = worker_stream_wanted(w);
-    const shmrpc__shm_slot *s = &w->ctl->slots[w->serving - w->chans];
-    bool runs = shmrpc__proc_running(atomic_load(&s->client.pid), atomic_load(&s->client.start));
-    return why == 0 && !runs ? SHMRPC_EPEERDIED : why;
+    return why == 0 && !client_runs(w) ? SHMRPC_EPEERDIED : why;
 }
 
 static shmrpc__stream_ring *worker_ring(worker *w)
@@ -572,45 +577,60 @@ static int worker_recv(void *arg, shmrpc_buf *item)
     return recv_failed(w, why, NULL);
 }
 
-/* After a handler that reads the client's items returned: the client is told, if it did not
- * send its end, so that its sends fail. An answer that reaches into the client's ring (a
- * large one: an error's message and a stream's status lie below it) waits until the client
- * wrote its end, which it does at its next send, done or answer, or gave up; what it wrote
- * meanwhile is passed over. */
-static void in_returned(worker *w, int rc)
+/* After a handler that reads the client's items returned (with rc): the client is told, if it
+ * did not send its end, so that its sends fail, and the room it waits for is given back. An
+ * answer that reaches into the client's ring (a large one: an error's message and a stream's
+ * status lie below it) waits until the client wrote its end, which it does at its next send,
+ * done or answer; what it wrote meanwhile is passed over. A client that gave up or died
+ * writes no more, and one whose ring lies suffers what it wrote: the answer then goes. When
+ * the wait ends otherwise (the deadline by this worker's clock, the server's stop), the call
+ * fails with that status instead, whose message lies below the ring: returned, with the
+ * message in the call's. 0: the handler's answer goes. */
+static int in_returned(worker *w, int rc)
 {
     worker_stream *st = &w->st;
-    if (st->in_ended) return;
+    if (st->in_ended) return 0;
     shmrpc__stream_ring *r = worker_in_ring(w);
     atomic_store(&r->returned, 1);
     size_t n = w->resp.len;
     bool reaches =
         !(st->ways & SHMRPC__STREAM_OUT) && rc == 0 && n > SHMRPC__CHAN_SMALL && n > st->in_off;
-    int64_t deadline = shmrpc_ctx_deadline(&w->ctx);
+    int64_t deadline = st->deadline; /* the call's: dispatch forgot it */
+    int why = 0, took = 0;
     shmrpc_buf err;
     shmrpc_buf_init(&err);
-    /* A client's ring found off is the client's to suffer: the answer goes now. */
     while (reaches && st->in_failed != SHMRPC_EPROTO) {
         r = worker_in_ring(w);
         uint32_t tail = atomic_load_explicit(&r->tail.word, memory_order_acquire);
-        int took = tail - st->rd.head > st->cap ? SHMRPC_EPROTO : 0;
+        took = tail - st->rd.head > st->cap ? SHMRPC_EPROTO : 0;
         for (uint32_t avail; took >= 0 && took != 2 && (avail = tail - st->rd.head) > 0;)
             took = shmrpc__ring_take(r, &st->rd, avail, NULL, &err);
         shmrpc__ring_give_back(r, &st->rd, true);
-        if (took < 0 || took == 2 || stream_looks_again(w, deadline) != 0) break;
+        if (took < 0 || took == 2 || (why = stream_looks_again(w, deadline)) != 0) break;
         shmrpc__waiter waiter = stream_waiter(w);
         waiter.sleeping = &r->reader_asleep;
         waiter.sleeping_bit = 1;
-        if (shmrpc__wait_while(&r->tail, tail, deadline, &waiter) != 0 &&
-            atomic_load(&r->tail.word) == tail)
+        int waited = shmrpc__wait_while(&r->tail, tail, deadline, &waiter);
+        if (waited != 0 && atomic_load(&r->tail.word) == tail) {
+            why = waited;
             break;
+        }
     }
     shmrpc_buf_destroy(&err);
-    /* The room back (the client may wait for it) with a wake for the returned. */
+    if (!reaches) { /* what the client wrote is dropped: the room it may wait for, back */
+        r = worker_in_ring(w);
+        uint32_t tail = atomic_load_explicit(&r->tail.word, memory_order_acquire);
+        if (tail - st->rd.head <= st->cap) st->rd.head = tail;
+    }
     if (st->rd.pub != st->rd.head)
-        shmrpc__ring_give_back(r, &st->rd, true);
+        shmrpc__ring_give_back(r, &st->rd, true); /* a changed head: no wake is missed */
     else
         shmrpc__wake(&r->head, 1);
+    worker_chan *c = w->serving;
+    if (why == 0 || claim_why(c) != 0 || slot_gone(w, c) || !client_runs(w)) return 0;
+    return shmrpc_ctx_error(&w->ctx, why, "%s before the client's last item; the answer is lost",
+                            why == SHMRPC_ETIMEDOUT ? "the stream's deadline passed"
+                                                    : "the server stops");
 }
 
 /* Runs the call that this worker took on channel c, and answers it. */
@@ -706,6 +726,8 @@ static void run_call(worker *w, worker_chan *c)
         w->ctx.wanted = worker_stream_wanted;
         /* No answer in the channel while the rings are in use there: the arena's. */
         w->ctx.loan = NULL;
+        int64_t b = w->ctx.budget_ns;
+        w->st.deadline = b < 0 || b > INT64_MAX / 2 ? INT64_MAX : shmrpc__now_ns() + b;
     }
     rc = shmrpc__dispatch(w->l->server, &w->ctx, method, shmrpc_bytes_of(data, len), &w->resp);
     if (ways) {
@@ -713,7 +735,10 @@ static void run_call(worker *w, worker_chan *c)
         w->ctx.recv = NULL;
         w->ctx.wanted = worker_wanted;
         w->ctx.loan = worker_loan;
-        if (ways & SHMRPC__STREAM_IN) in_returned(w, rc);
+        if (ways & SHMRPC__STREAM_IN) {
+            int lost = in_returned(w, rc);
+            if (lost != 0) rc = lost;
+        }
     }
     if (ways & SHMRPC__STREAM_OUT) {
         /* The end of the items, before the answer: after it, the client may reuse the
