@@ -204,8 +204,8 @@ def test_a_python_client_stream(py_gather):
 
         def once_begun(last):
             """1, then last once the handler began (a stream closed sooner is withdrawn:
-            its handler never runs)."""
-            py_gather.notes.unlink()
+            its handler never runs). The notes are cleared before the call: the handler may
+            begin before the iteration does."""
             yield 1
             noted_in(py_gather.notes, "drain: began")
             if isinstance(last, Exception):
@@ -213,9 +213,11 @@ def test_a_python_client_stream(py_gather):
             yield last
 
         # Refused before it is sent: the stream ends, its handler told.
+        py_gather.notes.unlink()
         with pytest.raises(TypeError, match=r"^item: expected an int"):
             c.drain(once_begun("three"))
         noted_in(py_gather.notes, "drain: Cancelled")
+        py_gather.notes.unlink()
         with pytest.raises(KeyError, match="no more"):
             c.drain(once_begun(KeyError("no more")))
         noted_in(py_gather.notes, "drain: Cancelled")
