@@ -4,6 +4,7 @@
 #include "ctl_call.h"
 
 #include <getopt.h> /* optind */
+#include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -21,6 +22,7 @@
 #define USAGE                                                                                      \
     "usage: shmrpcctl call [--timeout MS] [--secret-file PATH] [--trace[=TRACEPARENT]]\n"          \
     "                      [TLS OPTIONS] ADDRESS METHOD [ARGS-AS-JSON|-]\n"                        \
+    "A method whose parameter streams takes its items from stdin, one JSON value a line.\n"        \
     "--trace sends a W3C traceparent with the call (a fresh one, or TRACEPARENT to continue a\n"   \
     "trace) and prints it on stderr as \"traceparent: 00-...\"; the server's span is its "         \
     "child.\n" CTL_TLS_USAGE
@@ -70,6 +72,14 @@ static void said_failed(const char *method, int rc)
     fputc('\n', stderr);
 }
 
+/* "shmrpcctl: METHOD: " and the library's last message (a codec's, naming the place). */
+static void said_why(const char *method)
+{
+    fprintf(stderr, "shmrpcctl: %s: ", method);
+    ctl_put_safe(stderr, shmrpc_errmsg());
+    fputc('\n', stderr);
+}
+
 /* Opens the stream of method m, whose request is in c's, and prints each item as a line of
  * JSON as it comes (docs/streams.md); its end's status then says how it ended: 0 once every
  * item came, 1 when it failed (said on stderr, after the items that came). */
@@ -89,9 +99,7 @@ static int call_stream(shmrpc_client *c, const shmrpc_method_info *m, const shmr
     while (status == 0 && (rc = shmrpc_stream_recv(st, &item)) == 1) {
         shmrpc_buf_clear(&line);
         if (shmrpc_dyn_decode_item(sig, item.ptr, item.len, &line) != 0) {
-            fprintf(stderr, "shmrpcctl: %s: ", method);
-            ctl_put_safe(stderr, shmrpc_errmsg());
-            fputc('\n', stderr);
+            said_why(method);
             status = 1;
             break;
         }
@@ -109,6 +117,73 @@ static int call_stream(shmrpc_client *c, const shmrpc_method_info *m, const shmr
     return status;
 }
 
+/* Whether line holds nothing but white space. */
+static bool blank(const char *line, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        if (!strchr(" \t\r\n", line[i])) return false;
+    return true;
+}
+
+/* Opens the stream of method m, whose parameter streams (its request, with no argument, in
+ * c's), sends each line of stdin as an item (one JSON value a line; blank lines are passed
+ * over), then prints its answer as a call's. A handler that answers before the last line
+ * ends the sends: its answer is printed. A line that is no item of the method closes the
+ * stream (its handler is told) and is status 2, naming the line; a stream that fails, 1. */
+static int call_items(shmrpc_client *c, const shmrpc_method_info *m, const shmrpc_dyn_sig *sig,
+                      const char *method)
+{
+    shmrpc_stream *st;
+    int rc = shmrpc_client_open(c, m->id, &st);
+    if (rc != 0) {
+        said_failed(method, rc);
+        return 1;
+    }
+    char *line = NULL;
+    size_t cap = 0;
+    ssize_t len;
+    long no = 0;
+    int status = 0;
+    while (status == 0 && (len = getline(&line, &cap, stdin)) >= 0) {
+        no++;
+        if (blank(line, (size_t)len)) continue;
+        shmrpc_buf *item = shmrpc_stream_item(st);
+        if ((rc = shmrpc_dyn_encode_item(sig, line, (size_t)len, item)) == 0)
+            rc = shmrpc_stream_send(st, item->data, item->len);
+        if (rc == SHMRPC_ECLOSED) break; /* the handler answered: the answer says the rest */
+        if (rc != 0) {
+            fprintf(stderr, "shmrpcctl: %s: stdin, line %ld: ", method, no);
+            ctl_put_safe(stderr, shmrpc_errmsg());
+            fputc('\n', stderr);
+            status = rc == SHMRPC_EINVAL ? 2 : 1;
+        }
+    }
+    if (status == 0 && ferror(stdin)) {
+        fprintf(stderr, "shmrpcctl: %s: cannot read stdin, line %ld\n", method, no + 1);
+        status = 1;
+    }
+    free(line);
+    shmrpc_bytes answer;
+    shmrpc_buf out;
+    shmrpc_buf_init(&out);
+    if (status == 0 && (rc = shmrpc_stream_answer(st, &answer)) != 0) {
+        said_failed(method, rc);
+        status = 1;
+    }
+    if (status == 0 && shmrpc_dyn_decode_result(sig, answer.ptr, answer.len, &out) != 0) {
+        said_why(method);
+        status = 1;
+    }
+    if (status == 0) {
+        fwrite(out.data, 1, out.len, stdout);
+        fputc('\n', stdout);
+        status = fflush(stdout) == 0 ? 0 : 1;
+    }
+    shmrpc_stream_close(st); /* before the end, it tells the handler */
+    shmrpc_buf_destroy(&out);
+    return status;
+}
+
 int ctl_call_main(int argc, char **argv)
 {
     ctl_opts o;
@@ -122,13 +197,6 @@ int ctl_call_main(int argc, char **argv)
     const char *args_text = argc - i == 3 ? argv[i + 2] : "[]";
     size_t args_len = strlen(args_text);
     char *stdin_args = NULL;
-    if (strcmp(args_text, "-") == 0) {
-        if ((stdin_args = read_stdin(&args_len)) == NULL) {
-            fprintf(stderr, "shmrpcctl: call: cannot read the arguments from stdin\n");
-            return 2;
-        }
-        args_text = stdin_args;
-    }
 
     shmrpc_dyn *d = NULL;
     shmrpc_buf out;
@@ -159,11 +227,33 @@ int ctl_call_main(int argc, char **argv)
             ctl_put_safe(stderr, m->signature);
             fputc('\n', stderr);
         } else {
-            fprintf(stderr, "shmrpcctl: %s: ", method);
-            ctl_put_safe(stderr, shmrpc_errmsg());
-            fputc('\n', stderr);
+            said_why(method);
         }
         goto done;
+    }
+    if (sig->client_stream && sig->server_stream) {
+        fprintf(stderr,
+                "shmrpcctl: %s: the method streams both ways, which shmrpcctl does not "
+                "call yet (docs/streams.md)\n",
+                method);
+        status = 2;
+        goto done;
+    }
+    if (strcmp(args_text, "-") == 0) {
+        if (sig->client_stream) {
+            fprintf(stderr,
+                    "shmrpcctl: %s: the method takes its items from stdin, not its arguments "
+                    "('-')\n",
+                    method);
+            status = 2;
+            goto done;
+        }
+        if ((stdin_args = read_stdin(&args_len)) == NULL) {
+            fprintf(stderr, "shmrpcctl: call: cannot read the arguments from stdin\n");
+            status = 2;
+            goto done;
+        }
+        args_text = stdin_args;
     }
     shmrpc_client *c = shmrpc_dyn_client(d);
     if (shmrpc_dyn_encode_args(sig, args_text, args_len, shmrpc_client_request(c)) != 0) {
@@ -182,8 +272,9 @@ int ctl_call_main(int argc, char **argv)
         }
         fprintf(stderr, "traceparent: %s\n", tp);
     }
-    if (sig->server_stream) {
-        status = call_stream(c, m, sig, method);
+    if (sig->server_stream || sig->client_stream) {
+        status =
+            sig->server_stream ? call_stream(c, m, sig, method) : call_items(c, m, sig, method);
         goto done;
     }
     shmrpc_bytes resp;
@@ -192,9 +283,7 @@ int ctl_call_main(int argc, char **argv)
         goto done;
     }
     if (shmrpc_dyn_decode_result(sig, resp.ptr, resp.len, &out) != 0) {
-        fprintf(stderr, "shmrpcctl: %s: ", method);
-        ctl_put_safe(stderr, shmrpc_errmsg());
-        fputc('\n', stderr);
+        said_why(method);
         goto done;
     }
     fwrite(out.data, 1, out.len, stdout);

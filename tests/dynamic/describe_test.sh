@@ -188,8 +188,8 @@ serve "shm://$name-other" "$table_server" Other "$tmp/other.tab" ||
     { echo "FAIL: table-server"; cat "$tmp/server.out"; exit 1; }
 expect 1 "shmrpcctl: add: the method table gives it the signature of 'ping'" describe "shm://$name-other"
 
-# Streams (docs/streams.md): described as written; a streamed parameter is not called (a
-# streamed result is: tests/stream/ctl_stream_test.sh).
+# Streams (docs/streams.md): described as written; a streamed parameter takes no arguments
+# (its items come from stdin: tests/stream/ctl_stream_test.sh).
 kill -TERM $pid
 printf 'M\tsum\tsum(stream<i64> values)->i64 @msgpack\nM\tticks\tticks(i64 n)->stream<struct Tick> @msgpack\nT\tstruct Tick{i64 at;}\n' >"$tmp/streams.tab"
 serve "shm://$name-other" "$table_server" Ticker "$tmp/streams.tab" ||
@@ -197,7 +197,7 @@ serve "shm://$name-other" "$table_server" Ticker "$tmp/streams.tab" ||
 expect 0 "i64 sum(stream<i64> values);" describe "shm://$name-other" sum
 expect 0 "stream<Tick> ticks(i64 n);
 struct Tick { i64 at; }" describe "shm://$name-other" ticks
-expect 2 "shmrpcctl: sum: the method streams its parameter, which one call's JSON cannot carry" \
+expect 2 "shmrpcctl: sum: arguments: sum's parameter 'values' streams: its open takes no arguments (its items are sent one by one)" \
     call "shm://$name-other" sum '[3]'
 
 [ $fail = 0 ] && echo "describe_test: ok"

@@ -1464,12 +1464,50 @@ static void streams_read_back(void **state)
     assert_int_equal(shmrpc_dyn_sig_parse(f->d, "twice(i64 x)->i64 @msgpack", &sig), 0);
     assert_int_equal(shmrpc_dyn_decode_item(sig, "\x03", 1, &out), SHMRPC_EINVAL);
     assert_string_equal(shmrpc_errmsg(), "the method answers once: it has no items");
+    assert_int_equal(shmrpc_dyn_encode_item(sig, "3", 1, &out), SHMRPC_EINVAL);
+    assert_string_equal(shmrpc_errmsg(), "the method's parameter does not stream: it takes no "
+                                         "items");
+    /* A streamed parameter: its open sends no argument, its items are the client's, and its
+     * answer is one call's. */
     assert_int_equal(shmrpc_dyn_sig_parse(f->d, "sum(stream<i64> v)->i64 @msgpack", &sig), 0);
+    shmrpc_buf_clear(&out);
+    assert_int_equal(shmrpc_dyn_encode_args(sig, "[]", 2, &out), 0);
+    assert_int_equal(shmrpc_dyn_encode_args(sig, "{}", 2, &out), 0);
+    assert_int_equal(out.len, 2);
+    assert_memory_equal(out.data, "\x90\x90", 2);
     assert_int_equal(shmrpc_dyn_encode_args(sig, "[3]", 3, &out), SHMRPC_EINVAL);
-    assert_string_equal(shmrpc_errmsg(), "the method streams its parameter, which one call's "
-                                         "JSON cannot carry");
-    assert_int_equal(shmrpc_dyn_encode_result(sig, "3", 1, &out), SHMRPC_EINVAL);
+    assert_string_equal(shmrpc_errmsg(), "arguments: sum's parameter 'v' streams: its open takes "
+                                         "no arguments (its items are sent one by one)");
+    shmrpc_buf_clear(&out);
+    assert_int_equal(shmrpc_dyn_encode_item(sig, "-3", 2, &out), 0);
+    assert_int_equal(out.len, 1);
+    assert_memory_equal(out.data, "\xfd", 1);
+    assert_int_equal(shmrpc_dyn_encode_item(sig, "\"x\"", 3, &out), SHMRPC_EINVAL);
+    assert_string_equal(shmrpc_errmsg(), "item: expected an integer (i64), got \"x\"");
+    assert_int_equal(shmrpc_dyn_encode_item(sig, "3 4", 3, &out), SHMRPC_EINVAL);
     assert_int_equal(shmrpc_dyn_decode_item(sig, "\x03", 1, &out), SHMRPC_EINVAL);
+    shmrpc_buf_clear(&out);
+    assert_int_equal(shmrpc_dyn_decode_result(sig, "\x03", 1, &out), 0);
+    assert_int_equal(out.len, 1);
+    assert_memory_equal(out.data, "3", 1);
+    /* Both ways: the open sends no argument, the client its items, the server its own. */
+    assert_int_equal(
+        shmrpc_dyn_sig_parse(f->d, "doubled(stream<i64> v)->stream<i64> @msgpack", &sig), 0);
+    shmrpc_buf_clear(&out);
+    assert_int_equal(shmrpc_dyn_encode_item(sig, "3", 1, &out), 0);
+    assert_int_equal(shmrpc_dyn_decode_item(sig, "\x06", 1, &out), 0);
+    assert_int_equal(out.len, 2);
+    assert_memory_equal(out.data, "\x03\x36", 2); /* 3, then the JSON "6" */
+    assert_int_equal(shmrpc_dyn_decode_result(sig, "\x03", 1, &out), SHMRPC_EINVAL);
+    /* @raw items: a string's UTF-8 bytes, or base64. */
+    assert_int_equal(shmrpc_dyn_sig_parse(f->d, "cat(stream<bytes> p)->bytes @raw", &sig), 0);
+    shmrpc_buf_clear(&out);
+    assert_int_equal(shmrpc_dyn_encode_args(sig, "[]", 2, &out), 0);
+    assert_int_equal(out.len, 0);
+    assert_int_equal(shmrpc_dyn_encode_item(sig, "\"ab\"", 4, &out), 0);
+    assert_int_equal(shmrpc_dyn_encode_item(sig, "{\"base64\": \"AA==\"}", 18, &out), 0);
+    assert_int_equal(out.len, 3);
+    assert_memory_equal(out.data, "ab\0", 3);
     shmrpc_buf_destroy(&out);
 
     static const struct {

@@ -7,7 +7,7 @@
  * void answer; and a stream both ways. They run over inproc://, or over shm:// to a server
  * in this process with CLIENT_STREAM_TEST_TRANSPORT=shm; tcp:// refuses to open such a
  * stream (it does not carry one yet), and a call of such a method is refused by its server.
- * Every wait is bounded. */
+ * Every wait is bounded. The handlers are gather_handlers.c. */
 #include <pthread.h>
 #include <setjmp.h>
 #include <stdarg.h>
@@ -23,105 +23,8 @@
 #include <cmocka.h>
 
 #include "gather.h"
+#include "gather_handlers.h"
 #include "port.h"
-
-/* What the handlers saw, for the tests to read. */
-static _Atomic int64_t read_n;   /* the items a handler read */
-static _Atomic int last_status;  /* the status a handler's last read or wait gave */
-static _Atomic int handler_done; /* set when a handler returned */
-
-static void done(int rc)
-{
-    atomic_store(&last_status, rc);
-    atomic_store(&handler_done, 1);
-}
-
-static int sum(shmrpc_ctx *ctx, gather_Total *out)
-{
-    shmrpc_arena *a = shmrpc_ctx_arena(ctx);
-    size_t cap = 16;
-    shmrpc_str *notes = shmrpc_arena_alloc(a, cap * sizeof *notes, _Alignof(shmrpc_str));
-    if (!notes) return SHMRPC_ENOMEM;
-    *out = (gather_Total){.notes = {notes, 0}};
-    gather_Part p;
-    int rc;
-    while ((rc = gather_sum_read(ctx, &p)) == 1) {
-        atomic_fetch_add(&read_n, 1);
-        out->sum += p.n;
-        out->count++;
-        if (p.note.len == 4 && memcmp(p.note.ptr, "fail", 4) == 0) {
-            done(SHMRPC_EBUSY);
-            return shmrpc_ctx_error(ctx, SHMRPC_EBUSY, "told to fail at part %lld",
-                                    (long long)out->count);
-        }
-        if (p.note.len == 6 && memcmp(p.note.ptr, "enough", 6) == 0) break;
-        if (p.note.len == 0) continue;
-        if (out->notes.len == cap) { /* the item's note lives until the next read: copied */
-            shmrpc_str *more = shmrpc_arena_alloc(a, 2 * cap * sizeof *more, _Alignof(shmrpc_str));
-            if (!more) return SHMRPC_ENOMEM;
-            memcpy(more, notes, cap * sizeof *notes);
-            notes = more;
-            cap *= 2;
-            out->notes.items = notes;
-        }
-        char *copy = shmrpc_arena_alloc(a, p.note.len, 1);
-        if (!copy) return SHMRPC_ENOMEM;
-        memcpy(copy, p.note.ptr, p.note.len);
-        notes[out->notes.len++] = (shmrpc_str){copy, p.note.len};
-    }
-    done(rc == 1 ? 0 : rc);
-    return rc < 0 ? rc : 0;
-}
-
-static int deaf(shmrpc_ctx *ctx, int64_t *out)
-{
-    int rc = shmrpc_ctx_wait_cancelled(ctx, 10000);
-    *out = rc;
-    done(rc);
-    return rc ? rc : SHMRPC_EHANDLER;
-}
-
-static int doubled(shmrpc_ctx *ctx)
-{
-    int64_t v;
-    int rc;
-    while ((rc = gather_doubled_read(ctx, &v)) == 1) {
-        atomic_fetch_add(&read_n, 1);
-        if ((rc = gather_doubled_write(ctx, 2 * v)) != 0) break;
-    }
-    done(rc);
-    return rc;
-}
-
-/* A part "stop" answers at once with the parts before it. */
-static int concat(shmrpc_ctx *ctx, shmrpc_bytes *out)
-{
-    shmrpc_buf *joined = shmrpc_ctx_item(ctx); /* the call's own buffer, unused else */
-    shmrpc_bytes part;
-    int rc;
-    while ((rc = gather_concat_read(ctx, &part)) == 1) {
-        atomic_fetch_add(&read_n, 1);
-        if (part.len == 4 && memcmp(part.ptr, "stop", 4) == 0) break;
-        if (shmrpc_buf_append(joined, part.ptr, part.len)) return joined->err;
-    }
-    rc = rc == 1 ? 0 : rc;
-    done(rc);
-    *out = shmrpc_bytes_of(joined->data, joined->len);
-    return rc;
-}
-
-static int drain(shmrpc_ctx *ctx)
-{
-    int64_t v;
-    int rc;
-    while ((rc = gather_drain_read(ctx, &v)) == 1)
-        atomic_fetch_add(&read_n, 1);
-    done(rc);
-    return rc;
-}
-
-static const Gather_handlers handlers = {
-    .sum = sum, .deaf = deaf, .doubled = doubled, .concat = concat, .drain = drain};
 
 /* The transport the group runs over: "inproc" or "shm". */
 static const char *transport = "inproc";
@@ -144,15 +47,15 @@ static int setup(void **state)
     fixture *f = calloc(1, sizeof *f);
     snprintf(f->addr, sizeof f->addr, "%s://gather-%d-%d", transport, (int)getpid(), n++);
     assert_int_equal(shmrpc_server_new(&f->s, NULL), 0);
-    assert_int_equal(shmrpc_server_register(f->s, &Gather_service, &handlers, NULL), 0);
+    assert_int_equal(shmrpc_server_register(f->s, &Gather_service, &test_gather_handlers, NULL), 0);
     if (shmrpc_server_listen(f->s, f->addr) != 0) fail_msg("%s", shmrpc_errmsg());
     if (strcmp(transport, "shm") == 0)
         assert_int_equal(pthread_create(&f->serving, NULL, serve, f->s), 0);
     assert_int_equal(shmrpc_client_new(&f->c, &Gather_service_info, NULL), 0);
     assert_int_equal(shmrpc_client_connect(f->c, f->addr), 0);
-    atomic_store(&read_n, 0);
-    atomic_store(&handler_done, 0);
-    atomic_store(&last_status, 1);
+    atomic_store(&test_gather_read, 0);
+    atomic_store(&test_gather_returned, 0);
+    atomic_store(&test_gather_status, 1);
     *state = f;
     return 0;
 }
@@ -175,12 +78,12 @@ static int teardown(void **state)
 /* Waits up to 10 s for a handler to return; what it saw last. */
 static int handler_returned(void)
 {
-    for (int i = 0; i < 10000 && !atomic_load(&handler_done); i++) {
+    for (int i = 0; i < 10000 && !atomic_load(&test_gather_returned); i++) {
         struct timespec ts = {0, 1000000};
         nanosleep(&ts, NULL);
     }
-    if (!atomic_load(&handler_done)) fail_msg("the handler did not return within 10 s");
-    return atomic_load(&last_status);
+    if (!atomic_load(&test_gather_returned)) fail_msg("the handler did not return within 10 s");
+    return atomic_load(&test_gather_status);
 }
 
 static void every_item_once_in_order(void **state)
@@ -236,7 +139,7 @@ static void the_handler_answers_early(void **state)
     assert_int_equal(rc, SHMRPC_ECLOSED);
     assert_non_null(strstr(shmrpc_errmsg(), "returned before it read"));
     assert_int_equal(handler_returned(), 0);
-    assert_int_equal(atomic_load(&read_n), 10);
+    assert_int_equal(atomic_load(&test_gather_read), 10);
     gather_Total t;
     assert_int_equal(gather_sum_done(st, &t), 0);
     assert_int_equal(t.count, 10);
@@ -306,11 +209,11 @@ static void closed_early_the_handler_learns(void **state)
     for (int64_t i = 0; i < 100; i++)
         assert_int_equal(gather_drain_send(st, i), 0);
     /* Read first: over shm://, a close withdraws a call that no worker took yet. */
-    for (int i = 0; i < 10000 && atomic_load(&read_n) < 100; i++) {
+    for (int i = 0; i < 10000 && atomic_load(&test_gather_read) < 100; i++) {
         struct timespec ts = {0, 1000000};
         nanosleep(&ts, NULL);
     }
-    assert_int_equal(atomic_load(&read_n), 100);
+    assert_int_equal(atomic_load(&test_gather_read), 100);
     shmrpc_stream_close(st); /* waits for the handler over inproc:// only */
     assert_int_equal(handler_returned(), SHMRPC_ECANCELLED);
     /* The client goes on. */
@@ -371,7 +274,7 @@ static void an_item_that_does_not_decode(void **state)
     assert_int_equal(gather_sum_done(st, &t), SHMRPC_EINVAL);
     assert_string_equal(shmrpc_errmsg(),
                         "Gather.sum: item, field 'Part.n': expected integer, got string");
-    assert_int_equal(atomic_load(&read_n), 1);
+    assert_int_equal(atomic_load(&test_gather_read), 1);
     shmrpc_stream_close(st);
 }
 
@@ -396,7 +299,7 @@ static void raw_parts(void **state)
         at += SIZE;
     }
     assert_int_equal(all.len, at);
-    assert_int_equal(atomic_load(&read_n), PARTS);
+    assert_int_equal(atomic_load(&test_gather_read), PARTS);
     shmrpc_stream_close(st);
 }
 
@@ -406,8 +309,8 @@ static void a_large_answer_before_the_end(void **state)
 {
     fixture *f = *state;
     for (int round = 0; round < 20; round++) {
-        atomic_store(&read_n, 0);
-        atomic_store(&handler_done, 0);
+        atomic_store(&test_gather_read, 0);
+        atomic_store(&test_gather_returned, 0);
         shmrpc_stream *st;
         assert_int_equal(gather_concat_open(f->c, &st), 0);
         enum { BEFORE = 50, SIZE = 4000 }; /* 200 KB of answer, past the ring */
@@ -427,7 +330,7 @@ static void a_large_answer_before_the_end(void **state)
                 if (all.ptr[k * SIZE + i] != (k & 0xff))
                     fail_msg("round %d: part %d byte %d is %d", round, k, i, all.ptr[k * SIZE + i]);
         assert_int_equal(handler_returned(), 0);
-        assert_int_equal(atomic_load(&read_n), BEFORE + 1);
+        assert_int_equal(atomic_load(&test_gather_read), BEFORE + 1);
         shmrpc_stream_close(st);
     }
 }
@@ -545,7 +448,7 @@ static void tcp_refuses(void **state)
     snprintf(addr, sizeof addr, "tcp://127.0.0.1:%d", test_free_port());
     shmrpc_server *s;
     assert_int_equal(shmrpc_server_new(&s, NULL), 0);
-    assert_int_equal(shmrpc_server_register(s, &Gather_service, &handlers, NULL), 0);
+    assert_int_equal(shmrpc_server_register(s, &Gather_service, &test_gather_handlers, NULL), 0);
     if (shmrpc_server_listen(s, addr) != 0) fail_msg("%s", shmrpc_errmsg());
     pthread_t t;
     assert_int_equal(pthread_create(&t, NULL, serve, s), 0);

@@ -1,13 +1,17 @@
 #!/bin/sh
 # SPDX-License-Identifier: MIT
-# ctl_stream_test.sh CTL STREAM_SERVER: shmrpcctl call of a method whose result streams
-# (docs/streams.md), against stream-server over shm:// and then over tcp://: one line of JSON
-# an item, each as it comes, then status 0 at the end; a handler that fails mid-stream, an
-# item that does not decode, and the deadline: the items that came, then the failure on
-# stderr and status 1. Every wait is bounded; each server is stopped (SIGTERM, then SIGKILL)
-# and its segments removed, even on failure.
+# ctl_stream_test.sh CTL STREAM_SERVER GATHER_SERVER: shmrpcctl call of a method whose result
+# streams (docs/streams.md), against stream-server over shm:// and then over tcp://: one line
+# of JSON an item, each as it comes, then status 0 at the end; a handler that fails
+# mid-stream, an item that does not decode, and the deadline: the items that came, then the
+# failure on stderr and status 1. Then of a method whose parameter streams, against
+# gather-server over shm://: its items from stdin, one JSON value a line (blank lines passed
+# over), then its answer; a line that is no item (status 2, naming it), a handler that
+# answers early or fails, the deadline while the handler reads nothing, arguments given, a
+# method that streams both ways; and tcp://'s refusal. Every wait is bounded; each server
+# is stopped (SIGTERM, then SIGKILL) and its segments removed, even on failure.
 set -u
-ctl=$1 server=$2
+ctl=$1 server=$2 gather=$3
 tmp=$(mktemp -d) || exit 1
 addr=""
 pid=""
@@ -30,10 +34,10 @@ trap cleanup EXIT
 trap 'exit 1' INT TERM
 fail=0
 
-# start ADDR: stream-server at ADDR, once it answers.
+# start ADDR [SERVER]: stream-server (or SERVER) at ADDR, once it answers.
 start() {
     addr=$1
-    "$server" "$addr" >"$tmp/server.out" 2>&1 &
+    "${2:-$server}" "$addr" >"$tmp/server.out" 2>&1 &
     pid=$!
     i=0
     until "$ctl" health --timeout 200 "$addr" >/dev/null 2>&1; do
@@ -44,12 +48,13 @@ start() {
     done
 }
 
-# expect STATUS STDOUT STDERR ARGS...: shmrpcctl ARGS exits with STATUS, printing STDOUT and
-# STDERR (each whole).
+# expect STATUS STDOUT STDERR ARGS...: shmrpcctl ARGS, given $tmp/in on stdin, exits with
+# STATUS, printing STDOUT and STDERR (each whole).
+: >"$tmp/in"
 expect() {
     want=$1 out=$2 err=$3
     shift 3
-    timeout 30 "$ctl" "$@" >"$tmp/out" 2>"$tmp/err"
+    timeout 30 "$ctl" "$@" <"$tmp/in" >"$tmp/out" 2>"$tmp/err"
     st=$?
     if [ $st != "$want" ] || [ "$(cat "$tmp/out")" != "$out" ] || [ "$(cat "$tmp/err")" != "$err" ]; then
         echo "FAIL: shmrpcctl $*: status $st (want $want), printed:"
@@ -96,6 +101,50 @@ if [ $st != 1 ] || ! grep -q "^shmrpcctl: forever: timed out" "$tmp/err" ||
 fi
 stop
 done
+
+# A streamed parameter: its items from stdin.
+start "shm://ctlgather-$$" "$gather"
+printf '{"n": 1, "note": "a"}\n\n{"n": 2, "note": ""}\n  \n{"n": 39, "note": "b"}\n' >"$tmp/in"
+expect 0 '{"sum":42,"count":3,"notes":["a","b"]}' "" call "$addr" sum
+expect 0 '{"sum":42,"count":3,"notes":["a","b"]}' "" call "$addr" sum '[]'
+printf '"ab"\n{"base64": "AAE="}\n' >"$tmp/in"
+expect 0 '"ab\u0000\u0001"' "" call "$addr" concat
+printf '1\n2\n' >"$tmp/in"
+expect 0 'null' "" call "$addr" drain
+: >"$tmp/in"
+expect 0 '{"sum":0,"count":0,"notes":[]}' "" call "$addr" sum
+printf '{"n": 1, "note": "a"}\n{"n": "x", "note": ""}\n{"n": 2, "note": ""}\n' >"$tmp/in"
+expect 2 "" "shmrpcctl: sum: stdin, line 2: item.n: expected an integer (i64), got \"x\"" \
+    call "$addr" sum
+# An answer before the last line: the lines after it are not sent (more than the ring holds).
+{ echo '{"n": 1, "note": "enough"}'; seq 1 20000 | awk '{ print "{\"n\": 2, \"note\": \"\"}" }'; } >"$tmp/in"
+expect 0 '{"sum":1,"count":1,"notes":[]}' "" call "$addr" sum
+printf '{"n": 1, "note": ""}\n{"n": 2, "note": "fail"}\n{"n": 3, "note": ""}\n' >"$tmp/in"
+expect 1 "" "shmrpcctl: sum: already in use: told to fail at part 2" call "$addr" sum
+expect 2 "" "shmrpcctl: sum: arguments: sum's parameter 'parts' streams: its open takes no arguments (its items are sent one by one)" \
+    call "$addr" sum '[3]'
+expect 2 "" "shmrpcctl: sum: the method takes its items from stdin, not its arguments ('-')" \
+    call "$addr" sum -
+expect 2 "" "shmrpcctl: doubled: the method streams both ways, which shmrpcctl does not call yet (docs/streams.md)" \
+    call "$addr" doubled
+# More than the ring holds, in order.
+seq 1 20000 | awk '{ print "{\"n\": " $1 ", \"note\": \"\"}" }' >"$tmp/in"
+expect 0 '{"sum":200010000,"count":20000,"notes":[]}' "" call "$addr" sum
+# A handler that reads nothing: the sends wait once the ring is full, until the deadline.
+yes 1 | timeout 30 "$ctl" call --timeout 300 "$addr" deaf >"$tmp/out" 2>"$tmp/err"
+st=$?
+if [ $st != 1 ] || [ -s "$tmp/out" ] ||
+    ! grep -q "^shmrpcctl: deaf: stdin, line [0-9]*: the stream's deadline passed\$" "$tmp/err"; then
+    echo "FAIL: call --timeout 300 deaf: status $st, stderr:"
+    cat "$tmp/err"
+    fail=1
+fi
+stop
+start "tcp://127.0.0.1:$port" "$gather"
+printf '{"n": 1, "note": "a"}\n' >"$tmp/in"
+expect 1 "" "shmrpcctl: sum: invalid argument: 'sum' streams its parameter, which this transport does not carry yet (docs/streams.md)" \
+    call "$addr" sum
+stop
 
 [ $fail = 0 ] && echo "ctl_stream_test: ok"
 exit $fail

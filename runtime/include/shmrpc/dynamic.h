@@ -152,19 +152,26 @@ int shmrpc_dyn_sig_text(const shmrpc_dyn_sig *s, shmrpc_buf *out);
  * parameter name; an optional parameter may be left out) to a request body in the
  * method's encoding, appended to req. SHMRPC_EINVAL with a message that names the place
  * ("argument 'points'[1].x: expected a number (f64), got \"a\""). This and the two below
- * refuse (SHMRPC_EINVAL) a @pickle or @marshal method, and a streaming one; this one takes
- * a method whose result streams, whose open sends one call's arguments
- * (shmrpc_client_open). */
+ * refuse (SHMRPC_EINVAL) a @pickle or @marshal method; the two below a method whose result
+ * streams too. A stream's open (shmrpc_client_open) sends a call's arguments: for a method
+ * whose parameter streams, none ([] or {}), its items being sent one by one
+ * (shmrpc_dyn_encode_item). */
 int shmrpc_dyn_encode_args(const shmrpc_dyn_sig *s, const char *json, size_t n, shmrpc_buf *req);
 
 /* A response body to compact JSON (no newline), appended to out. SHMRPC_EINVAL with a
- * message naming the place ("result.x: ...") when the body does not match the signature. */
+ * message naming the place ("result.x: ...") when the body does not match the signature.
+ * A method whose parameter streams answers once, with such a body (shmrpc_stream_answer). */
 int shmrpc_dyn_decode_result(const shmrpc_dyn_sig *s, const void *body, size_t n, shmrpc_buf *out);
 
 /* An item of a method whose result streams (shmrpc_stream_recv's) to compact JSON, as
  * decode_result prints a result ("item.x: ..." when it does not match). SHMRPC_EINVAL for a
- * method that answers once, or streams only its parameter. */
+ * method that answers once. */
 int shmrpc_dyn_decode_item(const shmrpc_dyn_sig *s, const void *body, size_t n, shmrpc_buf *out);
+
+/* n bytes of JSON, one value of a streamed parameter's item type, to the item the client
+ * sends (shmrpc_stream_send), appended to out: as encode_result writes a value, "item.x:
+ * ..." when it does not fit. SHMRPC_EINVAL for a method whose parameter does not stream. */
+int shmrpc_dyn_encode_item(const shmrpc_dyn_sig *s, const char *json, size_t n, shmrpc_buf *out);
 
 /* The reverse: n bytes of JSON, one value of the result type, to the body a server would
  * answer with, appended to out; a typed queue's message is this (docs/queue.md). The JSON

@@ -642,12 +642,35 @@ static int raw_arg(cx *c, const json_t *v, shmrpc_buf *req)
                            shmrpc__dj_shown(c, v, g, sizeof g));
 }
 
+/* The open of a method whose parameter streams sends none: its items come one by one
+ * (shmrpc_dyn_encode_item). in must be [] or {}; the request is an empty one. */
+static int encode_no_args(const shmrpc_dyn_sig *s, cx *c, const json_t *in, shmrpc_buf *req)
+{
+    if ((!json_is_array(in) || json_array_size(in) != 0) &&
+        (!json_is_object(in) || json_object_size(in) != 0))
+        return shmrpc__dj_fail(c,
+                               "%s's parameter '%s' streams: its open takes no arguments (its "
+                               "items are sent one by one)",
+                               s->method, s->params[0].name);
+    msgpack_packer pk;
+    msgpack_packer_init(&pk, req, shmrpc_buf_msgpack_write);
+    if (s->encoding == SHMRPC_ENC_MSGPACK) msgpack_pack_array(&pk, 0);
+    if (s->encoding == SHMRPC_ENC_JSON) shmrpc__dj_out_str(req, "{}");
+    return 0;
+}
+
 static int encode_args(const shmrpc_dyn_sig *s, const char *json, size_t n, shmrpc_buf *req,
                        char *err, size_t cap)
 {
     cx c = {.err = err, .cap = cap, .wire = true, .big = true};
     json_t *in = parse_json(&c, json, n, "arguments");
     if (in == NULL) return c.status ? c.status : SHMRPC_EINVAL;
+    if (s->client_stream) {
+        c.plen = (size_t)snprintf(c.path, sizeof c.path, "arguments");
+        int rc = encode_no_args(s, &c, in, req);
+        json_decref(in);
+        return shmrpc__dj_status_of(&c, rc, req);
+    }
     const json_t **args = calloc(s->n_params + 1, sizeof *args);
     json_t *null = json_null();
     int rc = args ? 0 : shmrpc__dj_nomem(&c);
@@ -707,24 +730,25 @@ static int decode_result(const shmrpc_dyn_sig *s, const char *what, const void *
     return shmrpc__dj_status_of(&c, rc, out);
 }
 
-/* The result's encoding of a JSON value: what a server answers, and a typed queue's
- * message (docs/queue.md). */
-static int encode_result(const shmrpc_dyn_sig *s, const char *json, size_t n, shmrpc_buf *out,
-                         char *err, size_t cap)
+/* A JSON value of type t in s's encoding (what names it in messages): the result's is
+ * what a server answers, and a typed queue's message (docs/queue.md); a streamed
+ * parameter's type's is an item the client sends. */
+static int encode_value(const shmrpc_dyn_sig *s, const shmrpc_dyn_type *t, const char *what,
+                        const char *json, size_t n, shmrpc_buf *out, char *err, size_t cap)
 {
     cx c = {.err = err, .cap = cap, .wire = true, .big = true};
-    json_t *v = parse_json(&c, json, n, "value");
+    json_t *v = parse_json(&c, json, n, what);
     if (v == NULL) return c.status ? c.status : SHMRPC_EINVAL;
-    c.plen = (size_t)snprintf(c.path, sizeof c.path, "value");
+    c.plen = (size_t)snprintf(c.path, sizeof c.path, "%s", what);
     int rc;
     if (s->encoding == SHMRPC_ENC_RAW) {
         rc = raw_arg(&c, v, out);
     } else if (s->encoding == SHMRPC_ENC_JSON) {
-        rc = to_json(&c, s->result, v, out);
+        rc = to_json(&c, t, v, out);
     } else {
         msgpack_packer pk;
         msgpack_packer_init(&pk, out, shmrpc_buf_msgpack_write);
-        rc = to_mp(&c, s->result, v, &pk);
+        rc = to_mp(&c, t, v, &pk);
     }
     json_decref(v);
     return shmrpc__dj_status_of(&c, rc, out);
@@ -735,18 +759,19 @@ static int encode_result(const shmrpc_dyn_sig *s, const char *json, size_t n, sh
 
 /* What these calls cannot carry: a @pickle or @marshal method's bytes, Python objects
  * serialised by Python, which nothing here can write or read (docs/python.md, "speedysvc's
- * API"), and a stream's items, which are not one call's (docs/streams.md), unless items
- * (shmrpc_dyn_decode_item) or a request whose answer streams (shmrpc_dyn_encode_args) are
- * asked for. 0 for others. */
+ * API"), and a streamed result's items, which are not one call's (docs/streams.md), unless
+ * items (shmrpc_dyn_decode_item) or a request (shmrpc_dyn_encode_args) are asked for. A
+ * streamed parameter's items are the client's (shmrpc_dyn_encode_item); its open's request
+ * and its one answer are a call's. 0 for others. */
 static int not_one_call(const shmrpc_dyn_sig *s, bool streamed_result)
 {
     if (s->python_only)
         return shmrpc__err_set(SHMRPC_EINVAL, "a @%s method is called from Python only",
                                s->python_only);
-    if (s->client_stream || (s->server_stream && !streamed_result))
+    if (s->server_stream && !streamed_result)
         return shmrpc__err_set(SHMRPC_EINVAL,
-                               "the method streams its %s, which one call's JSON cannot carry",
-                               s->client_stream ? "parameter" : "result");
+                               "the method streams its result, which one call's JSON cannot "
+                               "carry");
     return 0;
 }
 
@@ -764,7 +789,19 @@ int shmrpc_dyn_encode_result(const shmrpc_dyn_sig *s, const char *json, size_t n
     int rc = not_one_call(s, false);
     if (rc != 0) return rc;
     char err[ERR_CAP];
-    rc = encode_result(s, json, n, out, err, sizeof err);
+    rc = encode_value(s, s->result, "value", json, n, out, err, sizeof err);
+    return rc == 0 ? 0 : shmrpc__err_set(rc, "%s", err);
+}
+
+int shmrpc_dyn_encode_item(const shmrpc_dyn_sig *s, const char *json, size_t n, shmrpc_buf *out)
+{
+    int rc = not_one_call(s, true);
+    if (rc == 0 && !s->client_stream)
+        rc = shmrpc__err_set(SHMRPC_EINVAL, "the method's parameter does not stream: it takes no "
+                                            "items");
+    if (rc != 0) return rc;
+    char err[ERR_CAP];
+    rc = encode_value(s, s->params[0].type, "item", json, n, out, err, sizeof err);
     return rc == 0 ? 0 : shmrpc__err_set(rc, "%s", err);
 }
 
