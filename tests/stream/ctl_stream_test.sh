@@ -130,12 +130,13 @@ expect 2 "" "shmrpcctl: doubled: the method streams both ways, which shmrpcctl d
 # More than the ring holds, in order.
 seq 1 20000 | awk '{ print "{\"n\": " $1 ", \"note\": \"\"}" }' >"$tmp/in"
 expect 0 '{"sum":200010000,"count":20000,"notes":[]}' "" call "$addr" sum
-# A handler that reads nothing: the sends wait once the ring is full, until the deadline.
-yes 1 | timeout 30 "$ctl" call --timeout 300 "$addr" deaf >"$tmp/out" 2>"$tmp/err"
+# A handler that reads nothing: the sends wait once the ring is full, until the deadline
+# (2 s: the open must come first, on a loaded machine too).
+yes 1 | timeout 30 "$ctl" call --timeout 2000 "$addr" deaf >"$tmp/out" 2>"$tmp/err"
 st=$?
 if [ $st != 1 ] || [ -s "$tmp/out" ] ||
     ! grep -q "^shmrpcctl: deaf: stdin, line [0-9]*: the stream's deadline passed\$" "$tmp/err"; then
-    echo "FAIL: call --timeout 300 deaf: status $st, stderr:"
+    echo "FAIL: call --timeout 2000 deaf: status $st, stderr:"
     cat "$tmp/err"
     fail=1
 fi
