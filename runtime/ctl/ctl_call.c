@@ -80,18 +80,43 @@ static void said_why(const char *method)
     fputc('\n', stderr);
 }
 
+/* Opens the stream of method m, whose request is in c's: NULL, said, when it cannot be. */
+static shmrpc_stream *opened(shmrpc_client *c, const shmrpc_method_info *m, const char *method)
+{
+    shmrpc_stream *st;
+    int rc = shmrpc_client_open(c, m->id, &st);
+    if (rc != 0) said_failed(method, rc);
+    return rc == 0 ? st : NULL;
+}
+
+/* Prints an answer of method sig as a line of JSON: 0, or 1 when it does not decode (said)
+ * or cannot be written. */
+static int print_answer(const shmrpc_dyn_sig *sig, const char *method, shmrpc_bytes answer)
+{
+    shmrpc_buf out;
+    shmrpc_buf_init(&out);
+    int status = 0;
+    if (shmrpc_dyn_decode_result(sig, answer.ptr, answer.len, &out) != 0) {
+        said_why(method);
+        status = 1;
+    } else {
+        fwrite(out.data, 1, out.len, stdout);
+        fputc('\n', stdout);
+        status = fflush(stdout) == 0 ? 0 : 1;
+    }
+    shmrpc_buf_destroy(&out);
+    return status;
+}
+
 /* Opens the stream of method m, whose request is in c's, and prints each item as a line of
  * JSON as it comes (docs/streams.md); its end's status then says how it ended: 0 once every
  * item came, 1 when it failed (said on stderr, after the items that came). */
 static int call_stream(shmrpc_client *c, const shmrpc_method_info *m, const shmrpc_dyn_sig *sig,
                        const char *method)
 {
-    shmrpc_stream *st;
-    int rc = shmrpc_client_open(c, m->id, &st);
-    if (rc != 0) {
-        said_failed(method, rc);
-        return 1;
-    }
+    shmrpc_stream *st = opened(c, m, method);
+    if (st == NULL) return 1;
+    int rc;
     shmrpc_buf line;
     shmrpc_buf_init(&line);
     shmrpc_bytes item;
@@ -133,12 +158,9 @@ static bool blank(const char *line, size_t n)
 static int call_items(shmrpc_client *c, const shmrpc_method_info *m, const shmrpc_dyn_sig *sig,
                       const char *method)
 {
-    shmrpc_stream *st;
-    int rc = shmrpc_client_open(c, m->id, &st);
-    if (rc != 0) {
-        said_failed(method, rc);
-        return 1;
-    }
+    shmrpc_stream *st = opened(c, m, method);
+    if (st == NULL) return 1;
+    int rc;
     char *line = NULL;
     size_t cap = 0;
     ssize_t len;
@@ -164,23 +186,12 @@ static int call_items(shmrpc_client *c, const shmrpc_method_info *m, const shmrp
     }
     free(line);
     shmrpc_bytes answer;
-    shmrpc_buf out;
-    shmrpc_buf_init(&out);
     if (status == 0 && (rc = shmrpc_stream_answer(st, &answer)) != 0) {
         said_failed(method, rc);
         status = 1;
     }
-    if (status == 0 && shmrpc_dyn_decode_result(sig, answer.ptr, answer.len, &out) != 0) {
-        said_why(method);
-        status = 1;
-    }
-    if (status == 0) {
-        fwrite(out.data, 1, out.len, stdout);
-        fputc('\n', stdout);
-        status = fflush(stdout) == 0 ? 0 : 1;
-    }
+    if (status == 0) status = print_answer(sig, method, answer);
     shmrpc_stream_close(st); /* before the end, it tells the handler */
-    shmrpc_buf_destroy(&out);
     return status;
 }
 
@@ -199,8 +210,6 @@ int ctl_call_main(int argc, char **argv)
     char *stdin_args = NULL;
 
     shmrpc_dyn *d = NULL;
-    shmrpc_buf out;
-    shmrpc_buf_init(&out);
     int status = 1, rc;
     if ((rc = shmrpc_dyn_new(&d, &o.client)) != 0) {
         fprintf(stderr, "shmrpcctl: call: %s\n", shmrpc_strerror(rc));
@@ -282,16 +291,9 @@ int ctl_call_main(int argc, char **argv)
         said_failed(method, rc);
         goto done;
     }
-    if (shmrpc_dyn_decode_result(sig, resp.ptr, resp.len, &out) != 0) {
-        said_why(method);
-        goto done;
-    }
-    fwrite(out.data, 1, out.len, stdout);
-    fputc('\n', stdout);
-    status = fflush(stdout) == 0 ? 0 : 1;
+    status = print_answer(sig, method, resp);
 done:
     shmrpc_dyn_free(d);
-    shmrpc_buf_destroy(&out);
     free(stdin_args);
     return status;
 }

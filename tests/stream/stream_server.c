@@ -4,11 +4,11 @@
  * Python's). ticks, slow and twice are the tests' own (streamer_handlers.c); chunks fills its
  * items with letters, to print as JSON text; forever sends until its client goes; the
  * others fail. */
-#include <signal.h>
 #include <stdio.h>
 #include <string.h>
 #include <time.h>
 
+#include "serve_until_term.h"
 #include "stream.h"
 #include "streamer_handlers.h"
 
@@ -52,27 +52,7 @@ static const Streamer_handlers handlers = {.ticks = test_ticks,
                                            .slow = test_slow,
                                            .twice = test_twice};
 
-static shmrpc_server *server;
-
-static void on_term(int sig)
-{
-    (void)sig;
-    shmrpc_server_stop(server); /* async-signal-safe (server.h) */
-}
-
 int main(int argc, char **argv)
 {
-    if (argc != 2) {
-        fprintf(stderr, "usage: stream-server ADDRESS\n");
-        return 2;
-    }
-    int rc = shmrpc_server_new(&server, NULL);
-    struct sigaction sa = {.sa_handler = on_term};
-    sigaction(SIGTERM, &sa, NULL);
-    if (rc == 0) rc = shmrpc_server_register(server, &Streamer_service, &handlers, NULL);
-    if (rc == 0) rc = shmrpc_server_listen(server, argv[1]);
-    if (rc == 0) rc = shmrpc_server_serve(server, 2);
-    if (rc) fprintf(stderr, "stream-server: %s\n", shmrpc_errmsg());
-    shmrpc_server_free(server);
-    return rc ? 1 : 0;
+    return test_serve_until_term("stream-server", argc, argv, &Streamer_service, &handlers);
 }
