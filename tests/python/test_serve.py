@@ -257,14 +257,25 @@ def test_a_python_stream_both_ways_served(py_gather):
     assert out.stdout == "1000 doubled\n"
 
 
-def test_tcp_carries_no_client_stream_yet(py_gather):
-    """Over tcp:// the open of a method whose parameter streams is refused, as in C."""
+def test_a_python_client_stream_over_tcp(py_gather):
+    """Over tcp:// (wire revision 9) as over shm://: the items in order, more than the window
+    holds, an early answer, a failure, @raw parts in pieces; and a C client streaming both
+    ways."""
     s = py_server("gather", f"tcp://127.0.0.1:{free_port()}", workers=1)
     try:
         with shmrpc.connect(s.address, timeout=30) as c:
-            with pytest.raises(shmrpc.Error, match="'sum' streams its parameter, which this "
-                                                   "transport does not carry yet"):
-                c.sum([])
+            t = c.sum({"n": i, "note": ""} for i in range(10000))
+            assert (t.sum, t.count) == (sum(range(10000)), 10000)
+            t = c.sum([{"n": 1, "note": "enough"}] + [{"n": 1, "note": ""}] * 100000)
+            assert (t.sum, t.count) == (1, 1)
+            with pytest.raises(shmrpc.Error, match="told to fail at part 5"):
+                c.sum({"n": i, "note": "fail" if i == 4 else ""} for i in range(1000000))
+            parts = [bytes([k]) * 100000 for k in range(20)]
+            assert c.concat(iter(parts)) == b"".join(parts)
+        out = subprocess.run([os.environ["GATHER_CLIENT"], s.address, "1000"],
+                             capture_output=True, text=True, timeout=60)
+        assert out.returncode == 0, out.stderr
+        assert out.stdout == "1000 doubled\n"
     finally:
         s.stop()
 

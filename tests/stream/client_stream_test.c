@@ -4,9 +4,9 @@
  * answers early or fails ends the client's sends; a handler that reads nothing holds the
  * client within the bound until the deadline; a close or a cancel tells the handler; an
  * item that does not decode; @raw items; a large answer while the client still sends; a
- * void answer; and a stream both ways. They run over inproc://, or over shm:// to a server
- * in this process with CLIENT_STREAM_TEST_TRANSPORT=shm; tcp:// refuses to open such a
- * stream (it does not carry one yet), and a call of such a method is refused by its server.
+ * void answer; and a stream both ways. They run over inproc://, or to a server in this
+ * process over shm:// or tcp:// with CLIENT_STREAM_TEST_TRANSPORT=shm or tcp. A call of such
+ * a method is refused by its server, and a tcp:// server of revision 8 refuses to open one.
  * Every wait is bounded. The handlers are gather_handlers.c. */
 #include <pthread.h>
 #include <setjmp.h>
@@ -26,7 +26,7 @@
 #include "gather_handlers.h"
 #include "port.h"
 
-/* The transport the group runs over: "inproc" or "shm". */
+/* The transport the group runs over: "inproc", "shm" or "tcp". */
 static const char *transport = "inproc";
 
 typedef struct fixture {
@@ -45,11 +45,14 @@ static int setup(void **state)
 {
     static int n;
     fixture *f = calloc(1, sizeof *f);
-    snprintf(f->addr, sizeof f->addr, "%s://gather-%d-%d", transport, (int)getpid(), n++);
+    if (strcmp(transport, "tcp") == 0)
+        snprintf(f->addr, sizeof f->addr, "tcp://127.0.0.1:%d", test_free_port());
+    else
+        snprintf(f->addr, sizeof f->addr, "%s://gather-%d-%d", transport, (int)getpid(), n++);
     assert_int_equal(shmrpc_server_new(&f->s, NULL), 0);
     assert_int_equal(shmrpc_server_register(f->s, &Gather_service, &test_gather_handlers, NULL), 0);
     if (shmrpc_server_listen(f->s, f->addr) != 0) fail_msg("%s", shmrpc_errmsg());
-    if (strcmp(transport, "shm") == 0)
+    if (strcmp(transport, "inproc") != 0)
         assert_int_equal(pthread_create(&f->serving, NULL, serve, f->s), 0);
     assert_int_equal(shmrpc_client_new(&f->c, &Gather_service_info, NULL), 0);
     assert_int_equal(shmrpc_client_connect(f->c, f->addr), 0);
@@ -64,7 +67,7 @@ static int teardown(void **state)
 {
     fixture *f = *state;
     shmrpc_client_free(f->c);
-    if (strcmp(transport, "shm") == 0) {
+    if (strcmp(transport, "inproc") != 0) {
         shmrpc_server_stop(f->s);
         void *rc;
         pthread_join(f->serving, &rc); /* a serve that does not stop fails by ctest's timeout */
@@ -337,7 +340,8 @@ static void a_large_answer_before_the_end(void **state)
 
 /* A large answer while the client, alive, neither sends nor ends until the deadline passed:
  * over shm:// the answer would lie where the client may still write, so the call fails with
- * the deadline, saying the answer is lost; over inproc:// the answer waits for the client. */
+ * the deadline, saying the answer is lost; over tcp:// the answer came, but the deadline
+ * ends the stream before it is read; over inproc:// the answer waits for the client. */
 static void a_large_answer_past_the_deadline(void **state)
 {
     fixture *f = *state;
@@ -358,6 +362,9 @@ static void a_large_answer_past_the_deadline(void **state)
         assert_int_equal(rc, SHMRPC_ETIMEDOUT);
         assert_string_equal(shmrpc_errmsg(), "the stream's deadline passed before the client's "
                                              "last item; the answer is lost");
+    } else if (strcmp(transport, "tcp") == 0) {
+        assert_int_equal(rc, SHMRPC_ETIMEDOUT);
+        assert_string_equal(shmrpc_errmsg(), "the stream's deadline passed");
     } else {
         assert_int_equal(rc, 0);
         assert_int_equal(all.len, 50 * sizeof part);
@@ -440,16 +447,20 @@ static void misuse(void **state)
     assert_string_equal(shmrpc_errmsg(), "'sum' streams its parameter: it is opened, not called");
 }
 
-/* Over tcp://, which carries no client stream yet, the open says so. */
-static void tcp_refuses(void **state)
+/* A tcp:// server of revision 8 reads no client's items: the open says so, before anything
+ * is sent. (The revision is read when the server listens.) */
+static void tcp_revision_8_refuses(void **state)
 {
     (void)state;
     char addr[64];
     snprintf(addr, sizeof addr, "tcp://127.0.0.1:%d", test_free_port());
     shmrpc_server *s;
+    atomic_store(&test_gather_returned, 0);
+    assert_int_equal(setenv("SHMRPC_TEST_WIRE_PROTO", "8", 1), 0);
     assert_int_equal(shmrpc_server_new(&s, NULL), 0);
     assert_int_equal(shmrpc_server_register(s, &Gather_service, &test_gather_handlers, NULL), 0);
     if (shmrpc_server_listen(s, addr) != 0) fail_msg("%s", shmrpc_errmsg());
+    unsetenv("SHMRPC_TEST_WIRE_PROTO");
     pthread_t t;
     assert_int_equal(pthread_create(&t, NULL, serve, s), 0);
     shmrpc_client *c;
@@ -457,10 +468,15 @@ static void tcp_refuses(void **state)
     shmrpc_client_set_timeout(c, 2000);
     if (shmrpc_client_connect(c, addr) != 0) fail_msg("%s", shmrpc_errmsg());
     shmrpc_stream *st;
-    assert_int_equal(gather_sum_open(c, &st), SHMRPC_EINVAL);
-    assert_string_equal(shmrpc_errmsg(), "'sum' streams its parameter, which this transport "
-                                         "does not carry yet (docs/streams.md)");
+    assert_int_equal(gather_sum_open(c, &st), SHMRPC_EVERSION);
+    char want[200];
+    snprintf(want, sizeof want,
+             "%s agreed protocol revision 8, and streams of the parameter need revision 9: the "
+             "stream was not opened (it did not run)",
+             addr);
+    assert_string_equal(shmrpc_errmsg(), want);
     assert_null(st);
+    assert_int_equal(atomic_load(&test_gather_returned), 0);
     shmrpc_client_free(c);
     shmrpc_server_stop(s);
     void *rc;
@@ -484,11 +500,12 @@ int main(void)
         cmocka_unit_test_setup_teardown(a_large_answer_past_the_deadline, setup, teardown),
         cmocka_unit_test_setup_teardown(both_ways, setup, teardown),
         cmocka_unit_test_setup_teardown(misuse, setup, teardown),
-        cmocka_unit_test(tcp_refuses),
+        cmocka_unit_test(tcp_revision_8_refuses),
     };
     if (getenv("CLIENT_STREAM_TEST_TRANSPORT")) transport = getenv("CLIENT_STREAM_TEST_TRANSPORT");
-    if (strcmp(transport, "inproc") != 0 && strcmp(transport, "shm") != 0)
-        fail_msg("CLIENT_STREAM_TEST_TRANSPORT: inproc or shm, not '%s'", transport);
+    if (strcmp(transport, "inproc") != 0 && strcmp(transport, "shm") != 0 &&
+        strcmp(transport, "tcp") != 0)
+        fail_msg("CLIENT_STREAM_TEST_TRANSPORT: inproc, shm or tcp, not '%s'", transport);
     if (getenv("CLIENT_STREAM_TEST_ONLY"))
         cmocka_set_test_filter(getenv("CLIENT_STREAM_TEST_ONLY"));
     return cmocka_run_group_tests_name(transport, tests, NULL, NULL);

@@ -43,6 +43,8 @@ enum { HELLO = 1, ACK, REQ, RESP, ERR, PING, PONG, AUTH, DRAIN, CANCEL, ITEMS, W
 #define AGREED_CANCEL SHMRPC__AGREED_CANCEL
 #define STREAMS SHMRPC__AGREED_STREAMS
 #define STREAM_FLAG SHMRPC__FLAG_STREAM
+#define CLIENT_STREAMS (SHMRPC__AGREED_STREAMS | SHMRPC__AGREED_CLIENT_STREAMS)
+#define LAST_FLAG SHMRPC__FLAG_LAST
 
 typedef struct hdr_case {
     const char *name;
@@ -166,6 +168,12 @@ static const hdr_case hdr_cases[] = {
      "ITEMS frame is compressed but has an empty body"},
     {"items with the stream flag", 24, M, V, ITEMS, STREAM_FLAG, 3, 7, 8, STREAMS, SHMRPC_EPROTO,
      "unknown flag bits 0x0020 in a ITEMS frame"},
+    {"items with the last flag, not agreed", 24, M, V, ITEMS, LAST_FLAG, 3, 7, 8, STREAMS,
+     SHMRPC_EPROTO, "ITEMS frame has the last flag, which needs protocol revision 9 (not agreed)"},
+    {"items with no body and no last flag", 24, M, V, ITEMS, 0, 3, 7, 0, CLIENT_STREAMS,
+     SHMRPC_EPROTO, "ITEMS frame has a body of 0 bytes, too short for an item's length"},
+    {"the last flag on a request", 24, M, V, REQ, LAST_FLAG, 3, 7, 8, CLIENT_STREAMS, SHMRPC_EPROTO,
+     "unknown flag bits 0x0040 in a REQUEST frame"},
     {"items above the maximum and a length", 24, M, V, ITEMS, 0, 3, 7, MAX_BODY + 5, STREAMS,
      SHMRPC_ETOOBIG, "ITEMS frame body of 1005 bytes is above the maximum of 1004"},
     {"window not agreed", 24, M, V, WINDOW, 0, 0, 7, 4, AGREED_CANCEL, SHMRPC_EPROTO,
@@ -212,6 +220,8 @@ static const hdr_case hdr_cases[] = {
     {"items", 24, M, V, ITEMS, 0, 3, 7, 4, STREAMS, 0, ""},
     {"items of the largest item", 24, M, V, ITEMS, 0, 3, 7, MAX_BODY + 4, STREAMS, 0, ""},
     {"items compressed", 24, M, V, ITEMS, 1, 3, 7, 1, STREAMS | 1, 0, ""},
+    {"the last items", 24, M, V, ITEMS, LAST_FLAG, 3, 7, 4, CLIENT_STREAMS, 0, ""},
+    {"the last, with no items", 24, M, V, ITEMS, LAST_FLAG, 3, 7, 0, CLIENT_STREAMS, 0, ""},
     {"window", 24, M, V, WINDOW, 0, 0, 7, 4, STREAMS, 0, ""},
     {"stream open", 24, M, V, REQ, STREAM_FLAG | SHMRPC__FLAG_DEADLINE, 3, 7, 8,
      STREAMS | SHMRPC__FLAG_DEADLINE, 0, ""},
@@ -707,7 +717,7 @@ static void handshake_round_trip(void **state)
     got_ack.proto = SHMRPC__WIRE_PROTO + 1;
     assert_int_equal(shmrpc__hello_accept(&hello, &got_ack, &err), SHMRPC_EPROTO);
     assert_string_equal(shmrpc__msg_get(&err),
-                        "the server chose protocol revision 9; the client offered 1 to 8");
+                        "the server chose protocol revision 10; the client offered 1 to 9");
     got_ack.proto = 1;
     got_ack.compression = 4; /* a bit no revision defines */
     assert_int_equal(shmrpc__hello_accept(&hello, &got_ack, &err), SHMRPC_EPROTO);
@@ -717,7 +727,7 @@ static void handshake_round_trip(void **state)
     got_ack.proto = 0;
     assert_int_equal(shmrpc__hello_accept(&hello, &got_ack, &err), SHMRPC_EPROTO);
     assert_string_equal(shmrpc__msg_get(&err),
-                        "the server chose protocol revision 0; the client offered 1 to 8");
+                        "the server chose protocol revision 0; the client offered 1 to 9");
     got_ack.proto = 1;
     got_ack.auth = shmrpc_bytes_of("nonce", 5);
     assert_int_equal(shmrpc__hello_accept(&hello, &got_ack, &err), 0);

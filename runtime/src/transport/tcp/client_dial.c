@@ -80,7 +80,8 @@ static int dial_done(tcp_conn *c, shmrpc_buf *err)
     int rc = shmrpc__table_accept(c->info, &c->ack.info, c->map, c->table, err);
     if (rc == 0) {
         c->comp = c->ack.compression;
-        c->agreed = (uint16_t)(c->comp | (c->ack.proto >= 8 ? SHMRPC__AGREED_STREAMS : 0));
+        c->agreed = (uint16_t)(c->comp | (c->ack.proto >= 8 ? SHMRPC__AGREED_STREAMS : 0) |
+                               (c->ack.proto >= 9 ? SHMRPC__AGREED_CLIENT_STREAMS : 0));
         c->threshold = c->ack.threshold;
         c->peer_max = c->ack.max_msg;
         c->proto = c->ack.proto;

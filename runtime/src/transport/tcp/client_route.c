@@ -93,92 +93,20 @@ static int stream_refuse(tcp_cstream *st, shmrpc_buf *err)
  * last item. */
 static int take_items(tcp_conn *c, tcp_cstream *st, const shmrpc__frame_hdr *h, shmrpc_buf *err)
 {
-    shmrpc_bytes body = shmrpc__tcp_frame_body(c);
-    uint16_t comp = h->flags & SHMRPC__FLAG_COMPRESSION;
-    uint64_t max_item = c->cfg->max_msg;
-    uint64_t max_body = max_item + SHMRPC__ITEM_LEN_SIZE;
-    if (max_body > UINT32_MAX) max_body = UINT32_MAX;
-    /* Credit is counted in bytes before compression, checked on what the body declares
-     * before anything is allocated for it. */
-    uint64_t declared = body.len;
-    if (comp && shmrpc__body_declared(comp, body, &declared) != 0) {
-        shmrpc__msg_set(err,
-                        "tcp://%s sent a compressed ITEMS frame for stream %" PRIu64
-                        " whose body declares no length",
-                        c->where, st->rid);
-        return stream_refuse(st, err);
+    char who[ADDR_MAX + 8];
+    snprintf(who, sizeof who, "tcp://%s", c->where);
+    shmrpc_bytes body;
+    uint64_t count;
+    int rc = shmrpc__items_check(who, "client's", st->rid, h->flags & SHMRPC__FLAG_COMPRESSION,
+                                 shmrpc__tcp_frame_body(c), st->avail, W, c->cfg->max_msg,
+                                 &st->scratch, &body, &count, err);
+    if (rc == SHMRPC_ENOMEM) {
+        shmrpc__tcp_stream_set_end(st, rc, shmrpc__msg_get(err));
+        return SHMRPC_EPROTO; /* the connection is broken all the same */
     }
-    bool over = (int64_t)declared > st->avail;
-    if (over && st->avail != W) { /* a large item goes alone only while nothing is in transit */
-        shmrpc__msg_set(err,
-                        "tcp://%s sent %" PRIu64 " bytes of items for stream %" PRIu64
-                        ", beyond its credit of %" PRId64,
-                        c->where, declared, st->rid, st->avail);
-        return stream_refuse(st, err);
-    }
-    if (declared > max_body) {
-        shmrpc__msg_set(err,
-                        "tcp://%s sent an ITEMS frame for stream %" PRIu64 " of %" PRIu64
-                        " bytes, above the client's maximum item of %" PRIu64 " and its length",
-                        c->where, st->rid, declared, max_item);
-        return stream_refuse(st, err);
-    }
-    if (comp) {
-        shmrpc_buf why;
-        shmrpc_buf_init(&why);
-        shmrpc_buf_clear(&st->scratch);
-        int rc = shmrpc__body_decompress(comp, body, (uint32_t)max_body, &st->scratch, &why);
-        if (rc) {
-            shmrpc__msg_set(err, "tcp://%s sent an ITEMS frame for stream %" PRIu64 " that %s: %s",
-                            c->where, st->rid,
-                            rc == SHMRPC_ENOMEM ? "found no memory" : "does not decompress",
-                            shmrpc__msg_get(&why));
-            shmrpc_buf_destroy(&why);
-            if (rc == SHMRPC_ENOMEM) {
-                shmrpc__tcp_stream_set_end(st, rc, shmrpc__msg_get(err));
-                return SHMRPC_EPROTO; /* the connection is broken all the same */
-            }
-            return stream_refuse(st, err);
-        }
-        shmrpc_buf_destroy(&why);
-        body = shmrpc_bytes_of(st->scratch.data, st->scratch.len);
-    }
+    if (rc) return stream_refuse(st, err);
     const uint8_t *b = body.ptr;
-    size_t n = body.len, at = 0;
-    uint64_t count = 0;
-    while (at < n) {
-        if (n - at < SHMRPC__ITEM_LEN_SIZE) {
-            shmrpc__msg_set(err,
-                            "tcp://%s sent an ITEMS frame for stream %" PRIu64
-                            " whose item length at offset %zu is cut short (%zu of 4 bytes)",
-                            c->where, st->rid, at, n - at);
-            return stream_refuse(st, err);
-        }
-        uint32_t len = load_be32(b + at);
-        if (len > max_item) {
-            shmrpc__msg_set(err,
-                            "tcp://%s sent an item of %" PRIu32 " bytes for stream %" PRIu64
-                            " at offset %zu, above the client's maximum of %" PRIu64,
-                            c->where, len, st->rid, at, max_item);
-            return stream_refuse(st, err);
-        }
-        if (len > n - at - SHMRPC__ITEM_LEN_SIZE) {
-            shmrpc__msg_set(err,
-                            "tcp://%s sent an item of %" PRIu32 " bytes for stream %" PRIu64
-                            " at offset %zu, past the end of its ITEMS body of %zu bytes",
-                            c->where, len, st->rid, at, n);
-            return stream_refuse(st, err);
-        }
-        at += SHMRPC__ITEM_LEN_SIZE + len;
-        count++;
-    }
-    if (over && count != 1) {
-        shmrpc__msg_set(err,
-                        "tcp://%s sent %zu bytes of items for stream %" PRIu64
-                        ", beyond its credit of %" PRId64,
-                        c->where, n, st->rid, st->avail);
-        return stream_refuse(st, err);
-    }
+    size_t n = body.len, at;
     /* Kept as they came (lengths native-endian from here on). */
     for (at = 0; at < n;) {
         uint32_t len = load_be32(b + at);
@@ -199,11 +127,65 @@ static int take_items(tcp_conn *c, tcp_cstream *st, const shmrpc__frame_hdr *h, 
     return 1;
 }
 
-/* The answer of the open stream: its end. A RESPONSE has no body (what dispatch encodes
- * after the items is not sent); an ERROR carries the handler's status or the refusal. */
+/* A WINDOW for st, whose items the client sends (revision 9): the server gives back what its
+ * handler read. One that grants nothing, or more than is in transit, breaks the protocol. */
+static int take_window(tcp_conn *c, tcp_cstream *st, shmrpc_buf *err)
+{
+    uint32_t grant = load_be32(shmrpc__tcp_frame_body(c).ptr); /* the decoder checked its 4 bytes */
+    if (!(st->ways & SHMRPC__STREAM_IN)) {
+        shmrpc__msg_set(
+            err, "tcp://%s sent a WINDOW frame for stream %" PRIu64 ", whose client sends no items",
+            c->where, st->rid);
+        return stream_refuse(st, err);
+    }
+    if (grant == 0) {
+        shmrpc__msg_set(err,
+                        "tcp://%s sent a WINDOW frame for stream %" PRIu64 " that grants no bytes",
+                        c->where, st->rid);
+        return stream_refuse(st, err);
+    }
+    if (st->send_avail + grant > W) {
+        shmrpc__msg_set(err,
+                        "tcp://%s sent a WINDOW frame that grants stream %" PRIu64
+                        " more than it was sent (%" PRId64 " + %" PRIu32 " is above %" PRId64 ")",
+                        c->where, st->rid, st->send_avail, grant, W);
+        return stream_refuse(st, err);
+    }
+    st->send_avail += grant;
+    return 1;
+}
+
+/* The answer of the open stream: its end. A RESPONSE that ends a stream of items has no body
+ * (what dispatch encodes after the items is not sent); one whose result is no stream carries
+ * the answer, as a call's does. An ERROR carries the handler's status or the refusal. */
 static int stream_answer(tcp_conn *c, tcp_cstream *st, const shmrpc__frame_hdr *h, shmrpc_buf *err)
 {
     shmrpc__tcp_answer_read(c);
+    st->answered = true;
+    if (h->kind == SHMRPC__KIND_RESPONSE && !(st->ways & SHMRPC__STREAM_OUT)) {
+        uint16_t comp = h->flags & SHMRPC__FLAG_COMPRESSION;
+        shmrpc_bytes body = shmrpc__tcp_frame_body(c);
+        shmrpc_buf why;
+        shmrpc_buf_init(&why);
+        int rc = 0;
+        if (comp)
+            rc = shmrpc__body_decompress(comp, body, shmrpc__tcp_cap32(c->cfg->max_msg),
+                                         &st->answer, &why);
+        else if (body.len > c->cfg->max_msg)
+            rc = SHMRPC_ETOOBIG; /* the decoder allows the server's maximum */
+        else if (shmrpc_buf_append(&st->answer, body.ptr, body.len))
+            rc = SHMRPC_ENOMEM;
+        if (rc)
+            shmrpc__msg_set(err, "tcp://%s: the answer of stream %" PRIu64 ": %s", c->where,
+                            st->rid,
+                            rc == SHMRPC_ETOOBIG && !comp  ? "above the client's maximum"
+                            : rc == SHMRPC_ENOMEM && !comp ? "out of memory"
+                                                           : shmrpc__msg_get(&why));
+        shmrpc_buf_destroy(&why);
+        if (rc == SHMRPC_EPROTO) return stream_refuse(st, err);
+        shmrpc__tcp_stream_set_end(st, rc, rc ? shmrpc__msg_get(err) : NULL);
+        return 1;
+    }
     if (h->kind == SHMRPC__KIND_RESPONSE) {
         if (h->body_len != 0) {
             shmrpc__msg_set(err,
@@ -231,11 +213,19 @@ static int stream_answer(tcp_conn *c, tcp_cstream *st, const shmrpc__frame_hdr *
 
 int shmrpc__tcp_stream_route(tcp_conn *c, const shmrpc__frame_hdr *h, shmrpc_buf *err)
 {
-    bool items = h->kind == SHMRPC__KIND_ITEMS;
+    bool items = h->kind == SHMRPC__KIND_ITEMS, window = h->kind == SHMRPC__KIND_WINDOW;
     bool answer =
         h->kind == SHMRPC__KIND_RESPONSE || (h->kind == SHMRPC__KIND_ERROR && h->request_id != 0);
-    if (!items && !answer) return 0;
+    if (!items && !answer && !window) return 0;
     tcp_cstream *st = c->stream;
+    if (items && (h->flags & SHMRPC__FLAG_LAST)) {
+        shmrpc__msg_set(err,
+                        "tcp://%s sent an ITEMS frame with the last flag, which a server "
+                        "does not send",
+                        c->where);
+        return stream_refuse(st, err);
+    }
+    if (st && h->request_id == st->rid && window) return take_window(c, st, err);
     if (st && h->request_id == st->rid) {
         if (h->method != st->sid) {
             shmrpc__msg_set(err,
@@ -254,7 +244,7 @@ int shmrpc__tcp_stream_route(tcp_conn *c, const shmrpc__frame_hdr *h, shmrpc_buf
         }
         return 2;
     }
-    if (!items) return 0;
+    if (!items && !window) return 0;
     /* Streams forgotten for lack of room (dead_lost): their ITEMS are let go while answers
      * beyond those of the calls in flight and the open stream are owed. */
     uint32_t live = (uint32_t)c->n_inflight + (st ? 1u : 0u);
@@ -263,6 +253,12 @@ int shmrpc__tcp_stream_route(tcp_conn *c, const shmrpc__frame_hdr *h, shmrpc_buf
     for (const shmrpc__pending *k = c->inflight; k && !inflight; k = k->next)
         inflight = k->rid == h->request_id;
     if (c->dead_lost && h->request_id <= c->next_id && !inflight) return 2;
+    if (window) {
+        shmrpc__msg_set(
+            err, "tcp://%s sent a WINDOW frame for request %" PRIu64 ", which sends no items",
+            c->where, h->request_id);
+        return stream_refuse(st, err);
+    }
     shmrpc__msg_set(err,
                     "tcp://%s sent an ITEMS frame for request %" PRIu64 " of method %" PRIu32
                     ", which opened no stream",

@@ -2,7 +2,9 @@
 /* A tcp:// client's stream (revision 8; docs/wire.md, "Streams"): opened by a REQUEST with
  * the stream flag, its items read from ITEMS frames by whichever reader of the connection
  * comes first (route), delivered one by one with the window given back as they go, and
- * ended by its answer, a failure, or the client. */
+ * ended by its answer, a failure, or the client. A stream of the client's items (revision
+ * 9) sends each in an ITEMS frame within the server's window, reading the WINDOWs that give
+ * it back, and its last flag when the client is done. */
 #include <errno.h>
 #include <inttypes.h>
 #include <poll.h>
@@ -22,7 +24,6 @@
 int shmrpc__tcp_stream_open(shmrpc__conn *base, uint32_t sid, int ways, shmrpc_bytes req,
                             int64_t timeout_ms, shmrpc_buf *err)
 {
-    (void)ways; /* a result's items alone: client.c refuses the others (no stream_send) */
     tcp_pool *p = (tcp_pool *)base;
     if (shmrpc__self_pid() != p->pid) {
         shmrpc__msg_set(err, "this connection belongs to process %d", (int)p->pid);
@@ -40,6 +41,9 @@ int shmrpc__tcp_stream_open(shmrpc__conn *base, uint32_t sid, int ways, shmrpc_b
     shmrpc_buf_init(&st->items);
     shmrpc_buf_init(&st->scratch);
     shmrpc_buf_init(&st->msg);
+    shmrpc_buf_init(&st->answer);
+    /* The client's items come in ITEMS frames, which a server reads from revision 9. */
+    uint32_t needs = ways & SHMRPC__STREAM_IN ? 9 : 8;
     shmrpc__tcp_maybe_resolve(p, now, err);
     shmrpc__tcp_tend(p, now, err);
     tcp_search s = {.deadline = deadline};
@@ -59,12 +63,12 @@ int shmrpc__tcp_stream_open(shmrpc__conn *base, uint32_t sid, int ways, shmrpc_b
         shmrpc__tcp_refresh(c, now, err);
         int rc;
         if (!shmrpc__tcp_connected(c) && !(c = shmrpc__tcp_race(p, i, &s, &i, err))) break;
-        if (c->proto < 8) { /* an older server: refused before anything is sent */
-            shmrpc__msg_set(err,
-                            "tcp://%s agreed protocol revision %" PRIu32
-                            ", and streams need revision 8: the stream was not opened (it did "
-                            "not run)",
-                            c->where, c->proto);
+        if (c->proto < needs) { /* an older server: refused before anything is sent */
+            shmrpc__msg_set(
+                err,
+                "tcp://%s agreed protocol revision %" PRIu32 ", and %s need revision %" PRIu32
+                ": the stream was not opened (it did not run)",
+                c->where, c->proto, needs == 9 ? "streams of the parameter" : "streams", needs);
             rc = SHMRPC_EVERSION;
         } else {
             uint32_t esid = j >= 0 ? c->map[j] : sid;
@@ -80,6 +84,8 @@ int shmrpc__tcp_stream_open(shmrpc__conn *base, uint32_t sid, int ways, shmrpc_b
                 st->sid = esid;
                 st->deadline = deadline;
                 st->avail = W;
+                st->ways = ways;
+                st->send_avail = W;
                 c->stream = st;
                 c->outstanding++; /* calls prefer other endpoints meanwhile */
                 p->stream = st;
@@ -173,6 +179,14 @@ static int wait_readable(tcp_pool *p, tcp_conn *c, int64_t deadline)
     }
 }
 
+/* Whether a frame of c came, whole or begun, without waiting for one. */
+static bool frame_came(tcp_conn *c)
+{
+    if (c->in.len - c->used >= SHMRPC__FRAME_HDR_SIZE || shmrpc__io_pending(&c->io)) return true;
+    struct pollfd pf = {.fd = c->fd, .events = POLLIN};
+    return poll(&pf, 1, 0) == 1;
+}
+
 /* Reads one frame of st's connection and acts on it (routing delivers items to st, answers
  * to the calls in flight): 0, or the status that ends st (its message in err). */
 static int read_turn(tcp_pool *p, tcp_cstream *st, shmrpc_buf *err)
@@ -227,7 +241,8 @@ int shmrpc__tcp_stream_recv(shmrpc__conn *base, shmrpc_buf *item, shmrpc_buf *er
         shmrpc__msg_set(err, "this connection belongs to process %d", (int)p->pid);
         return SHMRPC_EINVAL;
     }
-    if (!st || st->gone) { /* client.c asks no more after the end */
+    /* client.c asks no more after the end; a send that failed ended it first. */
+    if (!st || (st->gone && !st->ended)) {
         shmrpc__msg_set(err, "no stream is open");
         return SHMRPC_EINVAL;
     }
@@ -267,6 +282,10 @@ int shmrpc__tcp_stream_recv(shmrpc__conn *base, shmrpc_buf *item, shmrpc_buf *er
         }
         if (st->ended) {
             if (st->status) shmrpc__msg_set(err, "%s", shmrpc__msg_get(&st->msg));
+            /* A result that is no stream: its answer, with the end. */
+            if (st->status == 0 && st->answer.len &&
+                shmrpc_buf_append(item, st->answer.data, st->answer.len))
+                return item->err == SHMRPC_ETOOBIG ? SHMRPC_ETOOBIG : SHMRPC_ENOMEM;
             return st->status;
         }
         tcp_conn *c = st->c;
@@ -316,6 +335,128 @@ void shmrpc__tcp_stream_end(shmrpc__conn *base)
     shmrpc_buf_destroy(&st->items);
     shmrpc_buf_destroy(&st->scratch);
     shmrpc_buf_destroy(&st->msg);
+    shmrpc_buf_destroy(&st->answer);
     free(st);
     p->stream = NULL;
+}
+
+/* --- send (revision 9) ------------------------------------------------------------------ */
+
+/* Why st can send no more, with err, or 0: its end came (the handler returned, or it
+ * failed), its connection broke, or the client gave up on it. */
+static int cannot_send(tcp_pool *p, tcp_cstream *st, shmrpc_buf *err)
+{
+    if (!st || st->gone) {
+        shmrpc__msg_set(err, "no stream is open");
+        return SHMRPC_EINVAL;
+    }
+    tcp_conn *c = st->c;
+    if (!st->ended && (!c || c->gen != st->gen)) {
+        shmrpc__msg_set(err,
+                        "the connection to tcp://%s broke during the stream, after %" PRIu64
+                        " items sent: it may have run (it is not opened again)",
+                        c ? c->where : p->list, st->sent);
+        if (shmrpc__msg_get(&st->msg)[0])
+            shmrpc__msg_append(err, " (%s)", shmrpc__msg_get(&st->msg));
+        shmrpc__tcp_stream_set_end(st, SHMRPC_EPEERDIED, shmrpc__msg_get(err));
+    }
+    if (!st->ended) return 0;
+    if (st->answered) { /* its answer says the rest */
+        shmrpc__msg_set(err, "the handler returned before it read the item");
+        return SHMRPC_ECLOSED;
+    }
+    shmrpc__msg_set(err, "%s", shmrpc__msg_get(&st->msg));
+    return st->status;
+}
+
+/* Sends an ITEMS frame of st: body (its items, or none) and flags, within the stream's
+ * deadline, reading what comes meanwhile. A failure breaks the connection, and so ends st. */
+static int send_items(tcp_cstream *st, uint16_t flags, shmrpc_bytes body, shmrpc_buf *err)
+{
+    tcp_conn *c = st->c;
+    shmrpc_buf_clear(&c->out);
+    int rc = shmrpc__tcp_put_msg_frame(&c->out, SHMRPC__KIND_ITEMS, flags, st->sid, st->rid, -1,
+                                       shmrpc_bytes_of(NULL, 0), body, c->comp, c->threshold);
+    if (rc) {
+        shmrpc__msg_set(err, "cannot frame the item: %s", shmrpc_strerror(rc));
+        return rc;
+    }
+    rc = shmrpc__tcp_send_all(c, c->out.data, c->out.len, st->deadline, err);
+    if (c->out.cap > ((size_t)1 << 20)) {
+        shmrpc_buf_destroy(&c->out);
+        shmrpc_buf_init(&c->out);
+    }
+    return rc;
+}
+
+int shmrpc__tcp_stream_send(shmrpc__conn *base, const void *item, size_t n, shmrpc_buf *err)
+{
+    tcp_pool *p = (tcp_pool *)base;
+    tcp_cstream *st = p->stream;
+    if (shmrpc__self_pid() != p->pid) {
+        shmrpc__msg_set(err, "this connection belongs to process %d", (int)p->pid);
+        return SHMRPC_EINVAL;
+    }
+    int rc = cannot_send(p, st, err);
+    if (rc) return rc;
+    tcp_conn *c = st->c;
+    if (n > c->peer_max) { /* the stream goes on without it */
+        shmrpc__msg_set(err, "an item of %zu bytes is above the server's maximum of %" PRIu32, n,
+                        c->peer_max);
+        return SHMRPC_ETOOBIG;
+    }
+    /* An item waits for the window to hold it; one larger than the whole window goes alone,
+     * once nothing else is in transit. Meanwhile the connection is read: the WINDOWs, the
+     * server's own items, and its end. A frame that came already is read before each item, so
+     * that a handler that returned ends the sends at once, not once the window is spent. */
+    int64_t need = (int64_t)(SHMRPC__ITEM_LEN_SIZE + n);
+    while (frame_came(c) || (need > st->send_avail && !(need > W && st->send_avail == W))) {
+        if (shmrpc__conn_cancelled(base)) {
+            rc = SHMRPC_ECANCELLED;
+            shmrpc__msg_set(err, "the stream was cancelled (shmrpc_client_cancel)");
+        } else if (shmrpc__now_ns() >= st->deadline) {
+            rc = SHMRPC_ETIMEDOUT;
+        } else {
+            give_window(p, st); /* the server may wait for room too (both ways) */
+            if ((rc = cannot_send(p, st, err)) != 0) return rc;
+            rc = read_turn(p, st, err);
+        }
+        if (rc == SHMRPC_ETIMEDOUT) shmrpc__msg_set(err, "the stream's deadline passed");
+        if (rc) { /* given up, and ended here: its answer says so */
+            give_up(p, st, rc != SHMRPC_ETIMEDOUT);
+            shmrpc__tcp_stream_set_end(st, rc, shmrpc__msg_get(err));
+            return rc;
+        }
+        if ((rc = cannot_send(p, st, err)) != 0) return rc;
+    }
+    uint8_t len[SHMRPC__ITEM_LEN_SIZE];
+    for (unsigned i = 0; i < sizeof len; i++) /* big-endian */
+        len[i] = (uint8_t)(n >> (8 * (sizeof len - 1 - i)));
+    shmrpc_buf_clear(&st->scratch);
+    if (shmrpc_buf_append(&st->scratch, len, sizeof len) ||
+        shmrpc_buf_append(&st->scratch, item, n)) {
+        shmrpc__msg_set(err, "out of memory for an item of %zu bytes", n);
+        return SHMRPC_ENOMEM;
+    }
+    rc = send_items(st, 0, shmrpc_bytes_of(st->scratch.data, st->scratch.len), err);
+    if (rc) return cannot_send(p, st, err) ? cannot_send(p, st, err) : rc;
+    st->send_avail -= need;
+    st->sent++;
+    return 0;
+}
+
+void shmrpc__tcp_stream_done(shmrpc__conn *base)
+{
+    tcp_pool *p = (tcp_pool *)base;
+    tcp_cstream *st = p->stream;
+    if (shmrpc__self_pid() != p->pid || !st || st->done) return;
+    st->done = true;
+    if (shmrpc__now_ns() >= st->deadline) return; /* the server has it too: its reads end */
+    shmrpc_buf err;
+    shmrpc_buf_init(&err);
+    /* Said by the stream's answer: a failure here ends it, through its connection. */
+    if (cannot_send(p, st, &err) == 0 &&
+        send_items(st, SHMRPC__FLAG_LAST, shmrpc_bytes_of(NULL, 0), &err) != 0)
+        cannot_send(p, st, &err);
+    shmrpc_buf_destroy(&err);
 }

@@ -94,7 +94,13 @@ static int check_kind(const shmrpc__frame_hdr *h, uint16_t agreed, shmrpc_buf *e
         if (!(agreed & SHMRPC__AGREED_STREAMS))
             return proto_error(err, "%s frame needs protocol revision 8 (not agreed)", name);
         if (h->request_id == 0) return proto_error(err, "%s frame has no request id", name);
-        if (!comp && h->body_len < SHMRPC__ITEM_LEN_SIZE)
+        if ((h->flags & SHMRPC__FLAG_LAST) && !(agreed & SHMRPC__AGREED_CLIENT_STREAMS))
+            return proto_error(err,
+                               "%s frame has the last flag, which needs protocol revision 9 "
+                               "(not agreed)",
+                               name);
+        if (!comp && h->body_len < SHMRPC__ITEM_LEN_SIZE &&
+            !(h->body_len == 0 && (h->flags & SHMRPC__FLAG_LAST)))
             return proto_error(err, "%s frame has a body of %u bytes, too short for an item's "
                                     "length",
                                name, h->body_len);
@@ -198,6 +204,75 @@ static int check_kind(const shmrpc__frame_hdr *h, uint16_t agreed, shmrpc_buf *e
     }
 }
 
+int shmrpc__items_check(const char *who, const char *whose, uint64_t rid, uint16_t comp,
+                        shmrpc_bytes body, int64_t credit, int64_t window, uint64_t max_item,
+                        shmrpc_buf *scratch, shmrpc_bytes *items, uint64_t *count, shmrpc_buf *err)
+{
+    uint64_t max_body = max_item + SHMRPC__ITEM_LEN_SIZE;
+    if (max_body > UINT32_MAX) max_body = UINT32_MAX;
+    /* Credit is counted in bytes before compression, checked on what the body declares
+     * before anything is allocated for it. */
+    uint64_t declared = body.len;
+    if (comp && shmrpc__body_declared(comp, body, &declared) != 0)
+        return proto_error(err,
+                           "%s sent a compressed ITEMS frame for stream %" PRIu64
+                           " whose body declares no length",
+                           who, rid);
+    bool over = declared > 0 && (int64_t)declared > credit; /* credit may be below 0 */
+    if (over && credit != window) /* a large item goes alone only while nothing is in transit */
+        return proto_error(err,
+                           "%s sent %" PRIu64 " bytes of items for stream %" PRIu64
+                           ", beyond its credit of %" PRId64,
+                           who, declared, rid, credit);
+    if (declared > max_body)
+        return proto_error(err,
+                           "%s sent an ITEMS frame for stream %" PRIu64 " of %" PRIu64
+                           " bytes, above the %s maximum item of %" PRIu64 " and its length",
+                           who, rid, declared, whose, max_item);
+    if (comp) {
+        shmrpc_buf why;
+        shmrpc_buf_init(&why);
+        int rc = shmrpc__body_decompress(comp, body, (uint32_t)max_body, scratch, &why);
+        if (rc)
+            shmrpc__msg_set(err, "%s sent an ITEMS frame for stream %" PRIu64 " that %s: %s", who,
+                            rid, rc == SHMRPC_ENOMEM ? "found no memory" : "does not decompress",
+                            shmrpc__msg_get(&why));
+        shmrpc_buf_destroy(&why);
+        if (rc) return rc == SHMRPC_ENOMEM ? rc : SHMRPC_EPROTO;
+        body = shmrpc_bytes_of(scratch->data, scratch->len);
+    }
+    const uint8_t *b = body.ptr;
+    size_t n = body.len, at = 0;
+    uint64_t k = 0;
+    while (at < n) {
+        if (n - at < SHMRPC__ITEM_LEN_SIZE)
+            return proto_error(err,
+                               "%s sent an ITEMS frame for stream %" PRIu64
+                               " whose item length at offset %zu is cut short (%zu of 4 bytes)",
+                               who, rid, at, n - at);
+        uint32_t len = (uint32_t)load_be(b + at, SHMRPC__ITEM_LEN_SIZE);
+        if (len > max_item)
+            return proto_error(err,
+                               "%s sent an item of %" PRIu32 " bytes for stream %" PRIu64
+                               " at offset %zu, above the %s maximum of %" PRIu64,
+                               who, len, rid, at, whose, max_item);
+        if (len > n - at - SHMRPC__ITEM_LEN_SIZE)
+            return proto_error(err,
+                               "%s sent an item of %" PRIu32 " bytes for stream %" PRIu64
+                               " at offset %zu, past the end of its ITEMS body of %zu bytes",
+                               who, len, rid, at, n);
+        at += SHMRPC__ITEM_LEN_SIZE + len;
+        k++;
+    }
+    if (over && k != 1)
+        return proto_error(
+            err, "%s sent %zu bytes of items for stream %" PRIu64 ", beyond its credit of %" PRId64,
+            who, n, rid, credit);
+    *items = body;
+    *count = k;
+    return 0;
+}
+
 int shmrpc__frame_hdr_decode(const uint8_t *p, size_t n, uint32_t max_body, uint16_t compression,
                              shmrpc__frame_hdr *out, shmrpc_buf *err)
 {
@@ -222,11 +297,12 @@ int shmrpc__frame_hdr_decode(const uint8_t *p, size_t n, uint32_t max_body, uint
     };
     if (h.kind < SHMRPC__KIND_HELLO || h.kind > SHMRPC__KIND_WINDOW)
         return proto_error(err, "unknown frame kind %u", h.kind);
-    /* The lone, deadline, metadata and stream flags are a REQUEST's only; whether they were
-     * agreed is check_kind's. */
+    /* The lone, deadline, metadata and stream flags are a REQUEST's only, the last flag an
+     * ITEMS frame's; whether they were agreed is check_kind's. */
     uint16_t known = SHMRPC__FLAG_COMPRESSION |
                      (h.kind == SHMRPC__KIND_REQUEST ? SHMRPC__FLAG_LONE | SHMRPC__FLAG_DEADLINE |
                                                            SHMRPC__FLAG_META | SHMRPC__FLAG_STREAM
+                      : h.kind == SHMRPC__KIND_ITEMS ? SHMRPC__FLAG_LAST
                                                      : 0);
     if (h.flags & ~known)
         return proto_error(err, "unknown flag bits 0x%04x in a %s frame", h.flags & ~known,

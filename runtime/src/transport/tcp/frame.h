@@ -56,10 +56,14 @@ enum shmrpc__frame_kind {
 /* REQUEST only, revision 8: the call opens a stream; its answer is ITEMS frames and then
  * the RESPONSE or ERROR that ends it (docs/wire.md, "Streams"). Never with the lone flag. */
 #define SHMRPC__FLAG_STREAM 0x0020u
+/* ITEMS only, revision 9, from a client: the last of its items of the stream; the body may
+ * then be empty (docs/wire.md, "Streams"). */
+#define SHMRPC__FLAG_LAST 0x0040u
 /* Not bits a frame carries: passed to the decoder with the agreed flags once revision 5
- * was agreed, which allows CANCEL frames, and once 8 was, which allows ITEMS, WINDOW and
- * the stream flag. */
+ * was agreed, which allows CANCEL frames, once 8 was, which allows ITEMS, WINDOW and the
+ * stream flag, and once 9 was, which allows the last flag. */
 #define SHMRPC__AGREED_CANCEL 0x8000u
+#define SHMRPC__AGREED_CLIENT_STREAMS 0x2000u
 #define SHMRPC__AGREED_STREAMS 0x4000u
 /* A stream's window (revision 8): the bytes of items, counted as a 4-byte length and the
  * item, that a server may send beyond what the client granted back. One item larger than
@@ -127,12 +131,25 @@ int shmrpc__body_decompress(uint16_t flag, shmrpc_bytes body, uint32_t max_msg, 
  * (shmrpc__body_decompress then says why). */
 int shmrpc__body_declared(uint16_t flag, shmrpc_bytes body, uint64_t *declared);
 
+/* An ITEMS body (compression bit comp) checked before any item is kept (docs/wire.md,
+ * "Streams"): the bytes it declares within credit, the bytes its sender may still send
+ * (one item alone may pass it while nothing else is in transit: credit == window), and
+ * within the receiver's largest item and its length; each item's length whole, within
+ * max_item and the body; nothing after the last. 0 with the items in *items (the body, or
+ * decompressed into scratch), how many in *count; else SHMRPC_EPROTO, or SHMRPC_ENOMEM, with
+ * err saying what who ("tcp://HOST", "the client") sent for stream rid, above whose
+ * ("client's") maximum. */
+int shmrpc__items_check(const char *who, const char *whose, uint64_t rid, uint16_t comp,
+                        shmrpc_bytes body, int64_t credit, int64_t window, uint64_t max_item,
+                        shmrpc_buf *scratch, shmrpc_bytes *items, uint64_t *count, shmrpc_buf *err);
+
 /* --- the handshake -------------------------------------------------------------------- */
 
 /* The handshake's protocol revision (2: DRAIN; 3: the lone flag; 4: the deadline flag;
  * 5: CANCEL; 6: the table's types, and signatures that name them; 7: the metadata flag;
- * 8: streams: the stream flag, ITEMS and WINDOW). */
-#define SHMRPC__WIRE_PROTO 8u
+ * 8: streams: the stream flag, ITEMS and WINDOW; 9: client streams: ITEMS from the client,
+ * with the last flag, and WINDOW from the server). */
+#define SHMRPC__WIRE_PROTO 9u
 /* The first revision whose tables carry their types (element 8 of a handshake body). */
 #define SHMRPC__WIRE_PROTO_TYPES 6u
 #define SHMRPC__WIRE_MAX_HELLO (1u << 20)    /* HELLO / HELLO_ACK body */

@@ -168,7 +168,16 @@ static void submit(worker *w, peer *p, const shmrpc__frame_hdr *h, shmrpc_bytes 
         shmrpc__tcp_stopping(w); /* a forked worker's SIGTERM is its own, not the server's */
     j->stream = h->flags & SHMRPC__FLAG_STREAM;
     if (j->stream) {
+        /* What the method streams; for one that answers once, what the flag asks for, which
+         * dispatch refuses. */
+        j->ways = shmrpc__server_streams(w->l->server, h->method);
+        if (!j->ways) j->ways = SHMRPC__STREAM_OUT;
         j->credit = SHMRPC__STREAM_WINDOW;
+        shmrpc_buf_clear(&j->in);
+        j->in_head = 0;
+        j->in_done = false;
+        j->in_taken = j->grant = 0;
+        j->in_held = 0;
         j->pull_due = false;
         j->peer_max = p->peer_max;
         p->n_streams++;
@@ -204,8 +213,9 @@ void shmrpc__tcp_finish_job(worker *w, job *j)
         shmrpc__stats_count(&rows[j->method], j->rc, (uint64_t)j->ns);
     if (j->stream) {
         /* Its items went out before its end (collect frames them first), and the RESPONSE
-         * that ends it is empty: a stream answers with its items only. */
-        shmrpc_buf_clear(&j->resp);
+         * that ends it is empty: a stream answers with its items only. One whose result is
+         * no stream answers as a call. */
+        if (j->ways & SHMRPC__STREAM_OUT) shmrpc_buf_clear(&j->resp);
         p->n_streams--;
         w->n_streams--;
         shmrpc__tcp_stream_ended(w);
@@ -271,7 +281,7 @@ static bool run_here_cancelled(peer *p)
     ssize_t k = shmrpc__io_peek(&p->io, peeked, sizeof peeked);
     size_t more = k > 0 ? (size_t)k : 0, all = mine + more;
     uint16_t agreed = p->comp | SHMRPC__FLAG_LONE | SHMRPC__FLAG_DEADLINE | SHMRPC__AGREED_CANCEL |
-                      SHMRPC__FLAG_META | SHMRPC__AGREED_STREAMS;
+                      SHMRPC__FLAG_META | SHMRPC__AGREED_STREAMS | SHMRPC__AGREED_CLIENT_STREAMS;
     shmrpc_buf err;
     shmrpc_buf_init(&err);
     bool found = false;
@@ -311,11 +321,20 @@ static int lone_wanted(void *arg)
  * the pool, never on the worker's own thread, which alone reads its WINDOWs. */
 static void open_stream(worker *w, peer *p, const shmrpc__frame_hdr *h, shmrpc_bytes body)
 {
-    char msg[80];
+    char msg[100];
     if (w->n_streams >= STREAMS_MAX) {
         snprintf(msg, sizeof msg, "the worker runs %d streams already: the stream was not run",
                  STREAMS_MAX);
         shmrpc__tcp_put_error_frame(&p->out, h->method, h->request_id, SHMRPC_EBUSY, msg);
+        return;
+    }
+    /* Its items would come in ITEMS frames, which a client sends from revision 9. */
+    if ((shmrpc__server_streams(w->l->server, h->method) & SHMRPC__STREAM_IN) && p->proto < 9) {
+        snprintf(msg, sizeof msg,
+                 "a stream of the parameter needs protocol revision 9 (%" PRIu32
+                 " agreed): it was not run",
+                 p->proto);
+        shmrpc__tcp_put_error_frame(&p->out, h->method, h->request_id, SHMRPC_EVERSION, msg);
         return;
     }
     /* A worker that runs its calls in place runs a stream on a thread of its own (solo),

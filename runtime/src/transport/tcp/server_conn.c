@@ -152,6 +152,9 @@ static void serve_frame(worker *w, peer *p)
     case SHMRPC__KIND_WINDOW: /* revision 8 (the same) */
         shmrpc__tcp_serve_window(w, p, h, body);
         return;
+    case SHMRPC__KIND_ITEMS: /* revision 9 (serve_items checks it was agreed) */
+        shmrpc__tcp_serve_items(w, p, h, body);
+        return;
     case SHMRPC__KIND_ERROR: /* the client explains why it leaves */
         p->closing = true;
         return;
@@ -292,7 +295,8 @@ static int read_frame(worker *w, peer *p)
                               (p->proto >= 4 ? SHMRPC__FLAG_DEADLINE : 0) |
                               (p->proto >= 5 ? SHMRPC__AGREED_CANCEL : 0) |
                               (p->proto >= 7 ? SHMRPC__FLAG_META : 0) |
-                              (p->proto >= 8 ? SHMRPC__AGREED_STREAMS : 0);
+                              (p->proto >= 8 ? SHMRPC__AGREED_STREAMS : 0) |
+                              (p->proto >= 9 ? SHMRPC__AGREED_CLIENT_STREAMS : 0);
             int rc = shmrpc__frame_hdr_decode(p->in.data, SHMRPC__FRAME_HDR_SIZE, max, agreed,
                                               &p->hdr, &w->err);
             if (rc) {

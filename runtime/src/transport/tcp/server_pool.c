@@ -56,9 +56,11 @@ job *shmrpc__tcp_job_get(worker *w)
         shmrpc_buf_init(&j->meta);
         shmrpc_buf_init(&j->items);
         shmrpc_buf_init(&j->framing);
+        shmrpc_buf_init(&j->in);
     }
     j->next = NULL;
     j->stream = false;
+    j->ways = 0;
     atomic_store_explicit(&j->stopped, 0, memory_order_relaxed);
     j->charged = 0;
     j->ns = -1;
@@ -72,6 +74,7 @@ static void job_free(job *j)
     shmrpc_buf_destroy(&j->meta);
     shmrpc_buf_destroy(&j->items);
     shmrpc_buf_destroy(&j->framing);
+    shmrpc_buf_destroy(&j->in);
     pthread_cond_destroy(&j->scv);
     free(j);
 }
@@ -91,6 +94,8 @@ void shmrpc__tcp_job_put(worker *w, job *j)
     shmrpc_buf_clear(&j->items);
     shmrpc__tcp_buf_shed(&j->items);
     shmrpc__tcp_buf_shed(&j->framing);
+    shmrpc_buf_clear(&j->in);
+    shmrpc__tcp_buf_shed(&j->in);
     j->next = w->spare_jobs;
     w->spare_jobs = j;
     w->n_spare++;
@@ -125,14 +130,21 @@ void shmrpc__tcp_run_job(worker *w, shmrpc_ctx *ctx, job *j)
     if (j->stream) {
         j->w = w;
         j->ctx = ctx;
-        ctx->send = shmrpc__tcp_stream_send;
-        ctx->send_arg = j;
+        if (j->ways & SHMRPC__STREAM_OUT) {
+            ctx->send = shmrpc__tcp_stream_write;
+            ctx->send_arg = j;
+        }
+        if (j->ways & SHMRPC__STREAM_IN) {
+            ctx->recv = shmrpc__tcp_stream_read;
+            ctx->recv_arg = j;
+        }
     }
     const uint8_t *at = j->off ? j->req.data + j->off : j->req.data; /* NULL when empty */
     j->rc = shmrpc__dispatch(w->l->server, ctx, j->method, shmrpc_bytes_of(at, j->req.len - j->off),
                              &j->resp);
     ctx->wanted = NULL; /* the job goes back to the worker */
     ctx->send = NULL;
+    ctx->recv = NULL;
     j->ns = ctx->ran_ns;
     if (j->rc) snprintf(j->msg, sizeof j->msg, "%s", shmrpc__ctx_msg(ctx));
 }

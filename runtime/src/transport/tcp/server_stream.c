@@ -2,7 +2,9 @@
 /* A tcp:// worker's streams (revision 8; docs/wire.md, "Streams"): a handler on a thread of
  * the pool queues its items within the client's window; the worker's own thread, the only
  * one that touches the socket, frames them as ITEMS and reads the WINDOWs that give the
- * window back. */
+ * window back. A client's items (revision 9) go the other way: the worker's thread queues
+ * them for the handler as their ITEMS frames come, within the server's window, and grants
+ * back what the handler read in WINDOWs. */
 #include <inttypes.h>
 #include <pthread.h>
 #include <stdatomic.h>
@@ -50,6 +52,40 @@ static void stream_nap(job *j, int64_t until)
     pthread_cond_timedwait(&j->scv, &j->w->mu, &ts);
 }
 
+/* Puts j on the worker's list of jobs with something for its thread to send (w->mu held):
+ * true when the worker must be woken for it (done_fd), false when it was already. */
+static bool pull(worker *w, job *j)
+{
+    if (j->pull_due) return false;
+    j->pull_due = true;
+    j->pull_next = w->pulls;
+    bool wake = !w->pulls && !w->done; /* else the worker was woken already */
+    w->pulls = j;
+    return wake;
+}
+
+static void wake_worker(worker *w)
+{
+    uint64_t one = 1;
+    if (write(w->done_fd, &one, sizeof one) < 0) {
+        /* the counter is far from full: never */
+    }
+}
+
+/* Why the stream j ended: its handler's status, with a message (ctx). */
+static int stream_failed(job *j, int why)
+{
+    return shmrpc_ctx_error(j->ctx, why, "%s",
+                            why == SHMRPC_ENOMEM       ? "out of memory for an item"
+                            : why == SHMRPC_EPROTO     ? "the client broke the stream's window"
+                            : why == SHMRPC_ETIMEDOUT  ? "the stream's deadline passed"
+                            : why == SHMRPC_EPEERDIED  ? "the stream's client went away, or its "
+                                                         "connection closes"
+                            : why == SHMRPC_ECANCELLED ? "the client closed or cancelled the "
+                                                         "stream, or the server stops"
+                                                       : shmrpc_strerror(why));
+}
+
 /* An item waits for the window to hold it; one larger than the whole window goes alone,
  * once nothing else is in transit. The worker is woken (done_fd) when the first items
  * since its last look are queued, so a batch of items costs one wake-up. A handler that
@@ -57,7 +93,7 @@ static void stream_nap(job *j, int64_t until)
  * item only (a read costs 20-50 ns, as much as the rest of a small item's send), and its
  * deadline waits that long at most; one that the worker keeps up with reads it at each, as
  * does every wait for credit (shm://'s worker_send does the same). */
-int shmrpc__tcp_stream_send(void *arg, const void *item, size_t n)
+int shmrpc__tcp_stream_write(void *arg, const void *item, size_t n)
 {
     job *j = arg;
     worker *w = j->w;
@@ -89,12 +125,7 @@ int shmrpc__tcp_stream_send(void *arg, const void *item, size_t n)
         if (shmrpc_buf_append(&j->items, len, sizeof len) == 0 &&
             shmrpc_buf_append(&j->items, item, n) == 0) {
             j->credit -= need;
-            if (!j->pull_due) {
-                j->pull_due = true;
-                j->pull_next = w->pulls;
-                wake = !w->pulls && !w->done; /* else the worker was woken already */
-                w->pulls = j;
-            }
+            wake = pull(w, j);
         } else {
             j->items.len = at;
             j->items.err = 0;
@@ -102,22 +133,57 @@ int shmrpc__tcp_stream_send(void *arg, const void *item, size_t n)
         }
     }
     pthread_mutex_unlock(&w->mu);
-    if (wake) {
-        uint64_t one = 1;
-        if (write(w->done_fd, &one, sizeof one) < 0) {
-            /* the counter is far from full: never */
+    if (wake) wake_worker(w);
+    return why == 0 ? 0 : stream_failed(j, why);
+}
+
+/* The bytes the handler read go back to the client (w->mu held): once a quarter of the
+ * window was read, or when the handler is about to wait, since the client may be waiting for
+ * them. True when the worker must be woken to send them. */
+static bool give_back(worker *w, job *j, bool waits)
+{
+    if (j->in_taken == 0 || (!waits && j->in_taken < SHMRPC__STREAM_WINDOW / 4)) return false;
+    j->grant += j->in_taken;
+    j->in_taken = 0;
+    return pull(w, j);
+}
+
+/* An item waits for its ITEMS frame; the worker's thread queued it whole. Each item read
+ * is copied out of the queue, which is emptied once read. */
+int shmrpc__tcp_stream_read(void *arg, shmrpc_buf *item)
+{
+    job *j = arg;
+    worker *w = j->w;
+    int64_t deadline = shmrpc_ctx_deadline(j->ctx);
+    bool wake = false;
+    int rc = 0;
+    uint32_t len = 0;
+    pthread_mutex_lock(&w->mu);
+    for (;;) {
+        if (j->in_head < j->in.len) {
+            memcpy(&len, j->in.data + j->in_head, sizeof len);
+            const uint8_t *at = j->in.data + j->in_head + sizeof len;
+            rc = shmrpc_buf_append(item, at, len) ? item->err : 1;
+            j->in_head += sizeof len + (size_t)len;
+            j->in_taken += SHMRPC__ITEM_LEN_SIZE + len;
+            if (j->in_head == j->in.len) j->in_head = j->in.len = 0;
+            wake |= give_back(w, j, false);
+            break;
         }
+        if (j->in_done) break; /* 0: the client's last came */
+        int64_t now = shmrpc__now_ns();
+        if ((rc = stream_why(j, deadline, now)) != 0) break;
+        wake |= give_back(w, j, true);
+        stream_nap(j, deadline < now + SHMRPC__CHECK_NS ? deadline : now + SHMRPC__CHECK_NS);
     }
-    if (why == 0) return 0;
-    return shmrpc_ctx_error(j->ctx, why, "%s",
-                            why == SHMRPC_ENOMEM       ? "out of memory for an item"
-                            : why == SHMRPC_EPROTO     ? "the client broke the stream's window"
-                            : why == SHMRPC_ETIMEDOUT  ? "the stream's deadline passed"
-                            : why == SHMRPC_EPEERDIED  ? "the stream's client went away, or its "
-                                                         "connection closes"
-                            : why == SHMRPC_ECANCELLED ? "the client closed or cancelled the "
-                                                         "stream, or the server stops"
-                                                       : shmrpc_strerror(why));
+    pthread_mutex_unlock(&w->mu);
+    if (wake) wake_worker(w);
+    if (rc == SHMRPC_ETOOBIG)
+        return shmrpc_ctx_error(j->ctx, rc,
+                                "an item of %" PRIu32 " bytes is larger than the server's maximum "
+                                "of %zu bytes",
+                                len, item->max);
+    return rc < 0 ? stream_failed(j, rc) : rc;
 }
 
 void shmrpc__tcp_stream_stop(worker *w, peer *p, int why)
@@ -143,6 +209,8 @@ job *shmrpc__tcp_stream_take(worker *w)
         shmrpc_buf t = j->framing; /* empty: framed at the last look */
         j->framing = j->items;
         j->items = t;
+        j->granting = j->grant;
+        j->grant = 0;
     }
     return list;
 }
@@ -159,6 +227,15 @@ static size_t item_size(const shmrpc_buf *items, size_t off)
 void shmrpc__tcp_stream_frame(job *j)
 {
     peer *p = j->p;
+    if (j->granting && !p->gone && !p->closing) {
+        size_t at = shmrpc__frame_begin(&p->out, SHMRPC__KIND_WINDOW, 0, 0, j->rid);
+        uint8_t grant[SHMRPC__WINDOW_LEN];
+        put_be32(grant, j->granting);
+        shmrpc_buf_append(&p->out, grant, sizeof grant);
+        shmrpc__frame_end(&p->out, at);
+        j->in_held -= j->granting;
+    }
+    j->granting = 0;
     const shmrpc_buf *items = &j->framing;
     size_t max = (size_t)p->peer_max + SHMRPC__ITEM_LEN_SIZE;
     for (size_t at = 0, end; !p->gone && !p->closing && at < items->len; at = end) {
@@ -204,6 +281,70 @@ void shmrpc__tcp_serve_window(worker *w, peer *p, const shmrpc__frame_hdr *h, sh
                  h->request_id, credit, grant, WINDOW);
         shmrpc__tcp_peer_refuse(p, SHMRPC_EPROTO, msg);
     }
+}
+
+void shmrpc__tcp_serve_items(worker *w, peer *p, const shmrpc__frame_hdr *h, shmrpc_bytes body)
+{
+    char msg[300];
+    if (p->proto < 9) {
+        shmrpc__tcp_peer_refuse(p, SHMRPC_EPROTO,
+                                "an ITEMS frame from a client needs protocol revision 9 (not "
+                                "agreed)");
+        return;
+    }
+    job *j = p->jobs;
+    while (j && !(j->stream && j->rid == h->request_id))
+        j = j->peer_next;
+    if (!j) return; /* its stream ended while they came: nobody reads them */
+    if (h->method != j->method || !(j->ways & SHMRPC__STREAM_IN) || j->in_done) {
+        snprintf(msg, sizeof msg,
+                 h->method != j->method ? "an ITEMS frame for stream %" PRIu64
+                                          " names method %" PRIu32 ", not its own"
+                 : !(j->ways & SHMRPC__STREAM_IN)
+                     ? "an ITEMS frame for stream %" PRIu64
+                       ", whose parameter does not stream (method %" PRIu32 ")"
+                     : "an ITEMS frame for stream %" PRIu64 " after its last (method %" PRIu32 ")",
+                 h->request_id, h->method);
+        goto refused;
+    }
+    shmrpc_bytes items;
+    uint64_t count;
+    shmrpc__msg_clear(&w->err);
+    int rc = shmrpc__items_check("the client", "server's", h->request_id,
+                                 h->flags & SHMRPC__FLAG_COMPRESSION, body, WINDOW - j->in_held,
+                                 WINDOW, w->l->max_msg, &w->unz, &items, &count, &w->err);
+    if (rc) {
+        snprintf(msg, sizeof msg, "%s", shmrpc__msg_get(&w->err));
+        goto refused;
+    }
+    /* Queued with native lengths, as the handler reads them. */
+    pthread_mutex_lock(&w->mu);
+    size_t was = j->in.len;
+    for (size_t at = 0; at < items.len && rc == 0;) {
+        uint32_t len = get_be32(items.ptr + at);
+        if (shmrpc_buf_append(&j->in, &len, sizeof len) ||
+            shmrpc_buf_append(&j->in, items.ptr + at + SHMRPC__ITEM_LEN_SIZE, len))
+            rc = SHMRPC_ENOMEM;
+        at += SHMRPC__ITEM_LEN_SIZE + len;
+    }
+    if (rc) { /* the handler cannot be given them in order: it ends */
+        j->in.len = was;
+        j->in.err = 0;
+        atomic_store_explicit(&j->stopped, SHMRPC_ENOMEM, memory_order_relaxed);
+    } else {
+        j->in_held += (int64_t)items.len;
+        j->in_done = h->flags & SHMRPC__FLAG_LAST;
+    }
+    pthread_cond_broadcast(&j->scv);
+    pthread_mutex_unlock(&w->mu);
+    shmrpc__tcp_buf_trim(&w->unz);
+    return;
+refused: /* its handler's next read fails, and the connection closes after the answers */
+    pthread_mutex_lock(&w->mu);
+    atomic_store_explicit(&j->stopped, SHMRPC_EPROTO, memory_order_relaxed);
+    pthread_cond_broadcast(&j->scv);
+    pthread_mutex_unlock(&w->mu);
+    shmrpc__tcp_peer_refuse(p, SHMRPC_EPROTO, msg);
 }
 
 void shmrpc__tcp_stream_ended(worker *w)

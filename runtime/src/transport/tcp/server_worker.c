@@ -46,6 +46,7 @@ static void worker_destroy(worker *w)
     shmrpc_buf_destroy(&w->req);
     shmrpc_buf_destroy(&w->resp);
     shmrpc_buf_destroy(&w->err);
+    shmrpc_buf_destroy(&w->unz);
     free(w->peers);
     free(w);
 }
@@ -60,6 +61,7 @@ static int worker_init(worker *w, tcp_listener *l, int index)
     shmrpc_buf_init(&w->req);
     shmrpc_buf_init(&w->resp);
     shmrpc_buf_init(&w->err);
+    shmrpc_buf_init(&w->unz);
     w->arena = shmrpc_arena_new(0);
     w->peers = calloc((size_t)l->cfg.max_conns, sizeof *w->peers);
     w->shaking_max = l->cfg.max_conns / SHAKING_SHARE;

@@ -131,6 +131,16 @@ struct tcp_cstream {
     bool gone;          /* the client gave up on it (its CANCEL sent or due) */
     int status;
     shmrpc_buf msg;
+    /* What the method streams (SHMRPC__STREAM_OUT, _IN). A stream of the client's items
+     * (revision 9) sends them in ITEMS frames within send_avail, the server's window less what
+     * it has not granted back with WINDOWs, and ends them with the last flag (done). When the
+     * result is no stream, its RESPONSE carries the answer. */
+    int ways;
+    int64_t send_avail;
+    uint64_t sent; /* items sent, for messages */
+    bool done;     /* the last flag was sent, or was due */
+    bool answered; /* its end came from its server: its handler returned, or it was refused */
+    shmrpc_buf answer;
 };
 
 /* The steps of a connection being made (tcp_conn.dial). */
@@ -308,6 +318,9 @@ int shmrpc__tcp_stream_open(shmrpc__conn *base, uint32_t sid, int ways, shmrpc_b
                             int64_t timeout_ms, shmrpc_buf *err);
 int shmrpc__tcp_stream_recv(shmrpc__conn *base, shmrpc_buf *item, shmrpc_buf *err);
 void shmrpc__tcp_stream_end(shmrpc__conn *base);
+/* A stream of the client's items (revision 9): shmrpc__conn_ops.stream_send, stream_done. */
+int shmrpc__tcp_stream_send(shmrpc__conn *base, const void *item, size_t n, shmrpc_buf *err);
+void shmrpc__tcp_stream_done(shmrpc__conn *base);
 
 /* --- client_call.c: a blocking call, and the search for an endpoint that a stream's open
  * shares with it */

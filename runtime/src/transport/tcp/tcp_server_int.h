@@ -178,7 +178,19 @@ typedef struct job {
      * window (written under w->mu, read by its handler's shmrpc_ctx_cancelled too) */
     _Atomic int stopped;
     bool pull_due;  /* on w->pulls */
-    uint32_t sends; /* items queued: the clock is read at every 64th (stream_send) */
+    uint32_t sends; /* items queued: the clock is read at every 64th (stream_write) */
+    /* A stream of the client's items too (revision 9): the worker's own thread queues them in
+     * in as ITEMS frames come, each a 4-byte length (native) and its bytes, and its handler
+     * reads them from in_head (ctx->recv), giving the bytes back in grant, which the worker's
+     * thread sends as a WINDOW (pull). in, in_head, in_done and grant are w->mu's. */
+    int ways;          /* SHMRPC__STREAM_OUT, _IN: what the method streams */
+    shmrpc_buf in;     /* the client's items not yet read */
+    size_t in_head;    /* the next of them */
+    bool in_done;      /* the client's last item came (an ITEMS frame with the last flag) */
+    uint32_t in_taken; /* bytes its handler read since its last grant */
+    uint32_t grant;    /* bytes for the worker's thread to grant back */
+    uint32_t granting; /* ... taken by it at its last look (stream_take) */
+    int64_t in_held;   /* the worker's thread's: bytes received, not yet granted back */
     struct job *pull_next;
     struct job *taken_next; /* the worker's own list of the jobs it took (stream_take) */
     uint32_t peer_max;  /* the client's largest message: an item above it is refused */
@@ -195,6 +207,7 @@ typedef struct worker {
     shmrpc_ctx ctx;
     shmrpc_arena *arena; /* handshake parsing */
     shmrpc_buf req, resp, err;
+    shmrpc_buf unz; /* a client's compressed ITEMS body, decompressed (serve_items) */
     peer **peers; /* cfg->max_conns of them */
     int n_peers;
     /* Its connections in their handshake, oldest first, and how many there are in all and
@@ -333,7 +346,7 @@ int shmrpc__tcp_pool_init(worker *w, int n);
 
 /* --- server_stream.c: streams (revision 8; docs/wire.md, "Streams") */
 /* shmrpc_ctx_send on a pool thread: the item queued once the client's window has room for it. */
-int shmrpc__tcp_stream_send(void *arg, const void *item, size_t n);
+int shmrpc__tcp_stream_write(void *arg, const void *item, size_t n);
 /* Wakes the handlers of p's streams to look again (at p->left, a CANCEL); with why (not 0), they
  * end with it (SHMRPC_ECANCELLED: the server stops). */
 void shmrpc__tcp_stream_stop(worker *w, peer *p, int why);
@@ -347,6 +360,11 @@ void shmrpc__tcp_stream_frame(job *j);
 void shmrpc__tcp_stream_ended(worker *w);
 /* A WINDOW of p: its stream's handler may send grant more bytes of items. */
 void shmrpc__tcp_serve_window(worker *w, peer *p, const shmrpc__frame_hdr *h, shmrpc_bytes body);
+/* shmrpc_ctx_recv on a pool thread: the client's next item, once it came; 0 after its last. */
+int shmrpc__tcp_stream_read(void *arg, shmrpc_buf *item);
+/* An ITEMS frame of p (revision 9): the client's items, queued for its stream's handler within
+ * the window. */
+void shmrpc__tcp_serve_items(worker *w, peer *p, const shmrpc__frame_hdr *h, shmrpc_bytes body);
 
 /* --- server_call.c: a request run, and its answer */
 /* Takes back a job the pool ran: its answer goes to its connection, unless that closed. */
