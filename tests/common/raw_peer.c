@@ -12,6 +12,18 @@ bool test_raw_send(int fd, const void *p, size_t n)
     return send(fd, p, n, MSG_NOSIGNAL) == (ssize_t)n;
 }
 
+bool test_raw_send_frame(int fd, uint8_t kind, uint16_t flags, uint32_t method, uint64_t rid,
+                         const void *body, size_t n)
+{
+    shmrpc_buf b;
+    shmrpc_buf_init(&b);
+    size_t at = shmrpc__frame_begin(&b, kind, flags, method, rid);
+    bool ok = (n == 0 || shmrpc_buf_append(&b, body, n) == 0) && shmrpc__frame_end(&b, at) == 0 &&
+              test_raw_send(fd, b.data, b.len);
+    shmrpc_buf_destroy(&b);
+    return ok;
+}
+
 bool test_raw_frame(int fd, shmrpc__frame_hdr *h, shmrpc_buf *b)
 {
     uint8_t hdr[SHMRPC__FRAME_HDR_SIZE];

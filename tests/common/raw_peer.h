@@ -7,11 +7,17 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 #include "hello.h"
 
 /* Sends all n bytes at p on fd: false when it could not. */
 bool test_raw_send(int fd, const void *p, size_t n);
+
+/* Sends a frame of kind, with flags, method, request id rid and a body of n bytes at body,
+ * uncompressed: false when it could not. */
+bool test_raw_send_frame(int fd, uint8_t kind, uint16_t flags, uint32_t method, uint64_t rid,
+                         const void *body, size_t n);
 
 /* Reads the next frame within 5 s: its header into *h, its body into b (cleared first);
  * false at EOF, an error, the deadline or a header that does not decode (with no compression

@@ -6,9 +6,12 @@
  * whose counts or records lie (the handler's read fails with SHMRPC_EPROTO, or
  * SHMRPC_ETOOBIG for an item above the server's maximum, and the client's answer says so),
  * a worker's count that lies (the client's send fails with SHMRPC_EPROTO), and an open whose
- * head names other ways than its method streams, or none. The handlers note what they did in
- * memory shared with the test. Every wait is bounded; every server is stopped and its files
- * checked. */
+ * head names other ways than its method streams, or none. The two kills run over tcp://
+ * too (docs/wire.md, "Streams", revision 9), and there a raw client's frames lie instead:
+ * items past the window, cut short, after the last, naming another method, of a client of
+ * revision 8; and the window the server gives back, whole. The handlers note what they did
+ * in memory shared with the test. Every wait is bounded; every server is stopped and its
+ * files checked. */
 #define _GNU_SOURCE
 #include <setjmp.h>
 #include <signal.h>
@@ -27,7 +30,9 @@
 #include <cmocka.h>
 
 #include "gather.h"
+#include "port.h"
 #include "procs.h"
+#include "raw_peer.h"
 #include "ring_peer.h"
 
 enum { MAX_N = 100000 };
@@ -98,32 +103,44 @@ static int doubled(shmrpc_ctx *ctx)
     return rc;
 }
 
+/* Reads every part, and answers with none of them. */
 static int concat(shmrpc_ctx *ctx, shmrpc_bytes *out)
 {
-    (void)ctx;
+    began();
+    shmrpc_bytes part;
+    int rc;
+    while ((rc = gather_concat_read(ctx, &part)) == 1)
+        ;
     *out = shmrpc_bytes_of("", 0);
-    return 0;
+    return ended(rc);
 }
 
 static int drain(shmrpc_ctx *ctx)
 {
+    began();
     int64_t v;
     int rc;
     while ((rc = gather_drain_read(ctx, &v)) == 1)
         ;
-    return rc;
+    return ended(rc);
 }
 
 static const Gather_handlers handlers = {
     .sum = sum, .deaf = deaf, .doubled = doubled, .concat = concat, .drain = drain};
 
 static char addr[64];
+static int port; /* over tcp:// */
+static bool tcp; /* the group over tcp:// */
 
 static int setup(void **state)
 {
     (void)state;
     static int n;
-    snprintf(addr, sizeof addr, "shm://gather_shm_%d_%d", (int)getpid(), n++);
+    port = test_free_port();
+    if (tcp)
+        snprintf(addr, sizeof addr, "tcp://127.0.0.1:%d", port);
+    else
+        snprintf(addr, sizeof addr, "shm://gather_shm_%d_%d", (int)getpid(), n++);
     memset(sh, 0, sizeof *sh);
     return 0;
 }
@@ -140,7 +157,7 @@ static void stop_server(pid_t srv)
 {
     atomic_store(&sh->released, 1); /* a deaf handler still held ends */
     assert_true(test_stop_server(srv));
-    assert_int_equal(test_shm_segments(addr), 0);
+    if (!tcp) assert_int_equal(test_shm_segments(addr), 0);
 }
 
 static shmrpc_client *connect_to(void)
@@ -176,9 +193,9 @@ static void parts_sum(shmrpc_client *c, int64_t n)
 }
 
 /* The worker that runs sum's handler is SIGKILLed once it read 10 parts and holds: the
- * client's sends fill the ring, then fail with SHMRPC_EPEERDIED, saying so; the handler read
- * each of those 10 once and no other; the open ran once; and the client's next stream runs on
- * the other worker. */
+ * client's sends fill the ring, then fail with SHMRPC_EPEERDIED, saying so (over tcp://, as
+ * soon as the connection's end is seen); the handler read each of those 10 once and no
+ * other; the open ran once; and the client's next stream runs on the other worker. */
 static void worker_killed_mid_stream(void **state)
 {
     (void)state;
@@ -202,13 +219,18 @@ static void worker_killed_mid_stream(void **state)
         rc = gather_sum_send(st, &p);
     }
     assert_int_equal(rc, SHMRPC_EPEERDIED);
-    char want[100];
-    snprintf(want, sizeof want, "the worker (pid %d) died during the call", (int)victim);
-    assert_string_equal(shmrpc_errmsg(), want);
-    assert_true(n > 1000); /* the ring filled first: a send fails when it waits */
+    char want[200];
+    if (tcp)
+        snprintf(want, sizeof want, "the connection to %s broke during the stream", addr);
+    else
+        snprintf(want, sizeof want, "the worker (pid %d) died during the call", (int)victim);
+    if (strncmp(shmrpc_errmsg(), want, strlen(want)) != 0)
+        fail_msg("'%s', not '%s'", shmrpc_errmsg(), want);
+    if (!tcp) assert_true(n > 1000); /* the ring filled first: a send fails when it waits */
     gather_Total t;
     assert_int_equal(gather_sum_done(st, &t), SHMRPC_EPEERDIED); /* the end, said again */
-    assert_string_equal(shmrpc_errmsg(), want);
+    if (strncmp(shmrpc_errmsg(), want, strlen(want)) != 0)
+        fail_msg("'%s', not '%s'", shmrpc_errmsg(), want);
     shmrpc_stream_close(st);
     for (int i = 0; i < MAX_N; i++)
         if (atomic_load(&sh->seen[i]) != (i < 10))
@@ -380,6 +402,216 @@ static void an_open_that_names_other_ways(void **state)
     stop_server(srv);
 }
 
+/* --- over tcp:// ---------------------------------------------------------------------- */
+
+/* A raw connection to the server that agreed revision proto, with no compression. */
+static int dial(uint32_t proto)
+{
+    int fd = test_raw_connect(port, 5000);
+    assert_true(fd >= 0);
+    shmrpc__hello hello = {
+        .proto = proto, .info = Gather_service_info, .threshold = 4096, .max_msg = 1 << 20};
+    shmrpc_buf b;
+    shmrpc_buf_init(&b);
+    shmrpc__frame_hdr h;
+    assert_int_equal(test_put_hello(&b, &hello), 0);
+    assert_true(test_raw_send(fd, b.data, b.len));
+    assert_true(test_raw_frame(fd, &h, &b));
+    assert_int_equal(h.kind, SHMRPC__KIND_HELLO_ACK);
+    shmrpc_buf_destroy(&b);
+    return fd;
+}
+
+/* n items of drain's (msgpack i64 k, 1 byte each for k < 128) into b, as an ITEMS body. */
+static void put_items(shmrpc_buf *b, int n)
+{
+    for (int k = 0; k < n; k++) {
+        const uint8_t item[] = {0, 0, 0, 1, (uint8_t)(k & 0x7f)};
+        assert_int_equal(shmrpc_buf_append(b, item, sizeof item), 0);
+    }
+}
+
+/* The next frame on fd is the ERROR that closes the connection, saying msg. */
+static void refused(int fd, const char *msg)
+{
+    shmrpc__frame_hdr h;
+    shmrpc_buf b;
+    shmrpc_buf_init(&b);
+    char text[300];
+    for (;;) { /* past what the server sent before (WINDOWs, the stream's end) */
+        assert_true(test_raw_frame(fd, &h, &b));
+        if (h.kind == SHMRPC__KIND_ERROR && h.request_id == 0) break;
+    }
+    int rc = test_raw_answer(&h, &b, text, sizeof text);
+    if (rc != SHMRPC_EPROTO || strcmp(text, msg) != 0)
+        fail_msg("%s (%s), not SHMRPC_EPROTO (%s)", shmrpc_strerror(rc), text, msg);
+    shmrpc_buf_destroy(&b);
+}
+
+static const uint8_t no_args[] = {0x90}; /* msgpack []: an open of a client stream */
+
+/* A raw client's frames that break the rules of a client's items: each closes the
+ * connection after an ERROR saying why, and the stream's handler, reading, learns so
+ * (SHMRPC_EPROTO); and a client of revision 8 may neither send items nor open such a
+ * stream, whose handler does not run. */
+static void a_client_that_lies_on_the_wire(void **state)
+{
+    (void)state;
+    pid_t srv = start_server(1);
+    shmrpc_buf b;
+    shmrpc_buf_init(&b);
+    /* drain's handler waits for items; deaf's, which reads none, keeps its stream open
+     * after the last came. */
+    static const struct {
+        const char *what;
+        uint32_t open;   /* the method opened */
+        int before;      /* items sent first, in a frame of their own (5 bytes each) */
+        int items;       /* of 5 bytes each, in one frame */
+        uint32_t cut;    /* bytes cut off the body's end */
+        bool last_first; /* the last flag was sent before */
+        uint32_t method; /* of the lie's frame */
+        const char *msg;
+    } lies[] = {
+        {"past the window", GATHER_METHOD_DRAIN, 0, 13108, 0, false, GATHER_METHOD_DRAIN,
+         "the client sent 65540 bytes of items for stream 7, beyond its credit of 65536"},
+        {"past what is left of it", GATHER_METHOD_DEAF, 8000, 6000, 0, false, GATHER_METHOD_DEAF,
+         "the client sent 30000 bytes of items for stream 7, beyond its credit of 25536"},
+        {"cut short", GATHER_METHOD_DRAIN, 0, 2, 1, false, GATHER_METHOD_DRAIN,
+         "the client sent an item of 1 bytes for stream 7 at offset 5, past the end of its "
+         "ITEMS body of 9 bytes"},
+        {"a length cut short", GATHER_METHOD_DRAIN, 0, 2, 3, false, GATHER_METHOD_DRAIN,
+         "the client sent an ITEMS frame for stream 7 whose item length at offset 5 is cut "
+         "short (2 of 4 bytes)"},
+        {"after the last", GATHER_METHOD_DEAF, 0, 1, 0, true, GATHER_METHOD_DEAF,
+         "an ITEMS frame for stream 7 after its last (method 1)"},
+        {"of another method", GATHER_METHOD_DRAIN, 0, 1, 0, false, GATHER_METHOD_SUM,
+         "an ITEMS frame for stream 7 names method 4, not its own"},
+    };
+    for (size_t k = 0; k < sizeof lies / sizeof lies[0]; k++) {
+        int32_t opened = atomic_load(&sh->opened), returned = atomic_load(&sh->returned);
+        int fd = dial(SHMRPC__WIRE_PROTO);
+        assert_true(test_raw_send_frame(fd, SHMRPC__KIND_REQUEST, SHMRPC__FLAG_STREAM, lies[k].open,
+                                        7, no_args, sizeof no_args));
+        await_at_least(&sh->opened, opened + 1, "the handler began");
+        if (lies[k].last_first)
+            assert_true(test_raw_send_frame(fd, SHMRPC__KIND_ITEMS, SHMRPC__FLAG_LAST, lies[k].open,
+                                            7, NULL, 0));
+        if (lies[k].before) {
+            shmrpc_buf_clear(&b);
+            put_items(&b, lies[k].before);
+            assert_true(
+                test_raw_send_frame(fd, SHMRPC__KIND_ITEMS, 0, lies[k].open, 7, b.data, b.len));
+        }
+        shmrpc_buf_clear(&b);
+        put_items(&b, lies[k].items);
+        assert_true(test_raw_send_frame(fd, SHMRPC__KIND_ITEMS, 0, lies[k].method, 7, b.data,
+                                        b.len - lies[k].cut));
+        refused(fd, lies[k].msg);
+        close(fd);
+        await_at_least(&sh->returned, returned + 1, "the handler returned");
+        if (atomic_load(&sh->status) != SHMRPC_EPROTO)
+            fail_msg("%s: the handler returned %d, not SHMRPC_EPROTO", lies[k].what,
+                     (int)atomic_load(&sh->status));
+    }
+    /* Revision 8: no items, and no open of a stream of the parameter. */
+    int32_t opened = atomic_load(&sh->opened);
+    int fd = dial(8);
+    shmrpc_buf_clear(&b);
+    put_items(&b, 1);
+    assert_true(
+        test_raw_send_frame(fd, SHMRPC__KIND_ITEMS, 0, GATHER_METHOD_DRAIN, 7, b.data, b.len));
+    refused(fd, "an ITEMS frame from a client needs protocol revision 9 (not agreed)");
+    close(fd);
+    fd = dial(8);
+    assert_true(test_raw_send_frame(fd, SHMRPC__KIND_ITEMS, SHMRPC__FLAG_LAST, GATHER_METHOD_DRAIN,
+                                    7, NULL, 0));
+    refused(fd, "ITEMS frame has the last flag, which needs protocol revision 9 (not agreed)");
+    close(fd);
+    fd = dial(8);
+    assert_true(test_raw_send_frame(fd, SHMRPC__KIND_REQUEST, SHMRPC__FLAG_STREAM,
+                                    GATHER_METHOD_DRAIN, 7, no_args, sizeof no_args));
+    shmrpc__frame_hdr h;
+    assert_true(test_raw_frame(fd, &h, &b));
+    char text[200];
+    assert_int_equal(test_raw_answer(&h, &b, text, sizeof text), SHMRPC_EVERSION);
+    assert_true(h.request_id == 7);
+    assert_string_equal(text, "a stream of the parameter needs protocol revision 9 (8 agreed): "
+                              "it was not run");
+    close(fd);
+    assert_int_equal(atomic_load(&sh->opened), opened);
+    shmrpc_buf_destroy(&b);
+    stop_server(srv);
+}
+
+/* The window a raw client's items take, given back whole as the handler reads them: a few
+ * small items, given back before the handler waits for more (the client may be waiting for
+ * them); a window's worth in three frames; then one item larger than the window, sent once
+ * all was given back. The WINDOWs add up to what was sent, never more, and the end comes
+ * after them, the handler having read every item. */
+static void the_window_comes_back_whole(void **state)
+{
+    (void)state;
+    pid_t srv = start_server(1);
+    int fd = dial(SHMRPC__WIRE_PROTO);
+    assert_true(test_raw_send_frame(fd, SHMRPC__KIND_REQUEST, SHMRPC__FLAG_STREAM,
+                                    GATHER_METHOD_CONCAT, 9, NULL, 0));
+    shmrpc_buf b;
+    shmrpc_buf_init(&b);
+    uint64_t sent = 0, granted = 0;
+    shmrpc__frame_hdr h;
+    put_items(&b, 3); /* 15 bytes, far below a quarter of the window */
+    assert_true(
+        test_raw_send_frame(fd, SHMRPC__KIND_ITEMS, 0, GATHER_METHOD_CONCAT, 9, b.data, b.len));
+    sent += b.len;
+    while (granted < sent) {
+        assert_true(test_raw_frame(fd, &h, &b));
+        assert_int_equal(h.kind, SHMRPC__KIND_WINDOW);
+        granted += (uint32_t)b.data[0] << 24 | (uint32_t)b.data[1] << 16 |
+                   (uint32_t)b.data[2] << 8 | b.data[3];
+    }
+    for (int k = 0; k < 3; k++) { /* 3 items of 21841 bytes and their lengths: 65535 */
+        shmrpc_buf_clear(&b);
+        const uint8_t len[] = {0, 0, 0x55, 0x51};
+        assert_int_equal(shmrpc_buf_append(&b, len, sizeof len), 0);
+        assert_int_equal(shmrpc_buf_reserve(&b, 4 + 0x5551), 0);
+        memset(b.data + 4, 'a' + k, 0x5551);
+        b.len = 4 + 0x5551;
+        assert_true(
+            test_raw_send_frame(fd, SHMRPC__KIND_ITEMS, 0, GATHER_METHOD_CONCAT, 9, b.data, b.len));
+        sent += b.len;
+    }
+    while (granted < sent) {
+        assert_true(test_raw_frame(fd, &h, &b));
+        assert_int_equal(h.kind, SHMRPC__KIND_WINDOW);
+        assert_true(h.request_id == 9);
+        granted += (uint32_t)b.data[0] << 24 | (uint32_t)b.data[1] << 16 |
+                   (uint32_t)b.data[2] << 8 | b.data[3];
+    }
+    assert_true(granted == sent);
+    /* Nothing in transit: one item of 100 000 bytes may go alone. */
+    shmrpc_buf_clear(&b);
+    const uint8_t len[] = {0, 0x01, 0x86, 0xa0};
+    assert_int_equal(shmrpc_buf_append(&b, len, sizeof len), 0);
+    assert_int_equal(shmrpc_buf_reserve(&b, 4 + 100000), 0);
+    memset(b.data + 4, 'z', 100000);
+    b.len = 4 + 100000;
+    assert_true(test_raw_send_frame(fd, SHMRPC__KIND_ITEMS, SHMRPC__FLAG_LAST, GATHER_METHOD_CONCAT,
+                                    9, b.data, b.len));
+    sent += b.len;
+    for (;;) {
+        assert_true(test_raw_frame(fd, &h, &b));
+        if (h.kind != SHMRPC__KIND_WINDOW) break;
+        granted += (uint32_t)b.data[0] << 24 | (uint32_t)b.data[1] << 16 |
+                   (uint32_t)b.data[2] << 8 | b.data[3];
+    }
+    assert_true(granted <= sent);
+    assert_int_equal(h.kind, SHMRPC__KIND_RESPONSE); /* concat of this file answers "" */
+    assert_true(h.request_id == 9);
+    close(fd);
+    shmrpc_buf_destroy(&b);
+    stop_server(srv);
+}
+
 int main(void)
 {
     sh = mmap(NULL, sizeof *sh, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
@@ -391,5 +623,13 @@ int main(void)
         cmocka_unit_test_setup(a_worker_that_lies_about_the_clients_ring, setup),
         cmocka_unit_test_setup(an_open_that_names_other_ways, setup),
     };
-    return cmocka_run_group_tests_name("shm", tests, NULL, NULL);
+    const struct CMUnitTest over_tcp[] = {
+        cmocka_unit_test_setup(worker_killed_mid_stream, setup),
+        cmocka_unit_test_setup(client_killed_mid_stream, setup),
+        cmocka_unit_test_setup(a_client_that_lies_on_the_wire, setup),
+        cmocka_unit_test_setup(the_window_comes_back_whole, setup),
+    };
+    int failed = cmocka_run_group_tests_name("shm", tests, NULL, NULL);
+    tcp = true;
+    return failed + cmocka_run_group_tests_name("tcp", over_tcp, NULL, NULL);
 }

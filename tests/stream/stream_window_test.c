@@ -142,13 +142,7 @@ static uint32_t get_be32(const uint8_t *p)
 static void send_frame(int fd, uint8_t kind, uint16_t flags, uint32_t method, uint64_t rid,
                        const void *body, size_t n)
 {
-    shmrpc_buf b;
-    shmrpc_buf_init(&b);
-    size_t at = shmrpc__frame_begin(&b, kind, flags, method, rid);
-    shmrpc_buf_append(&b, body, n);
-    assert_int_equal(shmrpc__frame_end(&b, at), 0);
-    assert_true(test_raw_send(fd, b.data, b.len));
-    shmrpc_buf_destroy(&b);
+    assert_true(test_raw_send_frame(fd, kind, flags, method, rid, body, n));
 }
 
 static void open_stream(int fd, uint32_t method, uint64_t rid, const void *args, size_t n)

@@ -439,7 +439,14 @@ int shmrpc__tcp_stream_send(shmrpc__conn *base, const void *item, size_t n, shmr
         return SHMRPC_ENOMEM;
     }
     rc = send_items(st, 0, shmrpc_bytes_of(st->scratch.data, st->scratch.len), err);
-    if (rc) return cannot_send(p, st, err) ? cannot_send(p, st, err) : rc;
+    if (st->scratch.cap > ((size_t)1 << 20)) { /* a large item keeps no memory */
+        shmrpc_buf_destroy(&st->scratch);
+        shmrpc_buf_init(&st->scratch);
+    }
+    if (rc) { /* a broken connection says so, with why */
+        int why = cannot_send(p, st, err);
+        return why ? why : rc;
+    }
     st->send_avail -= need;
     st->sent++;
     return 0;

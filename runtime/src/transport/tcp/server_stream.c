@@ -173,7 +173,9 @@ int shmrpc__tcp_stream_read(void *arg, shmrpc_buf *item)
         if (j->in_done) break; /* 0: the client's last came */
         int64_t now = shmrpc__now_ns();
         if ((rc = stream_why(j, deadline, now)) != 0) break;
-        wake |= give_back(w, j, true);
+        /* Woken now, not after the wait: the client may wait for these bytes to send more. */
+        if (give_back(w, j, true) || wake) wake_worker(w);
+        wake = false;
         stream_nap(j, deadline < now + SHMRPC__CHECK_NS ? deadline : now + SHMRPC__CHECK_NS);
     }
     pthread_mutex_unlock(&w->mu);
