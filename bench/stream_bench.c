@@ -10,7 +10,9 @@
  *   against the same bare ring, measured again beside it;
  * - tcp/stream/16 (loopback) against tcp-raw/stream/16, a bare TCP connection: the same
  *   records as ITEMS frames carry them (a 4-byte length and the item), written 64 KiB at a
- *   time and read so, the consumer copying each item out.
+ *   time and read so, the consumer copying each item out;
+ * - tcp/client-stream/16, the items the other way over tcp:// (wire revision 9), against the
+ *   same bare connection, measured again beside it.
  * The bare streams are what the stream would be with nothing of shmrpc around it: the ratio
  * says what the transport costs. Rows alternate for ROUNDS rounds; each prints items/s, and
  * each ratio is the median of the rounds' (this machine is shared and noisy: absolute
@@ -403,11 +405,16 @@ int main(int argc, char **argv)
                            {.row = "tcp/stream/16",
                             .base = "tcp-raw/stream/16",
                             .row_fn = stub_row,
+                            .base_row = raw_row},
+                           {.row = "tcp/client-stream/16",
+                            .base = "tcp-raw/stream/16",
+                            .row_fn = sink_row,
                             .base_row = raw_row}};
     enum { NPAIRS = sizeof pairs / sizeof pairs[0] };
     snprintf(pairs[0].addr, sizeof pairs[0].addr, "shm://stream_bench_%d", (int)getpid());
     snprintf(pairs[1].addr, sizeof pairs[1].addr, "shm://stream_bench_in_%d", (int)getpid());
     snprintf(pairs[2].addr, sizeof pairs[2].addr, "tcp://127.0.0.1:%d", test_free_port());
+    snprintf(pairs[3].addr, sizeof pairs[3].addr, "tcp://127.0.0.1:%d", test_free_port());
     int status = 0;
     for (int i = 0; i < NPAIRS; i++) {
         struct pair *p = &pairs[i];

@@ -190,8 +190,11 @@ static int meanwhile_check(tcp_conn *c, meanwhile *m, shmrpc_buf *err)
                             c->where, h.request_id);
             return SHMRPC_EPROTO;
         }
+        /* A WINDOW (revision 9) is a small frame: the open stream's, or a dead one's, which
+         * its reader checks. */
         if (!answer && h.kind != SHMRPC__KIND_ERROR && h.kind != SHMRPC__KIND_PING &&
-            h.kind != SHMRPC__KIND_PONG && h.kind != SHMRPC__KIND_DRAIN) {
+            h.kind != SHMRPC__KIND_PONG && h.kind != SHMRPC__KIND_DRAIN &&
+            h.kind != SHMRPC__KIND_WINDOW) {
             shmrpc__msg_set(err, "tcp://%s sent a %s frame, which a server does not send", c->where,
                             kind);
             return SHMRPC_EPROTO;

@@ -260,12 +260,10 @@ int shmrpc__tcp_stream_recv(shmrpc__conn *base, shmrpc_buf *item, shmrpc_buf *er
             rc = shmrpc_buf_append(item, st->items.data + st->head + sizeof len, len) ? item->err
                                                                                       : 1;
             st->head += sizeof len + (size_t)len;
-            if (st->head == st->items.len) { /* all read: the room goes back */
-                st->head = st->items.len = 0;
-                if (st->items.cap > ((size_t)1 << 20)) {
-                    shmrpc_buf_destroy(&st->items);
-                    shmrpc_buf_init(&st->items);
-                }
+            shmrpc__tcp_queue_read(&st->items, &st->head);
+            if (st->items.len == 0 && st->items.cap > ((size_t)1 << 20)) { /* all read */
+                shmrpc_buf_destroy(&st->items);
+                shmrpc_buf_init(&st->items);
             }
             if (rc == SHMRPC_ETOOBIG)
                 shmrpc__msg_set(err,
@@ -361,8 +359,10 @@ static int cannot_send(tcp_pool *p, tcp_cstream *st, shmrpc_buf *err)
         shmrpc__tcp_stream_set_end(st, SHMRPC_EPEERDIED, shmrpc__msg_get(err));
     }
     if (!st->ended) return 0;
-    if (st->answered) { /* its answer says the rest */
-        shmrpc__msg_set(err, "the handler returned before it read the item");
+    if (st->answered) { /* its answer (or the refusal of its open) says the rest */
+        shmrpc__msg_set(err, st->status == 0 ? "the handler returned before it read the item"
+                                             : "the stream ended before the item was read: its "
+                                               "answer says why");
         return SHMRPC_ECLOSED;
     }
     shmrpc__msg_set(err, "%s", shmrpc__msg_get(&st->msg));
@@ -410,7 +410,8 @@ int shmrpc__tcp_stream_send(shmrpc__conn *base, const void *item, size_t n, shmr
      * server's own items, and its end. A frame that came already is read before each item, so
      * that a handler that returned ends the sends at once, not once the window is spent. */
     int64_t need = (int64_t)(SHMRPC__ITEM_LEN_SIZE + n);
-    while (frame_came(c) || (need > st->send_avail && !(need > W && st->send_avail == W))) {
+    while (shmrpc__conn_cancelled(base) || frame_came(c) ||
+           (need > st->send_avail && !(need > W && st->send_avail == W))) {
         if (shmrpc__conn_cancelled(base)) {
             rc = SHMRPC_ECANCELLED;
             shmrpc__msg_set(err, "the stream was cancelled (shmrpc_client_cancel)");

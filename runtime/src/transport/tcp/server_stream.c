@@ -77,13 +77,25 @@ static int stream_failed(job *j, int why)
 {
     return shmrpc_ctx_error(j->ctx, why, "%s",
                             why == SHMRPC_ENOMEM       ? "out of memory for an item"
-                            : why == SHMRPC_EPROTO     ? "the client broke the stream's window"
+                            : why == SHMRPC_EPROTO     ? "the client broke the stream's window, or "
+                                                         "sent items that break the protocol"
                             : why == SHMRPC_ETIMEDOUT  ? "the stream's deadline passed"
                             : why == SHMRPC_EPEERDIED  ? "the stream's client went away, or its "
                                                          "connection closes"
                             : why == SHMRPC_ECANCELLED ? "the client closed or cancelled the "
                                                          "stream, or the server stops"
                                                        : shmrpc_strerror(why));
+}
+
+/* The bytes the handler read go back to the client (w->mu held): once a quarter of the
+ * window was read, or when the handler is about to wait, since the client may be waiting for
+ * them. True when the worker must be woken to send them. */
+static bool give_back(worker *w, job *j, bool waits)
+{
+    if (j->in_taken == 0 || (!waits && j->in_taken < SHMRPC__STREAM_WINDOW / 4)) return false;
+    j->grant += j->in_taken;
+    j->in_taken = 0;
+    return pull(w, j);
 }
 
 /* An item waits for the window to hold it; one larger than the whole window goes alone,
@@ -116,6 +128,9 @@ int shmrpc__tcp_stream_write(void *arg, const void *item, size_t n)
             look = true;
             continue;
         }
+        /* Both ways: what the handler read goes back first, since the client may wait for it
+         * to send, and read this handler's items only after. */
+        if ((j->ways & SHMRPC__STREAM_IN) && give_back(w, j, true)) wake_worker(w);
         stream_nap(j, deadline < now + SHMRPC__CHECK_NS ? deadline : now + SHMRPC__CHECK_NS);
     }
     if (why == 0) {
@@ -137,17 +152,6 @@ int shmrpc__tcp_stream_write(void *arg, const void *item, size_t n)
     return why == 0 ? 0 : stream_failed(j, why);
 }
 
-/* The bytes the handler read go back to the client (w->mu held): once a quarter of the
- * window was read, or when the handler is about to wait, since the client may be waiting for
- * them. True when the worker must be woken to send them. */
-static bool give_back(worker *w, job *j, bool waits)
-{
-    if (j->in_taken == 0 || (!waits && j->in_taken < SHMRPC__STREAM_WINDOW / 4)) return false;
-    j->grant += j->in_taken;
-    j->in_taken = 0;
-    return pull(w, j);
-}
-
 /* An item waits for its ITEMS frame; the worker's thread queued it whole. Each item read
  * is copied out of the queue, which is emptied once read. */
 int shmrpc__tcp_stream_read(void *arg, shmrpc_buf *item)
@@ -160,13 +164,16 @@ int shmrpc__tcp_stream_read(void *arg, shmrpc_buf *item)
     uint32_t len = 0;
     pthread_mutex_lock(&w->mu);
     for (;;) {
+        /* Before an item: a stream ended (a lie of its client, a cancel, the client gone, the
+         * server's stop) ends the reads, whatever is queued. */
+        if ((rc = stream_why(j, deadline, 0)) != 0) break;
         if (j->in_head < j->in.len) {
             memcpy(&len, j->in.data + j->in_head, sizeof len);
             const uint8_t *at = j->in.data + j->in_head + sizeof len;
             rc = shmrpc_buf_append(item, at, len) ? item->err : 1;
             j->in_head += sizeof len + (size_t)len;
             j->in_taken += SHMRPC__ITEM_LEN_SIZE + len;
-            if (j->in_head == j->in.len) j->in_head = j->in.len = 0;
+            shmrpc__tcp_queue_read(&j->in, &j->in_head);
             wake |= give_back(w, j, false);
             break;
         }
@@ -288,6 +295,7 @@ void shmrpc__tcp_serve_window(worker *w, peer *p, const shmrpc__frame_hdr *h, sh
 void shmrpc__tcp_serve_items(worker *w, peer *p, const shmrpc__frame_hdr *h, shmrpc_bytes body)
 {
     char msg[300];
+    int rc = SHMRPC_EPROTO;
     if (p->proto < 9) {
         shmrpc__tcp_peer_refuse(p, SHMRPC_EPROTO,
                                 "an ITEMS frame from a client needs protocol revision 9 (not "
@@ -297,7 +305,9 @@ void shmrpc__tcp_serve_items(worker *w, peer *p, const shmrpc__frame_hdr *h, shm
     job *j = p->jobs;
     while (j && !(j->stream && j->rid == h->request_id))
         j = j->peer_next;
-    if (!j) return; /* its stream ended while they came: nobody reads them */
+    /* Its stream ended while they came, or was stopped (a lie before, no memory): nobody
+     * reads them. */
+    if (!j || atomic_load_explicit(&j->stopped, memory_order_relaxed)) return;
     if (h->method != j->method || !(j->ways & SHMRPC__STREAM_IN) || j->in_done) {
         snprintf(msg, sizeof msg,
                  h->method != j->method ? "an ITEMS frame for stream %" PRIu64
@@ -312,7 +322,7 @@ void shmrpc__tcp_serve_items(worker *w, peer *p, const shmrpc__frame_hdr *h, shm
     shmrpc_bytes items;
     uint64_t count;
     shmrpc__msg_clear(&w->err);
-    int rc = shmrpc__items_check("the client", "server's", h->request_id,
+    rc = shmrpc__items_check("the client", "server's", h->request_id,
                                  h->flags & SHMRPC__FLAG_COMPRESSION, body, WINDOW - j->in_held,
                                  WINDOW, w->l->max_msg, &w->unz, &items, &count, &w->err);
     if (rc) {
@@ -339,14 +349,18 @@ void shmrpc__tcp_serve_items(worker *w, peer *p, const shmrpc__frame_hdr *h, shm
     }
     pthread_cond_broadcast(&j->scv);
     pthread_mutex_unlock(&w->mu);
+    shmrpc_buf_clear(&w->unz); /* after the items it held were queued */
     shmrpc__tcp_buf_trim(&w->unz);
     return;
 refused: /* its handler's next read fails, and the connection closes after the answers */
+    shmrpc_buf_clear(&w->unz);
+    shmrpc__tcp_buf_trim(&w->unz);
+    rc = rc == SHMRPC_ENOMEM ? rc : SHMRPC_EPROTO;
     pthread_mutex_lock(&w->mu);
-    atomic_store_explicit(&j->stopped, SHMRPC_EPROTO, memory_order_relaxed);
+    atomic_store_explicit(&j->stopped, rc, memory_order_relaxed);
     pthread_cond_broadcast(&j->scv);
     pthread_mutex_unlock(&w->mu);
-    shmrpc__tcp_peer_refuse(p, SHMRPC_EPROTO, msg);
+    shmrpc__tcp_peer_refuse(p, rc, msg);
 }
 
 void shmrpc__tcp_stream_ended(worker *w)

@@ -158,6 +158,17 @@ bool shmrpc__tcp_is_loopback(const struct sockaddr_storage *ss)
     return IN6_IS_ADDR_V4MAPPED(&a->sin6_addr) && a->sin6_addr.s6_addr[12] == 127;
 }
 
+void shmrpc__tcp_queue_read(shmrpc_buf *q, size_t *head)
+{
+    if (*head == q->len) {
+        q->len = *head = 0;
+    } else if (*head >= SHMRPC__STREAM_WINDOW && *head >= q->len / 2) {
+        memmove(q->data, q->data + *head, q->len - *head);
+        q->len -= *head;
+        *head = 0;
+    }
+}
+
 void shmrpc__tcp_set_nodelay(int fd)
 {
     int one = 1;

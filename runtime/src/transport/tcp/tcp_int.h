@@ -34,6 +34,11 @@ int shmrpc__tcp_parse_addr(const char *where, struct sockaddr_storage *ss, sockl
 bool shmrpc__tcp_is_loopback(const struct sockaddr_storage *ss);
 void shmrpc__tcp_set_nodelay(int fd);
 
+/* A stream's queue of items, read at *head and appended to at its end: the bytes before
+ * *head (read) are dropped once all is read, or once they are a window's worth and half of
+ * it, so that a queue read as fast as it is filled keeps what is unread and no more. */
+void shmrpc__tcp_queue_read(shmrpc_buf *q, size_t *head);
+
 /* Appends a REQUEST or RESPONSE frame with flags, its body compressed with comp when it is
  * at least threshold bytes and compressing makes it smaller. A REQUEST's budget_ns (not
  * negative) goes before the body, with SHMRPC__FLAG_DEADLINE; -1: none; then its metadata
