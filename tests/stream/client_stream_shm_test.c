@@ -466,7 +466,7 @@ static void a_client_that_lies_on_the_wire(void **state)
         const char *what;
         uint32_t open;   /* the method opened */
         int before;      /* items sent first, in a frame of their own (5 bytes each) */
-        int items;       /* of 5 bytes each, in one frame */
+        int items;       /* of 5 bytes each, in one frame; -1: one item of 70 000 bytes */
         uint32_t cut;    /* bytes cut off the body's end */
         bool last_first; /* the last flag was sent before */
         uint32_t method; /* of the lie's frame */
@@ -476,6 +476,8 @@ static void a_client_that_lies_on_the_wire(void **state)
          "the client sent 65540 bytes of items for stream 7, beyond its credit of 65536"},
         {"past what is left of it", GATHER_METHOD_DEAF, 8000, 6000, 0, false, GATHER_METHOD_DEAF,
          "the client sent 30000 bytes of items for stream 7, beyond its credit of 25536"},
+        {"one large item, not alone", GATHER_METHOD_DEAF, 1, -1, 0, false, GATHER_METHOD_DEAF,
+         "the client sent 70004 bytes of items for stream 7, beyond its credit of 65531"},
         {"cut short", GATHER_METHOD_DRAIN, 0, 2, 1, false, GATHER_METHOD_DRAIN,
          "the client sent an item of 1 bytes for stream 7 at offset 5, past the end of its "
          "ITEMS body of 9 bytes"},
@@ -503,7 +505,15 @@ static void a_client_that_lies_on_the_wire(void **state)
                 test_raw_send_frame(fd, SHMRPC__KIND_ITEMS, 0, lies[k].open, 7, b.data, b.len));
         }
         shmrpc_buf_clear(&b);
-        put_items(&b, lies[k].items);
+        if (lies[k].items < 0) { /* 70 000 = 0x11170 */
+            const uint8_t len[] = {0, 0x01, 0x11, 0x70};
+            assert_int_equal(shmrpc_buf_append(&b, len, sizeof len), 0);
+            assert_int_equal(shmrpc_buf_reserve(&b, 4 + 70000), 0);
+            memset(b.data + 4, 'x', 70000);
+            b.len = 4 + 70000;
+        } else {
+            put_items(&b, lies[k].items);
+        }
         assert_true(test_raw_send_frame(fd, SHMRPC__KIND_ITEMS, 0, lies[k].method, 7, b.data,
                                         b.len - lies[k].cut));
         refused(fd, lies[k].msg);
