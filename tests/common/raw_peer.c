@@ -43,8 +43,12 @@ bool test_raw_frame(int fd, shmrpc__frame_hdr *h, shmrpc_buf *b)
 
 bool test_raw_handshake(int fd, const shmrpc_service_info *info)
 {
-    shmrpc__hello hello = {
-        .proto = SHMRPC__WIRE_PROTO, .info = *info, .threshold = 4096, .max_msg = 1 << 20};
+    return test_raw_handshake_at(fd, info, SHMRPC__WIRE_PROTO);
+}
+
+bool test_raw_handshake_at(int fd, const shmrpc_service_info *info, uint32_t proto)
+{
+    shmrpc__hello hello = {.proto = proto, .info = *info, .threshold = 4096, .max_msg = 1 << 20};
     shmrpc_buf b;
     shmrpc_buf_init(&b);
     shmrpc__frame_hdr h;

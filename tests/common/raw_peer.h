@@ -24,9 +24,12 @@ bool test_raw_send_frame(int fd, uint8_t kind, uint16_t flags, uint32_t method, 
  * and revision 8's frames agreed). */
 bool test_raw_frame(int fd, shmrpc__frame_hdr *h, shmrpc_buf *b);
 
-/* Sends a HELLO of revision SHMRPC__WIRE_PROTO for info (threshold 4096, 1 MiB messages) and
- * reads its HELLO_ACK: false when anything else came. */
+/* Sends a HELLO of revision SHMRPC__WIRE_PROTO for info (threshold 4096, 1 MiB messages, no
+ * compression) and reads its HELLO_ACK: false when anything else came. */
 bool test_raw_handshake(int fd, const shmrpc_service_info *info);
+
+/* The same, offering revision proto. */
+bool test_raw_handshake_at(int fd, const shmrpc_service_info *info, uint32_t proto);
 
 /* The answer in a frame read with test_raw_frame: 0 for a RESPONSE, its body as text in
  * text; the status of an ERROR, its message in text; SHMRPC_EPROTO (and "not an answer")

@@ -409,16 +409,7 @@ static int dial(uint32_t proto)
 {
     int fd = test_raw_connect(port, 5000);
     assert_true(fd >= 0);
-    shmrpc__hello hello = {
-        .proto = proto, .info = Gather_service_info, .threshold = 4096, .max_msg = 1 << 20};
-    shmrpc_buf b;
-    shmrpc_buf_init(&b);
-    shmrpc__frame_hdr h;
-    assert_int_equal(test_put_hello(&b, &hello), 0);
-    assert_true(test_raw_send(fd, b.data, b.len));
-    assert_true(test_raw_frame(fd, &h, &b));
-    assert_int_equal(h.kind, SHMRPC__KIND_HELLO_ACK);
-    shmrpc_buf_destroy(&b);
+    assert_true(test_raw_handshake_at(fd, &Gather_service_info, proto));
     return fd;
 }
 
@@ -428,6 +419,32 @@ static void put_items(shmrpc_buf *b, int n)
     for (int k = 0; k < n; k++) {
         const uint8_t item[] = {0, 0, 0, 1, (uint8_t)(k & 0x7f)};
         assert_int_equal(shmrpc_buf_append(b, item, sizeof item), 0);
+    }
+}
+
+/* An ITEMS body of one item of n bytes of fill, into b. */
+static void one_item(shmrpc_buf *b, uint32_t n, char fill)
+{
+    shmrpc_buf_clear(b);
+    const uint8_t len[] = {(uint8_t)(n >> 24), (uint8_t)(n >> 16), (uint8_t)(n >> 8), (uint8_t)n};
+    assert_int_equal(shmrpc_buf_append(b, len, sizeof len), 0);
+    assert_int_equal(shmrpc_buf_reserve(b, n), 0);
+    memset(b->data + b->len, fill, n);
+    b->len += n;
+}
+
+/* Reads the WINDOWs of stream rid on fd into *granted until it reaches want; the next frame
+ * that is no WINDOW, with want 0 (into *h). */
+static void windows_until(int fd, uint64_t rid, uint64_t *granted, uint64_t want,
+                          shmrpc__frame_hdr *h, shmrpc_buf *b)
+{
+    while (want == 0 || *granted < want) {
+        assert_true(test_raw_frame(fd, h, b));
+        if (h->kind != SHMRPC__KIND_WINDOW && want == 0) return;
+        assert_int_equal(h->kind, SHMRPC__KIND_WINDOW);
+        assert_true(h->request_id == rid);
+        *granted += (uint32_t)b->data[0] << 24 | (uint32_t)b->data[1] << 16 |
+                    (uint32_t)b->data[2] << 8 | b->data[3];
     }
 }
 
@@ -505,15 +522,10 @@ static void a_client_that_lies_on_the_wire(void **state)
                 test_raw_send_frame(fd, SHMRPC__KIND_ITEMS, 0, lies[k].open, 7, b.data, b.len));
         }
         shmrpc_buf_clear(&b);
-        if (lies[k].items < 0) { /* 70 000 = 0x11170 */
-            const uint8_t len[] = {0, 0x01, 0x11, 0x70};
-            assert_int_equal(shmrpc_buf_append(&b, len, sizeof len), 0);
-            assert_int_equal(shmrpc_buf_reserve(&b, 4 + 70000), 0);
-            memset(b.data + 4, 'x', 70000);
-            b.len = 4 + 70000;
-        } else {
+        if (lies[k].items < 0)
+            one_item(&b, 70000, 'x');
+        else
             put_items(&b, lies[k].items);
-        }
         assert_true(test_raw_send_frame(fd, SHMRPC__KIND_ITEMS, 0, lies[k].method, 7, b.data,
                                         b.len - lies[k].cut));
         refused(fd, lies[k].msg);
@@ -573,47 +585,21 @@ static void the_window_comes_back_whole(void **state)
     assert_true(
         test_raw_send_frame(fd, SHMRPC__KIND_ITEMS, 0, GATHER_METHOD_CONCAT, 9, b.data, b.len));
     sent += b.len;
-    while (granted < sent) {
-        assert_true(test_raw_frame(fd, &h, &b));
-        assert_int_equal(h.kind, SHMRPC__KIND_WINDOW);
-        granted += (uint32_t)b.data[0] << 24 | (uint32_t)b.data[1] << 16 |
-                   (uint32_t)b.data[2] << 8 | b.data[3];
-    }
+    windows_until(fd, 9, &granted, sent, &h, &b);
     for (int k = 0; k < 3; k++) { /* 3 items of 21841 bytes and their lengths: 65535 */
-        shmrpc_buf_clear(&b);
-        const uint8_t len[] = {0, 0, 0x55, 0x51};
-        assert_int_equal(shmrpc_buf_append(&b, len, sizeof len), 0);
-        assert_int_equal(shmrpc_buf_reserve(&b, 4 + 0x5551), 0);
-        memset(b.data + 4, 'a' + k, 0x5551);
-        b.len = 4 + 0x5551;
+        one_item(&b, 21841, (char)('a' + k));
         assert_true(
             test_raw_send_frame(fd, SHMRPC__KIND_ITEMS, 0, GATHER_METHOD_CONCAT, 9, b.data, b.len));
         sent += b.len;
     }
-    while (granted < sent) {
-        assert_true(test_raw_frame(fd, &h, &b));
-        assert_int_equal(h.kind, SHMRPC__KIND_WINDOW);
-        assert_true(h.request_id == 9);
-        granted += (uint32_t)b.data[0] << 24 | (uint32_t)b.data[1] << 16 |
-                   (uint32_t)b.data[2] << 8 | b.data[3];
-    }
+    windows_until(fd, 9, &granted, sent, &h, &b);
     assert_true(granted == sent);
     /* Nothing in transit: one item of 100 000 bytes may go alone. */
-    shmrpc_buf_clear(&b);
-    const uint8_t len[] = {0, 0x01, 0x86, 0xa0};
-    assert_int_equal(shmrpc_buf_append(&b, len, sizeof len), 0);
-    assert_int_equal(shmrpc_buf_reserve(&b, 4 + 100000), 0);
-    memset(b.data + 4, 'z', 100000);
-    b.len = 4 + 100000;
+    one_item(&b, 100000, 'z');
     assert_true(test_raw_send_frame(fd, SHMRPC__KIND_ITEMS, SHMRPC__FLAG_LAST, GATHER_METHOD_CONCAT,
                                     9, b.data, b.len));
     sent += b.len;
-    for (;;) {
-        assert_true(test_raw_frame(fd, &h, &b));
-        if (h.kind != SHMRPC__KIND_WINDOW) break;
-        granted += (uint32_t)b.data[0] << 24 | (uint32_t)b.data[1] << 16 |
-                   (uint32_t)b.data[2] << 8 | b.data[3];
-    }
+    windows_until(fd, 9, &granted, 0, &h, &b);
     assert_true(granted <= sent);
     assert_int_equal(h.kind, SHMRPC__KIND_RESPONSE); /* concat of this file answers "" */
     assert_true(h.request_id == 9);

@@ -112,16 +112,7 @@ static int dial(uint32_t proto)
 {
     int fd = test_raw_connect(port, 5000);
     assert_true(fd >= 0);
-    shmrpc__hello hello = {
-        .proto = proto, .info = Streamer_service_info, .threshold = 4096, .max_msg = 1 << 20};
-    shmrpc_buf b;
-    shmrpc_buf_init(&b);
-    shmrpc__frame_hdr h;
-    assert_int_equal(test_put_hello(&b, &hello), 0);
-    assert_true(test_raw_send(fd, b.data, b.len));
-    assert_true(test_raw_frame(fd, &h, &b));
-    assert_int_equal(h.kind, SHMRPC__KIND_HELLO_ACK);
-    shmrpc_buf_destroy(&b);
+    assert_true(test_raw_handshake_at(fd, &Streamer_service_info, proto));
     return fd;
 }
 
