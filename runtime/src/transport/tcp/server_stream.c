@@ -153,7 +153,7 @@ int shmrpc__tcp_stream_write(void *arg, const void *item, size_t n)
 }
 
 /* An item waits for its ITEMS frame; the worker's thread queued it whole. Each item read
- * is copied out of the queue, which is emptied once read. */
+ * is copied out of the queue, which then drops what was read (shmrpc__tcp_queue_read). */
 int shmrpc__tcp_stream_read(void *arg, shmrpc_buf *item)
 {
     job *j = arg;
