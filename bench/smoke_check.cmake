@@ -26,11 +26,15 @@ foreach(line IN LISTS lines)
   endforeach()
   string(JSON t GET "${line}" transport)
   list(APPEND transports ${t})
-  # Every shm:// row of one client compares its batch figure with the limit's.
+  # Every shm:// row of one client compares its batch figure with the limit's, once it has
+  # one: on a machine loaded enough, a row's window may hold no batch (a CI run beside other
+  # builds: 138 calls in 0.2 s, "batches":0), and then there is nothing to compare.
   string(JSON id GET "${line}" id)
   string(JSON c GET "${line}" clients)
+  string(JSON batches GET "${line}" batches)
   string(JSON limit ERROR_VARIABLE jerr GET "${line}" ratio_to_limit)
-  if(t STREQUAL "shm" AND c EQUAL 1 AND NOT id MATCHES "pinned|sleep" AND jerr)
+  if(t STREQUAL "shm" AND c EQUAL 1 AND NOT id MATCHES "pinned|sleep" AND batches GREATER 0
+     AND jerr)
     message(FATAL_ERROR "no ratio_to_limit in: ${line}")
   endif()
   # The 16 B call takes turns with the limit in its own processes (bench_line_pair).

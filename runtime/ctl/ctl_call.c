@@ -4,6 +4,7 @@
 #include "ctl_call.h"
 
 #include <getopt.h> /* optind */
+#include <pthread.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -22,7 +23,8 @@
 #define USAGE                                                                                      \
     "usage: shmrpcctl call [--timeout MS] [--secret-file PATH] [--trace[=TRACEPARENT]]\n"          \
     "                      [TLS OPTIONS] ADDRESS METHOD [ARGS-AS-JSON|-]\n"                        \
-    "A method whose parameter streams takes its items from stdin, one JSON value a line.\n"        \
+    "A method whose parameter streams takes its items from stdin, one JSON value a line;\n"        \
+    "one whose result streams prints its items, one JSON value a line, as they come.\n"            \
     "--trace sends a W3C traceparent with the call (a fresh one, or TRACEPARENT to continue a\n"   \
     "trace) and prints it on stderr as \"traceparent: 00-...\"; the server's span is its "         \
     "child.\n" CTL_TLS_USAGE
@@ -108,14 +110,119 @@ static int print_answer(const shmrpc_dyn_sig *sig, const char *method, shmrpc_by
     return status;
 }
 
-/* Opens the stream of method m, whose request is in c's, and prints each item as a line of
- * JSON as it comes (docs/streams.md); its end's status then says how it ended: 0 once every
- * item came, 1 when it failed (said on stderr, after the items that came). */
-static int call_stream(shmrpc_client *c, const shmrpc_method_info *m, const shmrpc_dyn_sig *sig,
-                       const char *method)
+/* Whether line holds nothing but white space. */
+static bool blank(const char *line, size_t n)
 {
-    shmrpc_stream *st = opened(c, m, method);
-    if (st == NULL) return 1;
+    for (size_t i = 0; i < n; i++)
+        if (!strchr(" \t\r\n", line[i])) return false;
+    return true;
+}
+
+/* The sends of stdin's lines as a stream's items (call_items, call_both): one JSON value a
+ * line, blank lines passed over. Of a method that streams both ways they run on a thread of
+ * their own while the caller's receives, and stop once it is over (mu). */
+typedef struct sender {
+    shmrpc_client *c;
+    shmrpc_stream *st;
+    const shmrpc_dyn_sig *sig;
+    const char *method;
+    bool both;
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    bool over;    /* the receiver is done with the stream: no send begins */
+    bool sending; /* a send (or the end) is under way */
+    bool ended;   /* the sends ended: status says how */
+    int status;   /* 0, 1 (a send failed), or 2 (a line that is no item); said on stderr */
+} sender;
+
+/* Whether a send of s may begin; it is then under way until sent(s). */
+static bool may_send(sender *s)
+{
+    if (!s->both) return true;
+    pthread_mutex_lock(&s->mu);
+    bool may = !s->over;
+    s->sending = may;
+    pthread_mutex_unlock(&s->mu);
+    return may;
+}
+
+static void sent(sender *s)
+{
+    if (!s->both) return;
+    pthread_mutex_lock(&s->mu);
+    s->sending = false;
+    pthread_cond_broadcast(&s->cv);
+    pthread_mutex_unlock(&s->mu);
+}
+
+/* Sends each line of stdin as an item of s->st, then its end (both ways; one way, the
+ * answer's wait sends it): s->status. A handler that answers before the last line ends the
+ * sends. A line that is no item of the method, or a send that fails, ends the stream, its
+ * handler told (both ways, by a cancel, which ends the receives too); both ways, a failure
+ * that ended the stream is the receives' to say. */
+static int send_lines(sender *s)
+{
+    char *line = NULL;
+    size_t cap = 0;
+    ssize_t len;
+    long no = 0;
+    int status = 0, rc = 0;
+    while (status == 0 && (len = getline(&line, &cap, stdin)) >= 0) {
+        no++;
+        if (blank(line, (size_t)len)) continue;
+        if (!may_send(s)) break;
+        shmrpc_buf *item = shmrpc_stream_item(s->st);
+        if ((rc = shmrpc_dyn_encode_item(s->sig, line, (size_t)len, item)) == 0)
+            rc = shmrpc_stream_send(s->st, item->data, item->len);
+        sent(s);
+        if (rc == SHMRPC_ECLOSED) break; /* the handler answered: the answer says the rest */
+        if (s->both && rc != 0 && rc != SHMRPC_EINVAL && rc != SHMRPC_ETOOBIG)
+            break; /* the stream ended (its deadline, its server...): the receives say how */
+        if (rc != 0) {
+            fprintf(stderr, "shmrpcctl: %s: stdin, line %ld: ", s->method, no);
+            ctl_put_safe(stderr, shmrpc_errmsg());
+            fputc('\n', stderr);
+            status = rc == SHMRPC_EINVAL ? 2 : 1;
+        }
+    }
+    if (status == 0 && ferror(stdin)) {
+        fprintf(stderr, "shmrpcctl: %s: cannot read stdin, line %ld\n", s->method, no + 1);
+        status = 1;
+    }
+    free(line);
+    if (s->both && status == 0 && rc == 0 && may_send(s)) {
+        shmrpc_stream_done(s->st);
+        sent(s);
+    }
+    if (s->both) pthread_mutex_lock(&s->mu);
+    s->status = status;
+    s->ended = true;
+    if (s->both) pthread_mutex_unlock(&s->mu);
+    if (s->both && status != 0) shmrpc_client_cancel(s->c);
+    return status;
+}
+
+static void *send_thread(void *arg)
+{
+    send_lines(arg);
+    return NULL;
+}
+
+/* Whether s's sends failed (and said so): the receives' failure that follows is theirs. */
+static bool send_failed(sender *s)
+{
+    if (s == NULL) return false;
+    pthread_mutex_lock(&s->mu);
+    bool failed = s->status != 0;
+    pthread_mutex_unlock(&s->mu);
+    return failed;
+}
+
+/* Prints each item of st as a line of JSON as it comes (docs/streams.md); its end's status
+ * then says how it ended: 0 once every item came, 1 when it failed (said on stderr, after the
+ * items that came, unless the sends of s failed first and said why). */
+static int print_items(shmrpc_stream *st, const shmrpc_dyn_sig *sig, const char *method, sender *s)
+{
     int rc;
     shmrpc_buf line;
     shmrpc_buf_init(&line);
@@ -134,64 +241,78 @@ static int call_stream(shmrpc_client *c, const shmrpc_method_info *m, const shmr
             status = 1;
     }
     if (status == 0 && rc != 0) {
-        said_failed(method, rc);
+        if (!send_failed(s)) said_failed(method, rc);
         status = 1;
     }
-    shmrpc_stream_close(st);
     shmrpc_buf_destroy(&line);
     return status;
 }
 
-/* Whether line holds nothing but white space. */
-static bool blank(const char *line, size_t n)
-{
-    for (size_t i = 0; i < n; i++)
-        if (!strchr(" \t\r\n", line[i])) return false;
-    return true;
-}
-
-/* Opens the stream of method m, whose parameter streams (its request, with no argument, in
- * c's), sends each line of stdin as an item (one JSON value a line; blank lines are passed
- * over), then prints its answer as a call's. A handler that answers before the last line
- * ends the sends: its answer is printed. A line that is no item of the method closes the
- * stream (its handler is told) and is status 2, naming the line; a stream that fails, 1. */
-static int call_items(shmrpc_client *c, const shmrpc_method_info *m, const shmrpc_dyn_sig *sig,
-                      const char *method)
+/* Opens the stream of method m, whose result streams (its request in c's), and prints its
+ * items (print_items). */
+static int call_stream(shmrpc_client *c, const shmrpc_method_info *m, const shmrpc_dyn_sig *sig,
+                       const char *method)
 {
     shmrpc_stream *st = opened(c, m, method);
     if (st == NULL) return 1;
-    int rc;
-    char *line = NULL;
-    size_t cap = 0;
-    ssize_t len;
-    long no = 0;
-    int status = 0;
-    while (status == 0 && (len = getline(&line, &cap, stdin)) >= 0) {
-        no++;
-        if (blank(line, (size_t)len)) continue;
-        shmrpc_buf *item = shmrpc_stream_item(st);
-        if ((rc = shmrpc_dyn_encode_item(sig, line, (size_t)len, item)) == 0)
-            rc = shmrpc_stream_send(st, item->data, item->len);
-        if (rc == SHMRPC_ECLOSED) break; /* the handler answered: the answer says the rest */
-        if (rc != 0) {
-            fprintf(stderr, "shmrpcctl: %s: stdin, line %ld: ", method, no);
-            ctl_put_safe(stderr, shmrpc_errmsg());
-            fputc('\n', stderr);
-            status = rc == SHMRPC_EINVAL ? 2 : 1;
-        }
-    }
-    if (status == 0 && ferror(stdin)) {
-        fprintf(stderr, "shmrpcctl: %s: cannot read stdin, line %ld\n", method, no + 1);
-        status = 1;
-    }
-    free(line);
+    int status = print_items(st, sig, method, NULL);
+    shmrpc_stream_close(st);
+    return status;
+}
+
+/* Opens the stream of method m, whose parameter streams (its request, with no argument, in
+ * c's), sends each line of stdin as an item (send_lines), then prints its answer as a call's.
+ * A line that is no item of the method closes the stream (its handler is told) and is status
+ * 2, naming the line; a stream that fails, 1. */
+static int call_items(shmrpc_client *c, const shmrpc_method_info *m, const shmrpc_dyn_sig *sig,
+                      const char *method)
+{
+    sender s = {.c = c, .st = opened(c, m, method), .sig = sig, .method = method};
+    if (s.st == NULL) return 1;
+    int status = send_lines(&s), rc;
     shmrpc_bytes answer;
-    if (status == 0 && (rc = shmrpc_stream_answer(st, &answer)) != 0) {
+    if (status == 0 && (rc = shmrpc_stream_answer(s.st, &answer)) != 0) {
         said_failed(method, rc);
         status = 1;
     }
     if (status == 0) status = print_answer(sig, method, answer);
-    shmrpc_stream_close(st); /* before the end, it tells the handler */
+    shmrpc_stream_close(s.st); /* before the end, it tells the handler */
+    return status;
+}
+
+/* Opens the stream of method m, which streams both ways, and sends stdin's lines from a
+ * thread of their own (send_lines) while this one prints the items (print_items). Once the
+ * items ended, the sends stop: a line not sent yet is not, and the process exits even while
+ * that thread waits for stdin. The status is the sends' when they failed first, else the
+ * items'. */
+static int call_both(shmrpc_client *c, const shmrpc_method_info *m, const shmrpc_dyn_sig *sig,
+                     const char *method)
+{
+    /* Static: a thread that waits for stdin may outlive this call (it then sends nothing). */
+    static sender s;
+    s = (sender){.c = c, .st = opened(c, m, method), .sig = sig, .method = method, .both = true};
+    if (s.st == NULL) return 1;
+    pthread_mutex_init(&s.mu, NULL);
+    pthread_cond_init(&s.cv, NULL);
+    pthread_t t;
+    if (pthread_create(&t, NULL, send_thread, &s) != 0) {
+        fprintf(stderr, "shmrpcctl: %s: cannot start the thread of the sends\n", method);
+        shmrpc_stream_close(s.st);
+        return 1;
+    }
+    int status = print_items(s.st, sig, method, &s);
+    pthread_mutex_lock(&s.mu);
+    s.over = true;
+    while (s.sending) /* a send ends once the stream did */
+        pthread_cond_wait(&s.cv, &s.mu);
+    bool ended = s.ended;
+    if (s.status != 0) status = s.status;
+    pthread_mutex_unlock(&s.mu);
+    if (ended)
+        pthread_join(t, NULL);
+    else
+        pthread_detach(t);
+    shmrpc_stream_close(s.st); /* before the end, it tells the handler */
     return status;
 }
 
@@ -240,14 +361,6 @@ int ctl_call_main(int argc, char **argv)
         }
         goto done;
     }
-    if (sig->client_stream && sig->server_stream) {
-        fprintf(stderr,
-                "shmrpcctl: %s: the method streams both ways, which shmrpcctl does not "
-                "call yet (docs/streams.md)\n",
-                method);
-        status = 2;
-        goto done;
-    }
     if (strcmp(args_text, "-") == 0) {
         if (sig->client_stream) {
             fprintf(stderr,
@@ -282,8 +395,9 @@ int ctl_call_main(int argc, char **argv)
         fprintf(stderr, "traceparent: %s\n", tp);
     }
     if (sig->server_stream || sig->client_stream) {
-        status =
-            sig->server_stream ? call_stream(c, m, sig, method) : call_items(c, m, sig, method);
+        status = !sig->client_stream   ? call_stream(c, m, sig, method)
+                 : !sig->server_stream ? call_items(c, m, sig, method)
+                                       : call_both(c, m, sig, method);
         goto done;
     }
     shmrpc_bytes resp;

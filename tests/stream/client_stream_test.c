@@ -11,6 +11,7 @@
 #include <pthread.h>
 #include <setjmp.h>
 #include <stdarg.h>
+#include <inttypes.h>
 #include <stdatomic.h>
 #include <stdint.h>
 #include <stddef.h>
@@ -397,6 +398,107 @@ static void both_ways(void **state)
     shmrpc_stream_close(st);
 }
 
+/* A sending thread beside the test's, which receives (a stream both ways). */
+typedef struct sender {
+    shmrpc_stream *st;
+    int64_t n; /* values to send, then the end; or -1: until a send fails */
+    _Atomic int64_t sent;
+    int rc; /* the send or done that ended it */
+    char why[256];
+} sender;
+
+static void *send_all(void *arg)
+{
+    sender *s = arg;
+    int rc = 0;
+    for (int64_t i = 0; rc == 0 && (s->n < 0 || i < s->n); i++)
+        if ((rc = gather_doubled_send(s->st, i)) == 0) atomic_store(&s->sent, i + 1);
+    if (rc == 0) rc = gather_doubled_done(s->st);
+    s->rc = rc;
+    snprintf(s->why, sizeof s->why, "%s", shmrpc_errmsg());
+    return NULL;
+}
+
+/* Waits up to 10 s for s's sends to stop: none for 200 ms (its send waits for room). */
+static void sends_stopped(sender *s)
+{
+    int64_t last = -1;
+    for (int i = 0; i < 50; i++) {
+        struct timespec ts = {0, 200000000};
+        nanosleep(&ts, NULL);
+        int64_t now = atomic_load(&s->sent);
+        if (now > 0 && now == last) return;
+        last = now;
+    }
+    fail_msg("the sends did not stop within 10 s");
+}
+
+/* Both ways from two threads: one sends more than each way's room holds while the other
+ * receives, and every item comes once and in order, then the end. */
+static void both_ways_from_two_threads(void **state)
+{
+    fixture *f = *state;
+    shmrpc_client_set_timeout(f->c, 60000);
+    sender s = {.n = 100000};
+    assert_int_equal(gather_doubled_open(f->c, &s.st), 0);
+    pthread_t t;
+    assert_int_equal(pthread_create(&t, NULL, send_all, &s), 0);
+    int64_t v, i = 0;
+    int rc;
+    while ((rc = gather_doubled_recv(s.st, &v)) == 1) {
+        if (v != 2 * i) fail_msg("item %" PRId64 " is %" PRId64, i, v);
+        i++;
+    }
+    pthread_join(t, NULL);
+    if (rc != 0) fail_msg("recv: %s", shmrpc_errmsg());
+    if (s.rc != 0) fail_msg("send: %s", s.why);
+    assert_int_equal(i, s.n);
+    assert_int_equal(handler_returned(), 0);
+    shmrpc_stream_close(s.st);
+}
+
+/* Both ways from two threads: a cancel ends the send that waits for room (the test's thread
+ * receives nothing, so the handler waits to write), and the receive after it says so. */
+static void both_ways_cancelled_while_sending(void **state)
+{
+    fixture *f = *state;
+    sender s = {.n = -1};
+    assert_int_equal(gather_doubled_open(f->c, &s.st), 0);
+    pthread_t t;
+    assert_int_equal(pthread_create(&t, NULL, send_all, &s), 0);
+    sends_stopped(&s);
+    shmrpc_client_cancel(f->c);
+    pthread_join(t, NULL);
+    assert_int_equal(s.rc, SHMRPC_ECANCELLED);
+    int64_t v;
+    assert_int_equal(gather_doubled_recv(s.st, &v), SHMRPC_ECANCELLED);
+    assert_int_equal(handler_returned(), SHMRPC_ECANCELLED);
+    shmrpc_stream_close(s.st);
+}
+
+/* Both ways from two threads: the deadline ends the send that waits for room, and the
+ * receives after it give items in order, then the deadline. */
+static void both_ways_past_the_deadline(void **state)
+{
+    fixture *f = *state;
+    shmrpc_client_set_timeout(f->c, 1000);
+    sender s = {.n = -1};
+    assert_int_equal(gather_doubled_open(f->c, &s.st), 0);
+    pthread_t t;
+    assert_int_equal(pthread_create(&t, NULL, send_all, &s), 0);
+    pthread_join(t, NULL); /* the deadline bounds it */
+    assert_int_equal(s.rc, SHMRPC_ETIMEDOUT);
+    int64_t v, i = 0;
+    int rc;
+    while ((rc = gather_doubled_recv(s.st, &v)) == 1) {
+        if (v != 2 * i) fail_msg("item %" PRId64 " is %" PRId64, i, v);
+        i++;
+    }
+    assert_int_equal(rc, SHMRPC_ETIMEDOUT);
+    assert_true(i <= atomic_load(&s.sent));
+    shmrpc_stream_close(s.st);
+}
+
 /* What a stream's functions refuse, each with its reason. */
 static void misuse(void **state)
 {
@@ -499,6 +601,9 @@ int main(void)
         cmocka_unit_test_setup_teardown(a_large_answer_before_the_end, setup, teardown),
         cmocka_unit_test_setup_teardown(a_large_answer_past_the_deadline, setup, teardown),
         cmocka_unit_test_setup_teardown(both_ways, setup, teardown),
+        cmocka_unit_test_setup_teardown(both_ways_from_two_threads, setup, teardown),
+        cmocka_unit_test_setup_teardown(both_ways_cancelled_while_sending, setup, teardown),
+        cmocka_unit_test_setup_teardown(both_ways_past_the_deadline, setup, teardown),
         cmocka_unit_test_setup_teardown(misuse, setup, teardown),
         cmocka_unit_test(tcp_revision_8_refuses),
     };

@@ -7,8 +7,9 @@
 # failure on stderr and status 1. Then of a method whose parameter streams, against
 # gather-server: its items from stdin, one JSON value a line (blank lines passed
 # over), then its answer; a line that is no item (status 2, naming it), a handler that
-# answers early or fails, the deadline while the handler reads nothing, arguments given, a
-# method that streams both ways; over shm:// and then over tcp://. Every wait is bounded;
+# answers early or fails, the deadline while the handler reads nothing, arguments given;
+# and of a method that streams both ways, whose items print as they come while stdin's are
+# sent (its deadline ends it while stdin stays open); over shm:// and then over tcp://. Every wait is bounded;
 # each server is stopped (SIGTERM, then SIGKILL) and its segments removed, even on failure.
 set -u
 ctl=$1 server=$2 gather=$3
@@ -126,8 +127,44 @@ expect 2 "" "shmrpcctl: sum: arguments: sum's parameter 'parts' streams: its ope
     call "$addr" sum '[3]'
 expect 2 "" "shmrpcctl: sum: the method takes its items from stdin, not its arguments ('-')" \
     call "$addr" sum -
-expect 2 "" "shmrpcctl: doubled: the method streams both ways, which shmrpcctl does not call yet (docs/streams.md)" \
+# Both ways: the items from stdin sent from a thread of their own while the answers print,
+# each as it comes; more than each way's room holds, in order.
+printf '1\n\n2\n3\n' >"$tmp/in"
+expect 0 '2
+4
+6' "" call "$addr" doubled
+seq 1 20000 >"$tmp/in"
+expect 0 "$(seq 2 2 40000)" "" call "$addr" doubled
+: >"$tmp/in"
+expect 0 "" "" call "$addr" doubled
+printf 'x\n1\n' >"$tmp/in"
+expect 2 "" "shmrpcctl: doubled: stdin, line 1: item: bad JSON at line 1, column 1: invalid token near 'x'" \
     call "$addr" doubled
+# The items' end does not wait for stdin's: here the deadline, while stdin stays open.
+rm -f "$tmp/fifo"
+mkfifo "$tmp/fifo"
+"$ctl" call --timeout 1000 "$addr" doubled <"$tmp/fifo" >"$tmp/out" 2>"$tmp/err" &
+ctlpid=$!
+exec 3>"$tmp/fifo"
+echo 1 >&3
+i=0
+while kill -0 $ctlpid 2>/dev/null && [ $i -lt 100 ]; do sleep 0.1; i=$((i + 1)); done
+if kill -0 $ctlpid 2>/dev/null; then
+    echo "FAIL: call doubled with stdin open: still running after 10 s"
+    kill -KILL $ctlpid
+    fail=1
+fi
+wait $ctlpid
+st=$?
+exec 3>&-
+if [ $st != 1 ] || [ "$(cat "$tmp/out")" != 2 ] ||
+    [ "$(cat "$tmp/err")" != "shmrpcctl: doubled: timed out: the stream's deadline passed" ]; then
+    echo "FAIL: call --timeout 1000 doubled with stdin open: status $st, printed:"
+    cat "$tmp/out"
+    echo "and on stderr:"
+    cat "$tmp/err"
+    fail=1
+fi
 # More than the window holds, in order.
 seq 1 20000 | awk '{ print "{\"n\": " $1 ", \"note\": \"\"}" }' >"$tmp/in"
 expect 0 '{"sum":200010000,"count":20000,"notes":[]}' "" call "$addr" sum

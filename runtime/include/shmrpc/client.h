@@ -263,7 +263,11 @@ int shmrpc_client_call_loaned(shmrpc_client *c, size_t len, shmrpc_bytes *resp);
  * A method that streams both ways sends with shmrpc_stream_send and receives with
  * shmrpc_stream_recv; a client that sends more than the transport holds before it
  * receives may wait for a handler that waits for it, until the deadline (for ever
- * without one). */
+ * without one). Its sends may come from one thread while another receives: one thread
+ * calls shmrpc_stream_send and shmrpc_stream_done, the other shmrpc_stream_recv (and
+ * shmrpc_client_cancel stays any thread's), and shmrpc_stream_close comes after both are
+ * done with it. An end that one of them sees (the handler's, a failure) ends the other's
+ * calls too: a send then fails with SHMRPC_ECLOSED, or with the status of the failure. */
 typedef struct shmrpc_stream shmrpc_stream;
 
 int shmrpc_client_open(shmrpc_client *c, uint32_t method_id, shmrpc_stream **stream);

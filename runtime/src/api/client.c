@@ -60,7 +60,9 @@ static_assert(ATOMIC_INT_LOCK_FREE == 2, "shmrpc_client_cancel is async-signal-s
 struct shmrpc_stream {
     shmrpc_client *client; /* NULL once the client is gone */
     uint32_t j;            /* the method, in the client's table */
-    int status;            /* SHMRPC_CALL_PENDING while items may come, then the end's */
+    /* SHMRPC_CALL_PENDING while items may come, then the end's: set after msg, by the
+     * receiving thread, and read by a sending one (a stream both ways). */
+    _Atomic int status;
     shmrpc_buf item;       /* the last item */
     shmrpc_buf out;        /* the item being sent (shmrpc_stream_item) */
     shmrpc_buf msg;        /* the end's message */

@@ -536,7 +536,7 @@ static int inproc_stream_send(shmrpc__conn *base, const void *item, size_t n, sh
             rc = SHMRPC_ECANCELLED;
         else if (shmrpc__now_ns() >= st->deadline)
             rc = SHMRPC_ETIMEDOUT;
-        else if (st->done)
+        else if (st->done || st->stopped) /* the handler returned, or the client's end */
             rc = SHMRPC_ECLOSED;
         else if (gone(c->e))
             rc = SHMRPC_ECANCELLED;
@@ -548,17 +548,19 @@ static int inproc_stream_send(shmrpc__conn *base, const void *item, size_t n, sh
     if (rc == 0) rc = queue_item(st, &st->in, item, n);
     /* Its handler's reads fail with the same (a stream that cannot go on). */
     if (rc < 0 && rc != SHMRPC_ECLOSED && !st->stopped) st->stopped = rc;
+    bool returned = st->done;
     pthread_cond_broadcast(&st->cv);
     pthread_mutex_unlock(&st->mu);
     if (rc)
-        shmrpc__msg_set(err, "%s",
-                        rc == SHMRPC_ECLOSED     ? "the handler returned before it read the item"
-                        : rc == SHMRPC_ETOOBIG   ? "an item of 4 GiB or more"
-                        : rc == SHMRPC_ENOMEM    ? "out of memory for an item"
-                        : rc == SHMRPC_ETIMEDOUT ? "the stream's deadline passed"
-                        : shmrpc__conn_cancelled(base)
-                            ? "the stream was cancelled (shmrpc_client_cancel)"
-                            : "the server stopped");
+        shmrpc__msg_set(
+            err, "%s",
+            rc == SHMRPC_ECLOSED && !returned ? "the stream ended before the item was sent"
+            : rc == SHMRPC_ECLOSED            ? "the handler returned before it read the item"
+            : rc == SHMRPC_ETOOBIG            ? "an item of 4 GiB or more"
+            : rc == SHMRPC_ENOMEM             ? "out of memory for an item"
+            : rc == SHMRPC_ETIMEDOUT          ? "the stream's deadline passed"
+            : shmrpc__conn_cancelled(base)    ? "the stream was cancelled (shmrpc_client_cancel)"
+                                              : "the server stopped");
     return rc;
 }
 

@@ -13,6 +13,7 @@
 #include <errno.h>
 #include <inttypes.h>
 #include <limits.h>
+#include <pthread.h>
 #include <sched.h>
 #include <stdio.h>
 #include <string.h>
@@ -1450,7 +1451,10 @@ static int shm_call_view(shmrpc__conn *base, uint32_t sid, shmrpc_bytes req, shm
  * follow it in the channel and the ways it streams (shm.h): the worker hands a result's items
  * over through its ring, and the client a parameter's through its own; the end's status then
  * comes as a call's answer. The client waits on the rings' counts, never on the channel's
- * lock, which the worker holds for the whole stream. */
+ * lock, which the worker holds for the whole stream.
+ * A stream both ways may be sent on by one thread while another receives: each owns its
+ * ring and its half of the stream, and what both touch (the end, the lane's call) is under
+ * mu, which a wait lets go of. Only the receiving thread counts itself awake. */
 
 typedef struct shm_stream {
     shm_conn *c;            /* the client's connection: its cancels */
@@ -1461,8 +1465,9 @@ typedef struct shm_stream {
     shmrpc__ring_reader rd; /* how far the client read the worker's ring */
     uint32_t tail;          /* the bytes written into the client's ring */
     bool sent_end;          /* the end of the client's items was written */
-    bool sending;           /* a send waits for room */
-    bool ended;             /* its answer was read, or it was given up on */
+    /* Its answer was read, or it was given up on (looked at by the other thread's wait). */
+    _Atomic bool ended;
+    pthread_mutex_t mu; /* held by a send or a recv of a stream both ways, but its waits */
     /* Why a send ended it (or 0), and what it said. */
     int status;
     char msg[SHMRPC__CTX_MSG_CAP];
@@ -1484,18 +1489,39 @@ static shmrpc__stream_ring *stream_in_ring(shm_stream *st)
     return (shmrpc__stream_ring *)(shmrpc__chan_data(&st->lane->chan) + st->in_off);
 }
 
-/* The check of a wait for items or for room: a cancel, the lane's call (client_check: the
- * server, the worker, the slot), an answer that came without the end of the items (a refusal
- * before the handler ran), which does not wake a waiter on a ring, and for a send, a handler
- * that returned without reading the client's items. */
+/* The check of a wait for items: a cancel, the lane's call (client_check: the server, the
+ * worker, the slot), an answer that came without the end of the items (a refusal before the
+ * handler ran), which does not wake a waiter on a ring, and the other thread's end of a
+ * stream both ways. */
 static int stream_check(void *arg)
 {
     shm_stream *st = arg;
     if (shmrpc__conn_cancelled(&st->c->base)) return SHMRPC_ECANCELLED;
     int rc = client_check(st->lane);
     if (rc != 0) return rc;
-    if (st->sending && atomic_load(&stream_in_ring(st)->returned) != 0) return LOOK_AGAIN;
+    if (st->ways == SHMRPC__STREAM_WAYS && st->ended) return LOOK_AGAIN;
     return atomic_load(&st->lane->chan.head->state.word) != SHM_CHAN_REQUEST ? LOOK_AGAIN : 0;
+}
+
+/* The check of a wait for room: the same, and a handler that returned without reading the
+ * client's items. */
+static int stream_send_check(void *arg)
+{
+    shm_stream *st = arg;
+    if (atomic_load(&stream_in_ring(st)->returned) != 0) return LOOK_AGAIN;
+    return stream_check(arg);
+}
+
+/* A stream both ways is under its mu, but while a send or a recv waits; a stream one way
+ * has one thread. */
+static void stream_lock(shm_stream *st)
+{
+    if (st->ways == SHMRPC__STREAM_WAYS) pthread_mutex_lock(&st->mu);
+}
+
+static void stream_unlock(shm_stream *st)
+{
+    if (st->ways == SHMRPC__STREAM_WAYS) pthread_mutex_unlock(&st->mu);
 }
 
 /* Publishes the client's ring up to its tail, waking the worker if it sleeps for an item. */
@@ -1538,10 +1564,21 @@ static int stream_stop(shm_stream *st, int rc, int why)
             shmrpc__stream_ring *r = stream_in_ring(st);
             shmrpc__wake_mask(&r->tail, &r->reader_asleep, 1);
         }
-        count_out(l);
+        /* Both ways, only the receiving thread counts itself, and counts out after each wait:
+         * a send's failure leaves its count alone. */
+        if (st->ways != SHMRPC__STREAM_WAYS) count_out(l);
         st->ended = true;
         l->streams = false;
     }
+    return rc;
+}
+
+/* The failure rc that ends st, said in err: kept, for what is asked of st after (the
+ * answer's wait after a send, the other thread of a stream both ways). */
+static int stream_failed(shm_stream *st, int rc, shmrpc_buf *err)
+{
+    snprintf(st->msg, sizeof st->msg, "%s", shmrpc__msg_get(err));
+    st->status = rc;
     return rc;
 }
 
@@ -1550,7 +1587,7 @@ static int stream_stop(shm_stream *st, int rc, int why)
 static int stream_refuse(shm_stream *st, int rc, shmrpc_buf *err, const char *msg)
 {
     shmrpc__msg_set(err, "%s", msg);
-    return stream_stop(st, rc, SHMRPC_ECANCELLED);
+    return stream_failed(st, stream_stop(st, rc, SHMRPC_ECANCELLED), err);
 }
 
 /* A wait's failure, said (a deadline, a cancel) and ending the stream. */
@@ -1559,7 +1596,7 @@ static int stream_wait_failed(shm_stream *st, int rc, shmrpc_buf *err)
     if (rc == SHMRPC_ETIMEDOUT) shmrpc__msg_set(err, "the stream's deadline passed");
     if (rc == SHMRPC_ECANCELLED)
         shmrpc__msg_set(err, "the stream was cancelled (shmrpc_client_cancel)");
-    return stream_stop(st, rc, rc);
+    return stream_failed(st, stream_stop(st, rc, rc), err);
 }
 
 /* The stream's answer, after the end of its items (or without it): its status and message,
@@ -1633,6 +1670,7 @@ static int shm_stream_open(shmrpc__conn *base, uint32_t sid, int ways, shmrpc_by
                            .off = off,
                            .in_off = in_off,
                            .rd = {.cap = cap, .writer = "worker", .reader = "client"}};
+        pthread_mutex_init(&st->mu, NULL);
         /* The counts of the last one, and its returned. */
         if (ways & SHMRPC__STREAM_OUT) memset(stream_ring(st), 0, sizeof(shmrpc__stream_ring));
         if (ways & SHMRPC__STREAM_IN) memset(stream_in_ring(st), 0, sizeof(shmrpc__stream_ring));
@@ -1666,20 +1704,18 @@ static shmrpc__waiter stream_waiter(shm_stream *st)
                             .lazy = &l->dl};
 }
 
-static int shm_stream_recv(shmrpc__conn *base, shmrpc_buf *item, shmrpc_buf *err)
+/* The next item of st, or its end: with st's lock held, which its waits let go of. */
+static int stream_recv(shm_stream *st, shmrpc_buf *item, shmrpc_buf *err)
 {
-    shm_conn *c = (shm_conn *)base;
-    shm_stream *st = c->stream;
-    if (self() != c->pid) return not_ours(c, err);
-    if (st == NULL || st->ended) return stream_said(st, err);
     shm_conn *l = st->lane;
     if (!(st->ways & SHMRPC__STREAM_OUT)) { /* the answer, after the client's last item */
         stream_end_items(st);
         return stream_answer(st, item, err);
     }
     for (;;) {
+        if (st->ended) return stream_said(st, err); /* a send's failure ended it (both ways) */
         /* Before an item: a cancel ends a stream that is behind. */
-        if (shmrpc__conn_cancelled(base))
+        if (shmrpc__conn_cancelled(&st->c->base))
             return stream_refuse(st, SHMRPC_ECANCELLED, err,
                                  "the stream was cancelled (shmrpc_client_cancel)");
         /* The state before the tail: whatever the worker published before its answer is
@@ -1694,7 +1730,7 @@ static int shm_stream_recv(shmrpc__conn *base, shmrpc_buf *item, shmrpc_buf *err
         if (avail > 0) {
             int rc = shmrpc__ring_take(r, &st->rd, avail, item, err);
             if (rc == 2) return stream_answer(st, item, err);
-            if (rc < 0) return stream_stop(st, rc, SHMRPC_ECANCELLED);
+            if (rc < 0) return stream_failed(st, stream_stop(st, rc, SHMRPC_ECANCELLED), err);
             /* The room given back in steps, or at once to a worker asleep waiting for it. */
             shmrpc__ring_give_back(r, &st->rd, false);
             if (rc == 1) return 1;
@@ -1705,8 +1741,10 @@ static int shm_stream_recv(shmrpc__conn *base, shmrpc_buf *item, shmrpc_buf *err
         shmrpc__waiter w = stream_waiter(st);
         w.sleeping = &r->reader_asleep; /* on its own line (shm.h) */
         w.sleeping_bit = 1;
-        w.fence_wakers = true;                              /* the worker publishes lightly */
+        w.fence_wakers = true; /* the worker publishes lightly */
+        stream_unlock(st);
         int rc = shmrpc__wait_while(&r->tail, tail, 0, &w); /* the deadline: l->dl */
+        stream_lock(st);
         count_out(l);
         /* Items that came meanwhile are read before a failure: the deadline, or a worker
          * that died, ends the stream after what it published. */
@@ -1716,37 +1754,35 @@ static int shm_stream_recv(shmrpc__conn *base, shmrpc_buf *item, shmrpc_buf *err
     }
 }
 
-/* A send that failed ends the stream: its status is kept, for the answer's wait to say. */
-static int stream_send_failed(shm_stream *st, int rc, shmrpc_buf *err)
-{
-    snprintf(st->msg, sizeof st->msg, "%s", shmrpc__msg_get(err));
-    st->status = rc;
-    return rc;
-}
-
-/* shmrpc__conn_ops.stream_send over shm://: the item into the client's ring, in pieces when
- * it is larger, each waiting for room. Once the handler returned without reading the end (or
- * the call was answered, refused), the send writes the end instead, so that the worker may
- * answer, and fails: the answer then says the rest. */
-static int shm_stream_send(shmrpc__conn *base, const void *item, size_t n, shmrpc_buf *err)
+static int shm_stream_recv(shmrpc__conn *base, shmrpc_buf *item, shmrpc_buf *err)
 {
     shm_conn *c = (shm_conn *)base;
     shm_stream *st = c->stream;
     if (self() != c->pid) return not_ours(c, err);
-    if (st == NULL || st->ended) return stream_said(st, err);
-    shm_conn *l = st->lane;
-    if (n > c->max_msg || n > UINT32_MAX) { /* the stream goes on without it */
-        shmrpc__msg_set(err, "an item of %zu bytes is above the server's maximum of %" PRIu64, n,
-                        c->max_msg);
-        return SHMRPC_ETOOBIG;
-    }
-    const uint8_t *p = item;
+    if (st == NULL) return stream_said(st, err);
+    stream_lock(st);
+    int rc = st->ended ? stream_said(st, err) : stream_recv(st, item, err);
+    stream_unlock(st);
+    return rc;
+}
+
+/* The item of n bytes into st's ring, in pieces when it is larger, each waiting for room;
+ * with st's lock held, which its waits let go of. Once the handler returned without reading
+ * the end (or the call was answered, refused), the send writes the end instead, so that the
+ * worker may answer, and fails: the answer then says the rest. */
+static int stream_send(shm_stream *st, const uint8_t *p, size_t n, shmrpc_buf *err)
+{
+    shm_conn *c = st->c, *l = st->lane;
     size_t left = n;
     for (;;) {
+        if (st->ended) { /* the receiving thread's end (both ways), or a send's */
+            if (st->status != 0) return stream_said(st, err);
+            shmrpc__msg_set(err, "the handler returned before it read the item");
+            return SHMRPC_ECLOSED;
+        }
         if (shmrpc__conn_cancelled(&c->base)) {
-            stream_refuse(st, SHMRPC_ECANCELLED, err,
-                          "the stream was cancelled (shmrpc_client_cancel)");
-            return stream_send_failed(st, SHMRPC_ECANCELLED, err);
+            return stream_refuse(st, SHMRPC_ECANCELLED, err,
+                                 "the stream was cancelled (shmrpc_client_cancel)");
         }
         shmrpc__stream_ring *r = stream_in_ring(st);
         if (st->sent_end || atomic_load(&r->returned) != 0 ||
@@ -1758,8 +1794,8 @@ static int shm_stream_send(shmrpc__conn *base, const void *item, size_t n, shmrp
         uint32_t head = atomic_load_explicit(&r->head.word, memory_order_acquire), piece;
         int fit = shmrpc__ring_fit(st->rd.cap, st->tail, head, left, &piece);
         if (fit == SHMRPC_EPROTO) {
-            stream_refuse(st, SHMRPC_EPROTO, err, "the worker's count of the stream's ring is off");
-            return stream_send_failed(st, SHMRPC_EPROTO, err);
+            return stream_refuse(st, SHMRPC_EPROTO, err,
+                                 "the worker's count of the stream's ring is off");
         }
         if (fit == 0) {
             left -= piece;
@@ -1770,14 +1806,39 @@ static int shm_stream_send(shmrpc__conn *base, const void *item, size_t n, shmrp
             continue;
         }
         shmrpc__waiter w = stream_waiter(st);
-        st->sending = true;
+        w.check = stream_send_check;
+        if (st->ways == SHMRPC__STREAM_WAYS) { /* the receiving thread counts, and publishes */
+            w.self = NULL;
+            w.awake = NULL;
+            w.counted = NULL;
+            w.counted_mark = NULL;
+        }
+        stream_unlock(st);
         int rc = shmrpc__wait_while(&r->head, head, 0, &w); /* the deadline: l->dl */
-        st->sending = false;
-        count_out(l);
+        stream_lock(st);
+        if (st->ways != SHMRPC__STREAM_WAYS) count_out(l);
         if (rc == 0 || rc == LOOK_AGAIN) continue;
+        if (st->ended) continue; /* the receiving thread's end came first */
         if (rc < 0 && (rc = give_up(l, rc, err)) == 0) continue; /* the answer came */
-        return stream_send_failed(st, stream_wait_failed(st, rc, err), err);
+        return stream_wait_failed(st, rc, err);
     }
+}
+
+static int shm_stream_send(shmrpc__conn *base, const void *item, size_t n, shmrpc_buf *err)
+{
+    shm_conn *c = (shm_conn *)base;
+    shm_stream *st = c->stream;
+    if (self() != c->pid) return not_ours(c, err);
+    if (st == NULL) return stream_said(st, err);
+    if (n > c->max_msg || n > UINT32_MAX) { /* the stream goes on without it */
+        shmrpc__msg_set(err, "an item of %zu bytes is above the server's maximum of %" PRIu64, n,
+                        c->max_msg);
+        return SHMRPC_ETOOBIG;
+    }
+    stream_lock(st);
+    int rc = stream_send(st, item, n, err);
+    stream_unlock(st);
+    return rc;
 }
 
 /* shmrpc__conn_ops.stream_done over shm://: the end of the client's items. */
@@ -1785,7 +1846,10 @@ static void shm_stream_done(shmrpc__conn *base)
 {
     shm_conn *c = (shm_conn *)base;
     shm_stream *st = c->stream;
-    if (st != NULL && !st->ended && self() == c->pid) stream_end_items(st);
+    if (st == NULL || self() != c->pid) return;
+    stream_lock(st);
+    if (!st->ended) stream_end_items(st);
+    stream_unlock(st);
 }
 
 static void shm_stream_end(shmrpc__conn *base)
@@ -1795,6 +1859,7 @@ static void shm_stream_end(shmrpc__conn *base)
     if (st == NULL) return;
     /* In a forked child the stream is the parent's: only the child's record of it goes. */
     if (self() == c->pid) stream_stop(st, 0, SHMRPC_ECANCELLED);
+    pthread_mutex_destroy(&st->mu);
     free(st);
     c->stream = NULL;
 }

@@ -4,7 +4,8 @@
  * comes first (route), delivered one by one with the window given back as they go, and
  * ended by its answer, a failure, or the client. A stream of the client's items (revision
  * 9) sends each in an ITEMS frame within the server's window, reading the WINDOWs that give
- * it back, and its last flag when the client is done. */
+ * it back, and its last flag when the client is done. A stream both ways may be sent on by
+ * one thread while another receives (tcp_cstream.mu). */
 #include <errno.h>
 #include <inttypes.h>
 #include <poll.h>
@@ -86,6 +87,14 @@ int shmrpc__tcp_stream_open(shmrpc__conn *base, uint32_t sid, int ways, shmrpc_b
                 st->avail = W;
                 st->ways = ways;
                 st->send_avail = W;
+                if (ways == SHMRPC__STREAM_WAYS) {
+                    pthread_condattr_t ca;
+                    pthread_condattr_init(&ca);
+                    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+                    pthread_cond_init(&st->cv, &ca);
+                    pthread_condattr_destroy(&ca);
+                    pthread_mutex_init(&st->mu, NULL);
+                }
                 c->stream = st;
                 c->outstanding++; /* calls prefer other endpoints meanwhile */
                 p->stream = st;
@@ -187,12 +196,65 @@ static bool frame_came(tcp_conn *c)
     return poll(&pf, 1, 0) == 1;
 }
 
+/* A stream both ways is under its mu, but while a thread polls; a stream one way has one
+ * thread. */
+static void stream_lock(tcp_cstream *st)
+{
+    if (st->ways == SHMRPC__STREAM_WAYS) pthread_mutex_lock(&st->mu);
+}
+
+static void stream_unlock(tcp_cstream *st)
+{
+    if (st->ways == SHMRPC__STREAM_WAYS) pthread_mutex_unlock(&st->mu);
+}
+
+/* poll(2) of pf for at most ms, with st->mu (held) let go of meanwhile. */
+static int poll_unlocked(tcp_cstream *st, struct pollfd *pf, int ms)
+{
+    pthread_mutex_unlock(&st->mu);
+    int n = poll(pf, 1, ms);
+    int e = errno;
+    pthread_mutex_lock(&st->mu);
+    errno = e;
+    return n;
+}
+
+/* wait_readable for a stream both ways, with st->mu held: the thread whose turn it is polls
+ * the connection with mu let go of, for at most SHMRPC__CHECK_NS, and the other naps on cv
+ * meanwhile. 0 when a frame came, LOOK_AGAIN when the caller is to look at the stream again
+ * (the other thread may have read the frame, or may now), or wait_readable's other status. */
+#define LOOK_AGAIN 2
+static int wait_turn(tcp_pool *p, tcp_cstream *st)
+{
+    tcp_conn *c = st->c;
+    if (frame_came(c)) return 0;
+    int64_t now = shmrpc__now_ns();
+    if (now >= st->deadline) return SHMRPC_ETIMEDOUT;
+    if (shmrpc__conn_cancelled(&p->base)) return SHMRPC_ECANCELLED;
+    int64_t until = st->deadline - now > SHMRPC__CHECK_NS ? now + SHMRPC__CHECK_NS : st->deadline;
+    if (st->polling) {
+        struct timespec ts = {until / NS_PER_S, until % NS_PER_S};
+        pthread_cond_timedwait(&st->cv, &st->mu, &ts);
+        return LOOK_AGAIN;
+    }
+    st->polling = true;
+    struct pollfd pf = {.fd = c->fd, .events = POLLIN};
+    int n = poll_unlocked(st, &pf, (int)((until - now + NS_PER_MS - 1) / NS_PER_MS));
+    st->polling = false;
+    pthread_cond_broadcast(&st->cv);
+    if (n < 0 && errno != EINTR) return 1;
+    /* What the poll saw, the other thread may have read meanwhile (a send reads frames while
+     * it waits for room), and the connection may have broken. */
+    return c->gen == st->gen && frame_came(c) ? 0 : LOOK_AGAIN;
+}
+
 /* Reads one frame of st's connection and acts on it (routing delivers items to st, answers
  * to the calls in flight): 0, or the status that ends st (its message in err). */
 static int read_turn(tcp_pool *p, tcp_cstream *st, shmrpc_buf *err)
 {
     tcp_conn *c = st->c;
-    int rc = wait_readable(p, c, st->deadline);
+    int rc = st->ways == SHMRPC__STREAM_WAYS ? wait_turn(p, st) : wait_readable(p, c, st->deadline);
+    if (rc == LOOK_AGAIN) return 0;
     if (rc == SHMRPC_ETIMEDOUT || rc == SHMRPC_ECANCELLED) return rc;
     /* Within the stream's deadline, and its cancel, as a blocking call reads its answer: a
      * frame cut there breaks the connection (the rest of it cannot be read later), and the
@@ -233,19 +295,10 @@ static int read_turn(tcp_pool *p, tcp_cstream *st, shmrpc_buf *err)
     return 0;
 }
 
-int shmrpc__tcp_stream_recv(shmrpc__conn *base, shmrpc_buf *item, shmrpc_buf *err)
+/* The next item of st, or its end; with st->mu held (both ways). */
+static int stream_recv(tcp_pool *p, tcp_cstream *st, shmrpc_buf *item, shmrpc_buf *err)
 {
-    tcp_pool *p = (tcp_pool *)base;
-    tcp_cstream *st = p->stream;
-    if (shmrpc__self_pid() != p->pid) {
-        shmrpc__msg_set(err, "this connection belongs to process %d", (int)p->pid);
-        return SHMRPC_EINVAL;
-    }
-    /* client.c asks no more after the end; a send that failed ended it first. */
-    if (!st || (st->gone && !st->ended)) {
-        shmrpc__msg_set(err, "no stream is open");
-        return SHMRPC_EINVAL;
-    }
+    shmrpc__conn *base = &p->base;
     int rc = 0;
     for (;;) {
         /* Before an item: a cancel ends a stream that is behind. */
@@ -317,6 +370,31 @@ int shmrpc__tcp_stream_recv(shmrpc__conn *base, shmrpc_buf *item, shmrpc_buf *er
     return rc;
 }
 
+int shmrpc__tcp_stream_recv(shmrpc__conn *base, shmrpc_buf *item, shmrpc_buf *err)
+{
+    tcp_pool *p = (tcp_pool *)base;
+    tcp_cstream *st = p->stream;
+    if (shmrpc__self_pid() != p->pid) {
+        shmrpc__msg_set(err, "this connection belongs to process %d", (int)p->pid);
+        return SHMRPC_EINVAL;
+    }
+    if (!st) {
+        shmrpc__msg_set(err, "no stream is open");
+        return SHMRPC_EINVAL;
+    }
+    stream_lock(st);
+    int rc;
+    /* client.c asks no more after the end; a send that failed ended it first. */
+    if (st->gone && !st->ended) {
+        shmrpc__msg_set(err, "no stream is open");
+        rc = SHMRPC_EINVAL;
+    } else {
+        rc = stream_recv(p, st, item, err);
+    }
+    stream_unlock(st);
+    return rc;
+}
+
 /* --- end ------------------------------------------------------------------------------ */
 
 void shmrpc__tcp_stream_end(shmrpc__conn *base)
@@ -334,6 +412,10 @@ void shmrpc__tcp_stream_end(shmrpc__conn *base)
     shmrpc_buf_destroy(&st->scratch);
     shmrpc_buf_destroy(&st->msg);
     shmrpc_buf_destroy(&st->answer);
+    if (st->ways == SHMRPC__STREAM_WAYS) {
+        pthread_cond_destroy(&st->cv);
+        pthread_mutex_destroy(&st->mu);
+    }
     free(st);
     p->stream = NULL;
 }
@@ -389,14 +471,10 @@ static int send_items(tcp_cstream *st, uint16_t flags, shmrpc_bytes body, shmrpc
     return rc;
 }
 
-int shmrpc__tcp_stream_send(shmrpc__conn *base, const void *item, size_t n, shmrpc_buf *err)
+/* Sends an item of st; with st->mu held (both ways). */
+static int stream_send(tcp_pool *p, tcp_cstream *st, const void *item, size_t n, shmrpc_buf *err)
 {
-    tcp_pool *p = (tcp_pool *)base;
-    tcp_cstream *st = p->stream;
-    if (shmrpc__self_pid() != p->pid) {
-        shmrpc__msg_set(err, "this connection belongs to process %d", (int)p->pid);
-        return SHMRPC_EINVAL;
-    }
+    shmrpc__conn *base = &p->base;
     int rc = cannot_send(p, st, err);
     if (rc) return rc;
     tcp_conn *c = st->c;
@@ -453,18 +531,37 @@ int shmrpc__tcp_stream_send(shmrpc__conn *base, const void *item, size_t n, shmr
     return 0;
 }
 
+int shmrpc__tcp_stream_send(shmrpc__conn *base, const void *item, size_t n, shmrpc_buf *err)
+{
+    tcp_pool *p = (tcp_pool *)base;
+    tcp_cstream *st = p->stream;
+    if (shmrpc__self_pid() != p->pid) {
+        shmrpc__msg_set(err, "this connection belongs to process %d", (int)p->pid);
+        return SHMRPC_EINVAL;
+    }
+    if (!st) return cannot_send(p, st, err);
+    stream_lock(st);
+    int rc = stream_send(p, st, item, n, err);
+    stream_unlock(st);
+    return rc;
+}
+
 void shmrpc__tcp_stream_done(shmrpc__conn *base)
 {
     tcp_pool *p = (tcp_pool *)base;
     tcp_cstream *st = p->stream;
-    if (shmrpc__self_pid() != p->pid || !st || st->done) return;
+    if (shmrpc__self_pid() != p->pid || !st) return;
+    stream_lock(st);
+    /* The server has the deadline too: its reads end. */
+    if (!st->done && shmrpc__now_ns() < st->deadline) {
+        shmrpc_buf err;
+        shmrpc_buf_init(&err);
+        /* Said by the stream's answer: a failure here ends it, through its connection. */
+        if (cannot_send(p, st, &err) == 0 &&
+            send_items(st, SHMRPC__FLAG_LAST, shmrpc_bytes_of(NULL, 0), &err) != 0)
+            cannot_send(p, st, &err);
+        shmrpc_buf_destroy(&err);
+    }
     st->done = true;
-    if (shmrpc__now_ns() >= st->deadline) return; /* the server has it too: its reads end */
-    shmrpc_buf err;
-    shmrpc_buf_init(&err);
-    /* Said by the stream's answer: a failure here ends it, through its connection. */
-    if (cannot_send(p, st, &err) == 0 &&
-        send_items(st, SHMRPC__FLAG_LAST, shmrpc_bytes_of(NULL, 0), &err) != 0)
-        cannot_send(p, st, &err);
-    shmrpc_buf_destroy(&err);
+    stream_unlock(st);
 }

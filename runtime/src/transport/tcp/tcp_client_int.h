@@ -5,6 +5,7 @@
 #ifndef SHMRPC_SRC_TCP_CLIENT_INT_H
 #define SHMRPC_SRC_TCP_CLIENT_INT_H
 
+#include <pthread.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -141,6 +142,12 @@ struct tcp_cstream {
     bool done;     /* the last flag was sent, or was due */
     bool answered; /* its end came from its server: its handler returned, or it was refused */
     shmrpc_buf answer;
+    /* A stream both ways may be sent on by one thread while another receives: each holds mu
+     * for its turn, and lets go of it only to poll the connection, which one of them does at
+     * a time (polling) while the other naps on cv until a frame may have come. */
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    bool polling;
 };
 
 /* The steps of a connection being made (tcp_conn.dial). */
