@@ -132,7 +132,7 @@ typedef struct sender {
     bool over;    /* the receiver is done with the stream: no send begins */
     bool sending; /* a send (or the end) is under way */
     bool ended;   /* the sends ended: status says how */
-    int status;   /* 0, 1 (a send failed), or 2 (a line that is no item); said on stderr */
+    int status;   /* 0, 1 (a send failed), or 2 (a line that is no item): sends_failed */
 } sender;
 
 /* Whether a send of s may begin; it is then under way until sent(s). */
@@ -155,11 +155,32 @@ static void sent(sender *s)
     pthread_mutex_unlock(&s->mu);
 }
 
+/* The sends end with status (1 or 2), said with line no and why (NULL: stdin could not be
+ * read): both ways, unless the receiver is done with the stream, which is then cancelled
+ * (its handler and the receives told) before the receiver may go on. */
+static int sends_failed(sender *s, int status, long no, const char *why)
+{
+    if (s->both) pthread_mutex_lock(&s->mu);
+    if (!s->over) {
+        if (why != NULL) {
+            fprintf(stderr, "shmrpcctl: %s: stdin, line %ld: ", s->method, no);
+            ctl_put_safe(stderr, why);
+            fputc('\n', stderr);
+        } else {
+            fprintf(stderr, "shmrpcctl: %s: cannot read stdin, line %ld\n", s->method, no);
+        }
+        s->status = status;
+        if (s->both) shmrpc_client_cancel(s->c);
+    }
+    if (s->both) pthread_mutex_unlock(&s->mu);
+    return status;
+}
+
 /* Sends each line of stdin as an item of s->st, then its end (both ways; one way, the
- * answer's wait sends it): s->status. A handler that answers before the last line ends the
- * sends. A line that is no item of the method, or a send that fails, ends the stream, its
- * handler told (both ways, by a cancel, which ends the receives too); both ways, a failure
- * that ended the stream is the receives' to say. */
+ * answer's wait sends it): 0, or the status of sends_failed. A handler that answers before
+ * the last line ends the sends. A line that is no item of the method, or a send that fails,
+ * ends the stream (sends_failed); both ways, only the line's own failures are said here (no
+ * item, or above the maximum), and any other is the stream's end, which the receives say. */
 static int send_lines(sender *s)
 {
     char *line = NULL;
@@ -167,38 +188,27 @@ static int send_lines(sender *s)
     ssize_t len;
     long no = 0;
     int status = 0, rc = 0;
-    while (status == 0 && (len = getline(&line, &cap, stdin)) >= 0) {
+    while (rc == 0 && (len = getline(&line, &cap, stdin)) >= 0) {
         no++;
         if (blank(line, (size_t)len)) continue;
         if (!may_send(s)) break;
         shmrpc_buf *item = shmrpc_stream_item(s->st);
-        if ((rc = shmrpc_dyn_encode_item(s->sig, line, (size_t)len, item)) == 0)
-            rc = shmrpc_stream_send(s->st, item->data, item->len);
+        int bad = shmrpc_dyn_encode_item(s->sig, line, (size_t)len, item);
+        rc = bad ? bad : shmrpc_stream_send(s->st, item->data, item->len);
+        /* ECLOSED: the handler answered, and the answer says the rest. */
+        if (rc != 0 && rc != SHMRPC_ECLOSED && (!s->both || bad || rc == SHMRPC_ETOOBIG))
+            status = sends_failed(s, rc == SHMRPC_EINVAL ? 2 : 1, no, shmrpc_errmsg());
         sent(s);
-        if (rc == SHMRPC_ECLOSED) break; /* the handler answered: the answer says the rest */
-        if (s->both && rc != 0 && rc != SHMRPC_EINVAL && rc != SHMRPC_ETOOBIG)
-            break; /* the stream ended (its deadline, its server...): the receives say how */
-        if (rc != 0) {
-            fprintf(stderr, "shmrpcctl: %s: stdin, line %ld: ", s->method, no);
-            ctl_put_safe(stderr, shmrpc_errmsg());
-            fputc('\n', stderr);
-            status = rc == SHMRPC_EINVAL ? 2 : 1;
-        }
     }
-    if (status == 0 && ferror(stdin)) {
-        fprintf(stderr, "shmrpcctl: %s: cannot read stdin, line %ld\n", s->method, no + 1);
-        status = 1;
-    }
+    if (rc == 0 && ferror(stdin)) status = sends_failed(s, 1, no + 1, NULL);
     free(line);
     if (s->both && status == 0 && rc == 0 && may_send(s)) {
         shmrpc_stream_done(s->st);
         sent(s);
     }
     if (s->both) pthread_mutex_lock(&s->mu);
-    s->status = status;
     s->ended = true;
     if (s->both) pthread_mutex_unlock(&s->mu);
-    if (s->both && status != 0) shmrpc_client_cancel(s->c);
     return status;
 }
 
@@ -209,7 +219,7 @@ static void *send_thread(void *arg)
 }
 
 /* Whether s's sends failed (and said so): the receives' failure that follows is theirs. */
-static bool send_failed(sender *s)
+static bool sends_said(sender *s)
 {
     if (s == NULL) return false;
     pthread_mutex_lock(&s->mu);
@@ -241,7 +251,7 @@ static int print_items(shmrpc_stream *st, const shmrpc_dyn_sig *sig, const char 
             status = 1;
     }
     if (status == 0 && rc != 0) {
-        if (!send_failed(s)) said_failed(method, rc);
+        if (!sends_said(s)) said_failed(method, rc);
         status = 1;
     }
     shmrpc_buf_destroy(&line);
@@ -303,7 +313,10 @@ static int call_both(shmrpc_client *c, const shmrpc_method_info *m, const shmrpc
     int status = print_items(s.st, sig, method, &s);
     pthread_mutex_lock(&s.mu);
     s.over = true;
-    while (s.sending) /* a send ends once the stream did */
+    /* A send ends once the stream did; one that waits for room when the items stopped here
+     * (an item that does not decode, stdout closed) is cancelled. */
+    if (s.sending) shmrpc_client_cancel(c);
+    while (s.sending)
         pthread_cond_wait(&s.cv, &s.mu);
     bool ended = s.ended;
     if (s.status != 0) status = s.status;

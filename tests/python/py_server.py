@@ -176,7 +176,8 @@ class Gatherer:
     reads nothing and notes what shmrpc.cancelled() said ("deaf: Cancelled", waiting at most
     20 s); concat stops at a part b"stop", and keeps its items' iterator at a part b"keep",
     which drain reads at a value -1 (and at -2 reads its own from another thread); doubled
-    yields each value doubled as it reads it;
+    yields each value doubled as it reads it, and returns at a value -1; stuck reads and
+    yields nothing until it is no longer wanted (waiting at most 20 s);
     drain notes that it began, then how many it read ("drain: 3") or the exception that ended
     its reading ("drain: Cancelled")."""
 
@@ -205,7 +206,17 @@ class Gatherer:
 
     def doubled(self, values):
         for v in values:
+            if v == -1:
+                return
             yield 2 * v
+
+    def stuck(self, values):
+        end = time.monotonic() + 20
+        while shmrpc.cancelled() is None and time.monotonic() < end:
+            time.sleep(0.001)
+        if shmrpc.cancelled() is not None:
+            raise shmrpc.cancelled()
+        yield from ()
 
     def concat(self, parts):
         joined = []

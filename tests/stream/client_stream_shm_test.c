@@ -13,6 +13,7 @@
  * in memory shared with the test. Every wait is bounded; every server is stopped and its
  * files checked. */
 #define _GNU_SOURCE
+#include <pthread.h>
 #include <setjmp.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -125,8 +126,15 @@ static int drain(shmrpc_ctx *ctx)
     return ended(rc);
 }
 
+/* Reads and writes nothing until the test lets it go, or the stream is no longer wanted. */
+static int stuck(shmrpc_ctx *ctx)
+{
+    int64_t rc;
+    return deaf(ctx, &rc);
+}
+
 static const Gather_handlers handlers = {
-    .sum = sum, .deaf = deaf, .doubled = doubled, .concat = concat, .drain = drain};
+    .sum = sum, .deaf = deaf, .doubled = doubled, .concat = concat, .drain = drain, .stuck = stuck};
 
 static char addr[64];
 static int port; /* over tcp:// */
@@ -238,6 +246,57 @@ static void worker_killed_mid_stream(void **state)
     assert_int_equal(atomic_load(&sh->opened), 1); /* not sent again */
     assert_int_equal(atomic_load(&sh->returned), 0);
     atomic_store(&sh->hold_after, 0);
+    parts_sum(c, 1000);
+    shmrpc_client_free(c);
+    stop_server(srv);
+}
+
+/* The sending thread of a stream both ways (of stuck): until a send fails. */
+typedef struct sender {
+    shmrpc_stream *st;
+    _Atomic int64_t sent;
+    int rc;
+} sender;
+
+static void *send_until_failed(void *arg)
+{
+    sender *s = arg;
+    int rc;
+    while ((rc = gather_stuck_send(s->st, atomic_load(&s->sent))) == 0)
+        atomic_fetch_add(&s->sent, 1);
+    s->rc = rc;
+    return NULL;
+}
+
+/* The worker of a stream both ways SIGKILLed while one thread of the client waits for room
+ * to send and another for an item: both fail with SHMRPC_EPEERDIED, and the client's next
+ * stream runs on the other worker. */
+static void worker_killed_while_both_wait(void **state)
+{
+    (void)state;
+    pid_t srv = start_server(2);
+    shmrpc_client *c = connect_to();
+    shmrpc_client_set_timeout(c, 60000);
+    sender s = {.sent = 0};
+    assert_int_equal(gather_stuck_open(c, &s.st), 0);
+    await_at_least(&sh->opened, 1, "stuck's handler began");
+    pthread_t t;
+    assert_int_equal(pthread_create(&t, NULL, send_until_failed, &s), 0);
+    int64_t last = -1; /* the sends wait for room: none for 200 ms (10 s at most) */
+    for (int i = 0; i < 50 && atomic_load(&s.sent) != last; i++) {
+        last = atomic_load(&s.sent);
+        usleep(200000);
+    }
+    pid_t victim = atomic_load(&sh->pid);
+    assert_true(victim > 0 && victim != srv);
+    assert_int_equal(kill(victim, SIGKILL), 0);
+    int64_t v;
+    int rc = gather_stuck_recv(s.st, &v);
+    pthread_join(t, NULL);
+    if (rc != SHMRPC_EPEERDIED) fail_msg("recv: %d %s", rc, shmrpc_errmsg());
+    assert_int_equal(s.rc, SHMRPC_EPEERDIED);
+    assert_true(atomic_load(&s.sent) > 0);
+    shmrpc_stream_close(s.st);
     parts_sum(c, 1000);
     shmrpc_client_free(c);
     stop_server(srv);
@@ -504,7 +563,7 @@ static void a_client_that_lies_on_the_wire(void **state)
         {"after the last", GATHER_METHOD_DEAF, 0, 1, 0, true, GATHER_METHOD_DEAF,
          "an ITEMS frame for stream 7 after its last (method 1)"},
         {"of another method", GATHER_METHOD_DRAIN, 0, 1, 0, false, GATHER_METHOD_SUM,
-         "an ITEMS frame for stream 7 names method 4, not its own"},
+         "an ITEMS frame for stream 7 names method 5, not its own"},
     };
     for (size_t k = 0; k < sizeof lies / sizeof lies[0]; k++) {
         int32_t opened = atomic_load(&sh->opened), returned = atomic_load(&sh->returned);
@@ -618,12 +677,14 @@ int main(void)
         cmocka_unit_test_setup(a_client_that_lies_about_its_ring, setup),
         cmocka_unit_test_setup(a_worker_that_lies_about_the_clients_ring, setup),
         cmocka_unit_test_setup(an_open_that_names_other_ways, setup),
+        cmocka_unit_test_setup(worker_killed_while_both_wait, setup),
     };
     const struct CMUnitTest over_tcp[] = {
         cmocka_unit_test_setup(worker_killed_mid_stream, setup),
         cmocka_unit_test_setup(client_killed_mid_stream, setup),
         cmocka_unit_test_setup(a_client_that_lies_on_the_wire, setup),
         cmocka_unit_test_setup(the_window_comes_back_whole, setup),
+        cmocka_unit_test_setup(worker_killed_while_both_wait, setup),
     };
     int failed = cmocka_run_group_tests_name("shm", tests, NULL, NULL);
     tcp = true;

@@ -398,10 +398,12 @@ static void both_ways(void **state)
     shmrpc_stream_close(st);
 }
 
-/* A sending thread beside the test's, which receives (a stream both ways). */
+/* A sending thread beside the test's, which receives (a stream both ways, of doubled or of
+ * stuck: their items are alike). */
 typedef struct sender {
     shmrpc_stream *st;
-    int64_t n; /* values to send, then the end; or -1: until a send fails */
+    int64_t n;    /* values to send, then the end; or -1: until a send fails */
+    int64_t last; /* sent after the n values instead of the end, when not 0 */
     _Atomic int64_t sent;
     int rc; /* the send or done that ended it */
     char why[256];
@@ -413,6 +415,11 @@ static void *send_all(void *arg)
     int rc = 0;
     for (int64_t i = 0; rc == 0 && (s->n < 0 || i < s->n); i++)
         if ((rc = gather_doubled_send(s->st, i)) == 0) atomic_store(&s->sent, i + 1);
+    if (rc == 0 && s->last != 0) {
+        rc = gather_doubled_send(s->st, s->last);
+        for (int64_t i = 0; rc == 0 && i < 1000000; i++) /* until the handler's end is seen */
+            rc = gather_doubled_send(s->st, i);
+    }
     if (rc == 0) rc = gather_doubled_done(s->st);
     s->rc = rc;
     snprintf(s->why, sizeof s->why, "%s", shmrpc_errmsg());
@@ -477,7 +484,9 @@ static void both_ways_cancelled_while_sending(void **state)
 }
 
 /* Both ways from two threads: the deadline ends the send that waits for room, and the
- * receives after it give items in order, then the deadline. */
+ * receives after it give items in order, then the deadline. The handler's own wait ends at
+ * the same deadline, and its return may come first: the send then fails with ECLOSED, and
+ * the receives end with the handler's status, the deadline's too. */
 static void both_ways_past_the_deadline(void **state)
 {
     fixture *f = *state;
@@ -487,7 +496,7 @@ static void both_ways_past_the_deadline(void **state)
     pthread_t t;
     assert_int_equal(pthread_create(&t, NULL, send_all, &s), 0);
     pthread_join(t, NULL); /* the deadline bounds it */
-    assert_int_equal(s.rc, SHMRPC_ETIMEDOUT);
+    if (s.rc != SHMRPC_ETIMEDOUT && s.rc != SHMRPC_ECLOSED) fail_msg("send: %d %s", s.rc, s.why);
     int64_t v, i = 0;
     int rc;
     while ((rc = gather_doubled_recv(s.st, &v)) == 1) {
@@ -496,6 +505,88 @@ static void both_ways_past_the_deadline(void **state)
     }
     assert_int_equal(rc, SHMRPC_ETIMEDOUT);
     assert_true(i <= atomic_load(&s.sent));
+    shmrpc_stream_close(s.st);
+}
+
+/* Both ways from two threads, each waiting (stuck reads and writes nothing): the sender for
+ * room, the test's thread for an item. The deadline ends both waits with its status (the
+ * send's may be ECLOSED: the handler, at the same deadline, may return first); and so does a
+ * cancel. */
+static void both_ways_both_wait(void **state)
+{
+    fixture *f = *state;
+    static const int ends[] = {SHMRPC_ETIMEDOUT, SHMRPC_ECANCELLED};
+    for (int k = 0; k < 2; k++) {
+        shmrpc_client_set_timeout(f->c, ends[k] == SHMRPC_ETIMEDOUT ? 1000 : 60000);
+        sender s = {.n = -1};
+        assert_int_equal(gather_stuck_open(f->c, &s.st), 0);
+        pthread_t t;
+        assert_int_equal(pthread_create(&t, NULL, send_all, &s), 0);
+        canceller k_ = {.c = f->c};
+        pthread_t kt;
+        if (ends[k] == SHMRPC_ECANCELLED) {
+            sends_stopped(&s);
+            assert_int_equal(pthread_create(&kt, NULL, cancel_soon, &k_), 0);
+            atomic_store(&k_.go, 1);
+        }
+        int64_t v;
+        int rc = gather_doubled_recv(s.st, &v);
+        pthread_join(t, NULL);
+        if (ends[k] == SHMRPC_ECANCELLED) pthread_join(kt, NULL);
+        if (rc != ends[k]) fail_msg("recv: %d %s", rc, shmrpc_errmsg());
+        if (s.rc != ends[k] && !(ends[k] == SHMRPC_ETIMEDOUT && s.rc == SHMRPC_ECLOSED))
+            fail_msg("send: %d %s", s.rc, s.why);
+        assert_true(atomic_load(&s.sent) > 0);
+        shmrpc_stream_close(s.st);
+        assert_int_equal(handler_returned(),
+                         ends[k] == SHMRPC_ETIMEDOUT ? SHMRPC_ETIMEDOUT : SHMRPC_ECANCELLED);
+        atomic_store(&test_gather_returned, 0);
+    }
+}
+
+/* Both ways from two threads: the handler returns (at -1) while the sender still sends; the
+ * receives give every item before it, then the end, and the sends fail with ECLOSED. */
+static void both_ways_the_handler_returns_while_sending(void **state)
+{
+    fixture *f = *state;
+    shmrpc_client_set_timeout(f->c, 60000);
+    sender s = {.n = 1000, .last = -1};
+    assert_int_equal(gather_doubled_open(f->c, &s.st), 0);
+    pthread_t t;
+    assert_int_equal(pthread_create(&t, NULL, send_all, &s), 0);
+    int64_t v, i = 0;
+    int rc;
+    while ((rc = gather_doubled_recv(s.st, &v)) == 1) {
+        if (v != 2 * i) fail_msg("item %" PRId64 " is %" PRId64, i, v);
+        i++;
+    }
+    pthread_join(t, NULL);
+    if (rc != 0) fail_msg("recv: %s", shmrpc_errmsg());
+    assert_int_equal(i, 1000);
+    if (s.rc != SHMRPC_ECLOSED) fail_msg("send: %d %s", s.rc, s.why);
+    assert_int_equal(handler_returned(), 0);
+    shmrpc_stream_close(s.st);
+}
+
+/* Both ways from two threads: an item that does not decode in the receiving thread ends the
+ * stream while the sender waits for room; the send fails (cancelled), the handler is told,
+ * and the close after both frees it. */
+static void both_ways_an_item_that_does_not_decode(void **state)
+{
+    fixture *f = *state;
+    shmrpc_client_set_timeout(f->c, 60000);
+    sender s = {.n = -1};
+    assert_int_equal(gather_doubled_open(f->c, &s.st), 0);
+    pthread_t t;
+    assert_int_equal(pthread_create(&t, NULL, send_all, &s), 0);
+    sends_stopped(&s); /* the handler waits to write what the test does not read */
+    assert_int_equal(shmrpc_stream_decode_error(s.st, "Gather.doubled", "item", "planted"),
+                     SHMRPC_EINVAL);
+    pthread_join(t, NULL);
+    if (s.rc != SHMRPC_ECANCELLED) fail_msg("send: %d %s", s.rc, s.why);
+    int64_t v;
+    assert_int_equal(gather_doubled_recv(s.st, &v), SHMRPC_EINVAL);
+    assert_int_equal(handler_returned(), SHMRPC_ECANCELLED);
     shmrpc_stream_close(s.st);
 }
 
@@ -604,6 +695,10 @@ int main(void)
         cmocka_unit_test_setup_teardown(both_ways_from_two_threads, setup, teardown),
         cmocka_unit_test_setup_teardown(both_ways_cancelled_while_sending, setup, teardown),
         cmocka_unit_test_setup_teardown(both_ways_past_the_deadline, setup, teardown),
+        cmocka_unit_test_setup_teardown(both_ways_both_wait, setup, teardown),
+        cmocka_unit_test_setup_teardown(both_ways_the_handler_returns_while_sending, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(both_ways_an_item_that_does_not_decode, setup, teardown),
         cmocka_unit_test_setup_teardown(misuse, setup, teardown),
         cmocka_unit_test(tcp_revision_8_refuses),
     };

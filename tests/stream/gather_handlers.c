@@ -64,14 +64,22 @@ static int deaf(shmrpc_ctx *ctx, int64_t *out)
     return rc ? rc : SHMRPC_EHANDLER;
 }
 
+static int stuck(shmrpc_ctx *ctx)
+{
+    int rc = shmrpc_ctx_wait_cancelled(ctx, 20000);
+    done(rc);
+    return rc ? rc : SHMRPC_EHANDLER;
+}
+
 static int doubled(shmrpc_ctx *ctx)
 {
     int64_t v;
     int rc;
-    while ((rc = gather_doubled_read(ctx, &v)) == 1) {
+    while ((rc = gather_doubled_read(ctx, &v)) == 1 && v != -1) {
         atomic_fetch_add(&test_gather_read, 1);
         if ((rc = gather_doubled_write(ctx, 2 * v)) != 0) break;
     }
+    if (rc == 1) rc = 0; /* -1 */
     done(rc);
     return rc;
 }
@@ -104,4 +112,4 @@ static int drain(shmrpc_ctx *ctx)
 }
 
 const Gather_handlers test_gather_handlers = {
-    .sum = sum, .deaf = deaf, .doubled = doubled, .concat = concat, .drain = drain};
+    .sum = sum, .deaf = deaf, .doubled = doubled, .concat = concat, .drain = drain, .stuck = stuck};

@@ -16,7 +16,7 @@ extern _Atomic int64_t test_gather_read;
 extern _Atomic int test_gather_status;
 extern _Atomic int test_gather_returned;
 
-/* sum, deaf, doubled, concat and drain, as gather.svc says. */
+/* sum, deaf, doubled, concat, drain and stuck, as gather.svc says. */
 extern const Gather_handlers test_gather_handlers;
 
 #endif

@@ -1220,8 +1220,13 @@ int shmrpc_stream_decode_error(shmrpc_stream *s, const char *method, const char 
         s->status = SHMRPC_EINVAL;
         shmrpc__msg_set(&s->msg, "%s", text);
     } else if (s->status == SHMRPC_CALL_PENDING) {
-        /* The stream ends here: its handler is told, and a later recv says the same. */
-        if (s->client) s->client->conn->ops->stream_end(s->client->conn);
+        /* The stream ends here: its handler is told, and a later recv says the same. Both
+         * ways, another thread may be sending: a cancel ends its sends as well, and tells the
+         * handler, and the stream is freed by its close. */
+        if (s->client && s->way == SHMRPC__STREAM_WAYS)
+            shmrpc_client_cancel(s->client);
+        else if (s->client)
+            s->client->conn->ops->stream_end(s->client->conn);
         stream_ended(s, SHMRPC_EINVAL, text);
     }
     return shmrpc__err_set(s->status, "%s", shmrpc__msg_get(&s->msg));

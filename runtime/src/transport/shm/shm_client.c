@@ -1605,7 +1605,10 @@ static int stream_answer(shm_stream *st, shmrpc_buf *item, shmrpc_buf *err)
 {
     shm_conn *l = st->lane;
     int rc = await_answer(l, &l->dl); /* the worker writes it just after the end */
-    if (rc != 0 && (rc = give_up(l, rc, err)) != 0) return stream_wait_failed(st, rc, err);
+    if (rc != 0 && (rc = give_up(l, rc, err)) != 0) {
+        count_out(l); /* its wait counted it (both ways, stream_stop leaves it) */
+        return stream_wait_failed(st, rc, err);
+    }
     int32_t status;
     shmrpc_bytes data;
     rc = call_answer(l, &status, &data, err);
@@ -1746,6 +1749,7 @@ static int stream_recv(shm_stream *st, shmrpc_buf *item, shmrpc_buf *err)
         int rc = shmrpc__wait_while(&r->tail, tail, 0, &w); /* the deadline: l->dl */
         stream_lock(st);
         count_out(l);
+        if (st->ended) continue; /* the sending thread's end came first (both ways) */
         /* Items that came meanwhile are read before a failure: the deadline, or a worker
          * that died, ends the stream after what it published. */
         if (rc == LOOK_AGAIN || (rc < 0 && atomic_load(&r->tail.word) != tail)) continue;

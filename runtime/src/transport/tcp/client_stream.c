@@ -365,8 +365,10 @@ static int stream_recv(tcp_pool *p, tcp_cstream *st, shmrpc_buf *item, shmrpc_bu
             shmrpc__msg_set(err, "the stream was cancelled (shmrpc_client_cancel)");
         if (rc) break;
     }
-    /* The client gives up on it (a cancel, its deadline). */
+    /* The client gives up on it (a cancel, its deadline), and it ends so: a send of another
+     * thread (both ways) says the same. */
     give_up(p, st, rc != SHMRPC_ETIMEDOUT);
+    if (!st->ended) shmrpc__tcp_stream_set_end(st, rc, shmrpc__msg_get(err));
     return rc;
 }
 
@@ -426,7 +428,7 @@ void shmrpc__tcp_stream_end(shmrpc__conn *base)
  * failed), its connection broke, or the client gave up on it. */
 static int cannot_send(tcp_pool *p, tcp_cstream *st, shmrpc_buf *err)
 {
-    if (!st || st->gone) {
+    if (!st || (st->gone && !st->ended)) {
         shmrpc__msg_set(err, "no stream is open");
         return SHMRPC_EINVAL;
     }

@@ -39,6 +39,13 @@ static const shmrpc_method_info Gather_methods[] = {
         .signature = "drain(stream<i64> values)->void @msgpack",
     },
     {
+        .name = "stuck",
+        .id = GATHER_METHOD_STUCK,
+        .encoding = SHMRPC_ENC_MSGPACK,
+        .fingerprint = UINT64_C(0xdd9ace1c5c34eeb7),
+        .signature = "stuck(stream<i64> values)->stream<i64> @msgpack",
+    },
+    {
         .name = "sum",
         .id = GATHER_METHOD_SUM,
         .encoding = SHMRPC_ENC_MSGPACK,

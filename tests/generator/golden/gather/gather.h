@@ -23,7 +23,7 @@ extern "C" {
  */
 #define GATHER_PORT 5904
 #define GATHER_NAME "gather"
-#define GATHER_FINGERPRINT UINT64_C(0x3510c7981fc1d47c)
+#define GATHER_FINGERPRINT UINT64_C(0xed10422ba3ee36aa)
 
 typedef struct gather_Part gather_Part;
 typedef struct gather_Total gather_Total;
@@ -50,8 +50,9 @@ enum {
     GATHER_METHOD_DEAF = 1,
     GATHER_METHOD_DOUBLED = 2,
     GATHER_METHOD_DRAIN = 3,
-    GATHER_METHOD_SUM = 4,
-    GATHER_METHODS = 5 /* how many */
+    GATHER_METHOD_STUCK = 4,
+    GATHER_METHOD_SUM = 5,
+    GATHER_METHODS = 6 /* how many */
 };
 
 /* The method table that client and server compare when they connect. */
@@ -90,7 +91,10 @@ int gather_deaf_open(shmrpc_client *client_, shmrpc_stream **stream_);
 int gather_deaf_send(shmrpc_stream *stream_, int64_t item_);
 int gather_deaf_done(shmrpc_stream *stream_, int64_t *out_);
 
-/* Each value read, doubled, written back as it comes. */
+/*
+ * Each value read, doubled, written back as it comes; a value -1 ends it (the values
+ * after it unread).
+ */
 int gather_doubled_open(shmrpc_client *client_, shmrpc_stream **stream_);
 int gather_doubled_send(shmrpc_stream *stream_, int64_t item_);
 int gather_doubled_done(shmrpc_stream *stream_);
@@ -106,6 +110,12 @@ int gather_drain_open(shmrpc_client *client_, shmrpc_stream **stream_);
 int gather_drain_send(shmrpc_stream *stream_, int64_t item_);
 int gather_drain_done(shmrpc_stream *stream_);
 
+/* Reads nothing and writes nothing, until the stream is no longer wanted; ends so. */
+int gather_stuck_open(shmrpc_client *client_, shmrpc_stream **stream_);
+int gather_stuck_send(shmrpc_stream *stream_, int64_t item_);
+int gather_stuck_done(shmrpc_stream *stream_);
+int gather_stuck_recv(shmrpc_stream *stream_, int64_t *item_);
+
 /* Server: one handler per method, registered with shmrpc_server_register() together
  * with Gather_service. A handler returns 0 or a status (shmrpc_ctx_error() adds a
  * message). Its arguments live until it returns; memory its result points to must live
@@ -118,12 +128,17 @@ typedef struct Gather_handlers {
     int (*sum)(shmrpc_ctx *ctx_, gather_Total *out_);
     /* Reads no item, and waits until the stream is no longer wanted; returns why. */
     int (*deaf)(shmrpc_ctx *ctx_, int64_t *out_);
-    /* Each value read, doubled, written back as it comes. */
+    /*
+     * Each value read, doubled, written back as it comes; a value -1 ends it (the values
+     * after it unread).
+     */
     int (*doubled)(shmrpc_ctx *ctx_);
     /* The parts joined, in order. */
     int (*concat)(shmrpc_ctx *ctx_, shmrpc_bytes *out_);
     /* Reads every value, and answers with nothing. */
     int (*drain)(shmrpc_ctx *ctx_);
+    /* Reads nothing and writes nothing, until the stream is no longer wanted; ends so. */
+    int (*stuck)(shmrpc_ctx *ctx_);
 } Gather_handlers;
 
 /* The handler of a stream writes its items (NAME_write), in order, then returns its
@@ -142,6 +157,8 @@ int gather_doubled_read(shmrpc_ctx *ctx_, int64_t *item_);
 int gather_doubled_write(shmrpc_ctx *ctx_, int64_t item_);
 int gather_concat_read(shmrpc_ctx *ctx_, shmrpc_bytes *item_);
 int gather_drain_read(shmrpc_ctx *ctx_, int64_t *item_);
+int gather_stuck_read(shmrpc_ctx *ctx_, int64_t *item_);
+int gather_stuck_write(shmrpc_ctx *ctx_, int64_t item_);
 
 extern const shmrpc_service Gather_service;
 

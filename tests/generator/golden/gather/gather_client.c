@@ -178,3 +178,47 @@ int gather_drain_done(shmrpc_stream *stream_)
         return shmrpc_stream_decode_error(stream_, "Gather.drain", r_.field, r_.why);
     return 0;
 }
+
+int gather_stuck_open(shmrpc_client *client_, shmrpc_stream **stream_)
+{
+    shmrpc_buf *req_ = shmrpc_client_request(client_);
+    msgpack_packer pk_;
+    msgpack_packer_init(&pk_, req_, shmrpc_buf_msgpack_write);
+    msgpack_pack_array(&pk_, 0);
+    int rc_ = req_->err;
+    if (rc_ != 0)
+        return shmrpc_client_error(client_, rc_, "Gather.stuck: cannot encode the arguments");
+    return shmrpc_client_open(client_, GATHER_METHOD_STUCK, stream_);
+}
+
+int gather_stuck_send(shmrpc_stream *stream_, int64_t item_)
+{
+    shmrpc_buf *b_ = shmrpc_stream_item(stream_);
+    if (b_ == NULL) return shmrpc_stream_send(stream_, NULL, 0); /* says why */
+    msgpack_packer pk_;
+    msgpack_packer_init(&pk_, b_, shmrpc_buf_msgpack_write);
+    msgpack_pack_int64(&pk_, item_);
+    if (b_->err != 0)
+        return shmrpc_client_error(NULL, b_->err, "Gather.stuck: an item: %s",
+                                   shmrpc_strerror(b_->err));
+    return shmrpc_stream_send(stream_, b_->data, b_->len);
+}
+
+int gather_stuck_done(shmrpc_stream *stream_)
+{
+    return shmrpc_stream_done(stream_);
+}
+
+int gather_stuck_recv(shmrpc_stream *stream_, int64_t *item_)
+{
+    shmrpc_bytes b_;
+    int rc_ = shmrpc_stream_recv(stream_, &b_);
+    if (rc_ != 1) return rc_;
+    shmrpc_mp_reader r_;
+    shmrpc_mp_reader_init(&r_, b_.ptr, b_.len);
+    if ((rc_ = shmrpc_mp_read_int(&r_, INT64_MIN, INT64_MAX, item_)) != 0)
+        return shmrpc_stream_decode_error(stream_, "Gather.stuck", r_.field, r_.why);
+    if ((rc_ = shmrpc_mp_finish(&r_)) != 0)
+        return shmrpc_stream_decode_error(stream_, "Gather.stuck", r_.field, r_.why);
+    return 1;
+}

@@ -107,6 +107,26 @@ static int Gather_drain_invoke(shmrpc_ctx *ctx, const void *handlers, shmrpc_byt
     return resp->err;
 }
 
+static int Gather_stuck_invoke(shmrpc_ctx *ctx, const void *handlers, shmrpc_bytes req,
+                               shmrpc_buf *resp)
+{
+    const Gather_handlers *h = handlers;
+    shmrpc_mp_reader r;
+    shmrpc_mp_reader_init(&r, req.ptr, req.len);
+    uint32_t n;
+    int rc = shmrpc_mp_read_array(&r, &n);
+    if (rc == 0 && n != 0) {
+        r.why = "expected no arguments";
+        rc = SHMRPC_EINVAL;
+    }
+    if (rc == 0) rc = shmrpc_mp_finish(&r);
+    if (rc != 0) return shmrpc_ctx_decode_error(ctx, "Gather.stuck", "arguments", r.field, r.why);
+    rc = h->stuck(ctx);
+    if (rc != 0) return rc;
+    (void)resp;
+    return 0;
+}
+
 int gather_sum_read(shmrpc_ctx *ctx_, gather_Part *item_)
 {
     shmrpc_bytes b_;
@@ -181,12 +201,37 @@ int gather_drain_read(shmrpc_ctx *ctx_, int64_t *item_)
     return 1;
 }
 
+int gather_stuck_read(shmrpc_ctx *ctx_, int64_t *item_)
+{
+    shmrpc_bytes b_;
+    int rc_ = shmrpc_ctx_recv(ctx_, &b_);
+    if (rc_ != 1) return rc_;
+    shmrpc_mp_reader r_;
+    shmrpc_mp_reader_init(&r_, b_.ptr, b_.len);
+    if ((rc_ = shmrpc_mp_read_int(&r_, INT64_MIN, INT64_MAX, item_)) != 0)
+        return shmrpc_ctx_decode_error(ctx_, "Gather.stuck", "item", r_.field, r_.why);
+    if ((rc_ = shmrpc_mp_finish(&r_)) != 0)
+        return shmrpc_ctx_decode_error(ctx_, "Gather.stuck", "item", r_.field, r_.why);
+    return 1;
+}
+
+int gather_stuck_write(shmrpc_ctx *ctx_, int64_t item_)
+{
+    shmrpc_buf *b_ = shmrpc_ctx_item(ctx_);
+    if (b_ == NULL) return SHMRPC_EINVAL;
+    msgpack_packer pk_;
+    msgpack_packer_init(&pk_, b_, shmrpc_buf_msgpack_write);
+    msgpack_pack_int64(&pk_, item_);
+    if (b_->err != 0)
+        return shmrpc_ctx_error(ctx_, b_->err, "Gather.stuck: an item: %s",
+                                shmrpc_strerror(b_->err));
+    return shmrpc_ctx_send(ctx_, b_->data, b_->len);
+}
+
 static const shmrpc_invoke_fn Gather_invoke[] = {
-    [GATHER_METHOD_CONCAT] = Gather_concat_invoke,
-    [GATHER_METHOD_DEAF] = Gather_deaf_invoke,
-    [GATHER_METHOD_DOUBLED] = Gather_doubled_invoke,
-    [GATHER_METHOD_DRAIN] = Gather_drain_invoke,
-    [GATHER_METHOD_SUM] = Gather_sum_invoke,
+    [GATHER_METHOD_CONCAT] = Gather_concat_invoke,   [GATHER_METHOD_DEAF] = Gather_deaf_invoke,
+    [GATHER_METHOD_DOUBLED] = Gather_doubled_invoke, [GATHER_METHOD_DRAIN] = Gather_drain_invoke,
+    [GATHER_METHOD_STUCK] = Gather_stuck_invoke,     [GATHER_METHOD_SUM] = Gather_sum_invoke,
 };
 
 static const size_t Gather_handler_offset[] = {
@@ -194,6 +239,7 @@ static const size_t Gather_handler_offset[] = {
     [GATHER_METHOD_DEAF] = offsetof(Gather_handlers, deaf),
     [GATHER_METHOD_DOUBLED] = offsetof(Gather_handlers, doubled),
     [GATHER_METHOD_DRAIN] = offsetof(Gather_handlers, drain),
+    [GATHER_METHOD_STUCK] = offsetof(Gather_handlers, stuck),
     [GATHER_METHOD_SUM] = offsetof(Gather_handlers, sum),
 };
 
