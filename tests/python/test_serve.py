@@ -240,10 +240,14 @@ def test_a_python_client_stream(py_gather):
             c.concat([b"small", bytes((64 << 20) + 1), b"after"])
         assert e.value.status_name == "SHMRPC_ETOOBIG"
         assert c.concat([b"x"]) == b"x"
-    # The deadline: a handler that reads nothing holds the sends until it.
+    # The deadline: a handler that reads nothing holds the sends until it. The handler's own
+    # wait ends at the same deadline, and its failure may reach the client first (a CI run
+    # under load): then it says the handler's Timeout.
     with shmrpc.connect(py_gather.address, timeout=0.3) as c:
-        with pytest.raises(shmrpc.Timeout):
+        with pytest.raises((shmrpc.Timeout, shmrpc.HandlerError)) as e:
             c.deaf(iter(int, 1))  # 0, 0, 0, ... for ever
+        assert isinstance(e.value, shmrpc.Timeout) or \
+            "the handler failed: Timeout: the call this handler serves: timed out" in str(e.value)
     noted_in(py_gather.notes, "deaf: Timeout")
 
 

@@ -229,9 +229,12 @@ int gather_stuck_write(shmrpc_ctx *ctx_, int64_t item_)
 }
 
 static const shmrpc_invoke_fn Gather_invoke[] = {
-    [GATHER_METHOD_CONCAT] = Gather_concat_invoke,   [GATHER_METHOD_DEAF] = Gather_deaf_invoke,
-    [GATHER_METHOD_DOUBLED] = Gather_doubled_invoke, [GATHER_METHOD_DRAIN] = Gather_drain_invoke,
-    [GATHER_METHOD_STUCK] = Gather_stuck_invoke,     [GATHER_METHOD_SUM] = Gather_sum_invoke,
+    [GATHER_METHOD_CONCAT] = Gather_concat_invoke,
+    [GATHER_METHOD_DEAF] = Gather_deaf_invoke,
+    [GATHER_METHOD_DOUBLED] = Gather_doubled_invoke,
+    [GATHER_METHOD_DRAIN] = Gather_drain_invoke,
+    [GATHER_METHOD_STUCK] = Gather_stuck_invoke,
+    [GATHER_METHOD_SUM] = Gather_sum_invoke,
 };
 
 static const size_t Gather_handler_offset[] = {
