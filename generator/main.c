@@ -3,6 +3,7 @@
  * Nothing is written unless the whole file checks out. */
 #include <errno.h>
 #include <getopt.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -58,25 +59,54 @@ static int write_file(const char *path, const sbuf *b)
     return bad ? -1 : 0;
 }
 
+/* Whether the file at path holds b's bytes exactly. */
+static bool holds(const char *path, const sbuf *b)
+{
+    FILE *f = fopen(path, "rb");
+    if (f == NULL) return false;
+    bool same = true;
+    char chunk[8192];
+    size_t at = 0, got;
+    while (same && (got = fread(chunk, 1, sizeof chunk, f)) > 0) {
+        same = got <= b->len - at && memcmp(chunk, b->p + at, got) == 0;
+        at += got;
+    }
+    same = same && !ferror(f) && at == b->len;
+    fclose(f);
+    return same;
+}
+
 /* Writes every output to a temporary file first, then renames them all, so a failure
- * never leaves some files new and some old. */
+ * never leaves some files new and some old. A file that already holds its text is left
+ * as it is, its time too: a build system that looks again after the generator ran (ninja's
+ * restat, which CMake sets) then compiles nothing of it, though the generator was built
+ * anew (it links the runtime, so each change of the runtime rebuilds it). */
 static int write_outputs(output *out, int n)
 {
-    for (int i = 0; i < n; i++)
+    bool *keep = calloc((size_t)n, sizeof *keep);
+    if (keep == NULL) {
+        fprintf(stderr, "shmrpcgen: out of memory\n");
+        return -1;
+    }
+    int rc = 0;
+    for (int i = 0; i < n && rc == 0; i++) {
+        if ((keep[i] = holds(out[i].path, &out[i].text))) continue;
         if (write_file(out[i].tmp, &out[i].text) != 0) {
             fprintf(stderr, "shmrpcgen: cannot write %s: %s\n", out[i].tmp, strerror(errno));
             for (int j = 0; j <= i; j++)
-                unlink(out[j].tmp);
-            return -1;
+                if (!keep[j]) unlink(out[j].tmp);
+            rc = -1;
         }
-    for (int i = 0; i < n; i++)
-        if (rename(out[i].tmp, out[i].path) != 0) {
+    }
+    for (int i = 0; i < n && rc == 0; i++)
+        if (!keep[i] && rename(out[i].tmp, out[i].path) != 0) {
             fprintf(stderr, "shmrpcgen: cannot write %s: %s\n", out[i].path, strerror(errno));
             for (int j = i; j < n; j++)
-                unlink(out[j].tmp);
-            return -1;
+                if (!keep[j]) unlink(out[j].tmp);
+            rc = -1;
         }
-    return 0;
+    free(keep);
+    return rc;
 }
 
 /* Makes dir and the folders above it that are missing, as mkdir -p does (the umask applies):
