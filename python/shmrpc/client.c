@@ -10,6 +10,7 @@
 #include <structmember.h>
 
 #include <math.h>
+#include <pthread.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -25,6 +26,12 @@
 #include <shmrpc/metadata.h>
 #include <shmrpc/status.h>
 #include <shmrpc/tcp.h>
+
+#if PY_VERSION_HEX < 0x030D0000 /* public from 3.13 */
+#define Py_IsFinalizing _Py_IsFinalizing
+#endif
+
+struct StreamObject;
 
 typedef struct {
     PyObject_HEAD shmrpc_dyn *d; /* NULL when closed */
@@ -42,6 +49,7 @@ typedef struct {
     PyObject *pending; /* what a hook raised during the call in flight, to raise again */
     PyObject *meta;    /* the metadata every call sends, {str: str}, or NULL: none; set
                         * again on each new d (a forked child's) */
+    struct StreamObject *duplex; /* the stream both ways open on d, which holds lock */
 } ClientObject;
 
 /* Connects self->d anew (the GIL released meanwhile); raises on failure. */
@@ -181,8 +189,28 @@ static PyObject *Client_new(PyTypeObject *type, PyObject *args, PyObject *kw)
     return (PyObject *)self;
 }
 
+static bool duplex_refuses(ClientObject *self);
+
+/* Takes self's lock, waiting without the GIL in slices of 50 ms: a stream both ways holds
+ * it for its whole life, and a wait learns of one within a slice. false, not taken, while
+ * one does (duplex_refuses: not while its end is under way, which lets the lock go). */
+static bool client_lock(ClientObject *self)
+{
+    while (!PyThread_acquire_lock(self->lock, NOWAIT_LOCK)) {
+        if (self->duplex != NULL && duplex_refuses(self)) return false;
+        PyLockStatus got;
+        Py_BEGIN_ALLOW_THREADS;
+        got = PyThread_acquire_lock_timed(self->lock, 50 * 1000, 0);
+        Py_END_ALLOW_THREADS;
+        if (got == PY_LOCK_ACQUIRED) break;
+    }
+    return true;
+}
+
 /* Takes the client's lock, waiting without the GIL; a forked child first replaces the
- * lock it inherited (another thread of the parent may have held it) and its connection. */
+ * lock it inherited (another thread of the parent may have held it) and its connection.
+ * While a stream both ways is open, refused at once (the library's EBUSY of a call beside a
+ * stream). */
 static int client_enter(ClientObject *self)
 {
     if (self->lock == NULL) {
@@ -196,6 +224,7 @@ static int client_enter(ClientObject *self)
             return -1;
         }
         self->lock = fresh; /* the inherited one may be held for ever: left as it is */
+        self->duplex = NULL; /* the parent's, whose sender did not come along */
         if (self->d != NULL) {
             shmrpc_dyn_free(self->d);
             self->d = NULL;
@@ -204,10 +233,10 @@ static int client_enter(ClientObject *self)
         }
         self->forks = pyshm_forks();
     }
-    if (!PyThread_acquire_lock(self->lock, NOWAIT_LOCK)) {
-        Py_BEGIN_ALLOW_THREADS;
-        PyThread_acquire_lock(self->lock, WAIT_LOCK);
-        Py_END_ALLOW_THREADS;
+    if (!client_lock(self)) {
+        pyshm_raise_as(pyshm_HandlerError, SHMRPC_EBUSY, self->addr,
+                       "a stream is open on this client", false);
+        return -1;
     }
     if (self->d == NULL) {
         PyThread_release_lock(self->lock);
@@ -357,6 +386,9 @@ done:
 
 static PyObject *stream_open(ClientObject *self, const shmrpc_method_info *m,
                              const shmrpc_dyn_sig *sig);
+static PyObject *both_call(ClientObject *self, const shmrpc_method_info *m,
+                           const shmrpc_dyn_sig *sig, PyObject *const *pos, Py_ssize_t npos,
+                           PyObject *kwnames, PyObject *kwdict);
 static PyObject *items_call(ClientObject *self, const shmrpc_method_info *m,
                             const shmrpc_dyn_sig *sig, PyObject *const *pos, Py_ssize_t npos,
                             PyObject *kwnames, PyObject *kwdict);
@@ -401,11 +433,8 @@ static PyObject *call_locked(ClientObject *self, const shmrpc_method_info *m,
     int rc;
     shmrpc_bytes direct = {NULL, 0}; /* a @raw call's bytes, sent from where they are */
     PyObject *held = NULL;           /* their object, until the call is over */
-    if (sig->client_stream && sig->server_stream) {
-        PyErr_Format(PyExc_TypeError,
-                     "%s() streams both ways: Python sends no stream both ways yet", name);
-        goto done;
-    }
+    if (sig->client_stream && sig->server_stream)
+        return both_call(self, m, sig, pos, npos, kwnames, kwdict);
     if (sig->client_stream) return items_call(self, m, sig, pos, npos, kwnames, kwdict);
     /* A stream's open sends the client's request: its bytes are copied there. */
     if (build_request(self, sig, pos, npos, kwnames, kwdict, false, shmrpc_client_request(c),
@@ -660,15 +689,22 @@ static PyObject *Client_metadata(ClientObject *self, PyObject *unused)
     return self->meta ? PyDict_Copy(self->meta) : PyDict_New();
 }
 
+static int both_end(struct StreamObject *s);
+
 static PyObject *Client_close(ClientObject *self, PyObject *unused)
 {
     (void)unused;
     if (self->lock == NULL || self->d == NULL) Py_RETURN_NONE;
     if (self->forks == pyshm_forks()) {
-        Py_BEGIN_ALLOW_THREADS;
-        PyThread_acquire_lock(self->lock, WAIT_LOCK);
-        Py_END_ALLOW_THREADS;
-        shmrpc_dyn_free(self->d);
+        /* A stream both ways holds the lock: it ends first, a reference held while its end
+         * lets go of the GIL. */
+        while (!client_lock(self)) {
+            PyObject *s = Py_NewRef((PyObject *)self->duplex);
+            int rc = both_end(self->duplex);
+            Py_DECREF(s);
+            if (rc != 0) return NULL;
+        }
+        shmrpc_dyn_free(self->d); /* NULL after an end that left the connection (both_end) */
         self->d = NULL;
         PyThread_release_lock(self->lock);
     } else {
@@ -684,21 +720,25 @@ static PyObject *Client_close(ClientObject *self, PyObject *unused)
  * then fails: a stream leaves its client to no call beside it until it ends). The end
  * stops the iteration; a failure raises, after the items that came, as a call's would.
  * close() (or leaving a with block, or the stream's collection) ends it early, and its
- * handler learns so. */
-typedef struct {
+ * handler learns so. A stream both ways is told apart by its both, below. */
+typedef struct StreamObject {
     PyObject_HEAD ClientObject *client;
     shmrpc_stream *st;         /* NULL once ended or closed */
     const shmrpc_dyn_sig *sig; /* the method's, valid while client->gen is gen */
     uint64_t gen;
-    char *method; /* its name, for a failure said after the connection is gone */
+    char *method;    /* its name, for a failure said after the connection is gone */
+    unsigned forks;  /* pyshm_forks() at its open: the process that opened it */
+    struct both *b;  /* a stream both ways: what it shares with its sender; else NULL */
+    bool ending;     /* a stream both ways whose end (both_end) began */
+    bool taking;     /* a stream both ways whose next() is under way */
+    shmrpc_buf got;  /* a stream both ways: the item received, copied */
+    shmrpc_buf json; /* a stream both ways: scratch space of its decoding */
 } StreamObject;
 
 static PyTypeObject StreamType;
 
-/* Opens m's stream with the request in the client's, self's lock held (let go of by the
- * caller). */
-static PyObject *stream_open(ClientObject *self, const shmrpc_method_info *m,
-                             const shmrpc_dyn_sig *sig)
+/* A new Stream of sig's method on self, not open yet. */
+static StreamObject *stream_new(ClientObject *self, const shmrpc_dyn_sig *sig)
 {
     StreamObject *s = PyObject_New(StreamObject, &StreamType);
     if (s == NULL) return NULL;
@@ -706,10 +746,26 @@ static PyObject *stream_open(ClientObject *self, const shmrpc_method_info *m,
     s->st = NULL;
     s->sig = sig;
     s->gen = self->gen;
+    s->forks = pyshm_forks();
+    s->b = NULL;
+    s->ending = s->taking = false;
+    shmrpc_buf_init(&s->got);
+    shmrpc_buf_init(&s->json);
     if ((s->method = strdup(sig->method)) == NULL) {
         Py_DECREF(s);
-        return PyErr_NoMemory();
+        PyErr_NoMemory();
+        return NULL;
     }
+    return s;
+}
+
+/* Opens m's stream with the request in the client's, self's lock held (let go of by the
+ * caller). */
+static PyObject *stream_open(ClientObject *self, const shmrpc_method_info *m,
+                             const shmrpc_dyn_sig *sig)
+{
+    StreamObject *s = stream_new(self, sig);
+    if (s == NULL) return NULL;
     shmrpc_client *c = shmrpc_dyn_client(self->d);
     int rc;
     char msg[1024];
@@ -874,6 +930,335 @@ out:
     return result;
 }
 
+/* --- a stream both ways: a method whose parameter and result both stream ---------------
+ * c.doubled(iterable) opens the stream and returns its Stream at once (docs/python.md). A
+ * thread of the module's own, the sender, takes the iterable's items (with the GIL), encodes
+ * each as the argument would be and sends it (without), then says that no item follows;
+ * next() receives, on whichever thread iterates (client.h: one thread sends while another
+ * receives). Both convert by a signature of the stream's own (parsed again at the open),
+ * since the sender may outlive the connection and a decode may run Python code, during
+ * which another thread may close it. The stream holds its connection's lock for its whole
+ * life, and a call beside it is refused at once (client_lock), from the iterable too. What
+ * the iterable raises, or an item that does not fit, cancels the stream, and next() raises
+ * it. The end (the last item, a failure, close(), collection, the connection's close)
+ * stops the sender at its next item, cancels a thread that waits inside the library, waits
+ * until neither is inside, then closes the stream and lets the connection go. The marks of
+ * who is inside are set and cleared without the GIL: a finalizing interpreter ends a thread
+ * that asks for the GIL, and a mark it left set would hold the end for ever. */
+typedef struct both {
+    pthread_mutex_t mu;
+    pthread_cond_t cv;                /* broadcast when a mark is cleared (CLOCK_MONOTONIC) */
+    int refs;                         /* the Stream's and the sender's (under mu) */
+    bool over;                        /* the end began: nothing enters the library (under mu) */
+    bool sending, receiving;          /* a thread inside the library (under mu)... */
+    unsigned long send_tid, recv_tid; /* ...and which (an interceptor's hook runs there) */
+    shmrpc_stream *st;
+    shmrpc_client *c;
+    shmrpc_dyn *own;           /* where sig lives, b's own */
+    const shmrpc_dyn_sig *sig; /* the method's, parsed again from its text */
+    PyObject *it;              /* the items' iterator, the sender's (GIL) */
+    PyObject *raised;          /* what ended the sends, for next() to raise (GIL) */
+} both;
+
+/* Sets *mark (b's sending or receiving) and *tid, this thread, unless the end began or the
+ * mark is set: true when it set them. */
+static bool both_mark(both *b, bool *mark, unsigned long *tid)
+{
+    pthread_mutex_lock(&b->mu);
+    bool set = !b->over && !*mark;
+    if (set) {
+        *mark = true;
+        *tid = PyThread_get_thread_ident();
+    }
+    pthread_mutex_unlock(&b->mu);
+    return set;
+}
+
+static void both_unmark(both *b, bool *mark)
+{
+    pthread_mutex_lock(&b->mu);
+    *mark = false;
+    pthread_cond_broadcast(&b->cv);
+    pthread_mutex_unlock(&b->mu);
+}
+
+/* Whether this thread is inside the library for b: an interceptor's hook that it runs. */
+static bool both_inside(both *b)
+{
+    unsigned long me = PyThread_get_thread_ident();
+    pthread_mutex_lock(&b->mu);
+    bool inside = (b->sending && b->send_tid == me) || (b->receiving && b->recv_tid == me);
+    pthread_mutex_unlock(&b->mu);
+    return inside;
+}
+
+/* Drops a reference to b, the GIL held; the last frees it. */
+static void both_unref(both *b)
+{
+    pthread_mutex_lock(&b->mu);
+    bool last = --b->refs == 0;
+    pthread_mutex_unlock(&b->mu);
+    if (!last) return;
+    Py_CLEAR(b->it);
+    Py_CLEAR(b->raised);
+    shmrpc_dyn_free(b->own);
+    pthread_cond_destroy(&b->cv);
+    pthread_mutex_destroy(&b->mu);
+    PyMem_RawFree(b);
+}
+
+/* A new both of sig's method for the client c, its own signature parsed; NULL raised. */
+static both *both_new(shmrpc_client *c, const shmrpc_dyn_sig *sig, PyObject *it)
+{
+    shmrpc_buf text;
+    shmrpc_buf_init(&text);
+    both *b = PyMem_RawCalloc(1, sizeof *b);
+    if (b == NULL || shmrpc_dyn_new(&b->own, NULL) != 0 || shmrpc_dyn_sig_text(sig, &text) != 0 ||
+        shmrpc_buf_append(&text, "", 1) != 0 ||
+        shmrpc_dyn_sig_parse(b->own, (const char *)text.data, &b->sig) != 0) {
+        shmrpc_buf_destroy(&text);
+        if (b != NULL) shmrpc_dyn_free(b->own);
+        PyMem_RawFree(b);
+        PyErr_NoMemory();
+        return NULL;
+    }
+    shmrpc_buf_destroy(&text);
+    pthread_condattr_t ca;
+    pthread_mutex_init(&b->mu, NULL);
+    pthread_condattr_init(&ca);
+    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+    pthread_cond_init(&b->cv, &ca);
+    pthread_condattr_destroy(&ca);
+    b->refs = 1;
+    b->c = c;
+    b->it = Py_NewRef(it);
+    return b;
+}
+
+/* The pending exception, kept in b for next() to raise; the stream cancelled (its handler
+ * told, the receives ended). */
+static void both_raised(both *b)
+{
+    PyObject *type, *value, *tb;
+    PyErr_Fetch(&type, &value, &tb);
+    PyErr_NormalizeException(&type, &value, &tb);
+    if (tb != NULL) PyException_SetTraceback(value, tb);
+    Py_XDECREF(type);
+    Py_XDECREF(tb);
+    Py_XSETREF(b->raised, value);
+    Py_BEGIN_ALLOW_THREADS;
+    if (both_mark(b, &b->sending, &b->send_tid)) {
+        shmrpc_client_cancel(b->c);
+        both_unmark(b, &b->sending);
+    }
+    Py_END_ALLOW_THREADS;
+}
+
+/* The sender's thread: the iterable's items in order, then the stream's done. */
+static void both_send(void *arg)
+{
+    both *b = arg;
+    PyGILState_STATE gil = PyGILState_Ensure();
+    shmrpc_buf item;
+    shmrpc_buf_init(&item);
+    char msg[1024];
+    int rc = 0;
+    bool in = true;
+    while (in && rc == 0) {
+        PyObject *v = PyIter_Next(b->it);
+        if (v == NULL) break;
+        int bad = item_encode(b->sig, v, &item);
+        Py_DECREF(v);
+        if (bad) break;
+        Py_BEGIN_ALLOW_THREADS;
+        if ((in = both_mark(b, &b->sending, &b->send_tid))) {
+            rc = shmrpc_stream_send(b->st, item.data, item.len);
+            if (rc != 0) snprintf(msg, sizeof msg, "%s", shmrpc_errmsg());
+            both_unmark(b, &b->sending);
+        }
+        Py_END_ALLOW_THREADS;
+    }
+    /* An item above the maximum fails its own send and leaves the stream open; any other
+     * failure is the stream's end, which the receives say (ECLOSED: the handler returned). */
+    if (rc == SHMRPC_ETOOBIG) pyshm_raise_as(NULL, rc, b->sig->method, msg, true);
+    if (PyErr_Occurred()) {
+        both_raised(b);
+    } else if (in && rc == 0) {
+        Py_BEGIN_ALLOW_THREADS;
+        if (both_mark(b, &b->sending, &b->send_tid)) {
+            shmrpc_stream_done(b->st);
+            both_unmark(b, &b->sending);
+        }
+        Py_END_ALLOW_THREADS;
+    }
+    shmrpc_buf_destroy(&item);
+    Py_CLEAR(b->it); /* a generator's finally runs now, not at the stream's collection */
+    both_unref(b);
+    PyGILState_Release(gil);
+}
+
+/* Opens m's stream both ways, self's lock held: the lock is the Stream's from then on (let
+ * go of here on a failure), and its sender is started on the items of the one argument. */
+static PyObject *both_call(ClientObject *self, const shmrpc_method_info *m,
+                           const shmrpc_dyn_sig *sig, PyObject *const *pos, Py_ssize_t npos,
+                           PyObject *kwnames, PyObject *kwdict)
+{
+    const char *name = sig->method;
+    PyObject *arg = NULL, *it = NULL;
+    StreamObject *s = NULL;
+    char msg[1024];
+    int rc = bind_args(sig, pos, npos, kwnames, kwdict, &arg);
+    if (rc == 0 && arg == NULL) { /* a stream of optionals, which bind_args lets go */
+        PyErr_Format(PyExc_TypeError, "%s() is missing argument '%s'", name, sig->params[0].name);
+        rc = -1;
+    }
+    if (rc != 0 || (it = PyObject_GetIter(arg)) == NULL || (s = stream_new(self, sig)) == NULL ||
+        (s->b = both_new(shmrpc_dyn_client(self->d), sig, it)) == NULL)
+        goto failed;
+    Py_CLEAR(it);
+    both *b = s->b;
+    /* The request: the empty arguments (no bytes for @raw), as a generated stub sends. */
+    shmrpc_buf *req = shmrpc_client_request(b->c);
+    if (sig->encoding != SHMRPC_ENC_RAW) shmrpc_buf_append(req, "\x90", 1);
+    Py_BEGIN_ALLOW_THREADS;
+    rc = shmrpc_client_open(b->c, m->id, &s->st);
+    if (rc != 0) snprintf(msg, sizeof msg, "%s", shmrpc_errmsg());
+    Py_END_ALLOW_THREADS;
+    if (rc != 0) {
+        raise_failed(self, rc, name, msg);
+        goto failed;
+    }
+    Py_CLEAR(self->pending);
+    b->st = s->st;
+    self->duplex = s;
+    b->refs++; /* the sender's */
+    if (PyThread_start_new_thread(both_send, b) == PYTHREAD_INVALID_THREAD_ID) {
+        b->refs--;
+        both_end(s);
+        Py_DECREF(s);
+        PyErr_SetString(PyExc_RuntimeError,
+                        "cannot start the thread that sends the stream's items");
+        return NULL;
+    }
+    return (PyObject *)s;
+failed:
+    Py_XDECREF(it);
+    Py_XDECREF(s); /* not open: its record alone */
+    PyThread_release_lock(self->lock);
+    return NULL;
+}
+
+/* Ends self's stream both ways (the GIL held), as the comment above says, unless it ended:
+ * 0; -1 raised (RuntimeError) when this thread is inside the library for it (an
+ * interceptor's hook), which the end would wait for. Another thread's end of it under way
+ * is waited for. An exception pending stays, and hooks that the close runs do not see it.
+ * At the interpreter's end a thread still inside the library after 1 s is left there, with
+ * the stream and the connection, which the client then says is closed. */
+static int both_end(StreamObject *self)
+{
+    both *b = self->b;
+    ClientObject *c = self->client;
+    if (self->st != NULL && both_inside(b)) {
+        PyErr_Format(PyExc_RuntimeError,
+                     "%s: the stream cannot be ended from inside its own send or receive (an "
+                     "interceptor's hook)",
+                     self->method);
+        return -1;
+    }
+    while (self->st != NULL && self->ending) { /* another thread's end */
+        Py_BEGIN_ALLOW_THREADS;
+        nanosleep(&(struct timespec){.tv_nsec = 10 * 1000 * 1000}, NULL);
+        Py_END_ALLOW_THREADS;
+    }
+    if (self->st == NULL) return 0;
+    self->ending = true;
+    PyObject *type, *value, *tb;
+    PyErr_Fetch(&type, &value, &tb);
+    bool finalizing = Py_IsFinalizing(), inside;
+    Py_BEGIN_ALLOW_THREADS;
+    struct timespec give_up;
+    clock_gettime(CLOCK_MONOTONIC, &give_up);
+    give_up.tv_sec += 1;
+    pthread_mutex_lock(&b->mu);
+    b->over = true;
+    if (b->sending || b->receiving) shmrpc_client_cancel(b->c); /* ends the stream's waits */
+    while ((inside = b->sending || b->receiving))
+        if (!finalizing)
+            pthread_cond_wait(&b->cv, &b->mu);
+        else if (pthread_cond_timedwait(&b->cv, &b->mu, &give_up) == ETIMEDOUT)
+            break;
+    pthread_mutex_unlock(&b->mu);
+    if (!inside) shmrpc_stream_close(self->st);
+    Py_END_ALLOW_THREADS;
+    self->st = NULL;
+    if (inside) c->d = NULL; /* left to the thread inside: never freed */
+    c->duplex = NULL;
+    Py_CLEAR(c->pending);
+    PyErr_Restore(type, value, tb);
+    PyThread_release_lock(c->lock);
+    return 0;
+}
+
+/* An item of a stream both ways as a Python value, by the stream's own signature. */
+static PyObject *both_decode(StreamObject *self)
+{
+    const shmrpc_dyn_sig *sig = self->b->sig;
+    if (sig->encoding == SHMRPC_ENC_RAW)
+        return PyBytes_FromStringAndSize((const char *)self->got.data, (Py_ssize_t)self->got.len);
+    if (sig->encoding == SHMRPC_ENC_MSGPACK)
+        return pyshm_decode_mp(sig, self->got.data, self->got.len, sig->method);
+    return pyshm_decode(sig, self->got.data, self->got.len, &self->json, sig->method);
+}
+
+/* Whether the stream both ways open on self refuses a call now: unless its end is under way
+ * on another thread (the call then waits for the lock that the end lets go of). */
+static bool duplex_refuses(ClientObject *self)
+{
+    return !self->duplex->ending || both_inside(self->duplex->b);
+}
+
+/* next() of a stream both ways. One thread at a time takes its items (taking, under the
+ * GIL), each copied into got before its mark is cleared: a close may free the stream then. */
+static PyObject *both_next(StreamObject *self)
+{
+    both *b = self->b;
+    if (self->st == NULL || self->ending) return NULL; /* StopIteration */
+    if (self->taking)
+        return PyErr_Format(PyExc_RuntimeError, "%s: another thread is taking this stream's items",
+                            self->method);
+    if (!both_mark(b, &b->receiving, &b->recv_tid)) return NULL;
+    self->taking = true;
+    shmrpc_bytes body;
+    char msg[1024];
+    int rc;
+    bool copied = true;
+    Py_BEGIN_ALLOW_THREADS;
+    rc = shmrpc_stream_recv(self->st, &body);
+    if (rc < 0) snprintf(msg, sizeof msg, "%s", shmrpc_errmsg());
+    shmrpc_buf_clear(&self->got);
+    if (rc == 1) copied = shmrpc_buf_append(&self->got, body.ptr, body.len) == 0;
+    both_unmark(b, &b->receiving);
+    Py_END_ALLOW_THREADS;
+    PyObject *item = NULL;
+    if (self->ending) { /* closed by another thread meanwhile: StopIteration */
+    } else if (rc == 1 && !copied) {
+        PyErr_NoMemory();
+    } else if (rc == 1) {
+        item = both_decode(self);
+    } else if (b->raised != NULL) { /* what the sender met, not the cancel it made */
+        PyObject *e = b->raised;
+        b->raised = NULL;
+        PyErr_Restore(Py_NewRef(Py_TYPE(e)), e, PyException_GetTraceback(e));
+    } else if (rc < 0) {
+        raise_failed(self->client, rc, self->method, msg);
+    }
+    self->taking = false;
+    /* The end, a failure, or an item that does not decode (its handler told) end it. */
+    if (item == NULL && !self->ending) both_end(self);
+    if (rc >= 0) Py_CLEAR(self->client->pending);
+    return item;
+}
+
 /* Closes the stream (its handler told, if it had not ended), with its client's lock held. */
 static void stream_close_locked(StreamObject *self)
 {
@@ -892,9 +1277,25 @@ static bool stream_orphaned(const StreamObject *self)
     return c->d == NULL || c->gen != self->gen || c->forks != pyshm_forks();
 }
 
+/* Whether self is a stream both ways of the parent process (this one forked since): its
+ * sender is the parent's, and the parent's thread may have held what it shares, so the
+ * stream is forgotten here (stream_orphaned's record to free, left to the parent). */
+static bool both_of_parent(StreamObject *self)
+{
+    if (self->b == NULL || self->forks == pyshm_forks()) return false;
+    self->st = NULL;
+    self->b = NULL;
+    return true;
+}
+
 static PyObject *Stream_next(StreamObject *self)
 {
     if (self->st == NULL) return NULL; /* StopIteration */
+    if (both_of_parent(self))
+        return pyshm_raise_status(SHMRPC_ECLOSED, self->method,
+                                  "the stream is the parent's: this process forked while it "
+                                  "was open");
+    if (self->b != NULL) return both_next(self);
     if (client_enter(self->client) != 0) return NULL;
     if (self->st == NULL || self->client->gen != self->gen) {
         /* Ended by another thread meanwhile; or orphaned by a new connection (a forked
@@ -929,7 +1330,11 @@ static PyObject *Stream_next(StreamObject *self)
 static PyObject *Stream_close(StreamObject *self, PyObject *unused)
 {
     (void)unused;
-    if (self->st == NULL) Py_RETURN_NONE;
+    if (self->st == NULL || both_of_parent(self)) Py_RETURN_NONE;
+    if (self->b != NULL) {
+        if (both_end(self) != 0) return NULL;
+        Py_RETURN_NONE;
+    }
     if (stream_orphaned(self)) {
         shmrpc_stream_close(self->st);
         self->st = NULL;
@@ -964,7 +1369,15 @@ static PyObject *Stream_exit(StreamObject *self, PyObject *const *args, Py_ssize
 static void Stream_dealloc(StreamObject *self)
 {
     ClientObject *c = self->client;
-    if (self->st != NULL && stream_orphaned(self)) {
+    if (self->b != NULL) {
+        if (!both_of_parent(self)) {
+            if (both_end(self) == 0) {
+                both_unref(self->b);
+            } else { /* its last reference dropped by a hook inside it: left open */
+                PyErr_WriteUnraisable(NULL);
+            }
+        }
+    } else if (self->st != NULL && stream_orphaned(self)) {
         shmrpc_stream_close(self->st);
     } else if (self->st != NULL) {
         int got;
@@ -980,6 +1393,8 @@ static void Stream_dealloc(StreamObject *self)
         }
     }
     free(self->method);
+    shmrpc_buf_destroy(&self->got);
+    shmrpc_buf_destroy(&self->json);
     Py_XDECREF(c);
     PyObject_Free(self);
 }

@@ -176,7 +176,8 @@ class Gatherer:
     reads nothing and notes what shmrpc.cancelled() said ("deaf: Cancelled", waiting at most
     20 s); concat stops at a part b"stop", and keeps its items' iterator at a part b"keep",
     which drain reads at a value -1 (and at -2 reads its own from another thread); doubled
-    yields each value doubled as it reads it, and returns at a value -1; stuck reads and
+    yields each value doubled as it reads it, returns at a value -1, and notes why, when it
+    was cancelled (as shmrpc.cancelled() says: "doubled: Cancelled"); stuck reads and
     yields nothing until it is no longer wanted (waiting at most 20 s);
     drain notes that it began, then how many it read ("drain: 3") or the exception that ended
     its reading ("drain: Cancelled")."""
@@ -205,10 +206,14 @@ class Gatherer:
         return 0
 
     def doubled(self, values):
-        for v in values:
-            if v == -1:
-                return
-            yield 2 * v
+        try:
+            for v in values:
+                if v == -1:
+                    return
+                yield 2 * v
+        finally:  # a read that failed, or the generator closed at its yield
+            if shmrpc.cancelled() is not None:
+                note(f"doubled: {type(shmrpc.cancelled()).__name__}")
 
     def stuck(self, values):
         end = time.monotonic() + 20

@@ -18,7 +18,7 @@ import pytest
 
 import shmrpc
 from conftest import (ECHO_SVC, HERE, count_until_timeout, free_port, py_server, python_env,
-                      segments_of, shm_name, wait_for)
+                      segments_of, shm_name, wait_child, wait_for)
 
 
 @pytest.fixture(params=["shm", "tcp"])
@@ -223,9 +223,6 @@ def test_a_python_client_stream(py_gather):
         noted_in(py_gather.notes, "drain: Cancelled")
         with pytest.raises(TypeError, match=r"^item: expected bytes, got str"):
             c.concat(["text"])
-        with pytest.raises(TypeError, match=r"doubled\(\) streams both ways: Python sends no "
-                                            r"stream both ways yet"):
-            c.doubled([1, 2])
         assert c.drain([]) is None  # the connection goes on
         # The items' iterator is its call's: read after, it raises.
         assert c.concat([b"keep"]) == b"keep"
@@ -259,6 +256,173 @@ def test_a_python_stream_both_ways_served(py_gather):
                          capture_output=True, text=True, timeout=60)
     assert out.returncode == 0, out.stderr
     assert out.stdout == "1000 doubled\n"
+
+
+@pytest.fixture(params=["shm", "tcp"])
+def py_doubler(request, tmp_path, monkeypatch):
+    """py_server.py's Gatherer (tests/stream/gather.svc) with two workers (a stream holds one
+    over shm://), over shm:// and tcp://; its notes in .notes."""
+    notes = tmp_path / "notes"
+    monkeypatch.setenv("PY_SERVER_NOTES", str(notes))
+    addr = shm_name("pyboth") if request.param == "shm" else f"tcp://127.0.0.1:{free_port()}"
+    s = py_server("gather", addr, workers=2)
+    s.notes = notes
+    yield s
+    s.stop()
+
+
+def test_a_python_stream_both_ways(py_doubler):
+    """A method that streams both ways takes an iterable and returns a Stream of the
+    handler's items at once: the iterable's items are sent from a thread of their own while
+    the caller iterates, so that neither side waits for the other (docs/python.md). A call
+    beside it is refused at once, from the iterable too; what the iterable raises, or an item
+    that does not fit, ends the stream, its handler told, and is raised by the iteration;
+    close(), from any thread, ends it early; the connection goes on after each."""
+    notes = py_doubler.notes
+    with shmrpc.connect(py_doubler.address, timeout=60) as c:
+        # Many more items than the transport holds either way, in order.
+        n = 100000
+        assert list(c.doubled(range(n))) == [2 * i for i in range(n)]
+        # Lockstep: each item made only once the answer to the last one came.
+        answers = []
+
+        def lockstep():
+            for i in range(200):
+                yield i
+                wait_for(f"the answer to {i}", lambda: len(answers) > i, 10)
+
+        for x in c.doubled(lockstep()):
+            answers.append(x)
+        assert answers == [2 * i for i in range(200)]
+        # The handler's return: the items after it unread, the stream's end.
+        assert list(c.doubled([1, 2, -1] + [5] * 100000)) == [2, 4]
+        # A call beside it, from this thread, another or the iterable: refused at once.
+        beside = []
+
+        def call_beside():
+            try:
+                c.drain([1])
+            except shmrpc.HandlerError as e:
+                beside.append(str(e))
+
+        with c.doubled(iter(int, 1)) as s:  # 0, 0, 0, ... for ever
+            assert next(s) == 0
+            with pytest.raises(shmrpc.HandlerError, match="a stream is open on this client"):
+                c.drain([1])
+            t = threading.Thread(target=call_beside)
+            t.start()
+            t.join(10)
+            assert not t.is_alive() and "a stream is open on this client" in beside[0]
+            time.sleep(0.3)  # both sides' sends fill the transport, and wait for room
+        noted_in(notes, "doubled: Cancelled")  # close() told the handler
+        assert c.drain([1, 2]) is None
+
+        def calls_its_connection():
+            yield 1
+            c.drain([1])
+
+        with pytest.raises(shmrpc.HandlerError, match="a stream is open on this client"):
+            list(c.doubled(calls_its_connection()))
+        # The iterable's exception, and an item that does not fit, raised after what came.
+        notes.unlink()
+
+        def then_raise():
+            yield 1
+            raise KeyError("no more")
+
+        got = []
+        with pytest.raises(KeyError, match="no more"):
+            for x in c.doubled(then_raise()):
+                got.append(x)
+        assert got in ([], [2])
+        noted_in(notes, "doubled: Cancelled")
+        with pytest.raises(TypeError, match=r"^item: expected an int"):
+            list(c.doubled([1, "two", 3]))
+        # Two threads taking its items at once: the second is refused.
+        with c.stuck(iter(int, 1)) as s:
+            t = threading.Thread(target=lambda: list(s))
+            t.start()
+            time.sleep(0.2)
+            with pytest.raises(RuntimeError, match="another thread is taking this stream's"):
+                next(s)
+        t.join(10)
+        assert not t.is_alive()
+        # close() from another thread while next() waits: the end, as close() says.
+        s = c.stuck(iter(int, 1))
+        threading.Timer(0.3, s.close).start()
+        t0 = time.monotonic()
+        assert list(s) == []
+        assert time.monotonic() - t0 < 10
+        # A cancel from another thread: Cancelled.
+        s = c.stuck(iter(int, 1))
+        threading.Timer(0.3, c.cancel).start()
+        with pytest.raises(shmrpc.Cancelled):
+            next(s)
+        assert list(s) == []  # over
+        assert c.doubled([21]).__next__() == 42
+    # The connection's close from another thread while next() waits, and while the sends
+    # wait for room: each ends the stream.
+    for method in ("stuck", "doubled"):
+        c = shmrpc.connect(py_doubler.address, timeout=60)
+        s = getattr(c, method)(iter(int, 1))
+        closer = threading.Timer(0.3, c.close)
+        closer.start()
+        t0 = time.monotonic()
+        assert all(x == 0 for x in s)
+        assert time.monotonic() - t0 < 10
+        closer.join(10)
+        assert c.closed
+    # The deadline ends it, the sends and the receives alike. The handler's own wait ends
+    # at the same deadline, and its failure may reach the client first.
+    with shmrpc.connect(py_doubler.address, timeout=0.5) as c:
+        with pytest.raises((shmrpc.Timeout, shmrpc.HandlerError)) as e:
+            list(c.stuck(iter(int, 1)))
+        assert isinstance(e.value, shmrpc.Timeout) or "Timeout" in str(e.value)
+
+
+def test_a_python_stream_both_ways_left_open_at_exit(py_doubler):
+    """A program that ends with a stream both ways open, its sends waiting for room, exits
+    at once: the interpreter's end closes the stream (its handler told)."""
+    program = ("import shmrpc, sys\n"
+               "c = shmrpc.connect(sys.argv[1], timeout=60)\n"
+               "s = c.doubled(iter(int, 1))\n"
+               "assert next(s) == 0\n"
+               "import time; time.sleep(0.3)\n"
+               "print('left open')\n")
+    py_doubler.notes.unlink(missing_ok=True)
+    out = subprocess.run([sys.executable, "-c", program, py_doubler.address], env=python_env(),
+                         capture_output=True, text=True, timeout=30)
+    assert (out.returncode, out.stdout) == (0, "left open\n"), out.stderr
+    noted_in(py_doubler.notes, "doubled: Cancelled")
+
+
+def test_a_python_stream_both_ways_across_a_fork(py_doubler):
+    """A child forked while a stream both ways is open, its sends waiting for room: the
+    child's connection is its own (the refusal of calls beside the stream stays the
+    parent's), its copy of the stream raises Unavailable and closes at once, and the
+    parent's stream goes on."""
+    with shmrpc.connect(py_doubler.address, timeout=60) as c:
+        s = c.doubled(iter(int, 1))  # 0, 0, ...: the sends soon wait for room
+        assert next(s) == 0
+        time.sleep(0.3)
+        pid = os.fork()
+        if pid == 0:
+            code = 1
+            try:
+                assert c.drain([1, 2]) is None  # a connection of its own, free
+                with pytest.raises(shmrpc.Unavailable, match="the stream is the parent's"):
+                    next(s)
+                s.close()
+                with c.doubled([21]) as mine:  # and its own stream both ways beside
+                    assert list(mine) == [42]
+                code = 0
+            except BaseException as e:  # noqa: BLE001
+                print("child:", repr(e), file=sys.stderr)
+            os._exit(code)
+        assert wait_child(pid) == 0
+        assert all(next(s) == 0 for _ in range(1000))
+        s.close()
+        assert c.drain([1]) is None
 
 
 def test_a_python_client_stream_over_tcp(py_gather):
