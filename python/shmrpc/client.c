@@ -843,28 +843,37 @@ static int item_encode(const shmrpc_dyn_sig *sig, PyObject *item, shmrpc_buf *b)
     return 0;
 }
 
+/* The items' iterator of a call of a method whose parameter streams (its one argument, an
+ * iterable), with the open's request written into c's: the empty arguments (no bytes for
+ * @raw), as a generated stub sends. NULL raised. */
+static PyObject *items_of(shmrpc_client *c, const shmrpc_dyn_sig *sig, PyObject *const *pos,
+                          Py_ssize_t npos, PyObject *kwnames, PyObject *kwdict)
+{
+    PyObject *arg = NULL;
+    if (bind_args(sig, pos, npos, kwnames, kwdict, &arg) != 0) return NULL;
+    if (arg == NULL) /* a stream of optionals, which bind_args lets go */
+        return PyErr_Format(PyExc_TypeError, "%s() is missing argument '%s'", sig->method,
+                            sig->params[0].name);
+    PyObject *it = PyObject_GetIter(arg);
+    shmrpc_buf *req = shmrpc_client_request(c);
+    if (it != NULL && sig->encoding != SHMRPC_ENC_RAW) shmrpc_buf_append(req, "\x90", 1);
+    return it;
+}
+
 static PyObject *items_call(ClientObject *self, const shmrpc_method_info *m,
                             const shmrpc_dyn_sig *sig, PyObject *const *pos, Py_ssize_t npos,
                             PyObject *kwnames, PyObject *kwdict)
 {
     const char *name = sig->method;
-    PyObject *arg = NULL, *it = NULL, *result = NULL;
+    PyObject *it, *result = NULL;
     shmrpc_client *c = shmrpc_dyn_client(self->d);
     shmrpc_stream *st = NULL;
     char msg[1024];
     int rc;
-    int bound = bind_args(sig, pos, npos, kwnames, kwdict, &arg);
-    if (bound == 0 && arg == NULL) { /* a stream of optionals, which bind_args lets go */
-        PyErr_Format(PyExc_TypeError, "%s() is missing argument '%s'", name, sig->params[0].name);
-        bound = -1;
-    }
-    if (bound != 0 || (it = PyObject_GetIter(arg)) == NULL) {
+    if ((it = items_of(c, sig, pos, npos, kwnames, kwdict)) == NULL) {
         PyThread_release_lock(self->lock);
         return NULL;
     }
-    /* The request: the empty arguments (no bytes for @raw), as a generated stub sends. */
-    shmrpc_buf *req = shmrpc_client_request(c);
-    if (sig->encoding != SHMRPC_ENC_RAW) shmrpc_buf_append(req, "\x90", 1);
     Py_BEGIN_ALLOW_THREADS;
     rc = shmrpc_client_open(c, m->id, &st);
     if (rc != 0) snprintf(msg, sizeof msg, "%s", shmrpc_errmsg());
@@ -1104,22 +1113,16 @@ static PyObject *both_call(ClientObject *self, const shmrpc_method_info *m,
                            PyObject *kwnames, PyObject *kwdict)
 {
     const char *name = sig->method;
-    PyObject *arg = NULL, *it = NULL;
+    shmrpc_client *c = shmrpc_dyn_client(self->d);
+    PyObject *it;
     StreamObject *s = NULL;
     char msg[1024];
-    int rc = bind_args(sig, pos, npos, kwnames, kwdict, &arg);
-    if (rc == 0 && arg == NULL) { /* a stream of optionals, which bind_args lets go */
-        PyErr_Format(PyExc_TypeError, "%s() is missing argument '%s'", name, sig->params[0].name);
-        rc = -1;
-    }
-    if (rc != 0 || (it = PyObject_GetIter(arg)) == NULL || (s = stream_new(self, sig)) == NULL ||
-        (s->b = both_new(shmrpc_dyn_client(self->d), sig, it)) == NULL)
+    int rc;
+    if ((it = items_of(c, sig, pos, npos, kwnames, kwdict)) == NULL ||
+        (s = stream_new(self, sig)) == NULL || (s->b = both_new(c, sig, it)) == NULL)
         goto failed;
     Py_CLEAR(it);
     both *b = s->b;
-    /* The request: the empty arguments (no bytes for @raw), as a generated stub sends. */
-    shmrpc_buf *req = shmrpc_client_request(b->c);
-    if (sig->encoding != SHMRPC_ENC_RAW) shmrpc_buf_append(req, "\x90", 1);
     Py_BEGIN_ALLOW_THREADS;
     rc = shmrpc_client_open(b->c, m->id, &s->st);
     if (rc != 0) snprintf(msg, sizeof msg, "%s", shmrpc_errmsg());
