@@ -441,7 +441,9 @@ static void sends_stopped(sender *s)
 }
 
 /* Both ways from two threads: one sends more than each way's room holds while the other
- * receives, and every item comes once and in order, then the end. */
+ * receives, and every item comes once and in order, then the end. The receives begin once
+ * both ways are full and the send waits for room: a send that held the stream while it
+ * waits would keep the receives out, and the handler, which waits to write, reads nothing. */
 static void both_ways_from_two_threads(void **state)
 {
     fixture *f = *state;
@@ -452,6 +454,7 @@ static void both_ways_from_two_threads(void **state)
     assert_int_equal(gather_doubled_open(f->c, &s.st), 0);
     pthread_t t;
     assert_int_equal(pthread_create(&t, NULL, send_all, &s), 0);
+    sends_stopped(&s);
     int64_t v, i = 0;
     int rc;
     while ((rc = gather_doubled_recv(s.st, &v)) == 1) {
