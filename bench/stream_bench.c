@@ -12,7 +12,9 @@
  *   records as ITEMS frames carry them (a 4-byte length and the item), written 64 KiB at a
  *   time and read so, the consumer copying each item out;
  * - tcp/client-stream/16, the items the other way over tcp:// (wire revision 9), against the
- *   same bare connection, measured again beside it.
+ *   same bare connection, measured again beside it: an ITEMS frame and a send(2) each;
+ * - tcp/client-corked/16, the same with the stream corked (shmrpc_stream_cork): up to 16 KiB
+ *   of items in a frame.
  * The bare streams are what the stream would be with nothing of shmrpc around it: the ratio
  * says what the transport costs. Rows alternate for ROUNDS rounds; each prints items/s, and
  * each ratio is the median of the rounds' (this machine is shared and noisy: absolute
@@ -293,7 +295,8 @@ static double stub_row(shmrpc_client *c, double seconds)
 
 /* Items/s that one client stream sent in seconds, or -1 (a failure, or a count that the
  * handler gives otherwise). */
-static double sink_row(shmrpc_client *c, double seconds)
+/* The client's items for seconds, corked or not (shmrpc_stream_cork): items/s, or -1. */
+static double sink_items(shmrpc_client *c, double seconds, bool corked)
 {
     shmrpc_stream *st;
     if (stream_bench_sink_open(c, &st) != 0) {
@@ -302,7 +305,7 @@ static double sink_row(shmrpc_client *c, double seconds)
     }
     uint64_t n = 0, got = 0;
     uint8_t item[ITEM] = {0};
-    int rc = 0;
+    int rc = shmrpc_stream_cork(st, corked);
     int64_t start = bench_now_ns(), end = start + (int64_t)(seconds * 1e9);
     for (; rc == 0; n++) {
         if ((n & 1023) == 0 && bench_now_ns() >= end) break;
@@ -316,6 +319,16 @@ static double sink_row(shmrpc_client *c, double seconds)
     if (rc != 0) fprintf(stderr, "shmrpc-bench-stream: sink: %s\n", shmrpc_errmsg());
     shmrpc_stream_close(st);
     return rc != 0 || got != n ? -1 : (double)n / took;
+}
+
+static double sink_row(shmrpc_client *c, double seconds)
+{
+    return sink_items(c, seconds, false);
+}
+
+static double sink_corked_row(shmrpc_client *c, double seconds)
+{
+    return sink_items(c, seconds, true);
 }
 
 /* A transport's row and the bare stream it is held against. */
@@ -409,12 +422,17 @@ int main(int argc, char **argv)
                            {.row = "tcp/client-stream/16",
                             .base = "tcp-raw/stream/16",
                             .row_fn = sink_row,
+                            .base_row = raw_row},
+                           {.row = "tcp/client-corked/16",
+                            .base = "tcp-raw/stream/16",
+                            .row_fn = sink_corked_row,
                             .base_row = raw_row}};
     enum { NPAIRS = sizeof pairs / sizeof pairs[0] };
     snprintf(pairs[0].addr, sizeof pairs[0].addr, "shm://stream_bench_%d", (int)getpid());
     snprintf(pairs[1].addr, sizeof pairs[1].addr, "shm://stream_bench_in_%d", (int)getpid());
     snprintf(pairs[2].addr, sizeof pairs[2].addr, "tcp://127.0.0.1:%d", test_free_port());
     snprintf(pairs[3].addr, sizeof pairs[3].addr, "tcp://127.0.0.1:%d", test_free_port());
+    snprintf(pairs[4].addr, sizeof pairs[4].addr, "tcp://127.0.0.1:%d", test_free_port());
     int status = 0;
     for (int i = 0; i < NPAIRS; i++) {
         struct pair *p = &pairs[i];

@@ -845,15 +845,18 @@ static int item_encode(const shmrpc_dyn_sig *sig, PyObject *item, shmrpc_buf *b)
 
 /* The items' iterator of a call of a method whose parameter streams (its one argument, an
  * iterable), with the open's request written into c's: the empty arguments (no bytes for
- * @raw), as a generated stub sends. NULL raised. */
+ * @raw), as a generated stub sends. *at_hand when the items are a list's or a tuple's, all
+ * there: the stream is corked then (shmrpc_stream_cork), not for items that may take their
+ * time to come. NULL raised. */
 static PyObject *items_of(shmrpc_client *c, const shmrpc_dyn_sig *sig, PyObject *const *pos,
-                          Py_ssize_t npos, PyObject *kwnames, PyObject *kwdict)
+                          Py_ssize_t npos, PyObject *kwnames, PyObject *kwdict, bool *at_hand)
 {
     PyObject *arg = NULL;
     if (bind_args(sig, pos, npos, kwnames, kwdict, &arg) != 0) return NULL;
     if (arg == NULL) /* a stream of optionals, which bind_args lets go */
         return PyErr_Format(PyExc_TypeError, "%s() is missing argument '%s'", sig->method,
                             sig->params[0].name);
+    *at_hand = PyList_CheckExact(arg) || PyTuple_CheckExact(arg);
     PyObject *it = PyObject_GetIter(arg);
     shmrpc_buf *req = shmrpc_client_request(c);
     if (it != NULL && sig->encoding != SHMRPC_ENC_RAW) shmrpc_buf_append(req, "\x90", 1);
@@ -870,13 +873,15 @@ static PyObject *items_call(ClientObject *self, const shmrpc_method_info *m,
     shmrpc_stream *st = NULL;
     char msg[1024];
     int rc;
-    if ((it = items_of(c, sig, pos, npos, kwnames, kwdict)) == NULL) {
+    bool at_hand;
+    if ((it = items_of(c, sig, pos, npos, kwnames, kwdict, &at_hand)) == NULL) {
         PyThread_release_lock(self->lock);
         return NULL;
     }
     Py_BEGIN_ALLOW_THREADS;
     rc = shmrpc_client_open(c, m->id, &st);
     if (rc != 0) snprintf(msg, sizeof msg, "%s", shmrpc_errmsg());
+    if (rc == 0 && at_hand) shmrpc_stream_cork(st, 1); /* a failure: the sends say it */
     Py_END_ALLOW_THREADS;
     if (rc != 0) {
         raise_failed(self, rc, name, msg);
@@ -1118,7 +1123,8 @@ static PyObject *both_call(ClientObject *self, const shmrpc_method_info *m,
     StreamObject *s = NULL;
     char msg[1024];
     int rc;
-    if ((it = items_of(c, sig, pos, npos, kwnames, kwdict)) == NULL ||
+    bool at_hand;
+    if ((it = items_of(c, sig, pos, npos, kwnames, kwdict, &at_hand)) == NULL ||
         (s = stream_new(self, sig)) == NULL || (s->b = both_new(c, sig, it)) == NULL)
         goto failed;
     Py_CLEAR(it);
@@ -1126,6 +1132,7 @@ static PyObject *both_call(ClientObject *self, const shmrpc_method_info *m,
     Py_BEGIN_ALLOW_THREADS;
     rc = shmrpc_client_open(b->c, m->id, &s->st);
     if (rc != 0) snprintf(msg, sizeof msg, "%s", shmrpc_errmsg());
+    if (rc == 0 && at_hand) shmrpc_stream_cork(s->st, 1); /* before the sender starts */
     Py_END_ALLOW_THREADS;
     if (rc != 0) {
         raise_failed(self, rc, name, msg);

@@ -42,7 +42,8 @@ static void *serve(void *s)
     return (void *)(intptr_t)shmrpc_server_serve(s, 0);
 }
 
-static int setup(void **state)
+/* A server of opts o (NULL: the defaults) and its client. */
+static int start(void **state, const shmrpc_server_opts *o)
 {
     static int n;
     fixture *f = calloc(1, sizeof *f);
@@ -50,7 +51,7 @@ static int setup(void **state)
         snprintf(f->addr, sizeof f->addr, "tcp://127.0.0.1:%d", test_free_port());
     else
         snprintf(f->addr, sizeof f->addr, "%s://gather-%d-%d", transport, (int)getpid(), n++);
-    assert_int_equal(shmrpc_server_new(&f->s, NULL), 0);
+    assert_int_equal(shmrpc_server_new(&f->s, o), 0);
     assert_int_equal(shmrpc_server_register(f->s, &Gather_service, &test_gather_handlers, NULL), 0);
     if (shmrpc_server_listen(f->s, f->addr) != 0) fail_msg("%s", shmrpc_errmsg());
     if (strcmp(transport, "inproc") != 0)
@@ -62,6 +63,20 @@ static int setup(void **state)
     atomic_store(&test_gather_status, 1);
     *state = f;
     return 0;
+}
+
+static int setup(void **state)
+{
+    return start(state, NULL);
+}
+
+/* A server whose largest message is 100 bytes. */
+static int setup_small(void **state)
+{
+    shmrpc_server_opts o;
+    shmrpc_server_opts_init(&o);
+    o.max_msg_bytes = 100;
+    return start(state, &o);
 }
 
 static int teardown(void **state)
@@ -307,6 +322,123 @@ static void raw_parts(void **state)
     shmrpc_stream_close(st);
 }
 
+/* Waits up to 10 s for the handler to have read n items: whether it did. */
+static bool handler_read(int64_t n)
+{
+    for (int i = 0; i < 10000 && atomic_load(&test_gather_read) < n; i++) {
+        struct timespec ts = {0, 1000000};
+        nanosleep(&ts, NULL);
+    }
+    return atomic_load(&test_gather_read) == n;
+}
+
+/* A corked stream (shmrpc_stream_cork): every item once and in order, past the window; over
+ * tcp:// the items wait until the uncork, which sends them before the end; and a cork of no
+ * client stream is refused. */
+static void corked(void **state)
+{
+    fixture *f = *state;
+    shmrpc_client_set_timeout(f->c, 20000);
+    shmrpc_stream *st;
+    assert_int_equal(gather_sum_open(f->c, &st), 0);
+    assert_int_equal(shmrpc_stream_cork(st, 1), 0);
+    int64_t want = 0;
+    for (int64_t i = 0; i < 5; i++) {
+        gather_Part p = {.n = i};
+        assert_int_equal(gather_sum_send(st, &p), 0);
+        want += i;
+    }
+    if (strcmp(transport, "tcp") == 0) {
+        struct timespec ts = {0, 100000000};
+        nanosleep(&ts, NULL);
+        assert_int_equal(atomic_load(&test_gather_read), 0); /* held */
+    }
+    assert_int_equal(shmrpc_stream_cork(st, 0), 0);
+    if (!handler_read(5)) fail_msg("the handler read %" PRId64 " items, not 5", test_gather_read);
+    assert_int_equal(shmrpc_stream_cork(st, 1), 0);
+    for (int64_t i = 5; i < 20000; i++) { /* 20 bytes each: six times the window */
+        gather_Part p = {.n = i, .note = {i % 1000 ? "" : "k", i % 1000 ? 0 : 1}};
+        assert_int_equal(gather_sum_send(st, &p), 0);
+        want += i;
+    }
+    gather_Total t;
+    assert_int_equal(gather_sum_done(st, &t), 0); /* what is held goes with the end */
+    assert_int_equal(t.count, 20000);
+    assert_int_equal(t.sum, want);
+    assert_int_equal(t.notes.len, 19);
+    assert_int_equal(shmrpc_stream_cork(st, 0), SHMRPC_ECLOSED);
+    shmrpc_stream_close(st);
+
+    assert_int_equal(gather_doubled_open(f->c, &st), 0);
+    shmrpc_stream_close(st);
+    assert_int_equal(shmrpc_stream_cork(NULL, 1), SHMRPC_EINVAL);
+}
+
+/* Corked, to a server whose largest message is 100 bytes: a frame of items holds no more
+ * than one of its largest items (the server's check), so many small items go in many. */
+static void corked_to_a_server_of_small_items(void **state)
+{
+    fixture *f = *state;
+    shmrpc_client_set_timeout(f->c, 10000);
+    shmrpc_stream *st;
+    assert_int_equal(gather_sum_open(f->c, &st), 0);
+    assert_int_equal(shmrpc_stream_cork(st, 1), 0);
+    int64_t want = 0;
+    for (int64_t i = 0; i < 2000; i++) {
+        gather_Part p = {.n = i, .note = {"0123456789", i % 1000 ? 0 : 10}};
+        if (gather_sum_send(st, &p) != 0) fail_msg("send %" PRId64 ": %s", i, shmrpc_errmsg());
+        want += i;
+    }
+    gather_Total t;
+    if (gather_sum_done(st, &t) != 0) fail_msg("done: %s", shmrpc_errmsg());
+    assert_int_equal(t.count, 2000);
+    assert_int_equal(t.sum, want);
+    shmrpc_stream_close(st);
+}
+
+/* Corked, a handler that answers early ends the sends all the same, at the next frame. */
+static void corked_the_handler_answers_early(void **state)
+{
+    fixture *f = *state;
+    shmrpc_stream *st;
+    assert_int_equal(gather_sum_open(f->c, &st), 0);
+    assert_int_equal(shmrpc_stream_cork(st, 1), 0);
+    int rc = 0;
+    for (int64_t sent = 0; sent < 1000000 && rc == 0; sent++) {
+        gather_Part p = {.n = 1, .note = {sent == 9 ? "enough" : "", sent == 9 ? 6 : 0}};
+        rc = gather_sum_send(st, &p);
+    }
+    assert_int_equal(rc, SHMRPC_ECLOSED);
+    assert_int_equal(handler_returned(), 0);
+    gather_Total t;
+    assert_int_equal(gather_sum_done(st, &t), 0);
+    assert_int_equal(t.count, 10);
+    shmrpc_stream_close(st);
+}
+
+/* Corked, an item larger than the window, which goes alone once nothing is in transit:
+ * what is held goes first, or it would wait for itself. */
+static void corked_a_part_above_the_window(void **state)
+{
+    fixture *f = *state;
+    shmrpc_client_set_timeout(f->c, 10000);
+    shmrpc_stream *st;
+    assert_int_equal(gather_concat_open(f->c, &st), 0);
+    assert_int_equal(shmrpc_stream_cork(st, 1), 0);
+    static uint8_t big[100000];
+    memset(big, 'b', sizeof big);
+    assert_int_equal(gather_concat_send(st, shmrpc_bytes_of("a", 1)), 0);
+    assert_int_equal(gather_concat_send(st, shmrpc_bytes_of(big, sizeof big)), 0);
+    assert_int_equal(gather_concat_send(st, shmrpc_bytes_of("c", 1)), 0);
+    shmrpc_bytes all;
+    if (gather_concat_done(st, &all) != 0) fail_msg("done: %s", shmrpc_errmsg());
+    assert_int_equal(all.len, 2 + sizeof big);
+    assert_int_equal(all.ptr[0], 'a');
+    assert_memory_equal(all.ptr + 1, big, sizeof big);
+    assert_int_equal(all.ptr[1 + sizeof big], 'c');
+    shmrpc_stream_close(st);
+}
+
 /* A large answer while the client still sends: its sends fail once the handler returned,
  * and the answer comes whole, though over shm:// it lies where the client's items went. */
 static void a_large_answer_before_the_end(void **state)
@@ -395,6 +527,25 @@ static void both_ways(void **state)
     }
     assert_int_equal(gather_doubled_recv(st, &v), 0);
     assert_int_equal(handler_returned(), 0);
+    shmrpc_stream_close(st);
+}
+
+/* Both ways, corked: an item held goes before the receive that waits for its answer. */
+static void both_ways_corked(void **state)
+{
+    fixture *f = *state;
+    shmrpc_client_set_timeout(f->c, 10000);
+    shmrpc_stream *st;
+    assert_int_equal(gather_doubled_open(f->c, &st), 0);
+    assert_int_equal(shmrpc_stream_cork(st, 1), 0);
+    int64_t v;
+    for (int64_t i = 0; i < 1000; i++) {
+        assert_int_equal(gather_doubled_send(st, i), 0);
+        if (gather_doubled_recv(st, &v) != 1) fail_msg("recv %" PRId64 ": %s", i, shmrpc_errmsg());
+        assert_int_equal(v, 2 * i);
+    }
+    assert_int_equal(gather_doubled_done(st), 0);
+    assert_int_equal(gather_doubled_recv(st, &v), 0);
     shmrpc_stream_close(st);
 }
 
@@ -694,9 +845,14 @@ int main(void)
         cmocka_unit_test_setup_teardown(cancelled_while_sending, setup, teardown),
         cmocka_unit_test_setup_teardown(an_item_that_does_not_decode, setup, teardown),
         cmocka_unit_test_setup_teardown(raw_parts, setup, teardown),
+        cmocka_unit_test_setup_teardown(corked, setup, teardown),
+        cmocka_unit_test_setup_teardown(corked_the_handler_answers_early, setup, teardown),
+        cmocka_unit_test_setup_teardown(corked_to_a_server_of_small_items, setup_small, teardown),
+        cmocka_unit_test_setup_teardown(corked_a_part_above_the_window, setup, teardown),
         cmocka_unit_test_setup_teardown(a_large_answer_before_the_end, setup, teardown),
         cmocka_unit_test_setup_teardown(a_large_answer_past_the_deadline, setup, teardown),
         cmocka_unit_test_setup_teardown(both_ways, setup, teardown),
+        cmocka_unit_test_setup_teardown(both_ways_corked, setup, teardown),
         cmocka_unit_test_setup_teardown(both_ways_from_two_threads, setup, teardown),
         cmocka_unit_test_setup_teardown(both_ways_cancelled_while_sending, setup, teardown),
         cmocka_unit_test_setup_teardown(both_ways_past_the_deadline, setup, teardown),

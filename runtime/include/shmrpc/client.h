@@ -277,6 +277,15 @@ int shmrpc_stream_send(shmrpc_stream *s, const void *item, size_t n);
  * items (its maximum the client's); NULL for a stream whose parameter does not stream. */
 shmrpc_buf *shmrpc_stream_item(shmrpc_stream *s);
 int shmrpc_stream_done(shmrpc_stream *s);
+/* Corks the stream's sends (on non-zero) or uncorks them, as TCP_CORK does a socket's
+ * bytes: while corked, shmrpc_stream_send may hold an item back to send it with the next
+ * ones (over tcp://, up to 16 KiB of items in one frame, rather than a frame and a system
+ * call each); what it holds goes at the uncork, shmrpc_stream_done, a recv, or a wait for
+ * room. For items that are all at hand (a list, a file); a client whose items come one by
+ * one, each wanted at once, leaves it off (the default). 0, or what the uncork's send gave;
+ * SHMRPC_EINVAL for a stream whose parameter does not stream. Over shm:// and inproc://,
+ * which need no system call for an item, it changes nothing. */
+int shmrpc_stream_cork(shmrpc_stream *s, int on);
 int shmrpc_stream_answer(shmrpc_stream *s, shmrpc_bytes *answer);
 shmrpc_arena *shmrpc_stream_arena(shmrpc_stream *s);
 void shmrpc_stream_close(shmrpc_stream *s);

@@ -1163,6 +1163,15 @@ int shmrpc_stream_send(shmrpc_stream *s, const void *item, size_t n)
     return shmrpc__err_end(c->conn->ops->stream_send(c->conn, n ? item : empty, n, err));
 }
 
+int shmrpc_stream_cork(shmrpc_stream *s, int on)
+{
+    int rc = stream_sendable(s);
+    if (rc) return rc;
+    shmrpc__conn *conn = s->client->conn;
+    shmrpc_buf *err = shmrpc__err_begin();
+    return shmrpc__err_end(conn->ops->stream_cork ? conn->ops->stream_cork(conn, on != 0, err) : 0);
+}
+
 shmrpc_buf *shmrpc_stream_item(shmrpc_stream *s)
 {
     if (!s || !(s->way & SHMRPC__STREAM_IN)) return NULL;

@@ -355,6 +355,9 @@ typedef struct shmrpc__conn_ops {
      * end, with the handler's answer appended to item, or the stream's status. */
     int (*stream_send)(shmrpc__conn *c, const void *item, size_t n, shmrpc_buf *err);
     void (*stream_done)(shmrpc__conn *c);
+    /* Optional (without it, a cork changes nothing): on, send may hold items to send them
+     * together; off, what it holds is sent: 0, or why not, as send. */
+    int (*stream_cork)(shmrpc__conn *c, bool on, shmrpc_buf *err);
 } shmrpc__conn_ops;
 
 struct shmrpc__conn {

@@ -3,9 +3,9 @@
  * the stream flag, its items read from ITEMS frames by whichever reader of the connection
  * comes first (route), delivered one by one with the window given back as they go, and
  * ended by its answer, a failure, or the client. A stream of the client's items (revision
- * 9) sends each in an ITEMS frame within the server's window, reading the WINDOWs that give
- * it back, and its last flag when the client is done. A stream both ways may be sent on by
- * one thread while another receives (tcp_cstream.mu). */
+ * 9) sends each in an ITEMS frame within the server's window (corked, several in one),
+ * reading the WINDOWs that give it back, and its last flag when the client is done. A stream both
+ * ways may be sent on by one thread while another receives (tcp_cstream.mu). */
 #include <errno.h>
 #include <inttypes.h>
 #include <poll.h>
@@ -43,6 +43,7 @@ int shmrpc__tcp_stream_open(shmrpc__conn *base, uint32_t sid, int ways, shmrpc_b
     shmrpc_buf_init(&st->scratch);
     shmrpc_buf_init(&st->msg);
     shmrpc_buf_init(&st->answer);
+    shmrpc_buf_init(&st->held);
     /* The client's items come in ITEMS frames, which a server reads from revision 9. */
     uint32_t needs = ways & SHMRPC__STREAM_IN ? 9 : 8;
     shmrpc__tcp_maybe_resolve(p, now, err);
@@ -295,6 +296,8 @@ static int read_turn(tcp_pool *p, tcp_cstream *st, shmrpc_buf *err)
     return 0;
 }
 
+static int send_held(tcp_pool *p, tcp_cstream *st, uint16_t flags, shmrpc_buf *err);
+
 /* The next item of st, or its end; with st->mu held (both ways). */
 static int stream_recv(tcp_pool *p, tcp_cstream *st, shmrpc_buf *item, shmrpc_buf *err)
 {
@@ -356,8 +359,10 @@ static int stream_recv(tcp_pool *p, tcp_cstream *st, shmrpc_buf *item, shmrpc_bu
             shmrpc__msg_set(err, "the stream's deadline passed");
             break;
         }
-        /* Always before a wait: the server may be waiting for this room. */
+        /* Always before a wait: the server may be waiting for this room, or for the items
+         * held (a failure breaks the connection, said above). */
         give_window(p, st);
+        send_held(p, st, 0, err);
         if (c->gen != st->gen) continue;
         rc = read_turn(p, st, err);
         if (rc == SHMRPC_ETIMEDOUT) shmrpc__msg_set(err, "the stream's deadline passed");
@@ -414,6 +419,7 @@ void shmrpc__tcp_stream_end(shmrpc__conn *base)
     shmrpc_buf_destroy(&st->scratch);
     shmrpc_buf_destroy(&st->msg);
     shmrpc_buf_destroy(&st->answer);
+    shmrpc_buf_destroy(&st->held);
     if (st->ways == SHMRPC__STREAM_WAYS) {
         pthread_cond_destroy(&st->cv);
         pthread_mutex_destroy(&st->mu);
@@ -473,7 +479,28 @@ static int send_items(tcp_cstream *st, uint16_t flags, shmrpc_bytes body, shmrpc
     return rc;
 }
 
-/* Sends an item of st; with st->mu held (both ways). */
+/* Sends the items st holds in one ITEMS frame, with flags (the last flag at done): 0, or
+ * why not (err), which ends st. */
+static int send_held(tcp_pool *p, tcp_cstream *st, uint16_t flags, shmrpc_buf *err)
+{
+    if (st->held.len == 0 && flags == 0) return 0;
+    int rc = send_items(st, flags, shmrpc_bytes_of(st->held.data, st->held.len), err);
+    shmrpc_buf_clear(&st->held);
+    if (st->held.cap > ((size_t)1 << 20)) { /* a large item keeps no memory */
+        shmrpc_buf_destroy(&st->held);
+        shmrpc_buf_init(&st->held);
+    }
+    uint64_t n = st->n_held;
+    st->n_held = 0;
+    if (rc) { /* a broken connection says so, with why */
+        int why = cannot_send(p, st, err);
+        return why ? why : rc;
+    }
+    st->sent += n;
+    return 0;
+}
+
+/* Sends an item of st, or holds it (corked); with st->mu held (both ways). */
 static int stream_send(tcp_pool *p, tcp_cstream *st, const void *item, size_t n, shmrpc_buf *err)
 {
     shmrpc__conn *base = &p->base;
@@ -487,10 +514,12 @@ static int stream_send(tcp_pool *p, tcp_cstream *st, const void *item, size_t n,
     }
     /* An item waits for the window to hold it; one larger than the whole window goes alone,
      * once nothing else is in transit. Meanwhile the connection is read: the WINDOWs, the
-     * server's own items, and its end. A frame that came already is read before each item, so
-     * that a handler that returned ends the sends at once, not once the window is spent. */
+     * server's own items, and its end. A frame that came already is read before each item
+     * (corked, before the first of each ITEMS frame), so that a handler that returned ends the
+     * sends at once, not once the window is spent. */
     int64_t need = (int64_t)(SHMRPC__ITEM_LEN_SIZE + n);
-    while (shmrpc__conn_cancelled(base) || frame_came(c) ||
+    bool look = !st->corked || st->held.len == 0;
+    while (shmrpc__conn_cancelled(base) || (look && frame_came(c)) ||
            (need > st->send_avail && !(need > W && st->send_avail == W))) {
         if (shmrpc__conn_cancelled(base)) {
             rc = SHMRPC_ECANCELLED;
@@ -500,6 +529,7 @@ static int stream_send(tcp_pool *p, tcp_cstream *st, const void *item, size_t n,
         } else {
             give_window(p, st); /* the server may wait for room too (both ways) */
             if ((rc = cannot_send(p, st, err)) != 0) return rc;
+            if ((rc = send_held(p, st, 0, err)) != 0) return rc; /* it may wait for them */
             rc = read_turn(p, st, err);
         }
         if (rc == SHMRPC_ETIMEDOUT) shmrpc__msg_set(err, "the stream's deadline passed");
@@ -509,28 +539,25 @@ static int stream_send(tcp_pool *p, tcp_cstream *st, const void *item, size_t n,
             return rc;
         }
         if ((rc = cannot_send(p, st, err)) != 0) return rc;
+        look = true;
     }
+    /* An ITEMS frame holds no more than the server's largest item and its length (its check,
+     * shmrpc__items_check): what is held goes first when this one would pass that. */
+    if (st->held.len && st->held.len + n > c->peer_max && (rc = send_held(p, st, 0, err)) != 0)
+        return rc;
     uint8_t len[SHMRPC__ITEM_LEN_SIZE];
     for (unsigned i = 0; i < sizeof len; i++) /* big-endian */
         len[i] = (uint8_t)(n >> (8 * (sizeof len - 1 - i)));
-    shmrpc_buf_clear(&st->scratch);
-    if (shmrpc_buf_append(&st->scratch, len, sizeof len) ||
-        shmrpc_buf_append(&st->scratch, item, n)) {
+    size_t was = st->held.len;
+    if (shmrpc_buf_append(&st->held, len, sizeof len) || shmrpc_buf_append(&st->held, item, n)) {
+        st->held.len = was; /* what it held still goes */
+        st->held.err = 0;
         shmrpc__msg_set(err, "out of memory for an item of %zu bytes", n);
         return SHMRPC_ENOMEM;
     }
-    rc = send_items(st, 0, shmrpc_bytes_of(st->scratch.data, st->scratch.len), err);
-    if (st->scratch.cap > ((size_t)1 << 20)) { /* a large item keeps no memory */
-        shmrpc_buf_destroy(&st->scratch);
-        shmrpc_buf_init(&st->scratch);
-    }
-    if (rc) { /* a broken connection says so, with why */
-        int why = cannot_send(p, st, err);
-        return why ? why : rc;
-    }
     st->send_avail -= need;
-    st->sent++;
-    return 0;
+    st->n_held++;
+    return st->corked && st->held.len < TCP_HELD_MAX ? 0 : send_held(p, st, 0, err);
 }
 
 int shmrpc__tcp_stream_send(shmrpc__conn *base, const void *item, size_t n, shmrpc_buf *err)
@@ -558,12 +585,28 @@ void shmrpc__tcp_stream_done(shmrpc__conn *base)
     if (!st->done && shmrpc__now_ns() < st->deadline) {
         shmrpc_buf err;
         shmrpc_buf_init(&err);
-        /* Said by the stream's answer: a failure here ends it, through its connection. */
-        if (cannot_send(p, st, &err) == 0 &&
-            send_items(st, SHMRPC__FLAG_LAST, shmrpc_bytes_of(NULL, 0), &err) != 0)
-            cannot_send(p, st, &err);
+        /* Said by the stream's answer: a failure here ends it, through its connection. The
+         * items held go with the last flag. */
+        if (cannot_send(p, st, &err) == 0) send_held(p, st, SHMRPC__FLAG_LAST, &err);
         shmrpc_buf_destroy(&err);
     }
     st->done = true;
     stream_unlock(st);
+}
+
+int shmrpc__tcp_stream_cork(shmrpc__conn *base, bool on, shmrpc_buf *err)
+{
+    tcp_pool *p = (tcp_pool *)base;
+    tcp_cstream *st = p->stream;
+    if (shmrpc__self_pid() != p->pid) {
+        shmrpc__msg_set(err, "this connection belongs to process %d", (int)p->pid);
+        return SHMRPC_EINVAL;
+    }
+    if (!st) return cannot_send(p, st, err);
+    stream_lock(st);
+    st->corked = on;
+    int rc = 0;
+    if (!on && st->held.len && (rc = cannot_send(p, st, err)) == 0) rc = send_held(p, st, 0, err);
+    stream_unlock(st);
+    return rc;
 }

@@ -41,7 +41,8 @@ static const shmrpc__conn_ops tcp_conn_ops = {.call = shmrpc__tcp_call,
                                               .stream_recv = shmrpc__tcp_stream_recv,
                                               .stream_end = shmrpc__tcp_stream_end,
                                               .stream_send = shmrpc__tcp_stream_send,
-                                              .stream_done = shmrpc__tcp_stream_done
+                                              .stream_done = shmrpc__tcp_stream_done,
+                                              .stream_cork = shmrpc__tcp_stream_cork
 #endif
 };
 

@@ -22,6 +22,9 @@ typedef struct tcp_cstream tcp_cstream;
  * ITEMS still in transit are dropped when they come (client_stream.c). */
 #define TCP_DEAD_STREAMS 8
 
+/* The bytes of items a corked stream holds before it sends them (client_stream.c). */
+#define TCP_HELD_MAX 16384
+
 /* One endpoint of a client's address, and its connection (opened when a call first goes
  * there). */
 typedef struct tcp_conn {
@@ -140,6 +143,12 @@ struct tcp_cstream {
     int64_t send_avail;
     uint64_t sent; /* items sent, for messages */
     bool done;     /* the last flag was sent, or was due */
+    /* Corked (shmrpc_stream_cork), the items sent wait in held, their window already spent,
+     * and go in one ITEMS frame at TCP_HELD_MAX bytes, the uncork, done, a wait, or a recv;
+     * uncorked, held is empty but while an item is framed. */
+    bool corked;
+    shmrpc_buf held;
+    uint64_t n_held;
     bool answered; /* its end came from its server: its handler returned, or it was refused */
     shmrpc_buf answer;
     /* A stream both ways may be sent on by one thread while another receives: each holds mu
@@ -325,9 +334,11 @@ int shmrpc__tcp_stream_open(shmrpc__conn *base, uint32_t sid, int ways, shmrpc_b
                             int64_t timeout_ms, shmrpc_buf *err);
 int shmrpc__tcp_stream_recv(shmrpc__conn *base, shmrpc_buf *item, shmrpc_buf *err);
 void shmrpc__tcp_stream_end(shmrpc__conn *base);
-/* A stream of the client's items (revision 9): shmrpc__conn_ops.stream_send, stream_done. */
+/* A stream of the client's items (revision 9): shmrpc__conn_ops.stream_send, stream_done,
+ * stream_cork. */
 int shmrpc__tcp_stream_send(shmrpc__conn *base, const void *item, size_t n, shmrpc_buf *err);
 void shmrpc__tcp_stream_done(shmrpc__conn *base);
+int shmrpc__tcp_stream_cork(shmrpc__conn *base, bool on, shmrpc_buf *err);
 
 /* --- client_call.c: a blocking call, and the search for an endpoint that a stream's open
  * shares with it */
