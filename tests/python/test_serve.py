@@ -480,6 +480,28 @@ def test_a_python_stream_ends_with_its_client(py_streamer):
         assert list(c.slow(3, 10)) == [0, 1, 2]
 
 
+@pytest.mark.parametrize("transport", ["shm", "tcp"])
+def test_a_python_stream_both_ways_item_above_the_maximum(transport, tmp_path, monkeypatch):
+    """An item of the iterable above the server's maximum, in a stream both ways, fails its
+    own send (nothing of it goes) and ends the stream with SHMRPC_ETOOBIG, which the
+    iteration raises after the answers that came; the connection goes on."""
+    monkeypatch.setenv("PY_SERVER_NOTES", str(tmp_path / "notes"))
+    monkeypatch.setenv("PY_SERVER_MAX_MSG", "8")  # 2**40 is 9 bytes of msgpack, 2 is one
+    addr = shm_name("pybig") if transport == "shm" else f"tcp://127.0.0.1:{free_port()}"
+    s = py_server("gather", addr, workers=2)
+    try:
+        with shmrpc.connect(s.address, timeout=30) as c:
+            got = []
+            with pytest.raises(shmrpc.Error, match="above the server's maximum of 8") as e:
+                for x in c.doubled([1, 2, 2**40, 3]):
+                    got.append(x)
+            assert e.value.status_name == "SHMRPC_ETOOBIG"
+            assert got in ([], [2], [2, 4])  # what came before the cancel
+            assert list(c.doubled([5, 6])) == [10, 12]
+    finally:
+        s.stop()
+
+
 def test_a_python_stream_lets_the_gil_go_while_it_waits(tmp_path, monkeypatch):
     """A stream whose client reads nothing waits in its send for the window without the GIL:
     another client's call runs meanwhile (tcp://, where a worker runs calls on threads); an
