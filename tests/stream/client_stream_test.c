@@ -332,9 +332,11 @@ static bool handler_read(int64_t n)
     return atomic_load(&test_gather_read) == n;
 }
 
-/* A corked stream (shmrpc_stream_cork): every item once and in order, past the window; over
- * tcp:// the items wait until the uncork, which sends them before the end; and a cork of no
- * client stream is refused. */
+/* A corked stream (shmrpc_stream_cork): every item once and in order, past the window (every
+ * seventh noted, so that several notes share each frame of items over tcp://); over tcp://
+ * the items wait until the uncork, which sends them before the end; a stream closed with
+ * items held ends its handler as a close does, and the connection goes on; a cork of no
+ * stream is refused. */
 static void corked(void **state)
 {
     fixture *f = *state;
@@ -356,8 +358,10 @@ static void corked(void **state)
     assert_int_equal(shmrpc_stream_cork(st, 0), 0);
     if (!handler_read(5)) fail_msg("the handler read %" PRId64 " items, not 5", test_gather_read);
     assert_int_equal(shmrpc_stream_cork(st, 1), 0);
-    for (int64_t i = 5; i < 20000; i++) { /* 20 bytes each: six times the window */
-        gather_Part p = {.n = i, .note = {i % 1000 ? "" : "k", i % 1000 ? 0 : 1}};
+    for (int64_t i = 5; i < 20000; i++) { /* about 24 bytes each: seven times the window */
+        char note[16];
+        snprintf(note, sizeof note, "%lld", (long long)i);
+        gather_Part p = {.n = i, .note = {note, i % 7 ? 0 : strlen(note)}};
         assert_int_equal(gather_sum_send(st, &p), 0);
         want += i;
     }
@@ -365,11 +369,34 @@ static void corked(void **state)
     assert_int_equal(gather_sum_done(st, &t), 0); /* what is held goes with the end */
     assert_int_equal(t.count, 20000);
     assert_int_equal(t.sum, want);
-    assert_int_equal(t.notes.len, 19);
+    assert_int_equal(t.notes.len, 19999 / 7);
+    for (size_t k = 0; k < t.notes.len; k++) {
+        char note[16];
+        snprintf(note, sizeof note, "%zu", 7 * (k + 1));
+        if (t.notes.items[k].len != strlen(note) ||
+            memcmp(t.notes.items[k].ptr, note, strlen(note)) != 0)
+            fail_msg("note %zu: '%.*s', not %s", k, (int)t.notes.items[k].len, t.notes.items[k].ptr,
+                     note);
+    }
     assert_int_equal(shmrpc_stream_cork(st, 0), SHMRPC_ECLOSED);
     shmrpc_stream_close(st);
 
-    assert_int_equal(gather_doubled_open(f->c, &st), 0);
+    atomic_store(&test_gather_returned, 0);
+    atomic_store(&test_gather_read, 0);
+    assert_int_equal(gather_sum_open(f->c, &st), 0);
+    assert_int_equal(gather_sum_send(st, &(gather_Part){.n = 1}), 0);
+    if (!handler_read(1)) fail_msg("the handler read %" PRId64 " items, not 1", test_gather_read);
+    assert_int_equal(shmrpc_stream_cork(st, 1), 0);
+    for (int64_t i = 0; i < 3; i++)
+        assert_int_equal(gather_sum_send(st, &(gather_Part){.n = i}), 0);
+    shmrpc_stream_close(st);
+    assert_int_equal(handler_returned(), SHMRPC_ECANCELLED);
+    if (strcmp(transport, "tcp") == 0) /* what was held went nowhere */
+        assert_int_equal(atomic_load(&test_gather_read), 1);
+    assert_int_equal(gather_sum_open(f->c, &st), 0);
+    assert_int_equal(gather_sum_send(st, &(gather_Part){.n = 7}), 0);
+    assert_int_equal(gather_sum_done(st, &t), 0);
+    assert_int_equal(t.sum, 7);
     shmrpc_stream_close(st);
     assert_int_equal(shmrpc_stream_cork(NULL, 1), SHMRPC_EINVAL);
 }

@@ -279,10 +279,11 @@ shmrpc_buf *shmrpc_stream_item(shmrpc_stream *s);
 int shmrpc_stream_done(shmrpc_stream *s);
 /* Corks the stream's sends (on non-zero) or uncorks them, as TCP_CORK does a socket's
  * bytes: while corked, shmrpc_stream_send may hold an item back to send it with the next
- * ones (over tcp://, up to 16 KiB of items in one frame, rather than a frame and a system
- * call each); what it holds goes at the uncork, shmrpc_stream_done, a recv, or a wait for
- * room. For items that are all at hand (a list, a file); a client whose items come one by
- * one, each wanted at once, leaves it off (the default). 0, or what the uncork's send gave;
+ * ones (over tcp://, in one frame once they reach 16 KiB, rather than a frame and a system
+ * call each); what it holds goes at the uncork, shmrpc_stream_done, a recv that waits, or a
+ * wait for room (from two threads, within 20 ms of a recv's wait), and a close drops it.
+ * For items that are all at hand (a list, a file); a client whose items come one by one,
+ * each wanted at once, leaves it off (the default). 0, or what the uncork's send gave;
  * SHMRPC_EINVAL for a stream whose parameter does not stream. Over shm:// and inproc://,
  * which need no system call for an item, it changes nothing. */
 int shmrpc_stream_cork(shmrpc_stream *s, int on);

@@ -360,9 +360,10 @@ static int stream_recv(tcp_pool *p, tcp_cstream *st, shmrpc_buf *item, shmrpc_bu
             break;
         }
         /* Always before a wait: the server may be waiting for this room, or for the items
-         * held (a failure breaks the connection, said above). */
+         * held (a failure ends the stream, said above); not to a server that closed its side
+         * (deaf), whose end is still to be read and a send's break would drop. */
         give_window(p, st);
-        send_held(p, st, 0, err);
+        if (!c->deaf) send_held(p, st, 0, err);
         if (c->gen != st->gen) continue;
         rc = read_turn(p, st, err);
         if (rc == SHMRPC_ETIMEDOUT) shmrpc__msg_set(err, "the stream's deadline passed");
@@ -480,7 +481,9 @@ static int send_items(tcp_cstream *st, uint16_t flags, shmrpc_bytes body, shmrpc
 }
 
 /* Sends the items st holds in one ITEMS frame, with flags (the last flag at done): 0, or
- * why not (err), which ends st. */
+ * why not (err), which ends st: a failure to send breaks the connection, and one to frame
+ * them (no memory) loses items that their sends said were sent, so st ends there, its
+ * handler told. */
 static int send_held(tcp_pool *p, tcp_cstream *st, uint16_t flags, shmrpc_buf *err)
 {
     if (st->held.len == 0 && flags == 0) return 0;
@@ -494,7 +497,12 @@ static int send_held(tcp_pool *p, tcp_cstream *st, uint16_t flags, shmrpc_buf *e
     st->n_held = 0;
     if (rc) { /* a broken connection says so, with why */
         int why = cannot_send(p, st, err);
-        return why ? why : rc;
+        if (why) return why;
+        shmrpc__msg_append(err, " (%" PRIu64 " items after the %" PRIu64 " sent were lost)", n,
+                           st->sent);
+        give_up(p, st, true);
+        shmrpc__tcp_stream_set_end(st, rc, shmrpc__msg_get(err));
+        return rc;
     }
     st->sent += n;
     return 0;
