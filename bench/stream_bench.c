@@ -14,12 +14,20 @@
  * - tcp/client-stream/16, the items the other way over tcp:// (wire revision 9), against the
  *   same bare connection, measured again beside it: an ITEMS frame and a send(2) each;
  * - tcp/client-corked/16, the same with the stream corked (shmrpc_stream_cork): up to 16 KiB
- *   of items in a frame.
+ *   of items in a frame;
+ * - shm/both/16 and tcp/both/16, a stream both ways whose handler sends each item back as it
+ *   reads it, one thread of the client sending while another receives (as Python's
+ *   both-ways streams do), against the bare stream one way: each item crosses twice;
+ * - shm/pipelined/64, the same 16 B echoes from one thread, 64 of them sent ahead of the
+ *   answers, against shm/call/16, the same echoes one at a time through the generated stub
+ *   (a blocking call each): what calls in flight over shm:// would give, carried as the items
+ *   of a ring in the channel (issue 37).
  * The bare streams are what the stream would be with nothing of shmrpc around it: the ratio
  * says what the transport costs. Rows alternate for ROUNDS rounds; each prints items/s, and
  * each ratio is the median of the rounds' (this machine is shared and noisy: absolute
  * figures drift, ratios hold). Usage: shmrpc-bench-stream [SECONDS-PER-ROW [ROW]]. */
 #include <inttypes.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdatomic.h>
 #include <stdbool.h>
@@ -235,7 +243,25 @@ static int sink(shmrpc_ctx *ctx, shmrpc_bytes *out)
     return 0;
 }
 
-static const StreamBench_handlers handlers = {.items = items, .sink = sink};
+/* The stream both ways' handler: each item sent back as it is read. */
+static int echo(shmrpc_ctx *ctx)
+{
+    shmrpc_bytes item;
+    int rc;
+    while ((rc = stream_bench_echo_read(ctx, &item)) == 1)
+        if ((rc = stream_bench_echo_write(ctx, item)) != 0) break;
+    return rc;
+}
+
+static int one(shmrpc_ctx *ctx, shmrpc_bytes x, shmrpc_bytes *out)
+{
+    (void)ctx;
+    *out = x;
+    return 0;
+}
+
+static const StreamBench_handlers handlers = {
+    .items = items, .sink = sink, .echo = echo, .one = one};
 
 static shmrpc_server *server;
 
@@ -331,11 +357,125 @@ static double sink_corked_row(shmrpc_client *c, double seconds)
     return sink_items(c, seconds, true);
 }
 
+/* The sending thread of a stream both ways: items numbered from 0 until stop, then the end. */
+struct both_sender {
+    shmrpc_stream *st;
+    _Atomic bool stop;
+    int rc;
+};
+
+static void *both_send(void *arg)
+{
+    struct both_sender *b = arg;
+    uint8_t item[ITEM] = {0};
+    int rc = 0;
+    for (uint64_t n = 0; rc == 0 && !atomic_load_explicit(&b->stop, memory_order_relaxed); n++) {
+        memcpy(item, &n, sizeof n);
+        rc = stream_bench_echo_send(b->st, shmrpc_bytes_of(item, ITEM));
+    }
+    if (rc == 0) rc = stream_bench_echo_done(b->st);
+    b->rc = rc;
+    return NULL;
+}
+
+/* Items/s that came back through a stream both ways in seconds, sent from a thread of their
+ * own, or -1 (a failure, or an item out of order). */
+static double both_row(shmrpc_client *c, double seconds)
+{
+    struct both_sender b = {0};
+    if (stream_bench_echo_open(c, &b.st) != 0) {
+        fprintf(stderr, "shmrpc-bench-stream: open: %s\n", shmrpc_errmsg());
+        return -1;
+    }
+    pthread_t t;
+    if (pthread_create(&t, NULL, both_send, &b) != 0) {
+        shmrpc_stream_close(b.st);
+        return -1;
+    }
+    uint64_t n = 0, counted = 0, i;
+    shmrpc_bytes item;
+    int rc;
+    int64_t start = bench_now_ns(), end = start + (int64_t)(seconds * 1e9), took = 0;
+    while ((rc = stream_bench_echo_recv(b.st, &item)) == 1) {
+        if (item.len == ITEM) memcpy(&i, item.ptr, sizeof i);
+        if (item.len != ITEM || i != n) break;
+        if ((++n & 1023) == 0 && !took && bench_now_ns() >= end) {
+            took = bench_now_ns() - start;
+            counted = n;
+            atomic_store(&b.stop, true); /* the rest in transit come back, then the end */
+        }
+    }
+    atomic_store(&b.stop, true);
+    if (rc == 1) shmrpc_client_cancel(c); /* an item out of order: the sender may wait for room */
+    pthread_join(t, NULL);
+    if (rc != 0 || b.rc != 0)
+        fprintf(stderr, "shmrpc-bench-stream: both ways: %s\n", shmrpc_errmsg());
+    shmrpc_stream_close(b.st);
+    return rc != 0 || b.rc != 0 || !took ? -1 : (double)counted / ((double)took / 1e9);
+}
+
+/* Calls/s of 16 B echoes carried as the items of one stream both ways from one thread,
+ * IN_FLIGHT of them sent ahead of the answers, or -1 (a failure, or an answer out of
+ * order). */
+#define IN_FLIGHT 64
+static double pipelined_row(shmrpc_client *c, double seconds)
+{
+    shmrpc_stream *st;
+    if (stream_bench_echo_open(c, &st) != 0) {
+        fprintf(stderr, "shmrpc-bench-stream: open: %s\n", shmrpc_errmsg());
+        return -1;
+    }
+    uint64_t sent = 0, got = 0, i;
+    uint8_t item[ITEM] = {0};
+    shmrpc_bytes answer;
+    int rc = 0;
+    int64_t start = bench_now_ns(), end = start + (int64_t)(seconds * 1e9);
+    for (;;) {
+        if (sent - got < IN_FLIGHT) {
+            memcpy(item, &sent, sizeof sent);
+            if ((rc = stream_bench_echo_send(st, shmrpc_bytes_of(item, ITEM))) != 0) break;
+            sent++;
+            continue;
+        }
+        if ((rc = stream_bench_echo_recv(st, &answer)) != 1) break;
+        rc = -1;
+        if (answer.len == ITEM) memcpy(&i, answer.ptr, sizeof i);
+        if (answer.len != ITEM || i != got) break;
+        rc = 0;
+        if ((++got & 1023) == 0 && bench_now_ns() >= end) break;
+    }
+    double took = (double)(bench_now_ns() - start) / 1e9;
+    if (rc != 0) fprintf(stderr, "shmrpc-bench-stream: pipelined: %s\n", shmrpc_errmsg());
+    shmrpc_stream_close(st);
+    return rc != 0 ? -1 : (double)got / took;
+}
+
+/* Calls/s of the same echoes one at a time, or -1. */
+static double call_row(shmrpc_client *c, double seconds)
+{
+    uint8_t item[ITEM] = {0};
+    shmrpc_bytes answer;
+    uint64_t n = 0, i;
+    int64_t start = bench_now_ns(), end = start + (int64_t)(seconds * 1e9);
+    for (;; n++) {
+        if ((n & 1023) == 0 && bench_now_ns() >= end) break;
+        memcpy(item, &n, sizeof n);
+        if (stream_bench_one(c, shmrpc_bytes_of(item, ITEM), &answer) != 0) {
+            fprintf(stderr, "shmrpc-bench-stream: one: %s\n", shmrpc_errmsg());
+            return -1;
+        }
+        if (answer.len == ITEM) memcpy(&i, answer.ptr, sizeof i);
+        if (answer.len != ITEM || i != n) return -1;
+    }
+    return (double)n / ((double)(bench_now_ns() - start) / 1e9);
+}
+
 /* A transport's row and the bare stream it is held against. */
 struct pair {
     const char *row, *base;
     double (*row_fn)(shmrpc_client *c, double seconds); /* the row's items/s, or -1 */
     double (*base_row)(double seconds);                 /* the bare stream's items/s, or -1 */
+    double (*base_call)(shmrpc_client *c, double seconds); /* or the row client's calls/s */
     char addr[64];
     bool on, base_on; /* chosen by ROW */
     pid_t server;
@@ -377,7 +517,7 @@ static int pair_round(struct pair *p, int k, double seconds)
 {
     double base = 0, got = 0;
     if (p->base_on) {
-        base = p->base_row(seconds);
+        base = p->base_row ? p->base_row(seconds) : p->base_call(p->c, seconds);
         if (base < 0) {
             printf("%s failed\n", p->base);
             return -1;
@@ -407,38 +547,51 @@ int main(int argc, char **argv)
     const char *only;
     int rc = bench_args_rows(argc, argv, usage, &seconds, &only);
     if (rc >= 0) return rc;
-    struct pair pairs[] = {{.row = "shm/stream/16",
-                            .base = "ring/stream/16",
-                            .row_fn = stub_row,
-                            .base_row = ring_row},
-                           {.row = "shm/client-stream/16",
-                            .base = "ring/stream/16",
-                            .row_fn = sink_row,
-                            .base_row = ring_row},
-                           {.row = "tcp/stream/16",
-                            .base = "tcp-raw/stream/16",
-                            .row_fn = stub_row,
-                            .base_row = raw_row},
-                           {.row = "tcp/client-stream/16",
-                            .base = "tcp-raw/stream/16",
-                            .row_fn = sink_row,
-                            .base_row = raw_row},
-                           {.row = "tcp/client-corked/16",
-                            .base = "tcp-raw/stream/16",
-                            .row_fn = sink_corked_row,
-                            .base_row = raw_row}};
+    struct pair pairs[] = {
+        {.row = "shm/stream/16",
+         .base = "ring/stream/16",
+         .row_fn = stub_row,
+         .base_row = ring_row},
+        {.row = "shm/client-stream/16",
+         .base = "ring/stream/16",
+         .row_fn = sink_row,
+         .base_row = ring_row},
+        {.row = "tcp/stream/16",
+         .base = "tcp-raw/stream/16",
+         .row_fn = stub_row,
+         .base_row = raw_row},
+        {.row = "tcp/client-stream/16",
+         .base = "tcp-raw/stream/16",
+         .row_fn = sink_row,
+         .base_row = raw_row},
+        {.row = "tcp/client-corked/16",
+         .base = "tcp-raw/stream/16",
+         .row_fn = sink_corked_row,
+         .base_row = raw_row},
+        {.row = "shm/both/16", .base = "ring/stream/16", .row_fn = both_row, .base_row = ring_row},
+        {.row = "tcp/both/16",
+         .base = "tcp-raw/stream/16",
+         .row_fn = both_row,
+         .base_row = raw_row},
+        {.row = "shm/pipelined/64",
+         .base = "shm/call/16",
+         .row_fn = pipelined_row,
+         .base_call = call_row}};
     enum { NPAIRS = sizeof pairs / sizeof pairs[0] };
     snprintf(pairs[0].addr, sizeof pairs[0].addr, "shm://stream_bench_%d", (int)getpid());
     snprintf(pairs[1].addr, sizeof pairs[1].addr, "shm://stream_bench_in_%d", (int)getpid());
     snprintf(pairs[2].addr, sizeof pairs[2].addr, "tcp://127.0.0.1:%d", test_free_port());
     snprintf(pairs[3].addr, sizeof pairs[3].addr, "tcp://127.0.0.1:%d", test_free_port());
     snprintf(pairs[4].addr, sizeof pairs[4].addr, "tcp://127.0.0.1:%d", test_free_port());
+    snprintf(pairs[5].addr, sizeof pairs[5].addr, "shm://stream_bench_both_%d", (int)getpid());
+    snprintf(pairs[6].addr, sizeof pairs[6].addr, "tcp://127.0.0.1:%d", test_free_port());
+    snprintf(pairs[7].addr, sizeof pairs[7].addr, "shm://stream_bench_calls_%d", (int)getpid());
     int status = 0;
     for (int i = 0; i < NPAIRS; i++) {
         struct pair *p = &pairs[i];
         p->on = !only || fnmatch(only, p->row, 0) == 0;
         p->base_on = !only || fnmatch(only, p->base, 0) == 0;
-        if (p->on && pair_start(p) != 0) status = 1;
+        if ((p->on || (p->base_on && p->base_call)) && pair_start(p) != 0) status = 1;
     }
     printf("%-20s %6s %14s %10s  %s\n", "row", "round", "items/s", "ns/item",
            "ratio to the bare stream");

@@ -383,7 +383,8 @@ static void a_client_that_lies_about_its_ring(void **state)
 
 /* A worker's count that says it read more of the client's ring than was written, set while
  * deaf's handler reads nothing: the client's next send fails with SHMRPC_EPROTO, and the
- * handler learns the stream was ended. */
+ * handler learns the stream was ended. Before, the ring says that its worker fences before it
+ * sleeps for an item, so that the client publishes its items lightly (shm.h, fences). */
 static void a_worker_that_lies_about_the_clients_ring(void **state)
 {
     (void)state;
@@ -397,6 +398,7 @@ static void a_worker_that_lies_about_the_clients_ring(void **state)
     shmrpc__shm_chan *h =
         test_stream_channel(addr, SHMRPC__RING_MAX | SHMRPC__STREAM_IN, true, &size);
     shmrpc__stream_ring *r = test_stream_ring(h, 0);
+    assert_int_equal(atomic_load(&r->fences), 1);
     atomic_store(&r->head.word, atomic_load(&r->tail.word) + 4096);
     assert_int_equal(gather_deaf_send(st, 2), SHMRPC_EPROTO);
     assert_string_equal(shmrpc_errmsg(), "the worker's count of the stream's ring is off");

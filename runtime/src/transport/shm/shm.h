@@ -297,7 +297,12 @@ typedef struct shmrpc__stream_ring {
      * end. The client then writes the end at its next send, which fails, and the worker
      * answers once it read that end: a call's answer may reach into this ring. */
     _Atomic uint32_t returned;
-    char pad1[64 - sizeof(shmrpc__futex) - 8 - 4];
+    /* In the client's ring: set by the worker before it first waits for an item, since it
+     * makes the fence for a light publisher before each sleep (its wait's fence_wakers). The
+     * client publishes its items lightly (shmrpc__publish_light) only then: a worker of
+     * before it fences for nobody. */
+    _Atomic uint32_t fences;
+    char pad1[64 - sizeof(shmrpc__futex) - 8 - 4 - 4];
 } shmrpc__stream_ring;
 static_assert(sizeof(shmrpc__stream_ring) == 128, "each side's count on a line of its own");
 

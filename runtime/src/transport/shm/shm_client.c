@@ -1464,6 +1464,7 @@ typedef struct shm_stream {
     uint64_t in_off;        /* where the client's ring is */
     shmrpc__ring_reader rd; /* how far the client read the worker's ring */
     uint32_t tail;          /* the bytes written into the client's ring */
+    bool light;             /* this process may publish lightly (shmrpc__fence_register) */
     bool sent_end;          /* the end of the client's items was written */
     /* Its answer was read, or it was given up on (looked at by the other thread's wait). */
     _Atomic bool ended;
@@ -1524,9 +1525,16 @@ static void stream_unlock(shm_stream *st)
     if (st->ways == SHMRPC__STREAM_WAYS) pthread_mutex_unlock(&st->mu);
 }
 
-/* Publishes the client's ring up to its tail, waking the worker if it sleeps for an item. */
+/* Publishes the client's ring up to its tail, waking the worker if it sleeps for an item:
+ * lightly once the worker said that it fences before it sleeps (the ring's fences), as it
+ * publishes its own items (shm_worker.c, ring_write); a sequentially consistent store
+ * stalls the client for the line the worker keeps reading, each item. */
 static void stream_in_publish(shm_stream *st, shmrpc__stream_ring *r)
 {
+    if (st->light && atomic_load_explicit(&r->fences, memory_order_relaxed)) {
+        shmrpc__publish_light(&r->tail, st->tail, &r->reader_asleep, 1);
+        return;
+    }
     atomic_store(&r->tail.word, st->tail); /* sequentially consistent: before the look */
     shmrpc__wake_mask(&r->tail, &r->reader_asleep, 1);
 }
@@ -1672,6 +1680,7 @@ static int shm_stream_open(shmrpc__conn *base, uint32_t sid, int ways, shmrpc_by
                            .ways = ways & SHMRPC__STREAM_WAYS,
                            .off = off,
                            .in_off = in_off,
+                           .light = (ways & SHMRPC__STREAM_IN) && shmrpc__fence_register(),
                            .rd = {.cap = cap, .writer = "worker", .reader = "client"}};
         pthread_mutex_init(&st->mu, NULL);
         /* The counts of the last one, and its returned. */

@@ -433,6 +433,17 @@ static shmrpc__waiter stream_waiter(worker *w)
                             .check_ns = w->pumps ? 1000 * 1000 : 0};
 }
 
+/* The waiter of a wait for the client's items in r: asleep on the reader's line (shm.h), and
+ * making the fence for the client, which publishes lightly once the ring's fences says so. */
+static shmrpc__waiter stream_in_waiter(worker *w, shmrpc__stream_ring *r)
+{
+    shmrpc__waiter waiter = stream_waiter(w);
+    waiter.sleeping = &r->reader_asleep;
+    waiter.sleeping_bit = 1;
+    waiter.fence_wakers = true;
+    return waiter;
+}
+
 /* The checks of a look after the first: the rendezvous pumped, the deadline, and whether the
  * stream goes on. */
 static int stream_looks_again(worker *w, int64_t deadline)
@@ -567,9 +578,7 @@ static int worker_recv(void *arg, shmrpc_buf *item)
             continue; /* a piece */
         }
         shmrpc__ring_give_back(r, &st->rd, true); /* the client may wait for the room */
-        shmrpc__waiter waiter = stream_waiter(w);
-        waiter.sleeping = &r->reader_asleep; /* on its own line (shm.h) */
-        waiter.sleeping_bit = 1;
+        shmrpc__waiter waiter = stream_in_waiter(w, r);
         int rc = shmrpc__wait_while(&r->tail, tail, deadline, &waiter);
         /* Items that came meanwhile are read before a failure. */
         if (rc != 0 && atomic_load(&r->tail.word) == tail) why = rc;
@@ -607,9 +616,7 @@ static int in_returned(worker *w, int rc)
             took = shmrpc__ring_take(r, &st->rd, avail, NULL, &err);
         shmrpc__ring_give_back(r, &st->rd, true);
         if (took < 0 || took == 2 || (why = stream_looks_again(w, deadline)) != 0) break;
-        shmrpc__waiter waiter = stream_waiter(w);
-        waiter.sleeping = &r->reader_asleep;
-        waiter.sleeping_bit = 1;
+        shmrpc__waiter waiter = stream_in_waiter(w, r);
         int waited = shmrpc__wait_while(&r->tail, tail, deadline, &waiter);
         if (waited != 0 && atomic_load(&r->tail.word) == tail) {
             why = waited;
@@ -715,6 +722,8 @@ static void run_call(worker *w, worker_chan *c)
         }
     }
     w->serving = c;
+    if (ways & SHMRPC__STREAM_IN) /* its waits for items fence (stream_in_waiter) */
+        atomic_store_explicit(&worker_in_ring(w)->fences, 1, memory_order_relaxed);
     w->ctx.budget_ns = budget == 0 || budget > INT64_MAX ? -1 : (int64_t)budget;
     /* A forked worker's SIGTERM is its own, not the server's. */
     w->ctx.draining = shmrpc__shm_stopping(w);
