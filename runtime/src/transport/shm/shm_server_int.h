@@ -84,7 +84,8 @@ typedef struct worker_stream {
     uint32_t sends; /* the items sent: the clock is read at every 64th... */
     bool drained;   /* ...or at each while its reader keeps up (the ring empty at its last look) */
     bool broken;
-    bool light; /* it publishes lightly (shmrpc__publish_light) */
+    bool light;  /* it publishes lightly (shmrpc__publish_light) */
+    bool fences; /* it fences for a client that does (the ring's fences): where it can */
     shmrpc__ring_reader rd;
     bool in_ended;
     int in_failed;

@@ -440,7 +440,7 @@ static shmrpc__waiter stream_in_waiter(worker *w, shmrpc__stream_ring *r)
     shmrpc__waiter waiter = stream_waiter(w);
     waiter.sleeping = &r->reader_asleep;
     waiter.sleeping_bit = 1;
-    waiter.fence_wakers = true;
+    waiter.fence_wakers = w->st.fences;
     return waiter;
 }
 
@@ -672,6 +672,8 @@ static void run_call(worker *w, worker_chan *c)
                             .off = off,
                             .in_off = in_off,
                             .light = (ways & SHMRPC__STREAM_OUT) && shmrpc__fence_register(),
+                            /* A kernel that knows the fence: membarrier's registration. */
+                            .fences = (ways & SHMRPC__STREAM_IN) && shmrpc__fence_register(),
                             .rd = {.cap = cap, .writer = "client", .reader = "server"}};
     if (ways) reach = in_off + (ways & SHMRPC__STREAM_IN ? SHMRPC__RING_BYTES(cap) : 0);
     if (rc == 0 && (len > SHMRPC__CHAN_SMALL || reach)) {
@@ -722,7 +724,7 @@ static void run_call(worker *w, worker_chan *c)
         }
     }
     w->serving = c;
-    if (ways & SHMRPC__STREAM_IN) /* its waits for items fence (stream_in_waiter) */
+    if (w->st.fences) /* its waits for items fence (stream_in_waiter) */
         atomic_store_explicit(&worker_in_ring(w)->fences, 1, memory_order_relaxed);
     w->ctx.budget_ns = budget == 0 || budget > INT64_MAX ? -1 : (int64_t)budget;
     /* A forked worker's SIGTERM is its own, not the server's. */
