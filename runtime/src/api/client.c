@@ -922,6 +922,7 @@ void shmrpc_call_cancel(shmrpc_call *call)
         c->conn->ops->cancel(c->conn, &call->p);
     else if (c->conn && c->conn->ops->abandon)
         c->conn->ops->abandon(c->conn, &call->p);
+    if (call->p.done) return; /* the transport ended it, saying whether it ran */
     call->p.done = true;
     call->p.status = SHMRPC_ECANCELLED;
     shmrpc__msg_set(&call->p.msg, "the call was cancelled by its client after it was sent; it "

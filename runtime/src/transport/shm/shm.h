@@ -29,8 +29,9 @@
  * follows its request in the channel (the head's `stream`; docs/streams.md), so that a worker of
  * 10, which would answer a stream's open once, is refused at connect; 12: the low bits of
  * `stream` say which ways the call streams, and a parameter that streams has a ring of its own,
- * which the client writes */
-#define SHMRPC__SHM_VERSION 12u
+ * which the client writes; 13: `stream`'s SHMRPC__SHM_BATCH says the request is a batch of calls in
+ * flight (shmrpc__shm_batch_call), answered one by one after it (shmrpc__shm_batch_answers) */
+#define SHMRPC__SHM_VERSION 13u
 #define SHMRPC__MAX_CONNS 256
 #define SHMRPC__MAX_WORKERS 64
 #define SHMRPC__TABLE_MAX (1 << 20) /* the method table, as text: what tcp:// carries */
@@ -339,6 +340,59 @@ static inline bool shmrpc__shm_stream_ok(uint32_t stream)
 
 /* The bytes a ring of cap takes in the channel: its counts and its records. */
 #define SHMRPC__RING_BYTES(cap) (sizeof(shmrpc__stream_ring) + (uint64_t)(cap))
+
+/* A batch of calls in flight (docs/shm-transport.md, "Calls in flight"): a head whose `stream`
+ * is SHMRPC__SHM_BATCH, whose `method` is the number of calls (at most SHMRPC__BATCH_MAX) and
+ * whose req_len is the bytes of their records, which begin the channel's data (never in
+ * `small`); the calls' one metadata follows them (meta_len). A record is this head and then len
+ * bytes of request, 8-aligned. The worker that takes the batch runs its calls in order and
+ * writes their answers after it, each published as it is written; the batch's own answer
+ * (RESPONSE) comes once it stops. */
+#define SHMRPC__SHM_BATCH 4u
+#define SHMRPC__BATCH_MAX 64u
+typedef struct shmrpc__shm_batch_call {
+    uint32_t method; /* the server's method id */
+    uint32_t len;    /* the request's bytes, which follow */
+    /* CLOCK_MONOTONIC ns by which a worker must begin the call, or 0: none. A worker that
+     * begins it later answers SHMRPC_ETIMEDOUT without running it, so a client whose clock
+     * passed it while the worker had not begun the call (answers.done) knows it never runs. */
+    int64_t deadline;
+    /* Set by the client when it cancelled the call: a worker that has not begun it answers
+     * SHMRPC_ECANCELLED without running it; its handler, running, is told
+     * (shmrpc_ctx_cancelled). */
+    _Atomic uint32_t cancelled;
+    uint32_t unused;
+} shmrpc__shm_batch_call;
+static_assert(sizeof(shmrpc__shm_batch_call) == 24, "a record's head, 8-aligned");
+
+/* After a batch's records and metadata, 64-aligned: what the worker says of its calls, then
+ * their answers, one record each, in the calls' order: {int32 status, u32 len} and len bytes
+ * (the answer, or the message of a failure), 8-aligned. */
+typedef struct shmrpc__shm_batch_answers {
+    /* The answers written, published (release) after each: written by the worker; set to 0
+     * by the client before the batch's REQUEST. The call numbered done runs while the batch
+     * does: those after it have not begun. */
+    shmrpc__futex done;
+    /* Bit 0 while the client sleeps on done (shmrpc__publish_light's mask): written by the
+     * client, read by the worker after each answer. */
+    _Atomic uint64_t client_asleep;
+    /* 1 when the worker stopped before the last call because that call's answer did not fit
+     * what is left of the channel: the batch's answer (RESPONSE) is that call's, and the calls
+     * after it did not run. Written by the worker before RESPONSE; set to 0 by the client. */
+    _Atomic uint32_t stopped;
+    /* 1 when the worker publishes done lightly (the client then fences before it sleeps):
+     * written by the worker before its first answer. */
+    _Atomic uint32_t light;
+    char pad[64 - sizeof(shmrpc__futex) - 8 - 4 - 4];
+} shmrpc__shm_batch_answers;
+static_assert(sizeof(shmrpc__shm_batch_answers) == 64, "a line of its own");
+
+/* Where a batch's answers begin in the channel's data: after its records of len bytes and its
+ * metadata of mlen, 64-aligned. */
+static inline uint64_t shmrpc__shm_batch_answers_off(uint32_t len, uint32_t mlen)
+{
+    return ((uint64_t)len + mlen + 63) & ~(uint64_t)63;
+}
 
 extern const shmrpc__transport shmrpc__shm_transport;
 

@@ -116,6 +116,10 @@ typedef struct lanes {
     unsigned n;
     unsigned ended;   /* the lane whose call ended last: free, unless it took another since */
     int64_t retry_ns; /* a lane that failed to open is not tried again before this */
+    /* Calls started while two lanes were busy, not sent yet: the next batch (form_post). */
+    shmrpc__pending *form[SHMRPC__BATCH_MAX];
+    unsigned nform;
+    size_t form_bytes; /* their records' bytes */
 } lanes;
 
 typedef struct shm_conn {
@@ -168,6 +172,13 @@ typedef struct shm_conn {
                               before the call's first clock read */
     int64_t late_at;       /* when its request rings after all (ring_late); 0: not */
     bool spin_counted;     /* the waiter of calls in flight counts in awake (lanes_wait) */
+    /* As a lane that carries a batch (SHMRPC__SHM_BATCH): its calls in order (NULL where one
+     * ended before its answer came), each one's record, how many there are, how many answers
+     * were read, where the answers begin and where the next one is. */
+    shmrpc__pending *bp[SHMRPC__BATCH_MAX];
+    uint32_t brec[SHMRPC__BATCH_MAX];
+    unsigned bn, bread;
+    uint64_t baoff, bat;
 } shm_conn;
 
 static void shm_conn_close(shmrpc__conn *base);
@@ -562,7 +573,7 @@ static int client_check(void *arg)
 {
     shm_conn *c = arg;
     /* A call in flight is cancelled by client.c (shm_cancel), each by its own count. */
-    if (c->p == NULL && shmrpc__conn_cancelled(&c->base)) return SHMRPC_ECANCELLED;
+    if (c->p == NULL && c->bn == 0 && shmrpc__conn_cancelled(&c->base)) return SHMRPC_ECANCELLED;
     shmrpc__shm_chan *h = c->chan.head;
     uint32_t st = atomic_load(&h->state.word);
     uint64_t claim = atomic_load(&h->claim);
@@ -1042,7 +1053,7 @@ static int shm_call(shmrpc__conn *base, uint32_t sid, shmrpc_bytes req, shmrpc_b
 /* Whether lane l's channel still holds a call its client gave up on (a worker runs it). */
 static bool lane_held(shm_conn *l)
 {
-    if (l->p || l->streams || l->broken || l->chan.head == NULL) return false;
+    if (l->p || l->bn || l->streams || l->broken || l->chan.head == NULL) return false;
     shmrpc__shm_chan *h = l->chan.head;
     return atomic_load(&h->state.word) == SHM_CHAN_REQUEST && worker_has(l, atomic_load(&h->claim));
 }
@@ -1050,7 +1061,7 @@ static bool lane_held(shm_conn *l)
 /* Whether lane l may take a call now (one that is broken connects again at its start). */
 static bool lane_free(shm_conn *l)
 {
-    return l->p == NULL && !l->streams && !lane_held(l);
+    return l->p == NULL && l->bn == 0 && !l->streams && !lane_held(l);
 }
 
 static int lanes_init(shm_conn *c, shmrpc_buf *err)
@@ -1112,11 +1123,246 @@ static void lanes_server_gone(shm_conn *c, const shm_conn *gone)
 {
     for (unsigned i = 0; i < c->lanes->n; i++) {
         shm_conn *l = c->lanes->at[i];
-        if (l->p == NULL && !l->streams && l->owner == gone->owner &&
+        if (l->p == NULL && l->bn == 0 && !l->streams && l->owner == gone->owner &&
             l->owner_start == gone->owner_start)
             l->broken = true;
     }
 }
+
+/* --- batches ----------------------------------------------------------------------------
+ * While two lanes are busy, a start does not send its call: the call joins the next batch
+ * (lanes' form), which goes on a lane of its own (form_post) once at most one lane is busy,
+ * once it holds SHMRPC__BATCH_MAX calls or BATCH_BYTES of records, or before the waiter
+ * sleeps. A worker takes a batch as one call (one claim, one doorbell) and runs its calls in
+ * order, publishing each answer as it ends (shm.h): a client with many calls in flight pays a
+ * handoff a batch, not a call, and each call still runs at most once and says whether it ran
+ * (the worker's count of answers says which one runs). */
+#define BATCH_BYTES 16384u   /* a batch's records at most */
+#define BATCH_CALL_MAX 4096u /* a request above this goes alone */
+/* A batch goes once it holds this many calls: batches small enough that the workers share a
+ * client's calls, large enough that a handoff is spread over many. */
+#define BATCH_CALLS 16u
+/* A wait that lasts this long sends the next batch (lanes_wait), as one that sleeps does. */
+#define FORM_LATE_NS ((int64_t)20 * 1000)
+
+/* The bytes the record of a request of len bytes takes. */
+static size_t batch_rec_size(size_t len)
+{
+    return sizeof(shmrpc__shm_batch_call) + ((len + 7) & ~(size_t)7);
+}
+
+/* Ends p with rc: its answer in data when rc is 0, else the server's message. */
+static void pending_end(shmrpc__pending *p, int rc, shmrpc_bytes data)
+{
+    if (rc != 0) {
+        rc = call_failed(rc, data, &p->msg);
+    } else if (shmrpc_buf_append(&p->resp, data.ptr, data.len) != 0) {
+        rc = p->resp.err;
+        if (rc == SHMRPC_ETOOBIG)
+            shmrpc__msg_set(&p->msg,
+                            "a response of %zu bytes is larger than the client's maximum of %zu "
+                            "bytes",
+                            data.len, p->resp.max);
+        else
+            shmrpc__msg_set(&p->msg, "%s", shmrpc_strerror(rc));
+    }
+    p->status = rc;
+    p->done = true;
+    p->where = NULL;
+}
+
+/* Ends p, which did not run or may have, with rc and its message. */
+static void pending_fail(shmrpc__pending *p, int rc, const char *msg)
+{
+    shmrpc__msg_set(&p->msg, "%s", msg);
+    p->status = rc;
+    p->done = true;
+    p->where = NULL;
+}
+
+/* The answers of the batch on lane l, where the channel is mapped now. */
+static shmrpc__shm_batch_answers *lane_answers(shm_conn *l)
+{
+    return (shmrpc__shm_batch_answers *)(shmrpc__chan_data(&l->chan) + l->baoff);
+}
+
+/* Reads the answers that the batch's worker published since the last look, ending their
+ * calls: how many calls ended, or -1 when the answers are malformed (a count past the
+ * batch's, an answer that does not fit the channel). */
+static int batch_read(shm_conn *l)
+{
+    uint32_t done = atomic_load_explicit(&lane_answers(l)->done.word, memory_order_acquire);
+    if (done > l->bn) return -1;
+    int ended = 0;
+    shmrpc_buf err;
+    shmrpc_buf_init(&err);
+    while (l->bread < done) {
+        int32_t status;
+        uint32_t len;
+        if (shmrpc__chan_follow(&l->chan, l->bat + 8, &err) != 0) break;
+        const uint8_t *at = shmrpc__chan_data(&l->chan) + l->bat;
+        memcpy(&status, at, 4);
+        memcpy(&len, at + 4, 4);
+        if (len > l->max_msg || shmrpc__chan_follow(&l->chan, l->bat + 8 + len, &err) != 0) break;
+        at = shmrpc__chan_data(&l->chan) + l->bat; /* the mapping may have moved */
+        shmrpc__pending *p = l->bp[l->bread];
+        l->bp[l->bread++] = NULL;
+        l->bat += 8 + (((uint64_t)len + 7) & ~(uint64_t)7);
+        if (p == NULL) continue; /* it ended before: its answer is dropped */
+        pending_end(p, status, shmrpc_bytes_of(at + 8, len));
+        ended++;
+    }
+    shmrpc_buf_destroy(&err);
+    return l->bread < done ? -1 : ended;
+}
+
+/* Whether a call of the batch on l still waits for its answer. */
+static bool batch_live(const shm_conn *l)
+{
+    for (unsigned k = l->bread; k < l->bn; k++)
+        if (l->bp[k]) return true;
+    return false;
+}
+
+/* Gives the calls of the batch on l from the k-th on back to the next batch: its worker
+ * stopped before them, so they did not run. One that finds no room there fails. */
+static void batch_again(shm_conn *c, shm_conn *l, unsigned k)
+{
+    lanes *ls = c->lanes;
+    for (; k < l->bn; k++) {
+        shmrpc__pending *p = l->bp[k];
+        l->bp[k] = NULL;
+        if (p == NULL) continue;
+        if (ls->nform == SHMRPC__BATCH_MAX) {
+            pending_fail(p, SHMRPC_ETOOBIG,
+                         "the answers of the calls sent with it filled the channel; the call did "
+                         "not run");
+            continue;
+        }
+        ls->form[ls->nform++] = p;
+        ls->form_bytes += batch_rec_size(p->req.len);
+        p->where = ls;
+    }
+}
+
+/* The batch on lane l is over: answered (rc 0), or given up for rc (its worker died, its
+ * server went away). The answers that came end their calls; the call the worker had reached
+ * takes the batch's answer, or the reason; the calls after it did not run, and go again
+ * when the worker stopped short of them for room. */
+static void batch_end(shm_conn *c, shm_conn *l, int rc)
+{
+    shmrpc_buf msg;
+    shmrpc_buf_init(&msg);
+    bool bad = batch_read(l) < 0;
+    if (rc != 0) rc = give_up(l, rc, &msg);       /* 0: the answer came after all */
+    if (rc == 0 && !bad) bad = batch_read(l) < 0; /* published before the answer */
+    int32_t status = rc;
+    shmrpc_bytes data = shmrpc_bytes_of(shmrpc__msg_get(&msg), strlen(shmrpc__msg_get(&msg)));
+    if (rc == 0 && !bad && call_answer(l, &status, &data, &msg) != 0) bad = true;
+    unsigned k = l->bread;
+    if (bad) {
+        for (; k < l->bn; k++)
+            if (l->bp[k])
+                pending_fail(l->bp[k], SHMRPC_EPROTO,
+                             "the answers of the batch the call went in are malformed; it may "
+                             "have run");
+    } else if (rc == 0 && status == 0 && k < l->bn) {
+        for (; k < l->bn; k++)
+            if (l->bp[k])
+                pending_fail(l->bp[k], SHMRPC_EPROTO,
+                             "the worker answered the batch the call went in without it; it may "
+                             "have run");
+    } else if (k < l->bn) {
+        bool stopped = rc == 0 && atomic_load(&lane_answers(l)->stopped);
+        /* The call the worker had reached: the batch's answer is its own, or the reason. */
+        if (l->bp[k]) {
+            if (rc == 0)
+                pending_end(l->bp[k], status, data);
+            else
+                pending_fail(l->bp[k], rc, shmrpc__msg_get(&msg));
+        }
+        l->bp[k++] = NULL;
+        if (stopped) {
+            batch_again(c, l, k);
+        } else {
+            char why[300];
+            snprintf(why, sizeof why,
+                     "%s (for a call before it in its batch); the call did not run",
+                     rc == 0 ? shmrpc_strerror(status) : shmrpc__msg_get(&msg));
+            for (; k < l->bn; k++)
+                if (l->bp[k]) pending_fail(l->bp[k], rc == 0 ? status : rc, why);
+        }
+    }
+    shmrpc_buf_destroy(&msg);
+    count_out(l);
+    memset(l->bp, 0, sizeof l->bp);
+    l->bn = l->bread = 0;
+}
+
+/* Every call of the batch on l ended before its answer: the batch is given up (withdrawn
+ * when no worker took it yet, else its claim marked cancelled, so that its worker begins
+ * none of the calls left), and the lane is held as a call's given up on is. */
+static void batch_drop(shm_conn *l)
+{
+    shmrpc_buf msg;
+    shmrpc_buf_init(&msg);
+    give_up(l, SHMRPC_ECANCELLED, &msg);
+    shmrpc_buf_destroy(&msg);
+    count_out(l);
+    memset(l->bp, 0, sizeof l->bp);
+    l->bn = l->bread = 0;
+}
+
+/* Looks at the calls of the batch on l whose deadline passed by now: one the worker has not
+ * begun never will (its record's deadline), one it runs may complete. How many ended. */
+static unsigned batch_late(shm_conn *l, int64_t now)
+{
+    unsigned ended = 0;
+    bool taken = worker_has(l, atomic_load(&l->chan.head->claim));
+    for (unsigned k = l->bread; k < l->bn; k++) {
+        shmrpc__pending *p = l->bp[k];
+        if (p == NULL || now < p->deadline) continue;
+        bool begun = taken && k == l->bread;
+        pending_fail(p, SHMRPC_ETIMEDOUT,
+                     begun ? "the deadline passed while the call ran; it may still complete"
+                           : "the deadline passed before a worker began the call; it did not run");
+        l->bp[k] = NULL;
+        ended++;
+    }
+    if (ended && !batch_live(l)) batch_drop(l);
+    return ended;
+}
+
+/* The calls of the next batch whose deadline passed by now: they were never sent. */
+static unsigned form_late(shm_conn *c, int64_t now)
+{
+    lanes *ls = c->lanes;
+    unsigned ended = 0, kept = 0;
+    for (unsigned k = 0; k < ls->nform; k++) {
+        shmrpc__pending *p = ls->form[k];
+        if (now >= p->deadline) {
+            ls->form_bytes -= batch_rec_size(p->req.len);
+            pending_fail(p, SHMRPC_ETIMEDOUT,
+                         "the deadline passed before the call was sent; it did not run");
+            ended++;
+        } else {
+            ls->form[kept++] = p;
+        }
+    }
+    ls->nform = kept;
+    return ended;
+}
+
+/* How many lanes carry a call or a batch. */
+static unsigned lanes_busy(const shm_conn *c)
+{
+    unsigned busy = 0;
+    for (unsigned i = 0; i < c->lanes->n; i++)
+        busy += c->lanes->at[i]->p != NULL || c->lanes->at[i]->bn != 0;
+    return busy;
+}
+
+static int form_post(shm_conn *c, bool may_wait);
 
 /* Looks at every lane: ends the calls answered, and at now (0: the clock was not read)
  * those whose deadline passed or whose check fails; frees a held lane whose worker died.
@@ -1128,7 +1374,7 @@ static bool lanes_look(shm_conn *c, int64_t now, int for_lane)
     unsigned ended = 0, busy = 0, idle = 0;
     for (unsigned i = 0; i < c->lanes->n; i++) {
         shm_conn *l = c->lanes->at[i];
-        if (l->p == NULL) {
+        if (l->p == NULL && l->bn == 0) {
             if (l->streams) continue; /* the stream's own waits look at it */
             bool held = lane_held(l);
             /* A held lane whose worker died: nobody else will write its state. */
@@ -1142,9 +1388,16 @@ static bool lanes_look(shm_conn *c, int64_t now, int for_lane)
             idle += !held && (int)i >= for_lane;
             continue;
         }
-        if (atomic_load_explicit(&l->chan.head->state.word, memory_order_acquire) !=
-            SHM_CHAN_REQUEST) {
-            lane_end(l, 0);
+        /* A batch's answers come one by one before its own (shm.h). */
+        bool batch = l->bn != 0;
+        int got = batch ? batch_read(l) : 0;
+        if (got > 0) ended += (unsigned)got;
+        if (got < 0 || atomic_load_explicit(&l->chan.head->state.word, memory_order_acquire) !=
+                           SHM_CHAN_REQUEST) {
+            if (batch)
+                batch_end(c, l, got < 0 ? SHMRPC_EPROTO : 0);
+            else
+                lane_end(l, 0);
             ended++;
             c->lanes->ended = i;
             continue;
@@ -1162,38 +1415,64 @@ static bool lanes_look(shm_conn *c, int64_t now, int for_lane)
             rc = client_check(l);
             l->next_check_ns = now + LANE_CHECK_NS;
         }
-        if (rc == 0 && now >= l->p->deadline) rc = SHMRPC_ETIMEDOUT;
+        if (rc == 0 && !batch && now >= l->p->deadline) rc = SHMRPC_ETIMEDOUT;
+        if (rc == 0 && batch) {
+            ended += batch_late(l, now);
+            if (l->bn == 0) continue; /* all of its calls ended: the lane is held */
+        }
         if (rc == 0 && l->late_at != 0 && now >= l->late_at) {
             l->late_at = 0;
             ring_late(l);
         }
         if (rc != 0) {
-            lane_end(l, rc);
+            if (batch)
+                batch_end(c, l, rc);
+            else
+                lane_end(l, rc);
             ended++;
             c->lanes->ended = i;
             if (l->broken && !l->lost) lanes_server_gone(c, l);
         }
     }
+    if (now != 0 && c->lanes->nform) ended += form_late(c, now);
+    busy += c->lanes->nform != 0;
     return ended > 0 || (for_lane >= 0 ? idle > 0 : busy == 0);
 }
 
-/* Sleeps on the states of the lanes whose calls are in flight or held, until one leaves
- * REQUEST, the deadline, the first call's deadline or ring, or SHMRPC__CHECK_NS. */
+/* Sleeps on the states of the lanes whose calls are in flight or held (and on the count of
+ * answers of those that carry a batch), until one leaves REQUEST, an answer comes, the
+ * deadline, the first call's deadline or ring, or SHMRPC__CHECK_NS. */
 static void lanes_sleep(shm_conn *c, int64_t now, int64_t deadline)
 {
-    shmrpc__futex *fs[LANES_MAX];
-    uint32_t old[LANES_MAX];
+    shmrpc__futex *fs[2 * LANES_MAX];
+    uint32_t old[2 * LANES_MAX];
     unsigned n = 0;
+    bool light = false;
     int64_t until = deadline - now > SHMRPC__CHECK_NS ? now + SHMRPC__CHECK_NS : deadline;
     for (unsigned i = 0; i < c->lanes->n; i++) {
         shm_conn *l = c->lanes->at[i];
-        if (l->p == NULL && !lane_held(l)) continue;
+        if (l->p == NULL && l->bn == 0 && !lane_held(l)) continue;
         fs[n] = &l->chan.head->state;
         old[n++] = SHM_CHAN_REQUEST;
         if (l->p && l->p->deadline < until) until = l->p->deadline;
-        if (l->p && l->late_at != 0 && l->late_at < until) until = l->late_at;
+        if (l->late_at != 0 && l->late_at < until) until = l->late_at;
+        if (l->bn == 0) continue;
+        for (unsigned k = l->bread; k < l->bn; k++)
+            if (l->bp[k] && l->bp[k]->deadline < until) until = l->bp[k]->deadline;
+        shmrpc__shm_batch_answers *a = lane_answers(l);
+        fs[n] = &a->done;
+        old[n++] = l->bread;
+        /* A worker that publishes its answers lightly looks at this bit: the fence below
+         * orders its look after this store, or its store before the sleep's read. */
+        if (atomic_load_explicit(&a->light, memory_order_relaxed)) {
+            atomic_store_explicit(&a->client_asleep, 1, memory_order_relaxed);
+            light = true;
+        }
     }
+    if (light && !shmrpc__fence_wakers() && until - now > 1000000) until = now + 1000000;
     if (n > 0 && until > now) shmrpc__sleep_any(fs, old, n, until - now);
+    for (unsigned i = 0; light && i < c->lanes->n; i++)
+        if (c->lanes->at[i]->bn) atomic_store(&lane_answers(c->lanes->at[i])->client_asleep, 0);
 }
 
 /* Waits until a call in flight ends, none is, (for_lane >= 0) a lane is free, or deadline
@@ -1203,6 +1482,7 @@ static void lanes_wait(shm_conn *c, int64_t deadline, int for_lane)
 {
     const shmrpc_wait_opts *o = &c->wait;
     int64_t until = 0; /* when the spin ends; 0: the clock was not read yet */
+    int64_t began = 0; /* the wait's first clock read */
     unsigned spent = 0;
     for (;;) {
         int64_t now = 0;
@@ -1217,6 +1497,10 @@ static void lanes_wait(shm_conn *c, int64_t deadline, int for_lane)
             continue;
         }
         if (now >= deadline) break;
+        /* A wait that lasts sends the next batch, even one that only spins: a call waited
+         * for may be in it. */
+        if (began == 0) began = now;
+        if (c->lanes->nform && now - began >= FORM_LATE_NS && form_post(c, false) > 0) continue;
         if (until == 0) {
             /* Counted while it spins, as one waiter whatever the calls (see call_post). */
             if (o->mode != SHMRPC_WAIT_SLEEP && !c->spin_counted && c->ctl &&
@@ -1238,6 +1522,8 @@ static void lanes_wait(shm_conn *c, int64_t deadline, int for_lane)
             }
             continue;
         }
+        /* Before it sleeps, the next batch goes: a call waited for may be in it. */
+        if (c->lanes->nform && form_post(c, false) > 0) continue;
         lanes_count_out(c);
         lanes_sleep(c, now, deadline);
         spent = SHMRPC__SPIN_QUIET; /* looks with the clock after a sleep */
@@ -1301,21 +1587,13 @@ static int lane_get(shm_conn *c, unsigned from, int64_t deadline, shm_conn **out
     }
 }
 
-static int shm_start(shmrpc__conn *base, shmrpc__pending *p, shmrpc_buf *err)
+/* Sends p alone on a lane (see lanes_look), waiting for one within its deadline. It is done
+ * on return when it failed at once. */
+static void start_one(shm_conn *c, shmrpc__pending *p)
 {
-    shm_conn *c = (shm_conn *)base;
-    (void)err; /* a call that fails at once says why in its own message */
-    c->loan = NULL; /* another call gives up the loan */
     shm_conn *l = NULL;
-    int rc = self() != c->pid ? not_ours(c, &p->msg) : lanes_init(c, &p->msg);
-    if (rc == 0 && health_draining(c, p->sid)) {
-        uint8_t state = SHMRPC_HEALTH_DRAINING;
-        p->status = shmrpc_buf_append(&p->resp, &state, 1) ? SHMRPC_ENOMEM : 0;
-        p->done = true;
-        return 0;
-    }
     bool waited = false;
-    if (rc == 0) rc = lane_get(c, 0, p->deadline, &l, &waited, &p->msg);
+    int rc = lane_get(c, 0, p->deadline, &l, &waited, &p->msg);
     if (rc == 0) {
         /* The handler's budget is the call's timeout (no clock read), or what is left of it
          * once the call waited for a lane. */
@@ -1330,13 +1608,156 @@ static int shm_start(shmrpc__conn *base, shmrpc__pending *p, shmrpc_buf *err)
     if (rc != 0) {
         p->status = rc;
         p->done = true;
-        return 0;
+        p->where = NULL;
+        return;
     }
     l->p = p;
     l->next_check_ns = l->late_at = 0;
     p->where = l;
     /* Where its workers look to yield rather than spin on this process's CPU. */
     shmrpc__presence_update(&l->ctl->slots[l->slot].presence);
+}
+
+/* A free lane, or a new one, for a batch sent without waiting; NULL when there is none. */
+static shm_conn *lane_try(shm_conn *c)
+{
+    shm_conn *l = lane_free_one(c, 0);
+    int64_t now = l ? 0 : shmrpc__now_ns();
+    if (l == NULL && c->lanes->n < LANES_MAX && now >= c->lanes->retry_ns) {
+        shmrpc_buf why;
+        shmrpc_buf_init(&why);
+        if (lane_open(c, now + RDV_WAIT_NS, &l, &why) != 0) {
+            l = NULL;
+            c->lanes->retry_ns = now + LANE_RETRY_NS;
+        }
+        shmrpc_buf_destroy(&why);
+    }
+    return l;
+}
+
+/* Writes the batch of n calls into lane l's channel and sends it: 0, or why not (msg). */
+static int batch_post(shm_conn *l, shmrpc__pending *const *calls, unsigned n, size_t bytes,
+                      int64_t first, shmrpc_buf *msg)
+{
+    shmrpc__deadline dl = {.at = first, .timeout_ms = 0};
+    shmrpc_bytes meta = shmrpc_bytes_of(calls[0]->meta.data, calls[0]->meta.len);
+    uint64_t aoff = shmrpc__shm_batch_answers_off((uint32_t)bytes, (uint32_t)meta.len);
+    /* Room for the records, the metadata, and the answers of small calls. */
+    int rc = call_begin(l, 0, &dl, msg);
+    if (rc == 0)
+        rc = shmrpc__chan_reserve(&l->chan, aoff + sizeof(shmrpc__shm_batch_answers) + 32 * n, msg);
+    if (rc != 0) return rc;
+    uint8_t *data = shmrpc__chan_data(&l->chan);
+    size_t off = 0;
+    for (unsigned k = 0; k < n; k++) {
+        const shmrpc__pending *p = calls[k];
+        shmrpc__shm_batch_call rec = {.method = p->sid,
+                                      .len = (uint32_t)p->req.len,
+                                      .deadline = p->deadline == INT64_MAX ? 0 : p->deadline};
+        memcpy(data + off, &rec, sizeof rec);
+        if (p->req.len) memcpy(data + off + sizeof rec, p->req.data, p->req.len);
+        l->brec[k] = (uint32_t)off;
+        off += batch_rec_size(p->req.len);
+    }
+    shmrpc__shm_batch_answers *a = (shmrpc__shm_batch_answers *)(data + aoff);
+    atomic_store_explicit(&a->done.word, 0, memory_order_relaxed);
+    atomic_store_explicit(&a->done.sleepers, 0, memory_order_relaxed);
+    atomic_store_explicit(&a->client_asleep, 0, memory_order_relaxed);
+    atomic_store_explicit(&a->stopped, 0, memory_order_relaxed);
+    atomic_store_explicit(&a->light, 0, memory_order_relaxed);
+    rc = call_post(l, n, shmrpc_bytes_of(data, bytes), meta, &dl, false, SHMRPC__SHM_BATCH, msg);
+    if (rc != 0) return rc;
+    for (unsigned k = 0; k < n; k++) {
+        l->bp[k] = calls[k];
+        calls[k]->where = l;
+    }
+    l->bn = n;
+    l->bread = 0;
+    l->baoff = aoff;
+    l->bat = aoff + sizeof(shmrpc__shm_batch_answers);
+    l->next_check_ns = l->late_at = 0;
+    shmrpc__presence_update(&l->ctl->slots[l->slot].presence);
+    return 0;
+}
+
+/* Sends the next batch (lanes' form) on a free lane or a new one; with may_wait, waits for a
+ * lane within its first deadline as a start does, and without, leaves it when there is none.
+ * A batch of one call goes as a call. How many calls went (or failed, each ended). */
+static int form_post(shm_conn *c, bool may_wait)
+{
+    lanes *ls = c->lanes;
+    unsigned n = ls->nform;
+    if (n == 0) return 0;
+    shm_conn *l = may_wait ? NULL : lane_try(c);
+    if (!may_wait && l == NULL) return 0;
+    shmrpc__pending *calls[SHMRPC__BATCH_MAX];
+    memcpy(calls, ls->form, n * sizeof *calls);
+    size_t bytes = ls->form_bytes;
+    ls->nform = 0; /* off the list: the waits below may look at the lanes */
+    ls->form_bytes = 0;
+    if (n == 1) {
+        start_one(c, calls[0]);
+        return 1;
+    }
+    int64_t first = INT64_MAX;
+    for (unsigned k = 0; k < n; k++)
+        if (calls[k]->deadline < first) first = calls[k]->deadline;
+    shmrpc_buf msg;
+    shmrpc_buf_init(&msg);
+    bool waited = false;
+    int rc = l ? 0 : lane_get(c, 0, first, &l, &waited, &msg);
+    if (rc == 0) rc = batch_post(l, calls, n, bytes, first, &msg);
+    for (unsigned k = 0; rc != 0 && k < n; k++)
+        pending_fail(calls[k], rc, shmrpc__msg_get(&msg));
+    shmrpc_buf_destroy(&msg);
+    return (int)n;
+}
+
+/* Whether p may go in a batch: a small request, with the metadata of the calls there. */
+static bool batchable(const shm_conn *c, const shmrpc__pending *p)
+{
+    const lanes *ls = c->lanes;
+    if (p->req.len > BATCH_CALL_MAX || p->req.len > c->max_msg) return false;
+    if (ls->nform == 0) return true;
+    const shmrpc__pending *q = ls->form[0];
+    return q->meta.len == p->meta.len &&
+           (p->meta.len == 0 || memcmp(q->meta.data, p->meta.data, p->meta.len) == 0);
+}
+
+static int shm_start(shmrpc__conn *base, shmrpc__pending *p, shmrpc_buf *err)
+{
+    shm_conn *c = (shm_conn *)base;
+    (void)err;      /* a call that fails at once says why in its own message */
+    c->loan = NULL; /* another call gives up the loan */
+    int rc = self() != c->pid ? not_ours(c, &p->msg) : lanes_init(c, &p->msg);
+    if (rc != 0) {
+        p->status = rc;
+        p->done = true;
+        return 0;
+    }
+    if (health_draining(c, p->sid)) {
+        uint8_t state = SHMRPC_HEALTH_DRAINING;
+        p->status = shmrpc_buf_append(&p->resp, &state, 1) ? SHMRPC_ENOMEM : 0;
+        p->done = true;
+        return 0;
+    }
+    lanes *ls = c->lanes;
+    /* While two lanes are busy (a worker on one, the next call waiting on the other), the
+     * call joins the next batch; else it goes now. */
+    if (ls->nform == 0 && lanes_busy(c) < 2) {
+        start_one(c, p);
+        return 0;
+    }
+    size_t size = batch_rec_size(p->req.len);
+    if (!batchable(c, p) || ls->form_bytes + size > BATCH_BYTES) form_post(c, true);
+    if (p->req.len > BATCH_CALL_MAX || p->req.len > c->max_msg) {
+        start_one(c, p);
+        return 0;
+    }
+    ls->form[ls->nform++] = p;
+    ls->form_bytes += size;
+    p->where = ls;
+    if (ls->nform == BATCH_CALLS || ls->form_bytes >= BATCH_BYTES) form_post(c, true);
     return 0;
 }
 
@@ -1345,18 +1766,38 @@ static void shm_progress(shmrpc__conn *base, int64_t deadline)
     shm_conn *c = (shm_conn *)base;
     if (c->lanes == NULL) return;
     if (self() == c->pid) {
+        /* The next batch goes once at most one lane is busy: a worker is free for it. */
+        if (c->lanes->nform && lanes_busy(c) < 2) form_post(c, false);
         lanes_wait(c, deadline, -1);
         return;
     }
     /* A forked child inherited its parent's calls: they are the parent's to wait for. */
     for (unsigned i = 0; i < c->lanes->n; i++) {
-        shmrpc__pending *p = c->lanes->at[i]->p;
-        if (p == NULL) continue;
+        shm_conn *l = c->lanes->at[i];
+        shmrpc__pending *p = l->p;
+        if (p != NULL) {
+            p->status = not_ours(c, &p->msg);
+            p->done = true;
+            p->where = NULL;
+            l->p = NULL;
+        }
+        for (unsigned k = l->bread; k < l->bn; k++) {
+            if ((p = l->bp[k]) == NULL) continue;
+            p->status = not_ours(c, &p->msg);
+            p->done = true;
+            p->where = NULL;
+            l->bp[k] = NULL;
+        }
+        l->bn = l->bread = 0;
+    }
+    for (unsigned k = 0; k < c->lanes->nform; k++) {
+        shmrpc__pending *p = c->lanes->form[k];
         p->status = not_ours(c, &p->msg);
         p->done = true;
         p->where = NULL;
-        c->lanes->at[i]->p = NULL;
     }
+    c->lanes->nform = 0;
+    c->lanes->form_bytes = 0;
 }
 
 /* Forgets p, not done: its request withdrawn if no worker took it, else its claim marked
@@ -1365,7 +1806,34 @@ static void shm_progress(shmrpc__conn *base, int64_t deadline)
  * the channel is the parent's, whose call it still is. */
 static void lane_drop(shm_conn *c, shmrpc__pending *p, int why)
 {
+    lanes *ls = c->lanes;
+    if (ls != NULL && p->where == ls) { /* not sent yet */
+        unsigned kept = 0;
+        for (unsigned k = 0; k < ls->nform; k++)
+            if (ls->form[k] != p) ls->form[kept++] = ls->form[k];
+        ls->nform = kept;
+        ls->form_bytes -= batch_rec_size(p->req.len);
+        p->where = NULL;
+        if (why == SHMRPC_ECANCELLED) /* exactly: no worker can see it */
+            pending_fail(p, why,
+                         "the call was cancelled by its client before it was sent; it did not run");
+        return;
+    }
     shm_conn *l = p->where;
+    if (l != NULL && l->bn != 0) { /* in a batch: its worker begins it no more */
+        for (unsigned k = l->bread; k < l->bn; k++) {
+            if (l->bp[k] != p) continue;
+            l->bp[k] = NULL;
+            p->where = NULL;
+            if (self() != c->pid) return;
+            shmrpc__shm_batch_call *rec =
+                (shmrpc__shm_batch_call *)(shmrpc__chan_data(&l->chan) + l->brec[k]);
+            atomic_store(&rec->cancelled, 1);
+            if (!batch_live(l)) batch_drop(l);
+            return;
+        }
+        return;
+    }
     if (l == NULL || l->p != p) return;
     if (self() == c->pid) {
         shmrpc_buf msg;

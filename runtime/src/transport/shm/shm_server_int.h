@@ -118,6 +118,8 @@ typedef struct worker {
     bool in_place;         /* that call's handler reads its request in the channel */
     shmrpc__chan_map kept; /* the mapping it reads it through, when a loan grew the channel */
     worker_stream st;      /* that call's stream */
+    /* The cancel word of the call being run in a batch (shmrpc__shm_batch_call), or NULL. */
+    const _Atomic uint32_t *batch_cancel;
     worker_chan chans[SHMRPC__MAX_CONNS];
 } worker;
 

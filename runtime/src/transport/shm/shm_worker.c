@@ -354,7 +354,10 @@ static int worker_wanted(void *arg)
     worker *w = arg;
     worker_chan *c = w->serving;
     if (c == NULL) return 0;
-    return slot_gone(w, c) ? SHMRPC_EPEERDIED : claim_why(c);
+    if (slot_gone(w, c)) return SHMRPC_EPEERDIED;
+    if (w->batch_cancel && atomic_load_explicit(w->batch_cancel, memory_order_relaxed))
+        return SHMRPC_ECANCELLED;
+    return claim_why(c);
 }
 
 /* After the answer: the answer buffer's own storage back, the mapping a loan kept gone. */
@@ -640,6 +643,150 @@ static int in_returned(worker *w, int rc)
                                                     : "the server stops");
 }
 
+/* --- batches of calls in flight (docs/shm-transport.md, "Calls in flight") ------------- */
+
+/* The answers of the batch being run, in the channel as it is mapped now. */
+static shmrpc__shm_batch_answers *batch_answers(worker_chan *c, uint64_t aoff)
+{
+    return (shmrpc__shm_batch_answers *)(shmrpc__chan_data(&c->map) + aoff);
+}
+
+/* Why a call of a batch is not run, its message in *why, or 0: its client went away, cancelled
+ * it (or gave up on the whole batch), or its deadline passed before it began (now). */
+static int batch_skip(worker *w, worker_chan *c, const _Atomic uint32_t *cancelled,
+                      int64_t deadline, int64_t now, const char **why)
+{
+    if (slot_gone(w, c)) {
+        *why = "the client went away before a worker began the call; it did not run";
+        return SHMRPC_EPEERDIED;
+    }
+    if (claim_why(c) != 0 || atomic_load_explicit(cancelled, memory_order_relaxed)) {
+        *why = "the call was cancelled by its client before a worker began it; it did not run";
+        return SHMRPC_ECANCELLED;
+    }
+    if (deadline != 0 && now >= deadline) {
+        *why = "the deadline passed before a worker began the call; it did not run";
+        return SHMRPC_ETIMEDOUT;
+    }
+    return 0;
+}
+
+/* Writes the answer of call k of the batch at *at and publishes it (done): 0, or
+ * SHMRPC_ETOOBIG when it does not fit what is left of the channel (nothing written then). */
+static int batch_answer(worker_chan *c, uint64_t aoff, uint64_t *at, uint32_t k, bool light,
+                        int status, const void *data, size_t n)
+{
+    uint64_t end = *at + 8 + ((n + 7) & ~(uint64_t)7);
+    shmrpc_buf err;
+    shmrpc_buf_init(&err);
+    int rc = shmrpc__chan_reserve(&c->map, end, &err); /* may move the mapping */
+    shmrpc_buf_destroy(&err);
+    if (rc != 0) return SHMRPC_ETOOBIG;
+    uint8_t *p = shmrpc__chan_data(&c->map) + *at;
+    int32_t st = status;
+    uint32_t len = (uint32_t)n;
+    memcpy(p, &st, 4);
+    memcpy(p + 4, &len, 4);
+    if (n) memcpy(p + 8, data, n);
+    *at = end;
+    shmrpc__shm_batch_answers *a = batch_answers(c, aoff);
+    if (light) {
+        shmrpc__publish_light(&a->done, k + 1, &a->client_asleep, 1);
+    } else {
+        atomic_store(&a->done.word, k + 1); /* sequentially consistent: then the sleepers */
+        shmrpc__wake(&a->done, 1);
+    }
+    return 0;
+}
+
+/* Runs the batch of count calls (their records: len bytes; their metadata: mlen) that this
+ * worker took on channel c, in order, each answered as it ends; then answers the batch. A call
+ * whose answer does not fit what is left of the channel stops it: that answer becomes the
+ * batch's, and the calls after it are left unrun for the client to send again (`stopped`). A
+ * malformed record stops it too, with SHMRPC_EPROTO for that call and the ones after. */
+static void run_batch(worker *w, worker_chan *c, uint32_t count, uint32_t len, uint32_t mlen)
+{
+    uint64_t aoff = shmrpc__shm_batch_answers_off(len, mlen);
+    const char *bad = NULL;
+    if (count == 0 || count > SHMRPC__BATCH_MAX)
+        bad = "the batch's count is malformed";
+    else if (mlen > SHMRPC_METADATA_MAX_BYTES)
+        bad = "the call's metadata is longer than 4096 bytes";
+    shmrpc_buf err;
+    shmrpc_buf_init(&err);
+    if (!bad && shmrpc__chan_follow(&c->map, aoff + sizeof(shmrpc__shm_batch_answers), &err) != 0)
+        bad = "the batch's length does not fit its channel";
+    shmrpc_buf_destroy(&err);
+    if (bad) {
+        answer(c, SHMRPC_EPROTO, bad, strlen(bad));
+        return;
+    }
+    bool light = shmrpc__fence_register(); /* the client fences before it sleeps */
+    if (light) atomic_store_explicit(&batch_answers(c, aoff)->light, 1, memory_order_relaxed);
+    w->serving = c;
+    w->ctx.loan = NULL; /* each answer goes into its record */
+    w->ctx.draining = shmrpc__shm_stopping(w);
+    uint64_t off = 0, at = aoff + sizeof(shmrpc__shm_batch_answers);
+    int status = 0;
+    const void *last = NULL;
+    size_t last_n = 0;
+    bool stopped = false;
+    for (uint32_t k = 0; k < count && !bad && !stopped; k++) {
+        /* Each field read once, and checked: the client may write over its records. */
+        const uint8_t *data = shmrpc__chan_data(&c->map);
+        shmrpc__shm_batch_call *rec = (shmrpc__shm_batch_call *)(data + off);
+        uint32_t method, rlen;
+        int64_t deadline;
+        if (len - off < sizeof *rec) {
+            bad = "a call of the batch is malformed";
+            break;
+        }
+        memcpy(&method, &rec->method, sizeof method);
+        memcpy(&rlen, &rec->len, sizeof rlen);
+        memcpy(&deadline, &rec->deadline, sizeof deadline);
+        if (rlen > len - off - sizeof *rec || rlen > w->l->max_msg) {
+            bad = "a call of the batch is malformed";
+            break;
+        }
+        int64_t now = shmrpc__now_ns();
+        const char *why = NULL;
+        int rc = batch_skip(w, c, &rec->cancelled, deadline, now, &why);
+        if (rc == 0) {
+            shmrpc_buf_clear(&w->req); /* a private copy, as run_call's */
+            if (shmrpc_buf_append(&w->req, data + off + sizeof *rec, rlen) != 0) {
+                rc = SHMRPC_ENOMEM;
+                why = "out of memory";
+            }
+        }
+        if (rc == 0 && mlen) rc = shmrpc__ctx_set_meta(&w->ctx, data + len, mlen, &why);
+        if (rc == 0) {
+            w->batch_cancel = &rec->cancelled;
+            w->ctx.budget_ns = deadline == 0 ? -1 : deadline > now ? deadline - now : 1;
+            rc = shmrpc__dispatch(w->l->server, &w->ctx, method,
+                                  shmrpc_bytes_of(w->req.data, w->req.len), &w->resp);
+            w->batch_cancel = NULL;
+            why = rc != 0 ? shmrpc__ctx_msg(&w->ctx) : NULL;
+        }
+        last = rc != 0 ? (const void *)why : w->resp.data;
+        last_n = rc != 0 ? strlen(why) : w->resp.len;
+        status = rc;
+        if (batch_answer(c, aoff, &at, k, light, rc, last, last_n) != 0) {
+            atomic_store_explicit(&batch_answers(c, aoff)->stopped, 1, memory_order_relaxed);
+            stopped = true;
+        }
+        shmrpc__ctx_count(&w->ctx, shmrpc__now_ns());
+        off += sizeof *rec + ((rlen + 7) & ~7u);
+    }
+    if (bad)
+        answer(c, SHMRPC_EPROTO, bad, strlen(bad));
+    else if (stopped)
+        answer(c, status, last, last_n); /* over the records, which the client keeps */
+    else
+        hand_back(c, 0, NULL, 0);
+    w->ctx.loan = worker_loan;
+    loan_end(w);
+}
+
 /* Runs the call that this worker took on channel c, and answers it. */
 static void run_call(worker *w, worker_chan *c)
 {
@@ -649,6 +796,10 @@ static void run_call(worker *w, worker_chan *c)
     uint64_t budget = atomic_load_explicit(&h->budget_ns, memory_order_relaxed);
     uint32_t mlen = atomic_load_explicit(&h->meta_len, memory_order_relaxed);
     uint32_t stream = atomic_load_explicit(&h->stream, memory_order_relaxed);
+    if (stream == SHMRPC__SHM_BATCH) {
+        run_batch(w, c, method, len, mlen);
+        return;
+    }
     /* The metadata follows the request, and a stream's ring them (shm.h): where, and how far
      * the channel must reach. */
     uint64_t moff = len <= SHMRPC__CHAN_SMALL ? 0 : len;
