@@ -32,6 +32,10 @@ struct shmrpc_client {
     shmrpc__table table; /* the server's, from the last connect */
     shmrpc__conn *conn;  /* NULL when not connected */
     shmrpc_call *calls;  /* asynchronous calls started and not yet returned by a wait */
+    /* Calls freed, kept with their buffers for the next starts (call_new), at most
+     * SPARE_MAX: a client with many calls in flight allocates none per call. */
+    shmrpc_call *spare;
+    unsigned n_spare;
     bool loaned;         /* a loan waits for its call (shmrpc_client_loan) */
     bool loan_in_conn;   /* in the transport (conn->ops->loan), not in req */
     uint32_t loan_method;
@@ -84,6 +88,10 @@ struct shmrpc_call {
 };
 
 enum { SLOW_FAULTS = 1, SLOW_RETRY = 2 };
+
+/* The calls a client keeps for its next starts, and the most bytes of buffers one may keep. */
+#define SPARE_MAX 64u
+#define SPARE_BYTES ((size_t)64 * 1024)
 
 /* Empty messages still get a valid pointer: a decoder computing ptr + 0 on NULL is
  * undefined behaviour. */
@@ -200,10 +208,17 @@ static void disconnect(shmrpc_client *c)
     c->conn = NULL;
 }
 
+static void call_destroy(shmrpc_call *call);
+
 void shmrpc_client_free(shmrpc_client *c)
 {
     if (!c) return;
     close_calls(c, true, "the client was freed while the call was in flight");
+    while (c->spare) {
+        shmrpc_call *k = c->spare;
+        c->spare = k->next;
+        call_destroy(k);
+    }
     disconnect(c);
     shmrpc_buf_destroy(&c->req);
     shmrpc_buf_destroy(&c->resp);
@@ -777,13 +792,28 @@ static void call_unlink(shmrpc_call *k)
 /* A call of c not started yet (sid and j as for start), or NULL for lack of memory. */
 static shmrpc_call *call_new(shmrpc_client *c, uint32_t sid, int64_t j, int64_t timeout)
 {
-    shmrpc_call *k = calloc(1, sizeof *k);
-    if (!k) return NULL;
+    shmrpc_call *k = c->spare;
+    if (k) { /* a spare one: all of it anew but its buffers' storage */
+        c->spare = k->next;
+        c->n_spare--;
+        shmrpc__pending was = k->p;
+        memset(k, 0, sizeof *k);
+        k->p.req = was.req;
+        k->p.meta = was.meta;
+        k->p.resp = was.resp;
+        k->p.msg = was.msg;
+        shmrpc_buf_clear(&k->p.req);
+        shmrpc_buf_clear(&k->p.meta);
+        shmrpc_buf_clear(&k->p.resp);
+        shmrpc_buf_clear(&k->p.msg);
+    } else {
+        if ((k = calloc(1, sizeof *k)) == NULL) return NULL;
+        shmrpc_buf_init(&k->p.req);
+        shmrpc_buf_init(&k->p.meta);
+        shmrpc_buf_init(&k->p.resp);
+        shmrpc_buf_init(&k->p.msg);
+    }
     k->client = c;
-    shmrpc_buf_init(&k->p.req);
-    shmrpc_buf_init(&k->p.meta);
-    shmrpc_buf_init(&k->p.resp);
-    shmrpc_buf_init(&k->p.msg);
     k->p.resp.max = c->cfg.max_msg;
     k->p.sid = sid;
     k->p.j = j;
@@ -991,22 +1021,36 @@ int shmrpc_call_result(shmrpc_call *call, shmrpc_bytes *resp)
     return shmrpc__err_end(0);
 }
 
+static void call_destroy(shmrpc_call *call)
+{
+    shmrpc_buf_destroy(&call->p.req);
+    shmrpc_buf_destroy(&call->p.meta);
+    shmrpc_buf_destroy(&call->p.resp);
+    shmrpc_buf_destroy(&call->p.msg);
+    free(call);
+}
+
 void shmrpc_call_free(shmrpc_call *call)
 {
     if (!call) return;
     /* A call done at its start (shm://, inproc://, a call refused) is on no list, and its
      * client may be gone: only a call not done, which the client's end would have let go,
      * is its transport's to forget (cancelled: its server told, its answer dropped). */
-    if (call->client) {
+    shmrpc_client *c = call->client;
+    if (c) {
         shmrpc_call_cancel(call);
         settle(call);
         call_unlink(call);
     }
-    shmrpc_buf_destroy(&call->p.req);
-    shmrpc_buf_destroy(&call->p.meta);
-    shmrpc_buf_destroy(&call->p.resp);
-    shmrpc_buf_destroy(&call->p.msg);
-    free(call);
+    const shmrpc__pending *p = &call->p;
+    if (c && c->n_spare < SPARE_MAX &&
+        p->req.cap + p->meta.cap + p->resp.cap + p->msg.cap <= SPARE_BYTES) {
+        call->next = c->spare;
+        c->spare = call;
+        c->n_spare++;
+        return;
+    }
+    call_destroy(call);
 }
 
 int shmrpc_client_finish(shmrpc_client *c, shmrpc_call *call, shmrpc_bytes *resp)

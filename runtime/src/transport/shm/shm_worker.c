@@ -748,7 +748,11 @@ static void run_batch(worker *w, worker_chan *c, uint32_t count, uint32_t len, u
             bad = "a call of the batch is malformed";
             break;
         }
+        /* One clock read a call: it ends the call before in its method's statistics (its
+         * answer is out), and tells whether this one's deadline passed. serve() counts the
+         * batch's last call. */
         int64_t now = shmrpc__now_ns();
+        shmrpc__ctx_count(&w->ctx, now);
         const char *why = NULL;
         int rc = batch_skip(w, c, &rec->cancelled, deadline, now, &why);
         if (rc == 0) {
@@ -774,7 +778,6 @@ static void run_batch(worker *w, worker_chan *c, uint32_t count, uint32_t len, u
             atomic_store_explicit(&batch_answers(c, aoff)->stopped, 1, memory_order_relaxed);
             stopped = true;
         }
-        shmrpc__ctx_count(&w->ctx, shmrpc__now_ns());
         off += sizeof *rec + ((rlen + 7) & ~7u);
     }
     if (bad)
