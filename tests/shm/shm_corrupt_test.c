@@ -752,6 +752,142 @@ static void request_past_the_largest_refused(void **state)
     assert_int_equal(after, worker);
 }
 
+/* --- batches that a broken client made up --- */
+
+/* In a broken client: writes record k of a batch at *off in data (method, len, then the bytes
+ * of req, or len bytes of nothing when req is NULL), and moves *off past it. */
+static void batch_record(uint8_t *data, uint32_t *off, uint32_t method, uint32_t len,
+                         const char *req)
+{
+    shmrpc__shm_batch_call rec = {.method = method, .len = len};
+    memcpy(data + *off, &rec, sizeof rec);
+    if (req) memcpy(data + *off + sizeof rec, req, len);
+    *off += (uint32_t)sizeof rec + (req ? (len + 7) & ~7u : 0);
+}
+
+/* In a broken client: sends call number call as a batch of count calls whose records are the
+ * first len bytes of the channel's data, and waits (5 s at most) for the batch's answer: its
+ * status, with the answers published in *done (UINT32_MAX when their place is past the
+ * channel), or INT32_MIN when no answer came. */
+static int32_t send_batch(shmrpc__shm_ctl *ctl, unsigned i, shmrpc__shm_chan *h, uint64_t size,
+                          uint64_t call, uint32_t count, uint32_t len, uint32_t *done)
+{
+    uint64_t aoff = shmrpc__shm_batch_answers_off(len, 0);
+    shmrpc__shm_batch_answers *a = NULL;
+    if (SHMRPC__CHAN_DATA + aoff + sizeof *a <= size) {
+        a = (shmrpc__shm_batch_answers *)((uint8_t *)h + SHMRPC__CHAN_DATA + aoff);
+        atomic_store(&a->done.word, 0);
+    }
+    h->method = count;
+    h->req_len = len;
+    atomic_store(&h->meta_len, 0);
+    atomic_store(&h->stream, SHMRPC__SHM_BATCH);
+    atomic_store(&h->call, call);
+    atomic_store(&h->state.word, SHM_CHAN_REQUEST);
+    shmrpc__shm_ring(ctl, i);
+    for (int ms = 0; ms < 5000 && atomic_load(&h->state.word) != SHM_CHAN_RESPONSE; ms++)
+        usleep(1000);
+    if (atomic_load(&h->state.word) != SHM_CHAN_RESPONSE) return INT32_MIN;
+    *done = a ? atomic_load(&a->done.word) : UINT32_MAX;
+    return h->status;
+}
+
+/* In a broken client: whether answer k of the batch whose records took len bytes (each answer
+ * before it being at most 8 bytes) is status 0 with the bytes of want. */
+static bool batch_answered(const shmrpc__shm_chan *h, uint32_t len, unsigned k, const char *want)
+{
+    const uint8_t *at = (const uint8_t *)h + SHMRPC__CHAN_DATA +
+                        shmrpc__shm_batch_answers_off(len, 0) + sizeof(shmrpc__shm_batch_answers);
+    for (unsigned j = 0;; j++) {
+        int32_t status;
+        uint32_t n;
+        memcpy(&status, at, 4);
+        memcpy(&n, at + 4, 4);
+        if (j == k) return status == 0 && n == strlen(want) && memcmp(at + 8, want, n) == 0;
+        if (n > 8) return false;
+        at += 8 + ((n + 7) & ~7u);
+    }
+}
+
+/* Connects as a broken client would and sends malformed batches of calls, then two good ones.
+ * Exits 0 when the worker refused each bad one with SHMRPC_EPROTO (having answered the good
+ * calls before a bad record, and no more) and answered the good ones, 1 (and says which) when
+ * it did otherwise, 2 and more when it could not try. */
+static void batches_made_up(shmrpc__shm_ctl *ctl, void *arg)
+{
+    (void)arg;
+    char name[160];
+    unsigned i = claim_slot(ctl, true, name, sizeof name);
+    uint64_t size = 65536;
+    shmrpc_buf err;
+    shmrpc_buf_init(&err);
+    int fd;
+    if (shmrpc__shm_create_channel(name + 1, size, &fd, &err) != 0) _exit(3);
+    shmrpc__shm_chan *h = shmrpc__shm_map(fd, size);
+    if (h == NULL) _exit(4);
+    atomic_store(&h->size, size);
+    atomic_store(&ctl->slots[i].chan_fd, fd);
+    atomic_store(&ctl->slots[i].state, SHM_SLOT_OPEN);
+    uint8_t *data = (uint8_t *)h + SHMRPC__CHAN_DATA;
+    uint32_t off, done = 0, echo = 0; /* the server's id of echo: its line in the table */
+    for (const char *t = ctl->table; strncmp(t, "echo\t", 5) != 0; t = strchr(t, '\n') + 1, echo++)
+        if (t >= ctl->table + ctl->table_len || strchr(t, '\n') == NULL) _exit(5);
+    int32_t st;
+    int bad = 0;
+#define EXPECT(what, cond)                                                                         \
+    do {                                                                                           \
+        if (!(cond)) {                                                                             \
+            fprintf(stderr, "    %s: status %d, %u answered\n", what, (int)st, (unsigned)done);    \
+            bad = 1;                                                                               \
+        }                                                                                          \
+    } while (0)
+    off = 0;
+    batch_record(data, &off, echo, 5, "hello");
+    st = send_batch(ctl, i, h, size, 1, 0, off, &done);
+    EXPECT("a batch of no call", st == SHMRPC_EPROTO && done == 0);
+    st = send_batch(ctl, i, h, size, 2, SHMRPC__BATCH_MAX + 1, off, &done);
+    EXPECT("a batch of 65 calls", st == SHMRPC_EPROTO && done == 0);
+    st = send_batch(ctl, i, h, size, 3, 1, 10, &done);
+    EXPECT("a record shorter than its head", st == SHMRPC_EPROTO && done == 0);
+    off = 0;
+    batch_record(data, &off, echo, 5, "hello");
+    batch_record(data, &off, echo, 1000, NULL); /* its bytes past the batch's */
+    st = send_batch(ctl, i, h, size, 4, 2, off, &done);
+    EXPECT("a record past the batch",
+           st == SHMRPC_EPROTO && done == 1 && batch_answered(h, off, 0, "hello"));
+    off = 0;
+    batch_record(data, &off, echo, UINT32_MAX, NULL);
+    st = send_batch(ctl, i, h, size, 5, 1, off + 8, &done);
+    EXPECT("a record of 4 GiB", st == SHMRPC_EPROTO && done == 0);
+    st = send_batch(ctl, i, h, size, 6, 2, (uint32_t)size, &done); /* answers past the channel */
+    EXPECT("records past the channel", st == SHMRPC_EPROTO);
+    off = 0;
+    batch_record(data, &off, echo, 2, "ab");
+    batch_record(data, &off, echo, 3, "cde");
+    st = send_batch(ctl, i, h, size, 7, 2, off, &done);
+    EXPECT("two good calls", st == 0 && done == 2 && batch_answered(h, off, 0, "ab") &&
+                                 batch_answered(h, off, 1, "cde"));
+#undef EXPECT
+    _exit(bad);
+}
+
+/* A worker reads a batch's records once each and checks them against the batch: a broken
+ * client's made-up batches are refused with SHMRPC_EPROTO (after the good calls before a bad
+ * record), its good ones answered, and the worker goes on serving. */
+static void made_up_batches_refused(void **state)
+{
+    (void)state;
+    pid_t server = start_server(1);
+    shmrpc_client *c = connect_client();
+    int32_t worker, after = 0;
+    assert_int_equal(calls_nap(c, 0, &worker), 0);
+    corrupt(batches_made_up, NULL); /* asserts the exit status 0 */
+    assert_int_equal(calls_nap(c, 0, &after), 0);
+    shmrpc_client_free(c);
+    stop_server(server);
+    assert_int_equal(after, worker);
+}
+
 /* --- a bumped generation --- */
 
 typedef struct bump {
@@ -2635,6 +2771,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(method_table_too_big_for_the_segment, setup, teardown),
         cmocka_unit_test_setup_teardown(channel_grown_past_the_maximum_not_mapped, setup, teardown),
         cmocka_unit_test_setup_teardown(overwritten_header_fields_restored, setup, teardown),
+        cmocka_unit_test_setup_teardown(made_up_batches_refused, setup, teardown),
     };
     return test_exit(cmocka_run_group_tests(tests, NULL, NULL));
 }
