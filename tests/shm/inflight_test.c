@@ -38,7 +38,17 @@ static int setup(void **state)
     sh->most = 0;
     sh->naps_begun = 0;
     sh->wake = 0;
+    sh->fills = 0;
     return 0;
+}
+
+static pid_t start_server_max(int workers, size_t max_msg)
+{
+    test_server ts = {
+        &Calls_service, &calls_test_handlers, addr, workers, max_msg, NULL, NULL, NULL};
+    pid_t pid = test_start_server(&ts);
+    assert_true(pid > 0);
+    return pid;
 }
 
 static pid_t start_server(int workers)
@@ -350,6 +360,37 @@ static void worker_killed_during_a_batch(void **state)
     stop_server(srv);
 }
 
+/* A batch whose answers would not all fit its channel (a server of 1 MiB messages, whose
+ * channels hold 2 MiB): its worker stops before the call whose answer might not fit, and the
+ * client sends the calls left again; each is answered whole, and runs once. */
+static void answers_past_the_channel(void **state)
+{
+    (void)state;
+    pid_t srv = start_server_max(1, 1 << 20);
+    shmrpc_client *c = connect_to();
+    shmrpc_call *calls[6];
+    assert_int_equal(nap_start(c, 100, 30000, &calls[0]), 0);
+    assert_int_equal(nap_start(c, 1, 30000, &calls[1]), 0);
+    uint32_t n = 600 * 1024;
+    for (int i = 2; i < 6; i++) /* two lanes busy: a batch of four */
+        assert_int_equal(calls_fill_start(c, shmrpc_bytes_of(&n, sizeof n), &calls[i]), 0);
+    wait_all(c, calls, 2);
+    for (int i = 2; i < 6; i++) {
+        shmrpc_bytes out;
+        int rc = calls_fill_finish(c, calls[i], &out);
+        if (rc != 0) fail_msg("fill %d: %s: %s", i, shmrpc_strerror(rc), shmrpc_errmsg());
+        assert_int_equal(out.len, n);
+        assert_true(out.ptr[0] == 'f' && out.ptr[n - 1] == 'f');
+    }
+    for (int i = 0; i < 2; i++) {
+        assert_int_equal(shmrpc_call_status(calls[i]), 0);
+        shmrpc_call_free(calls[i]);
+    }
+    shmrpc_client_free(c);
+    stop_server(srv);
+    assert_int_equal(sh->fills, 4);
+}
+
 /* A forked child that frees the client it inherited with calls in flight leaves them to
  * the parent: nothing in the channels changes, the child's own look at them fails (they are
  * not its process's), and the parent's calls are answered, each run once. */
@@ -573,6 +614,7 @@ int main(void)
         cmocka_unit_test_setup(cancelled_one_of_many, setup),
         cmocka_unit_test_setup(worker_killed_with_calls_in_flight, setup),
         cmocka_unit_test_setup(worker_killed_during_a_batch, setup),
+        cmocka_unit_test_setup(answers_past_the_channel, setup),
         cmocka_unit_test_setup(forked_child_leaves_the_calls, setup),
         cmocka_unit_test_setup(cancelled_before_it_was_sent, setup),
         cmocka_unit_test_setup(awake_comes_back, setup),

@@ -376,9 +376,10 @@ typedef struct shmrpc__shm_batch_answers {
     /* Bit 0 while the client sleeps on done (shmrpc__publish_light's mask): written by the
      * client, read by the worker after each answer. */
     _Atomic uint64_t client_asleep;
-    /* 1 when the worker stopped before the last call because that call's answer did not fit
-     * what is left of the channel: the batch's answer (RESPONSE) is that call's, and the calls
-     * after it did not run. Written by the worker before RESPONSE; set to 0 by the client. */
+    /* 1 when the worker stopped before the call numbered done, what is left of the channel
+     * being too little for the largest answer: that call and the ones after it did not run, and
+     * the client sends them again. Written by the worker before RESPONSE; set to 0 by the
+     * client. */
     _Atomic uint32_t stopped;
     /* 1 when the worker publishes done lightly (the client then fences before it sleeps):
      * written by the worker before its first answer. */

@@ -1224,42 +1224,62 @@ static bool batch_live(const shm_conn *l)
     return false;
 }
 
-/* Gives the calls of the batch on l from the k-th on back to the next batch: its worker
- * stopped before them, so they did not run. One that finds no room there fails. */
-static void batch_again(shm_conn *c, shm_conn *l, unsigned k)
+static int batch_post(shm_conn *l, shmrpc__pending *const *calls, unsigned n, size_t bytes,
+                      int64_t first, shmrpc_buf *msg);
+
+/* Sends the calls of the batch on l from the k-th on again, on l, whose answer freed it: its
+ * worker stopped before them for room, so they did not run. Those that cannot go fail. */
+static void batch_again(shm_conn *l, unsigned k)
 {
-    lanes *ls = c->lanes;
+    shmrpc__pending *calls[SHMRPC__BATCH_MAX];
+    unsigned n = 0;
+    size_t bytes = 0;
+    int64_t first = INT64_MAX;
     for (; k < l->bn; k++) {
         shmrpc__pending *p = l->bp[k];
-        l->bp[k] = NULL;
         if (p == NULL) continue;
-        if (ls->nform == SHMRPC__BATCH_MAX) {
-            pending_fail(p, SHMRPC_ETOOBIG,
-                         "the answers of the calls sent with it filled the channel; the call did "
-                         "not run");
-            continue;
-        }
-        ls->form[ls->nform++] = p;
-        ls->form_bytes += batch_rec_size(p->req.len);
-        p->where = ls;
+        calls[n++] = p;
+        bytes += batch_rec_size(p->req.len);
+        if (p->deadline < first) first = p->deadline;
     }
+    memset(l->bp, 0, sizeof l->bp);
+    l->bn = l->bread = 0;
+    if (n == 0) return;
+    shmrpc_buf msg;
+    shmrpc_buf_init(&msg);
+    int rc = batch_post(l, calls, n, bytes, first, &msg);
+    for (unsigned j = 0; rc != 0 && j < n; j++)
+        pending_fail(calls[j], rc, shmrpc__msg_get(&msg));
+    shmrpc_buf_destroy(&msg);
 }
 
 /* The batch on lane l is over: answered (rc 0), or given up for rc (its worker died, its
  * server went away). The answers that came end their calls; the call the worker had reached
- * takes the batch's answer, or the reason; the calls after it did not run, and go again
- * when the worker stopped short of them for room. */
-static void batch_end(shm_conn *c, shm_conn *l, int rc)
+ * takes the batch's answer, or the reason; the calls after it did not run, and go again when
+ * the worker stopped before them for room. */
+static void batch_end(shm_conn *l, int rc)
 {
     shmrpc_buf msg;
     shmrpc_buf_init(&msg);
-    bool bad = batch_read(l) < 0;
-    if (rc != 0) rc = give_up(l, rc, &msg);       /* 0: the answer came after all */
-    if (rc == 0 && !bad) bad = batch_read(l) < 0; /* published before the answer */
+    bool bad = batch_read(l) < 0, sure = true;
+    if (rc != 0 && (rc = give_up(l, rc, &msg)) != 0 &&
+        atomic_load(&l->chan.head->state.word) == SHM_CHAN_REQUEST) {
+        /* Its worker runs on under a claim given up on, and begins no call after its next
+         * look at it: what it published before that look is read now, once a light
+         * publisher's store is ordered before this read (the fence it leaves to its reader). */
+        if (atomic_load(&lane_answers(l)->light)) sure = shmrpc__fence_wakers();
+    }
+    if (!bad) bad = batch_read(l) < 0; /* published before the answer, or the give-up */
     int32_t status = rc;
     shmrpc_bytes data = shmrpc_bytes_of(shmrpc__msg_get(&msg), strlen(shmrpc__msg_get(&msg)));
     if (rc == 0 && !bad && call_answer(l, &status, &data, &msg) != 0) bad = true;
     unsigned k = l->bread;
+    count_out(l);
+    if (!bad && rc == 0 && status == 0 && k < l->bn && atomic_load(&lane_answers(l)->stopped)) {
+        shmrpc_buf_destroy(&msg);
+        batch_again(l, k);
+        return;
+    }
     if (bad) {
         for (; k < l->bn; k++)
             if (l->bp[k])
@@ -1273,7 +1293,6 @@ static void batch_end(shm_conn *c, shm_conn *l, int rc)
                              "the worker answered the batch the call went in without it; it may "
                              "have run");
     } else if (k < l->bn) {
-        bool stopped = rc == 0 && atomic_load(&lane_answers(l)->stopped);
         /* The call the worker had reached: the batch's answer is its own, or the reason. */
         if (l->bp[k]) {
             if (rc == 0)
@@ -1281,20 +1300,14 @@ static void batch_end(shm_conn *c, shm_conn *l, int rc)
             else
                 pending_fail(l->bp[k], rc, shmrpc__msg_get(&msg));
         }
-        l->bp[k++] = NULL;
-        if (stopped) {
-            batch_again(c, l, k);
-        } else {
-            char why[300];
-            snprintf(why, sizeof why,
-                     "%s (for a call before it in its batch); the call did not run",
-                     rc == 0 ? shmrpc_strerror(status) : shmrpc__msg_get(&msg));
-            for (; k < l->bn; k++)
-                if (l->bp[k]) pending_fail(l->bp[k], rc == 0 ? status : rc, why);
-        }
+        char why[300];
+        snprintf(why, sizeof why, "%s (for a call before it in its batch); the call %s",
+                 rc == 0 ? shmrpc_strerror(status) : shmrpc__msg_get(&msg),
+                 sure ? "did not run" : "may have run");
+        for (k++; k < l->bn; k++)
+            if (l->bp[k]) pending_fail(l->bp[k], rc == 0 ? status : rc, why);
     }
     shmrpc_buf_destroy(&msg);
-    count_out(l);
     memset(l->bp, 0, sizeof l->bp);
     l->bn = l->bread = 0;
 }
@@ -1362,7 +1375,7 @@ static unsigned lanes_busy(const shm_conn *c)
     return busy;
 }
 
-static int form_post(shm_conn *c, bool may_wait);
+static int form_post(shm_conn *c, bool may_wait, int64_t deadline);
 
 /* Looks at every lane: ends the calls answered, and at now (0: the clock was not read)
  * those whose deadline passed or whose check fails; frees a held lane whose worker died.
@@ -1395,11 +1408,17 @@ static bool lanes_look(shm_conn *c, int64_t now, int for_lane)
         if (got < 0 || atomic_load_explicit(&l->chan.head->state.word, memory_order_acquire) !=
                            SHM_CHAN_REQUEST) {
             if (batch)
-                batch_end(c, l, got < 0 ? SHMRPC_EPROTO : 0);
+                batch_end(l, got < 0 ? SHMRPC_EPROTO : 0);
             else
                 lane_end(l, 0);
             ended++;
             c->lanes->ended = i;
+            continue;
+        }
+        if (batch && l->bread == l->bn) {
+            /* Every call answered, the batch's own answer still to come: held until it does,
+             * as a call given up on (lane_held), with nothing of the batch left to read. */
+            l->bn = l->bread = 0;
             continue;
         }
         busy++;
@@ -1426,7 +1445,7 @@ static bool lanes_look(shm_conn *c, int64_t now, int for_lane)
         }
         if (rc != 0) {
             if (batch)
-                batch_end(c, l, rc);
+                batch_end(l, rc);
             else
                 lane_end(l, rc);
             ended++;
@@ -1462,13 +1481,14 @@ static void lanes_sleep(shm_conn *c, int64_t now, int64_t deadline)
         shmrpc__shm_batch_answers *a = lane_answers(l);
         fs[n] = &a->done;
         old[n++] = l->bread;
-        /* A worker that publishes its answers lightly looks at this bit: the fence below
-         * orders its look after this store, or its store before the sleep's read. */
-        if (atomic_load_explicit(&a->light, memory_order_relaxed)) {
-            atomic_store_explicit(&a->client_asleep, 1, memory_order_relaxed);
-            light = true;
-        }
+        /* A worker that publishes its answers lightly (it may not have begun the batch yet)
+         * looks at this bit: the fence below orders its look after this store, or its store
+         * before the sleep's read. */
+        atomic_store_explicit(&a->client_asleep, 1, memory_order_relaxed);
+        light = true;
     }
+    for (unsigned k = 0; k < c->lanes->nform; k++) /* calls not sent: their deadlines too */
+        if (c->lanes->form[k]->deadline < until) until = c->lanes->form[k]->deadline;
     if (light && !shmrpc__fence_wakers() && until - now > 1000000) until = now + 1000000;
     if (n > 0 && until > now) shmrpc__sleep_any(fs, old, n, until - now);
     for (unsigned i = 0; light && i < c->lanes->n; i++)
@@ -1500,7 +1520,8 @@ static void lanes_wait(shm_conn *c, int64_t deadline, int for_lane)
         /* A wait that lasts sends the next batch, even one that only spins: a call waited
          * for may be in it. */
         if (began == 0) began = now;
-        if (c->lanes->nform && now - began >= FORM_LATE_NS && form_post(c, false) > 0) continue;
+        if (c->lanes->nform && now - began >= FORM_LATE_NS && form_post(c, false, deadline) > 0)
+            continue;
         if (until == 0) {
             /* Counted while it spins, as one waiter whatever the calls (see call_post). */
             if (o->mode != SHMRPC_WAIT_SLEEP && !c->spin_counted && c->ctl &&
@@ -1523,7 +1544,7 @@ static void lanes_wait(shm_conn *c, int64_t deadline, int for_lane)
             continue;
         }
         /* Before it sleeps, the next batch goes: a call waited for may be in it. */
-        if (c->lanes->nform && form_post(c, false) > 0) continue;
+        if (c->lanes->nform && form_post(c, false, deadline) > 0) continue;
         lanes_count_out(c);
         lanes_sleep(c, now, deadline);
         spent = SHMRPC__SPIN_QUIET; /* looks with the clock after a sleep */
@@ -1618,15 +1639,17 @@ static void start_one(shm_conn *c, shmrpc__pending *p)
     shmrpc__presence_update(&l->ctl->slots[l->slot].presence);
 }
 
-/* A free lane, or a new one, for a batch sent without waiting; NULL when there is none. */
-static shm_conn *lane_try(shm_conn *c)
+/* A free lane, or a new one opened by deadline, for a batch sent without waiting; NULL when
+ * there is none. */
+static shm_conn *lane_try(shm_conn *c, int64_t deadline)
 {
     shm_conn *l = lane_free_one(c, 0);
     int64_t now = l ? 0 : shmrpc__now_ns();
-    if (l == NULL && c->lanes->n < LANES_MAX && now >= c->lanes->retry_ns) {
+    if (l == NULL && c->lanes->n < LANES_MAX && now >= c->lanes->retry_ns && now < deadline) {
         shmrpc_buf why;
         shmrpc_buf_init(&why);
-        if (lane_open(c, now + RDV_WAIT_NS, &l, &why) != 0) {
+        if (lane_open(c, deadline - now < RDV_WAIT_NS ? deadline : now + RDV_WAIT_NS, &l, &why) !=
+            0) {
             l = NULL;
             c->lanes->retry_ns = now + LANE_RETRY_NS;
         }
@@ -1681,14 +1704,16 @@ static int batch_post(shm_conn *l, shmrpc__pending *const *calls, unsigned n, si
 }
 
 /* Sends the next batch (lanes' form) on a free lane or a new one; with may_wait, waits for a
- * lane within its first deadline as a start does, and without, leaves it when there is none.
- * A batch of one call goes as a call. How many calls went (or failed, each ended). */
-static int form_post(shm_conn *c, bool may_wait)
+ * lane within its first deadline as a start does, and without, leaves it when none is free
+ * (or can be opened by deadline). A batch of one call goes as a call. How many calls went or
+ * failed (each ended). Calls that waited in vain for a lane go back to the next batch, but
+ * for those whose deadline passed. */
+static int form_post(shm_conn *c, bool may_wait, int64_t deadline)
 {
     lanes *ls = c->lanes;
     unsigned n = ls->nform;
     if (n == 0) return 0;
-    shm_conn *l = may_wait ? NULL : lane_try(c);
+    shm_conn *l = may_wait ? NULL : lane_try(c, deadline);
     if (!may_wait && l == NULL) return 0;
     shmrpc__pending *calls[SHMRPC__BATCH_MAX];
     memcpy(calls, ls->form, n * sizeof *calls);
@@ -1707,10 +1732,19 @@ static int form_post(shm_conn *c, bool may_wait)
     bool waited = false;
     int rc = l ? 0 : lane_get(c, 0, first, &l, &waited, &msg);
     if (rc == 0) rc = batch_post(l, calls, n, bytes, first, &msg);
-    for (unsigned k = 0; rc != 0 && k < n; k++)
+    int64_t now = rc == SHMRPC_ETIMEDOUT || rc == SHMRPC_ECANCELLED ? shmrpc__now_ns() : 0;
+    int went = rc == 0 ? (int)n : 0;
+    for (unsigned k = 0; rc != 0 && k < n; k++) {
+        if (now != 0 && now < calls[k]->deadline && ls->nform < BATCH_CALLS) {
+            ls->form[ls->nform++] = calls[k]; /* the wait for a lane was not its own */
+            ls->form_bytes += batch_rec_size(calls[k]->req.len);
+            continue;
+        }
         pending_fail(calls[k], rc, shmrpc__msg_get(&msg));
+        went++;
+    }
     shmrpc_buf_destroy(&msg);
-    return (int)n;
+    return went;
 }
 
 /* Whether p may go in a batch: a small request, with the metadata of the calls there. */
@@ -1749,15 +1783,17 @@ static int shm_start(shmrpc__conn *base, shmrpc__pending *p, shmrpc_buf *err)
         return 0;
     }
     size_t size = batch_rec_size(p->req.len);
-    if (!batchable(c, p) || ls->form_bytes + size > BATCH_BYTES) form_post(c, true);
-    if (p->req.len > BATCH_CALL_MAX || p->req.len > c->max_msg) {
+    if (!batchable(c, p) || ls->nform >= BATCH_CALLS || ls->form_bytes + size > BATCH_BYTES)
+        form_post(c, true, INT64_MAX);
+    /* Calls the wait for a lane left there, or a call that goes in no batch: it goes alone. */
+    if (!batchable(c, p) || ls->nform >= BATCH_CALLS || ls->form_bytes + size > BATCH_BYTES) {
         start_one(c, p);
         return 0;
     }
     ls->form[ls->nform++] = p;
     ls->form_bytes += size;
     p->where = ls;
-    if (ls->nform == BATCH_CALLS || ls->form_bytes >= BATCH_BYTES) form_post(c, true);
+    if (ls->nform >= BATCH_CALLS || ls->form_bytes >= BATCH_BYTES) form_post(c, true, INT64_MAX);
     return 0;
 }
 
@@ -1767,7 +1803,7 @@ static void shm_progress(shmrpc__conn *base, int64_t deadline)
     if (c->lanes == NULL) return;
     if (self() == c->pid) {
         /* The next batch goes once at most one lane is busy: a worker is free for it. */
-        if (c->lanes->nform && lanes_busy(c) < 2) form_post(c, false);
+        if (c->lanes->nform && lanes_busy(c) < 2) form_post(c, false, deadline);
         lanes_wait(c, deadline, -1);
         return;
     }

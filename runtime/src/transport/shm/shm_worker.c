@@ -700,10 +700,11 @@ static int batch_answer(worker_chan *c, uint64_t aoff, uint64_t *at, uint32_t k,
 }
 
 /* Runs the batch of count calls (their records: len bytes; their metadata: mlen) that this
- * worker took on channel c, in order, each answered as it ends; then answers the batch. A call
- * whose answer does not fit what is left of the channel stops it: that answer becomes the
- * batch's, and the calls after it are left unrun for the client to send again (`stopped`). A
- * malformed record stops it too, with SHMRPC_EPROTO for that call and the ones after. */
+ * worker took on channel c, in order, each answered as it ends; then answers the batch, with
+ * a message that fits the state's line (the records and answers before it stay as they are).
+ * Before a call whose answer might not fit what is left of the channel, it stops (`stopped`):
+ * the client sends the calls left again. A malformed record stops it with SHMRPC_EPROTO for
+ * that call and the ones after. */
 static void run_batch(worker *w, worker_chan *c, uint32_t count, uint32_t len, uint32_t mlen)
 {
     uint64_t aoff = shmrpc__shm_batch_answers_off(len, mlen);
@@ -727,25 +728,28 @@ static void run_batch(worker *w, worker_chan *c, uint32_t count, uint32_t len, u
     w->ctx.loan = NULL; /* each answer goes into its record */
     w->ctx.draining = shmrpc__shm_stopping(w);
     uint64_t off = 0, at = aoff + sizeof(shmrpc__shm_batch_answers);
-    int status = 0;
-    const void *last = NULL;
-    size_t last_n = 0;
-    bool stopped = false;
-    for (uint32_t k = 0; k < count && !bad && !stopped; k++) {
+    bool stopped = false, lost = false;
+    for (uint32_t k = 0; k < count && !bad && !stopped && !lost; k++) {
         /* Each field read once, and checked: the client may write over its records. */
         const uint8_t *data = shmrpc__chan_data(&c->map);
         shmrpc__shm_batch_call *rec = (shmrpc__shm_batch_call *)(data + off);
         uint32_t method, rlen;
         int64_t deadline;
-        if (len - off < sizeof *rec) {
-            bad = "a call of the batch is malformed";
+        if (off > len || len - off < sizeof *rec) {
+            bad = "a malformed call record";
+            break;
+        }
+        /* Room for the largest answer, or the call waits for a batch of its own: the calls
+         * from this one on did not run, and the client sends them again. */
+        if (k > 0 && c->map.max_size - SHMRPC__CHAN_DATA - at < w->l->max_msg + 8) {
+            stopped = true;
             break;
         }
         memcpy(&method, &rec->method, sizeof method);
         memcpy(&rlen, &rec->len, sizeof rlen);
         memcpy(&deadline, &rec->deadline, sizeof deadline);
         if (rlen > len - off - sizeof *rec || rlen > w->l->max_msg) {
-            bad = "a call of the batch is malformed";
+            bad = "a malformed call record";
             break;
         }
         /* One clock read a call: it ends the call before in its method's statistics (its
@@ -771,21 +775,22 @@ static void run_batch(worker *w, worker_chan *c, uint32_t count, uint32_t len, u
             w->batch_cancel = NULL;
             why = rc != 0 ? shmrpc__ctx_msg(&w->ctx) : NULL;
         }
-        last = rc != 0 ? (const void *)why : w->resp.data;
-        last_n = rc != 0 ? strlen(why) : w->resp.len;
-        status = rc;
-        if (batch_answer(c, aoff, &at, k, light, rc, last, last_n) != 0) {
-            atomic_store_explicit(&batch_answers(c, aoff)->stopped, 1, memory_order_relaxed);
-            stopped = true;
-        }
+        if (batch_answer(c, aoff, &at, k, light, rc, rc != 0 ? (const void *)why : w->resp.data,
+                         rc != 0 ? strlen(why) : w->resp.len) != 0)
+            lost = true; /* the channel could not grow: said in the batch's answer */
         off += sizeof *rec + ((rlen + 7) & ~7u);
     }
-    if (bad)
-        answer(c, SHMRPC_EPROTO, bad, strlen(bad));
-    else if (stopped)
-        answer(c, status, last, last_n); /* over the records, which the client keeps */
-    else
+    /* The batch's answer: in the state's line (a message of at most 24 bytes), never over the
+     * records and answers, which the client reads still. */
+    if (bad) {
+        answer(c, SHMRPC_EPROTO, bad, strlen(bad)); /* "a malformed call record" */
+    } else if (lost) {
+        answer(c, SHMRPC_ENOMEM, "no room for its answer", 22);
+    } else {
+        if (stopped)
+            atomic_store_explicit(&batch_answers(c, aoff)->stopped, 1, memory_order_relaxed);
         hand_back(c, 0, NULL, 0);
+    }
     w->ctx.loan = worker_loan;
     loan_end(w);
 }
