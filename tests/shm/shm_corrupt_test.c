@@ -862,9 +862,15 @@ static void batches_made_up(shmrpc__shm_ctl *ctl, void *arg)
     st = send_batch(ctl, i, h, size, 6, 2, (uint32_t)size, &done); /* answers past the channel */
     EXPECT("records past the channel", st == SHMRPC_EPROTO);
     off = 0;
+    batch_record(data, &off, echo, 5, "hello"); /* 24 + 5 bytes, padded to 32 */
+    batch_record(data, &off, echo, 4000, NULL);
+    st = send_batch(ctl, i, h, size, 7, 2, 29, &done);
+    EXPECT("a record past the batch by the padding before it",
+           st == SHMRPC_EPROTO && done == 1 && batch_answered(h, 29, 0, "hello"));
+    off = 0;
     batch_record(data, &off, echo, 2, "ab");
     batch_record(data, &off, echo, 3, "cde");
-    st = send_batch(ctl, i, h, size, 7, 2, off, &done);
+    st = send_batch(ctl, i, h, size, 8, 2, off, &done);
     EXPECT("two good calls", st == 0 && done == 2 && batch_answered(h, off, 0, "ab") &&
                                  batch_answered(h, off, 1, "cde"));
 #undef EXPECT
