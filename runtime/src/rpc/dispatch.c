@@ -408,7 +408,7 @@ static int run(shmrpc_server *s, shmrpc_ctx *ctx, uint32_t id, shmrpc_bytes req,
     ctx->max_msg = s->max_msg;
     bool timed = ctx->stats || ctx->timed;
     /* A call with a deadline starts its clock here too (shmrpc_ctx_deadline). */
-    int64_t t0 = timed || ctx->budget_ns >= 0 ? shmrpc__now_ns() : 0;
+    int64_t t0 = !(timed || ctx->budget_ns >= 0) ? 0 : ctx->now_ns ? ctx->now_ns : shmrpc__now_ns();
     ctx->method = id;
     ctx->began_ns = t0;
     shmrpc_ctx *outer = serving; /* inproc://: a handler's call runs its handler here */
@@ -439,6 +439,7 @@ int shmrpc__dispatch(shmrpc_server *s, shmrpc_ctx *ctx, uint32_t id, shmrpc_byte
      * before its handler too: a worker's next call may be another client's, which sends
      * metadata of its own or none. */
     ctx->budget_ns = -1;
+    ctx->now_ns = 0;
     ctx->meta = NULL; /* in the arena */
     ctx->tracestate = NULL;
     ctx->trace[0] = 0;

@@ -100,6 +100,9 @@ struct shmrpc_ctx {
      * call, when it read the clock for its statistics; else 0 until the deadline is asked. */
     int64_t budget_ns;
     int64_t began_ns;
+    /* The clock as the transport read it just before dispatch, or 0: dispatch takes it as
+     * the call's beginning instead of reading the clock again, and sets it back to 0. */
+    int64_t now_ns;
     /* Whether the call's client still waits for it (shmrpc_ctx_cancelled): the transport's
      * look, which returns 0 or why not (SHMRPC_ETIMEDOUT: it gave up at its deadline;
      * SHMRPC_EPEERDIED: it died); NULL for a transport that cannot tell. */

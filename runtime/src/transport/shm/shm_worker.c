@@ -770,6 +770,7 @@ static void run_batch(worker *w, worker_chan *c, uint32_t count, uint32_t len, u
         if (rc == 0) {
             w->batch_cancel = &rec->cancelled;
             w->ctx.budget_ns = deadline == 0 ? -1 : deadline > now ? deadline - now : 1;
+            w->ctx.now_ns = now; /* the call begins now: no second clock read */
             rc = shmrpc__dispatch(w->l->server, &w->ctx, method,
                                   shmrpc_bytes_of(w->req.data, w->req.len), &w->resp);
             w->batch_cancel = NULL;
