@@ -1312,14 +1312,15 @@ static void batch_end(shm_conn *l, int rc)
     l->bn = l->bread = 0;
 }
 
-/* Every call of the batch on l ended before its answer: the batch is given up (withdrawn
- * when no worker took it yet, else its claim marked cancelled, so that its worker begins
- * none of the calls left), and the lane is held as a call's given up on is. */
-static void batch_drop(shm_conn *l)
+/* Every call of the batch on l ended before its answer, the last for why (its deadline, or
+ * a cancel): the batch is given up (withdrawn when no worker took it yet, else its claim
+ * marked so, and its worker begins none of the calls left, its handler told why), and the
+ * lane is held as a call's given up on is. */
+static void batch_drop(shm_conn *l, int why)
 {
     shmrpc_buf msg;
     shmrpc_buf_init(&msg);
-    give_up(l, SHMRPC_ECANCELLED, &msg);
+    give_up(l, why, &msg);
     shmrpc_buf_destroy(&msg);
     count_out(l);
     memset(l->bp, 0, sizeof l->bp);
@@ -1342,7 +1343,7 @@ static unsigned batch_late(shm_conn *l, int64_t now)
         l->bp[k] = NULL;
         ended++;
     }
-    if (ended && !batch_live(l)) batch_drop(l);
+    if (ended && !batch_live(l)) batch_drop(l, SHMRPC_ETIMEDOUT);
     return ended;
 }
 
@@ -1865,7 +1866,7 @@ static void lane_drop(shm_conn *c, shmrpc__pending *p, int why)
             shmrpc__shm_batch_call *rec =
                 (shmrpc__shm_batch_call *)(shmrpc__chan_data(&l->chan) + l->brec[k]);
             atomic_store(&rec->cancelled, 1);
-            if (!batch_live(l)) batch_drop(l);
+            if (!batch_live(l)) batch_drop(l, why == SHMRPC_ECANCELLED ? why : SHMRPC_ETIMEDOUT);
             return;
         }
         return;
