@@ -173,9 +173,10 @@ int shmrpc_client_health(shmrpc_client *c, shmrpc_health *state);
  * server draining or leaving before it read it) may go to another endpoint within its
  * deadline, or fails with SHMRPC_EUNAVAIL. Over tcp:// up to shmrpc_tcp_opts.max_in_flight
  * calls are in flight on each connection, and answers may come in any order; over shm://
- * up to 64, each on a connection of its own to the service, opened as starts need them
- * and kept (a start past them waits for one within its deadline; docs/shm-transport.md,
- * "Calls in flight"); over inproc:// start runs the call to its end and wait returns it. A
+ * a call goes alone on a connection of its own to the service (opened as starts need them,
+ * up to 64, and kept), or, while two of them are busy, in a batch of up to 16 calls that one
+ * worker runs in order, each answered as it ends (docs/shm-transport.md, "Calls in
+ * flight"); over inproc:// start runs the call to its end and wait returns it. A
  * client handle is still used by one thread at a time; shmrpc_client_call works while
  * calls are in flight. A started call is never retried, @idempotent or not
  * (docs/retries.md): its failure comes to the caller, who may start it again. */
