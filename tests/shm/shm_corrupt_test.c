@@ -637,6 +637,21 @@ static void truncated_channel_costs_nothing(void **state)
     assert_int_equal(after, worker);
 }
 
+/* Runs the broken client bad (which asserts its own exit status 0) between two calls of a
+ * well-behaved client: the same worker answers both, so it served on past what bad did. */
+static void worker_serves_past(void (*bad)(shmrpc__shm_ctl *, void *))
+{
+    pid_t server = start_server(1);
+    shmrpc_client *c = connect_client();
+    int32_t worker, after = 0;
+    assert_int_equal(calls_nap(c, 0, &worker), 0);
+    corrupt(bad, NULL);
+    assert_int_equal(calls_nap(c, 0, &after), 0);
+    shmrpc_client_free(c);
+    stop_server(server);
+    assert_int_equal(after, worker);
+}
+
 /* --- a channel not sealed --- */
 
 /* In a broken client: claims a free slot as a client does, with this process's pid (and
@@ -697,15 +712,7 @@ static void publish_unsealed(shmrpc__shm_ctl *ctl, void *arg)
 static void unsealed_channel_refused(void **state)
 {
     (void)state;
-    pid_t server = start_server(1);
-    shmrpc_client *c = connect_client();
-    int32_t worker, after = 0;
-    assert_int_equal(calls_nap(c, 0, &worker), 0);
-    corrupt(publish_unsealed, NULL); /* asserts the exit status 0: never taken */
-    assert_int_equal(calls_nap(c, 0, &after), 0);
-    shmrpc_client_free(c);
-    stop_server(server);
-    assert_int_equal(after, worker);
+    worker_serves_past(publish_unsealed);
 }
 
 /* --- a request longer than the largest --- */
@@ -741,15 +748,7 @@ static void request_past_the_largest(shmrpc__shm_ctl *ctl, void *arg)
 static void request_past_the_largest_refused(void **state)
 {
     (void)state;
-    pid_t server = start_server(1);
-    shmrpc_client *c = connect_client();
-    int32_t worker, after = 0;
-    assert_int_equal(calls_nap(c, 0, &worker), 0);
-    corrupt(request_past_the_largest, NULL); /* asserts the exit status 0: ETOOBIG */
-    assert_int_equal(calls_nap(c, 0, &after), 0);
-    shmrpc_client_free(c);
-    stop_server(server);
-    assert_int_equal(after, worker);
+    worker_serves_past(request_past_the_largest);
 }
 
 /* --- batches that a broken client made up --- */
@@ -883,15 +882,7 @@ static void batches_made_up(shmrpc__shm_ctl *ctl, void *arg)
 static void made_up_batches_refused(void **state)
 {
     (void)state;
-    pid_t server = start_server(1);
-    shmrpc_client *c = connect_client();
-    int32_t worker, after = 0;
-    assert_int_equal(calls_nap(c, 0, &worker), 0);
-    corrupt(batches_made_up, NULL); /* asserts the exit status 0 */
-    assert_int_equal(calls_nap(c, 0, &after), 0);
-    shmrpc_client_free(c);
-    stop_server(server);
-    assert_int_equal(after, worker);
+    worker_serves_past(batches_made_up);
 }
 
 /* --- a bumped generation --- */
