@@ -673,6 +673,18 @@ static unsigned claim_slot(shmrpc__shm_ctl *ctl, bool with_start, char *name, si
     _exit(2);
 }
 
+/* In a broken client: the channel of the slot claim_slot named, made as a client makes it
+ * (sealed), of size bytes, mapped; its fd in *fd. Exits 3 or 4 when it cannot. */
+static shmrpc__shm_chan *sealed_channel(const char *name, uint64_t size, int *fd)
+{
+    shmrpc_buf err;
+    shmrpc_buf_init(&err);
+    if (shmrpc__shm_create_channel(name + 1, size, fd, &err) != 0) _exit(3);
+    shmrpc__shm_chan *h = shmrpc__shm_map(*fd, size);
+    if (h == NULL) _exit(4);
+    return h;
+}
+
 /* In a broken client: asks for call 1, len bytes of method 0, in channel fd (mapped at h,
  * size bytes) of slot i, opens the slot and rings. */
 static void publish_request(shmrpc__shm_ctl *ctl, unsigned i, int fd, shmrpc__shm_chan *h,
@@ -727,12 +739,8 @@ static void request_past_the_largest(shmrpc__shm_ctl *ctl, void *arg)
     char name[160];
     unsigned i = claim_slot(ctl, true, name, sizeof name);
     uint64_t max = ctl->max_msg, size = shmrpc__chan_max_size(max);
-    shmrpc_buf err;
-    shmrpc_buf_init(&err);
     int fd;
-    if (shmrpc__shm_create_channel(name + 1, size, &fd, &err) != 0) _exit(3);
-    shmrpc__shm_chan *h = shmrpc__shm_map(fd, size);
-    if (h == NULL) _exit(4);
+    shmrpc__shm_chan *h = sealed_channel(name, size, &fd);
     publish_request(ctl, i, fd, h, size, (uint32_t)(max + 1));
     for (int ms = 0; ms < 5000 && atomic_load(&h->state.word) != SHM_CHAN_RESPONSE; ms++)
         usleep(1000);
@@ -818,12 +826,8 @@ static void batches_made_up(shmrpc__shm_ctl *ctl, void *arg)
     char name[160];
     unsigned i = claim_slot(ctl, true, name, sizeof name);
     uint64_t size = 65536;
-    shmrpc_buf err;
-    shmrpc_buf_init(&err);
     int fd;
-    if (shmrpc__shm_create_channel(name + 1, size, &fd, &err) != 0) _exit(3);
-    shmrpc__shm_chan *h = shmrpc__shm_map(fd, size);
-    if (h == NULL) _exit(4);
+    shmrpc__shm_chan *h = sealed_channel(name, size, &fd);
     atomic_store(&h->size, size);
     atomic_store(&ctl->slots[i].chan_fd, fd);
     atomic_store(&ctl->slots[i].state, SHM_SLOT_OPEN);
