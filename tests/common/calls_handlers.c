@@ -66,19 +66,4 @@ static int h_nap(shmrpc_ctx *ctx, uint32_t ms, int32_t *out)
     return 0;
 }
 
-/* Answers as many bytes as the request's first four say: a small call with a large answer. */
-static int h_fill(shmrpc_ctx *ctx, shmrpc_bytes data, shmrpc_bytes *out)
-{
-    static uint8_t room[4 << 20];
-    uint32_t n = 0;
-    if (data.len >= sizeof n) memcpy(&n, data.ptr, sizeof n);
-    if (n > sizeof room) return shmrpc_ctx_error(ctx, SHMRPC_EINVAL, "at most 4 MiB");
-    sh->calls++;
-    sh->fills++;
-    memset(room, 'f', n);
-    *out = shmrpc_bytes_of(room, n);
-    return 0;
-}
-
-const Calls_handlers calls_test_handlers = {
-    .echo = h_echo, .add = h_add, .nap = h_nap, .fill = h_fill};
+const Calls_handlers calls_test_handlers = {.echo = h_echo, .add = h_add, .nap = h_nap};

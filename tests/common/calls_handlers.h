@@ -23,7 +23,6 @@ typedef struct calls_shared {
     uint32_t nap_ms[CALLS_NAPS_LOGGED];
     _Atomic int32_t ran[64]; /* runs of each tagged call (calls_tag), by its id */
     _Atomic int32_t wake;    /* naps of CALLS_NAP_HELD end once it is not 0 (the test sets it) */
-    _Atomic int32_t fills;   /* runs of fill(), all workers */
 } calls_shared;
 
 /* A nap of this many ms (the most a uint16 says) lasts until the test sets sh->wake, at

@@ -23,6 +23,7 @@
 
 #include <cmocka.h>
 
+#include "batch.h"
 #include "calls_handlers.h"
 #include "procs.h"
 #include "transport/shm/shm.h"
@@ -38,17 +39,7 @@ static int setup(void **state)
     sh->most = 0;
     sh->naps_begun = 0;
     sh->wake = 0;
-    sh->fills = 0;
     return 0;
-}
-
-static pid_t start_server_max(int workers, size_t max_msg)
-{
-    test_server ts = {
-        &Calls_service, &calls_test_handlers, addr, workers, max_msg, NULL, NULL, NULL};
-    pid_t pid = test_start_server(&ts);
-    assert_true(pid > 0);
-    return pid;
 }
 
 static pid_t start_server(int workers)
@@ -360,24 +351,54 @@ static void worker_killed_during_a_batch(void **state)
     stop_server(srv);
 }
 
+/* The Batch service's handlers (batch.svc): fills counted in shared memory. */
+static _Atomic int32_t *fills;
+
+static int h_fill(shmrpc_ctx *ctx, shmrpc_bytes data, shmrpc_bytes *out)
+{
+    static uint8_t room[4 << 20];
+    uint32_t n = 0;
+    if (data.len >= sizeof n) memcpy(&n, data.ptr, sizeof n);
+    if (n > sizeof room) return shmrpc_ctx_error(ctx, SHMRPC_EINVAL, "at most 4 MiB");
+    (*fills)++;
+    memset(room, 'f', n);
+    *out = shmrpc_bytes_of(room, n);
+    return 0;
+}
+
+static int h_batch_nap(shmrpc_ctx *ctx, uint32_t ms, uint32_t *out)
+{
+    (void)ctx;
+    usleep(ms * 1000);
+    *out = ms;
+    return 0;
+}
+
+static const Batch_handlers batch_handlers = {.fill = h_fill, .nap = h_batch_nap};
+
 /* A batch whose answers would not all fit its channel (a server of 1 MiB messages, whose
  * channels hold 2 MiB): its worker stops before the call whose answer might not fit, and the
  * client sends the calls left again; each is answered whole, and runs once. */
 static void answers_past_the_channel(void **state)
 {
     (void)state;
-    pid_t srv = start_server_max(1, 1 << 20);
-    shmrpc_client *c = connect_to();
+    test_server ts = {&Batch_service, &batch_handlers, addr, 1, 1 << 20, NULL, NULL, NULL};
+    pid_t srv = test_start_server(&ts);
+    assert_true(srv > 0);
+    *fills = 0;
+    int rc;
+    shmrpc_client *c = test_connect(&Batch_service_info, NULL, addr, &rc);
+    if (!c || rc) fail_msg("connect %s: %s: %s", addr, shmrpc_strerror(rc), shmrpc_errmsg());
     shmrpc_call *calls[6];
-    assert_int_equal(nap_start(c, 100, 30000, &calls[0]), 0);
-    assert_int_equal(nap_start(c, 1, 30000, &calls[1]), 0);
+    assert_int_equal(batch_nap_start(c, 100, &calls[0]), 0);
+    assert_int_equal(batch_nap_start(c, 1, &calls[1]), 0);
     uint32_t n = 600 * 1024;
     for (int i = 2; i < 6; i++) /* two lanes busy: a batch of four */
-        assert_int_equal(calls_fill_start(c, shmrpc_bytes_of(&n, sizeof n), &calls[i]), 0);
+        assert_int_equal(batch_fill_start(c, shmrpc_bytes_of(&n, sizeof n), &calls[i]), 0);
     wait_all(c, calls, 2);
     for (int i = 2; i < 6; i++) {
         shmrpc_bytes out;
-        int rc = calls_fill_finish(c, calls[i], &out);
+        rc = batch_fill_finish(c, calls[i], &out);
         if (rc != 0) fail_msg("fill %d: %s: %s", i, shmrpc_strerror(rc), shmrpc_errmsg());
         assert_int_equal(out.len, n);
         assert_true(out.ptr[0] == 'f' && out.ptr[n - 1] == 'f');
@@ -387,8 +408,10 @@ static void answers_past_the_channel(void **state)
         shmrpc_call_free(calls[i]);
     }
     shmrpc_client_free(c);
-    stop_server(srv);
-    assert_int_equal(sh->fills, 4);
+    sh->wake = 1;
+    assert_true(test_stop_server(srv));
+    assert_int_equal(test_shm_segments(addr), 0);
+    assert_int_equal(*fills, 4);
 }
 
 /* A forked child that frees the client it inherited with calls in flight leaves them to
@@ -603,6 +626,8 @@ static void client_killed_with_calls_in_flight(void **state)
 int main(void)
 {
     if (calls_shared_map() != 0) return 1;
+    fills = mmap(NULL, sizeof *fills, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+    if (fills == MAP_FAILED) return 1;
     signal(SIGPIPE, SIG_IGN);
     alarm(280);
     const struct CMUnitTest tests[] = {
