@@ -36,6 +36,9 @@ struct shmrpc_client {
      * SPARE_MAX: a client with many calls in flight allocates none per call. */
     shmrpc_call *spare;
     unsigned n_spare;
+    /* Every call made and not freed yet, done or not: the client's end tells them it is gone
+     * (their client NULL), so that a call freed after it never looks at it. */
+    shmrpc_call *out;
     bool loaned;         /* a loan waits for its call (shmrpc_client_loan) */
     bool loan_in_conn;   /* in the transport (conn->ops->loan), not in req */
     uint32_t loan_method;
@@ -81,6 +84,7 @@ struct shmrpc_call {
     shmrpc_client *client;    /* NULL once the client is gone */
     shmrpc_call *next, *prev; /* the client's calls, while the transport holds it */
     bool linked;
+    shmrpc_call *out_next, *out_prev; /* the client's calls made and not freed (its out) */
     uint32_t cancels_seen; /* the client's cancels when it began */
     bool icpt_due;         /* the afters of its client's first icpt_ran interceptors */
     uint32_t icpt_ran;
@@ -214,6 +218,8 @@ void shmrpc_client_free(shmrpc_client *c)
 {
     if (!c) return;
     close_calls(c, true, "the client was freed while the call was in flight");
+    for (shmrpc_call *k = c->out; k; k = k->out_next)
+        k->client = NULL; /* the caller's still: freed later, without its client */
     while (c->spare) {
         shmrpc_call *k = c->spare;
         c->spare = k->next;
@@ -814,6 +820,9 @@ static shmrpc_call *call_new(shmrpc_client *c, uint32_t sid, int64_t j, int64_t 
         shmrpc_buf_init(&k->p.msg);
     }
     k->client = c;
+    k->out_next = c->out;
+    if (c->out) c->out->out_prev = k;
+    c->out = k;
     k->p.resp.max = c->cfg.max_msg;
     k->p.sid = sid;
     k->p.j = j;
@@ -1041,6 +1050,11 @@ void shmrpc_call_free(shmrpc_call *call)
         shmrpc_call_cancel(call);
         settle(call);
         call_unlink(call);
+        if (call->out_prev)
+            call->out_prev->out_next = call->out_next;
+        else
+            c->out = call->out_next;
+        if (call->out_next) call->out_next->out_prev = call->out_prev;
     }
     const shmrpc__pending *p = &call->p;
     if (c && c->n_spare < SPARE_MAX &&
