@@ -1132,11 +1132,11 @@ static void lanes_server_gone(shm_conn *c, const shm_conn *gone)
 /* --- batches ----------------------------------------------------------------------------
  * While two lanes are busy, a start does not send its call: the call joins the next batch
  * (lanes' form), which goes on a lane of its own (form_post) once at most one lane is busy,
- * once it holds SHMRPC__BATCH_MAX calls or BATCH_BYTES of records, or before the waiter
- * sleeps. A worker takes a batch as one call (one claim, one doorbell) and runs its calls in
- * order, publishing each answer as it ends (shm.h): a client with many calls in flight pays a
- * handoff a batch, not a call, and each call still runs at most once and says whether it ran
- * (the worker's count of answers says which one runs). */
+ * once it holds BATCH_CALLS calls or BATCH_BYTES of records, or once the waiter has waited
+ * FORM_LATE_NS or is about to sleep. A worker takes a batch as one call (one claim, one doorbell)
+ * and runs its calls in order, publishing each answer as it ends (shm.h): a client with many calls
+ * in flight pays a handoff a batch, not a call, and each call still runs at most once and says
+ * whether it ran (the worker's count of answers says which one runs). */
 #define BATCH_BYTES 16384u   /* a batch's records at most */
 #define BATCH_CALL_MAX 4096u /* a request above this goes alone */
 /* A batch goes once it holds this many calls: batches small enough that the workers share a
@@ -1798,6 +1798,14 @@ static int shm_start(shmrpc__conn *base, shmrpc__pending *p, shmrpc_buf *err)
     return 0;
 }
 
+/* Ends p, a call a forked child inherited: its parent's to wait for. */
+static void pending_not_ours(shm_conn *c, shmrpc__pending *p)
+{
+    p->status = not_ours(c, &p->msg);
+    p->done = true;
+    p->where = NULL;
+}
+
 static void shm_progress(shmrpc__conn *base, int64_t deadline)
 {
     shm_conn *c = (shm_conn *)base;
@@ -1811,28 +1819,15 @@ static void shm_progress(shmrpc__conn *base, int64_t deadline)
     /* A forked child inherited its parent's calls: they are the parent's to wait for. */
     for (unsigned i = 0; i < c->lanes->n; i++) {
         shm_conn *l = c->lanes->at[i];
-        shmrpc__pending *p = l->p;
-        if (p != NULL) {
-            p->status = not_ours(c, &p->msg);
-            p->done = true;
-            p->where = NULL;
-            l->p = NULL;
-        }
-        for (unsigned k = l->bread; k < l->bn; k++) {
-            if ((p = l->bp[k]) == NULL) continue;
-            p->status = not_ours(c, &p->msg);
-            p->done = true;
-            p->where = NULL;
-            l->bp[k] = NULL;
-        }
+        if (l->p != NULL) pending_not_ours(c, l->p);
+        l->p = NULL;
+        for (unsigned k = l->bread; k < l->bn; k++)
+            if (l->bp[k] != NULL) pending_not_ours(c, l->bp[k]);
+        memset(l->bp, 0, sizeof l->bp);
         l->bn = l->bread = 0;
     }
-    for (unsigned k = 0; k < c->lanes->nform; k++) {
-        shmrpc__pending *p = c->lanes->form[k];
-        p->status = not_ours(c, &p->msg);
-        p->done = true;
-        p->where = NULL;
-    }
+    for (unsigned k = 0; k < c->lanes->nform; k++)
+        pending_not_ours(c, c->lanes->form[k]);
     c->lanes->nform = 0;
     c->lanes->form_bytes = 0;
 }

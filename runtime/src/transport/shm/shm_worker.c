@@ -710,13 +710,13 @@ static void run_batch(worker *w, worker_chan *c, uint32_t count, uint32_t len, u
     uint64_t aoff = shmrpc__shm_batch_answers_off(len, mlen);
     const char *bad = NULL;
     if (count == 0 || count > SHMRPC__BATCH_MAX)
-        bad = "the batch's count is malformed";
+        bad = "a malformed batch";
     else if (mlen > SHMRPC_METADATA_MAX_BYTES)
-        bad = "the call's metadata is longer than 4096 bytes";
+        bad = "metadata over 4096 bytes";
     shmrpc_buf err;
     shmrpc_buf_init(&err);
     if (!bad && shmrpc__chan_follow(&c->map, aoff + sizeof(shmrpc__shm_batch_answers), &err) != 0)
-        bad = "the batch's length does not fit its channel";
+        bad = "a batch past its channel";
     shmrpc_buf_destroy(&err);
     if (bad) {
         answer(c, SHMRPC_EPROTO, bad, strlen(bad));
@@ -784,7 +784,7 @@ static void run_batch(worker *w, worker_chan *c, uint32_t count, uint32_t len, u
     /* The batch's answer: in the state's line (a message of at most 24 bytes), never over the
      * records and answers, which the client reads still. */
     if (bad) {
-        answer(c, SHMRPC_EPROTO, bad, strlen(bad)); /* "a malformed call record" */
+        answer(c, SHMRPC_EPROTO, bad, strlen(bad)); /* at most 24 bytes, as every bad */
     } else if (lost) {
         answer(c, SHMRPC_ENOMEM, "no room for its answer", 22);
     } else {
