@@ -528,6 +528,17 @@ static int slots_of(shmrpc__shm_ctl *ctl, pid_t pid)
     return n;
 }
 
+/* The slots of pid that are open: handed over to the manager, which frees them at the
+ * client's hang-up. A slot still being claimed is freed only by a sweep. */
+static int open_slots_of(shmrpc__shm_ctl *ctl, pid_t pid)
+{
+    int n = 0;
+    for (int i = 0; i < SHMRPC__MAX_CONNS; i++)
+        n += atomic_load(&ctl->slots[i].client.pid) == pid &&
+             atomic_load(&ctl->slots[i].state) == SHM_SLOT_OPEN;
+    return n;
+}
+
 /* The waiter of calls in flight counts once in the service's awake while it spins: with
  * every call answered and the workers asleep, awake is back at 0, after a client that
  * sleeps past its spin and one that only spins (SHMRPC_WAIT=spin, counted from its first
@@ -594,10 +605,12 @@ static void client_killed_with_calls_in_flight(void **state)
     }
     assert_true(child > 0);
     /* The held nap runs, the child's lanes are open and it spins, counted (the worker runs
-     * a handler, so it is awake too). */
+     * a handler, so it is awake too). Open, not only claimed: a lane killed during its claim
+     * is the sweep's to free, and the one worker sweeps only after the held nap (CI once
+     * killed the child between the third lane's claim and its hand-over). */
     int64_t until = test_now_ms() + 10000;
     while (test_now_ms() < until &&
-           (sh->running < 1 || slots_of(ctl, child) < 3 || atomic_load(&ctl->awake) < 2))
+           (sh->running < 1 || open_slots_of(ctl, child) < 3 || atomic_load(&ctl->awake) < 2))
         usleep(1000);
     int held = slots_of(ctl, child);
     uint32_t before = atomic_load(&ctl->awake);
