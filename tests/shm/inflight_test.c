@@ -636,6 +636,52 @@ static void client_killed_with_calls_in_flight(void **state)
     assert_int_equal(naps, 1);
 }
 
+/* The server killed -9 (its manager; the workers die with it) while a batch waits for the
+ * one worker, busy with a held nap: the held nap may have run, and the call that waited alone
+ * and the batch's calls, its first as the others, say that they did not run; none ran. */
+static void server_killed_with_a_batch_waiting(void **state)
+{
+    (void)state;
+    pid_t srv = start_server(1);
+    shmrpc_client *c = connect_to();
+    size_t len;
+    shmrpc__shm_ctl *ctl = map_ctl(&len);
+    assert_non_null(ctl);
+    shmrpc_call *calls[6];
+    assert_int_equal(nap_start(c, CALLS_NAP_HELD, 30000, &calls[0]), 0);
+    await_at_least(&sh->running, 1, "the held nap running");
+    for (int i = 1; i < 6; i++) /* one alone on the second lane, four in a batch */
+        assert_int_equal(nap_start(c, 600 + (uint32_t)i, 30000, &calls[i]), 0);
+    /* A wait that lasts sends the batch, on a third lane. */
+    size_t which;
+    for (int i = 0; i < 1000 && open_slots_of(ctl, getpid()) < 3; i++)
+        assert_int_equal(shmrpc_client_wait(c, calls, 6, 10, &which), SHMRPC_ETIMEDOUT);
+    int lanes = open_slots_of(ctl, getpid());
+    munmap(ctl, len);
+    assert_int_equal(kill(srv, SIGKILL), 0);
+    test_reap(srv, 5000);
+    wait_all(c, calls, 6);
+    assert_int_equal(lanes, 3);
+    shmrpc_bytes b;
+    int rc = shmrpc_call_result(calls[0], &b);
+    if (rc != SHMRPC_EPEERDIED && rc != SHMRPC_EUNAVAIL)
+        fail_msg("the held nap: %s: %s", shmrpc_strerror(rc), shmrpc_errmsg());
+    char gone[200]; /* each call's own reason: none ran */
+    snprintf(gone, sizeof gone, "the server of %s went away during the call; it did not run", addr);
+    for (int i = 1; i < 6; i++) {
+        rc = shmrpc_call_result(calls[i], &b);
+        const char *msg = shmrpc_errmsg();
+        if (rc != SHMRPC_EUNAVAIL || strcmp(msg, gone) != 0)
+            fail_msg("nap %d: %s: %s", 600 + i, shmrpc_strerror(rc), msg);
+    }
+    for (int i = 0; i < 6; i++)
+        shmrpc_call_free(calls[i]);
+    shmrpc_client_free(c);
+    for (int i = 1; i < 6; i++)
+        assert_int_equal(naps_of(600 + (uint32_t)i), 0);
+    test_shm_forget(addr);
+}
+
 int main(void)
 {
     if (calls_shared_map() != 0) return 1;
@@ -657,6 +703,7 @@ int main(void)
         cmocka_unit_test_setup(cancelled_before_it_was_sent, setup),
         cmocka_unit_test_setup(awake_comes_back, setup),
         cmocka_unit_test_setup(client_killed_with_calls_in_flight, setup),
+        cmocka_unit_test_setup(server_killed_with_a_batch_waiting, setup),
     };
     if (getenv("INFLIGHT_TEST_ONLY")) cmocka_set_test_filter(getenv("INFLIGHT_TEST_ONLY"));
     return cmocka_run_group_tests(tests, NULL, NULL);

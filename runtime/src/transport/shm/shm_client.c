@@ -705,12 +705,13 @@ static int await_answer(shm_conn *c, shmrpc__deadline *dl)
 }
 
 /* After a failed wait: withdraws a request no worker took (the claim's swap that a worker
- * taking it makes too), or leaves a call being served to finish on its own (or resets the
- * channel if its worker died). */
-static int give_up(shm_conn *c, int rc, shmrpc_buf *err)
+ * taking it makes too; then *withdrawn), or leaves a call being served to finish on its own
+ * (or resets the channel if its worker died). */
+static int give_up_how(shm_conn *c, int rc, shmrpc_buf *err, bool *withdrawn)
 {
     shmrpc__shm_chan *h = c->chan.head;
     uint32_t st;
+    *withdrawn = false;
     for (;;) {
         st = atomic_load(&h->state.word);
         if (st == SHM_CHAN_RESPONSE) return 0; /* the answer came after all */
@@ -722,6 +723,7 @@ static int give_up(shm_conn *c, int rc, shmrpc_buf *err)
                 continue;                                /* a worker took it meanwhile */
             atomic_store(&h->state.word, SHM_CHAN_IDLE); /* no worker will take it now */
             shmrpc__shm_unring(c->ctl, c->slot);
+            *withdrawn = true;
             if (rc == SHMRPC_ETIMEDOUT)
                 shmrpc__msg_set(
                     err, "the deadline passed before a worker took the call; it did not run");
@@ -759,9 +761,16 @@ static int give_up(shm_conn *c, int rc, shmrpc_buf *err)
                         c->key, st == SHM_CHAN_REQUEST ? "did not run" : "may have run");
     } else if (rc == SHMRPC_EUNAVAIL) {
         c->broken = true;
-        shmrpc__msg_set(err, "the server of shm://%s went away during the call", c->key);
+        shmrpc__msg_set(err, "the server of shm://%s went away during the call; it %s", c->key,
+                        *withdrawn ? "did not run" : "may have run");
     }
     return rc;
+}
+
+static int give_up(shm_conn *c, int rc, shmrpc_buf *err)
+{
+    bool withdrawn;
+    return give_up_how(c, rc, err, &withdrawn);
 }
 
 /* A call abandoned earlier may still occupy the channel: wait for its worker to let go. */
@@ -1261,8 +1270,8 @@ static void batch_end(shm_conn *l, int rc)
 {
     shmrpc_buf msg;
     shmrpc_buf_init(&msg);
-    bool bad = batch_read(l) < 0, sure = true;
-    if (rc != 0 && (rc = give_up(l, rc, &msg)) != 0 &&
+    bool bad = batch_read(l) < 0, sure = true, withdrawn = false;
+    if (rc != 0 && (rc = give_up_how(l, rc, &msg, &withdrawn)) != 0 &&
         atomic_load(&l->chan.head->state.word) == SHM_CHAN_REQUEST) {
         /* Its worker runs on under a claim given up on, and begins no call after its next
          * look at it: what it published before that look is read now, once a light
@@ -1301,9 +1310,12 @@ static void batch_end(shm_conn *l, int rc)
                 pending_fail(l->bp[k], rc, shmrpc__msg_get(&msg));
         }
         char why[300];
-        snprintf(why, sizeof why, "%s (for a call before it in its batch); the call %s",
-                 rc == 0 ? shmrpc_strerror(status) : shmrpc__msg_get(&msg),
-                 sure ? "did not run" : "may have run");
+        if (withdrawn) /* no worker took the batch: the reason is every call's own */
+            snprintf(why, sizeof why, "%s", shmrpc__msg_get(&msg));
+        else
+            snprintf(why, sizeof why, "%s (for a call before it in its batch); the call %s",
+                     rc == 0 ? shmrpc_strerror(status) : shmrpc__msg_get(&msg),
+                     sure ? "did not run" : "may have run");
         for (k++; k < l->bn; k++)
             if (l->bp[k]) pending_fail(l->bp[k], rc == 0 ? status : rc, why);
     }
