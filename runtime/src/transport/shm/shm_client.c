@@ -758,7 +758,7 @@ static int give_up_how(shm_conn *c, int rc, shmrpc_buf *err, bool *withdrawn)
                         "this connection's slot or channel at shm://%s no longer leads to it (a "
                         "broken client wrote over the slot, or this program closed the "
                         "channel's fd?); the call %s; the next call connects again",
-                        c->key, st == SHM_CHAN_REQUEST ? "did not run" : "may have run");
+                        c->key, *withdrawn ? "did not run" : "may have run");
     } else if (rc == SHMRPC_EUNAVAIL) {
         c->broken = true;
         shmrpc__msg_set(err, "the server of shm://%s went away during the call; it %s", c->key,
@@ -1310,7 +1310,7 @@ static void batch_end(shm_conn *l, int rc)
                 pending_fail(l->bp[k], rc, shmrpc__msg_get(&msg));
         }
         char why[300];
-        if (withdrawn) /* no worker took the batch: the reason is every call's own */
+        if (withdrawn && *shmrpc__msg_get(&msg)) /* no worker took it: every call's reason */
             snprintf(why, sizeof why, "%s", shmrpc__msg_get(&msg));
         else
             snprintf(why, sizeof why, "%s (for a call before it in its batch); the call %s",
