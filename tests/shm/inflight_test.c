@@ -1,10 +1,11 @@
 /* SPDX-License-Identifier: MIT */
 /* Many calls in flight over shm:// from one client thread (issue 37): shmrpc_client_start
- * and _wait against real server processes, each call on a lane of its own. Calls run side
- * by side on the workers and are answered in any order, each with its own deadline;
- * a start past the lanes waits for one within its deadline; a cancelled call's lane serves
- * again once its handler is done; a worker killed with calls in flight fails only the call
- * it had, and no call runs twice. Every wait is bounded. */
+ * and _wait against real server processes, each call on a lane of its own or, while two
+ * lanes are busy, in a batch on one. Calls run side by side on the workers and are answered
+ * in any order, each with its own deadline; a call behind a held batch says it did not run;
+ * a cancelled call's lane serves again once its handler is done; a worker, a client or a
+ * server killed with calls in flight fails only the calls it must, each saying whether it
+ * ran, and no call runs twice. Every wait is bounded. */
 #define _GNU_SOURCE
 #include <fcntl.h>
 #include <pthread.h>
