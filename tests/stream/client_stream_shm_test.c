@@ -337,9 +337,9 @@ static void client_killed_mid_stream(void **state)
 
 /* A client's ring that lies to the worker, written while sum's handler waits for parts: a
  * count of more than the ring holds, a record longer than the ring, a piece that does not
- * continue its item, an item above the server's maximum, and a piece of no bytes with more
- * to come. Each fails the handler's read, which it returns, and the client's answer says
- * so. */
+ * continue its item, an item above the server's maximum, a piece of no bytes with more to
+ * come, and a piece that reaches past the room the worker gave back (ring_peer.h). Each fails the
+ * handler's read, which it returns, and the client's answer says so. */
 static void a_client_that_lies_about_its_ring(void **state)
 {
     (void)state;
@@ -354,6 +354,7 @@ static void a_client_that_lies_about_its_ring(void **state)
         {SHMRPC_EPROTO, "the client's ring of the stream is off"},
         {SHMRPC_ETOOBIG, "an item of 4294967295 bytes is larger than the server's maximum of "
                          "67108864 bytes"},
+        {SHMRPC_EPROTO, "the client's ring of the stream is off"},
         {SHMRPC_EPROTO, "the client's ring of the stream is off"},
     };
     for (int k = 0; k < TEST_RING_LIES; k++) {

@@ -53,10 +53,10 @@ shmrpc__stream_ring *test_stream_ring(shmrpc__shm_chan *h, uint64_t off)
     return (shmrpc__stream_ring *)((uint8_t *)h + SHMRPC__CHAN_DATA + off);
 }
 
-/* Writes the record {len, left} at byte at of r's records. */
+/* Writes the record {len, left} at byte at of r's records, whole (shm.h). */
 static void record_at(shmrpc__stream_ring *r, uint32_t at, uint32_t len, uint32_t left)
 {
-    uint32_t head[2] = {len, left};
+    uint32_t head[2] = {len | SHMRPC__RING_WHOLE, left};
     memcpy((uint8_t *)(r + 1) + at, head, sizeof head);
 }
 
@@ -64,6 +64,7 @@ uint32_t test_ring_lie(shmrpc__stream_ring *r, int k)
 {
     switch (k) {
     case 0:
+        record_at(r, 0, 8, 0);
         return SHMRPC__RING_MAX + 8;
     case 1:
         record_at(r, 0, SHMRPC__RING_MAX, 0);
@@ -75,8 +76,12 @@ uint32_t test_ring_lie(shmrpc__stream_ring *r, int k)
     case 3:
         record_at(r, 0, 8, UINT32_MAX - 8);
         return 16;
-    default:
+    case 4:
         record_at(r, 0, 0, 10);
         return 8;
+    default: /* a piece of 8, then the rest of its item: 8 bytes more than the ring */
+        record_at(r, 0, 8, SHMRPC__RING_MAX - 16);
+        record_at(r, 16, SHMRPC__RING_MAX - 16, 0);
+        return 16;
     }
 }

@@ -20,11 +20,12 @@ shmrpc__shm_chan *test_stream_channel(const char *addr, uint32_t stream, bool ta
  * the second of a stream both ways). */
 shmrpc__stream_ring *test_stream_ring(shmrpc__shm_chan *h, uint64_t off);
 
-/* The lies a ring's writer may tell its reader: a count of more than the ring holds, a record
- * longer than the ring, a piece that does not continue its item, an item of 4 GiB - 1 bytes
- * (above any reader's maximum), and a piece of no bytes with more to come (which would keep a
- * reader reading for ever). */
-#define TEST_RING_LIES 5
+/* The lies a ring's writer may tell its reader: a count of more than the ring holds (above a
+ * record that is whole), a record longer than the ring, a piece that does not continue its
+ * item, an item of 4 GiB - 1 bytes (above any reader's maximum), a piece of no bytes with
+ * more to come (which would keep a reader reading for ever), and a piece that reaches past
+ * the room the reader gave back (which no writer had). */
+#define TEST_RING_LIES 6
 
 /* Writes lie k (0 .. TEST_RING_LIES - 1) into r's records: the writer's count that tells it,
  * for the caller to store in r's tail. */

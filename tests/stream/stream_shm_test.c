@@ -308,9 +308,9 @@ static shmrpc__shm_chan *stream_channel(size_t *size, shmrpc__stream_ring **ring
 
 /* A ring that lies to the client, written while quiet's handler writes nothing: a count of
  * more than the ring holds, a record longer than the ring, a piece that does not continue
- * its item, an item above the client's maximum, and a piece of no bytes with more to come.
- * Each ends the stream on the client's
- * side, saying so, and its handler learns it was ended. */
+ * its item, an item above the client's maximum, a piece of no bytes with more to come, and a
+ * piece that reaches past the room the client gave back (ring_peer.h). Each ends the stream
+ * on the client's side, saying so, and its handler learns it was ended. */
 static void a_worker_that_lies_about_its_ring(void **state)
 {
     (void)state;
@@ -325,6 +325,7 @@ static void a_worker_that_lies_about_its_ring(void **state)
         {SHMRPC_EPROTO, "the worker's ring of the stream is off"},
         {SHMRPC_ETOOBIG, "an item of 4294967295 bytes is larger than the client's maximum of "
                          "67108864 bytes"},
+        {SHMRPC_EPROTO, "the worker's ring of the stream is off"},
         {SHMRPC_EPROTO, "the worker's ring of the stream is off"},
     };
     for (int k = 0; k < TEST_RING_LIES; k++) {

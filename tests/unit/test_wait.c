@@ -3,7 +3,8 @@
  * options read from the environment (a bad SHMRPC_SPIN_NS keeps the default), a deadline
  * computed once and never overflowing, a count that never goes below 0, and a wait that
  * returns 0 for a word that changed, also when the change came while the deadline
- * passed, and SHMRPC_ETIMEDOUT only for one that did not. */
+ * passed, and SHMRPC_ETIMEDOUT only for one that did not; a second word that changes just
+ * before the sleep ends the wait unslept. */
 #include <limits.h>
 #include <stdlib.h>
 #include <time.h>
@@ -139,6 +140,39 @@ static void waits_end_by_status(void **state)
     assert_int_equal(atomic_load(&f.word), 2);
 }
 
+/* The second word (a stream's next record) changes after the wait's last look but before it
+ * sleeps, as a writer's that saw no sleeper yet: the wait ends without sleeping, since it looks
+ * at the second word again once it counted itself asleep (the writer wakes sleepers only). */
+static int change_also(void *arg)
+{
+    atomic_store((_Atomic uint32_t *)arg, 7);
+    return 0;
+}
+
+static void a_second_word_that_changes_before_the_sleep(void **state)
+{
+    (void)state;
+    shmrpc__futex f = {0};
+    _Atomic uint32_t next = 0;
+    _Atomic uint64_t asleep = 0;
+    uint64_t timer_ends = 0;
+    shmrpc_wait_opts sleep_only;
+    shmrpc_wait_opts_init(&sleep_only);
+    sleep_only.mode = SHMRPC_WAIT_SLEEP;
+    shmrpc__waiter w = {.opts = &sleep_only,
+                        .check = change_also,
+                        .check_arg = (void *)&next,
+                        .check_ns = 200 * 1000000LL,
+                        .sleeping = &asleep,
+                        .sleeping_bit = 1,
+                        .timer_ends = &timer_ends,
+                        .also = &next,
+                        .also_old = 0};
+    assert_int_equal(shmrpc__wait_while(&f, 0, shmrpc__now_ns() + 2000000000LL, &w), 0);
+    assert_int_equal(timer_ends, 0);
+    assert_int_equal(atomic_load(&asleep), 0);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -146,6 +180,7 @@ int main(void)
         cmocka_unit_test(deadlines_once_and_without_overflow),
         cmocka_unit_test(counts_stop_at_zero),
         cmocka_unit_test(waits_end_by_status),
+        cmocka_unit_test(a_second_word_that_changes_before_the_sleep),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

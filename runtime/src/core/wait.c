@@ -99,7 +99,8 @@ static void futex_sleep(shmrpc__futex *f, uint32_t old, int64_t ns, const shmrpc
      * fence on its CPU makes it seen here, or its look see this sleeper. */
     if (w->fence_wakers && !shmrpc__fence_wakers() && (rel.tv_sec > 0 || rel.tv_nsec > 1000000))
         rel = (struct timespec){0, 1000000};
-    if (atomic_load(&f->word) == old) {
+    /* The second word too: a waker that changes it alone wakes the word's sleepers. */
+    if (atomic_load(&f->word) == old && !(w->also && atomic_load(w->also) != w->also_old)) {
         /* Not FUTEX_PRIVATE: the word is shared between processes. EINTR, EAGAIN and
          * ETIMEDOUT all return to the caller, which looks at the word and the clock. */
         if (syscall(SYS_futex, &f->word, FUTEX_WAIT, old, &rel, NULL, 0) != 0 &&

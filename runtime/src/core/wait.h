@@ -116,8 +116,10 @@ typedef struct shmrpc__waiter {
      * given to shmrpc__wait_while is ignored. */
     shmrpc__deadline *lazy;
     /* A second word whose change ends the wait as well (while it differs from also_old),
-     * or NULL. Looked at only as the word is, never slept on: a waiter that sets it gives
-     * a deadline within its spin (a worker watching a channel as well as its doorbell). */
+     * or NULL. Looked at as the word is, and again after the waiter counted itself asleep,
+     * but never slept on: a waiter that sets it gives a deadline within its spin (a worker
+     * watching a channel as well as its doorbell), or a waker that changes it alone wakes
+     * the word's sleepers (a stream's writer, shmrpc__ring_publish). */
     const _Atomic uint32_t *also;
     uint32_t also_old;
     /* Called with check_arg once the wait has lasted late_ns past its first clock read, or

@@ -30,8 +30,10 @@
  * 10, which would answer a stream's open once, is refused at connect; 12: the low bits of
  * `stream` say which ways the call streams, and a parameter that streams has a ring of its own,
  * which the client writes; 13: `stream`'s SHMRPC__SHM_BATCH says the request is a batch of calls in
- * flight (shmrpc__shm_batch_call), answered one by one after it (shmrpc__shm_batch_answers) */
-#define SHMRPC__SHM_VERSION 13u
+ * flight (shmrpc__shm_batch_call), answered one by one after it (shmrpc__shm_batch_answers); 14:
+ * a stream's record is read once its header says it is whole (SHMRPC__RING_WHOLE), past the
+ * count its writer published, which the writer publishes only now and then */
+#define SHMRPC__SHM_VERSION 14u
 #define SHMRPC__MAX_CONNS 256
 #define SHMRPC__MAX_WORKERS 64
 #define SHMRPC__TABLE_MAX (1 << 20) /* the method table, as text: what tcp:// carries */
@@ -283,9 +285,18 @@ static_assert(offsetof(shmrpc__shm_chan, claim) == 96 && offsetof(shmrpc__shm_ch
  * 8-aligned (so a header never wraps, while its bytes may): a piece of an item, with left
  * bytes of it still to come (0: its last piece). An item that does not fit goes in pieces.
  * {0, UINT32_MAX} ends the items; after the worker's, the status follows in the channel, as a
- * call's answer. The writer keeps 8 bytes free for that end. Each side reads the other's count
- * once a look, checks it against the ring's size and its own count, and reads its own counts
- * back never (transport/shm/shm_ring.h). */
+ * call's answer. The writer keeps 8 bytes free for that end.
+ *
+ * A record's len carries SHMRPC__RING_WHOLE once it is whole: the writer zeroes the header
+ * after it (but after the end's), writes the bytes and left, and stores len last with release
+ * order. The reader reads records so, as they come, also past the published tail, which the
+ * writer publishes only when the reader sleeps (reader_asleep), every quarter of the ring,
+ * before it waits for room, and with the end: a store each record on the line the reader
+ * keeps reading cost the writer half its speed (bench/stream_bench.c). So the tail says only
+ * that the records below it are whole, and the reader is never a ring past it.
+ * The client zeroes the first header of each ring at the stream's open. Each side reads the
+ * other's count once a look, checks it against the ring's size and its own count, and reads
+ * its own counts back never (transport/shm/shm_ring.h). */
 typedef struct shmrpc__stream_ring {
     shmrpc__futex tail; /* bytes the writer published: written by the writer */
     char pad0[64 - sizeof(shmrpc__futex)];
@@ -311,6 +322,7 @@ static_assert(sizeof(shmrpc__stream_ring) == 128, "each side's count on a line o
 /* What clients ask for: the room that inproc:// gives a stream. */
 #define SHMRPC__RING_MAX 65536u
 #define SHMRPC__RING_END UINT32_MAX /* a record's left that ends the items */
+#define SHMRPC__RING_WHOLE 0x80000000u /* in a record's len: written whole (above) */
 
 /* Where a stream's ring begins in the channel's data, past a request of len bytes and its
  * metadata of mlen, and never before the end's message (shmrpc_ctx's at most

@@ -2037,18 +2037,14 @@ static void stream_unlock(shm_stream *st)
     if (st->ways == SHMRPC__STREAM_WAYS) pthread_mutex_unlock(&st->mu);
 }
 
-/* Publishes the client's ring up to its tail, waking the worker if it sleeps for an item:
- * lightly once the worker said that it fences before it sleeps (the ring's fences), as it
- * publishes its own items (shm_worker.c, ring_write); a sequentially consistent store
- * stalls the client for the line the worker keeps reading, each item. */
-static void stream_in_publish(shm_stream *st, shmrpc__stream_ring *r)
+/* After a record of the client's ring, or now: its tail published if the worker sleeps for
+ * an item (shmrpc__ring_publish), lightly once the worker said that it fences before it
+ * sleeps (the ring's fences), as it publishes its own items (shm_worker.c, ring_write); a
+ * fence of the client's own stalls it each item. */
+static void stream_in_publish(shm_stream *st, shmrpc__stream_ring *r, bool now)
 {
-    if (st->light && atomic_load_explicit(&r->fences, memory_order_relaxed)) {
-        shmrpc__publish_light(&r->tail, st->tail, &r->reader_asleep, 1);
-        return;
-    }
-    atomic_store(&r->tail.word, st->tail); /* sequentially consistent: before the look */
-    shmrpc__wake_mask(&r->tail, &r->reader_asleep, 1);
+    bool light = st->light && atomic_load_explicit(&r->fences, memory_order_relaxed);
+    shmrpc__ring_publish(r, st->rd.cap, st->tail, light, now);
 }
 
 /* Writes the end of the client's items (shmrpc_stream_done), once. There is room: every
@@ -2060,7 +2056,7 @@ static void stream_end_items(shm_stream *st)
     if (atomic_load(&st->lane->chan.head->state.word) != SHM_CHAN_REQUEST) return;
     shmrpc__stream_ring *r = stream_in_ring(st);
     shmrpc__ring_put(r, st->rd.cap, &st->tail, "", 0, SHMRPC__RING_END);
-    stream_in_publish(st, r);
+    stream_in_publish(st, r, true);
 }
 
 /* Ends the stream on the client's side: a call not taken yet withdrawn, one being run marked
@@ -2076,8 +2072,10 @@ static int stream_stop(shm_stream *st, int rc, int why)
         give_up(l, why, &ignored);
         shmrpc_buf_destroy(&ignored);
         if (st->ways & SHMRPC__STREAM_OUT) {
+            /* All that the worker published, which is all it wrote when it waits for room. */
             shmrpc__stream_ring *r = stream_ring(st);
-            st->rd.head = atomic_load_explicit(&r->tail.word, memory_order_relaxed);
+            uint32_t tail = atomic_load_explicit(&r->tail.word, memory_order_relaxed);
+            if (tail - st->rd.head <= st->rd.cap) st->rd.head = tail;
             shmrpc__ring_give_back(r, &st->rd, true);
         }
         if (st->ways & SHMRPC__STREAM_IN) {
@@ -2195,9 +2193,10 @@ static int shm_stream_open(shmrpc__conn *base, uint32_t sid, int ways, shmrpc_by
                            .light = (ways & SHMRPC__STREAM_IN) && shmrpc__fence_register(),
                            .rd = {.cap = cap, .writer = "worker", .reader = "client"}};
         pthread_mutex_init(&st->mu, NULL);
-        /* The counts of the last one, and its returned. */
-        if (ways & SHMRPC__STREAM_OUT) memset(stream_ring(st), 0, sizeof(shmrpc__stream_ring));
-        if (ways & SHMRPC__STREAM_IN) memset(stream_in_ring(st), 0, sizeof(shmrpc__stream_ring));
+        /* The counts of the last one, its returned, and the first record's len (shm.h). */
+        size_t zeroed = sizeof(shmrpc__stream_ring) + 8;
+        if (ways & SHMRPC__STREAM_OUT) memset(stream_ring(st), 0, zeroed);
+        if (ways & SHMRPC__STREAM_IN) memset(stream_in_ring(st), 0, zeroed);
         rc = call_post(l, sid, req, c->base.meta, &l->dl, false, cap | (uint32_t)st->ways, err);
     }
     if (rc != 0) {
@@ -2247,14 +2246,10 @@ static int stream_recv(shm_stream *st, shmrpc_buf *item, shmrpc_buf *err)
         uint32_t s = atomic_load_explicit(&l->chan.head->state.word, memory_order_acquire);
         shmrpc__stream_ring *r = stream_ring(st);
         uint32_t tail = atomic_load_explicit(&r->tail.word, memory_order_acquire);
-        uint32_t avail = tail - st->rd.head;
-        if (avail > st->rd.cap)
-            return stream_refuse(st, SHMRPC_EPROTO, err,
-                                 "the worker's count of the stream's ring is off");
-        if (avail > 0) {
-            int rc = shmrpc__ring_take(r, &st->rd, avail, item, err);
-            if (rc == 2) return stream_answer(st, item, err);
-            if (rc < 0) return stream_failed(st, stream_stop(st, rc, SHMRPC_ECANCELLED), err);
+        int rc = shmrpc__ring_take(r, &st->rd, tail, item, err);
+        if (rc == 2) return stream_answer(st, item, err);
+        if (rc < 0) return stream_failed(st, stream_stop(st, rc, SHMRPC_ECANCELLED), err);
+        if (rc != SHMRPC__RING_NONE) {
             /* The room given back in steps, or at once to a worker asleep waiting for it. */
             shmrpc__ring_give_back(r, &st->rd, false);
             if (rc == 1) return 1;
@@ -2266,14 +2261,16 @@ static int stream_recv(shm_stream *st, shmrpc_buf *item, shmrpc_buf *err)
         w.sleeping = &r->reader_asleep; /* on its own line (shm.h) */
         w.sleeping_bit = 1;
         w.fence_wakers = true; /* the worker publishes lightly */
+        w.also = shmrpc__ring_next(r, &st->rd); /* the next record, which it writes alone */
+        w.also_old = st->rd.seen;
         stream_unlock(st);
-        int rc = shmrpc__wait_while(&r->tail, tail, 0, &w); /* the deadline: l->dl */
+        rc = shmrpc__wait_while(&r->tail, tail, 0, &w); /* the deadline: l->dl */
         stream_lock(st);
         count_out(l);
         if (st->ended) continue; /* the sending thread's end came first (both ways) */
         /* Items that came meanwhile are read before a failure: the deadline, or a worker
-         * that died, ends the stream after what it published. */
-        if (rc == LOOK_AGAIN || (rc < 0 && atomic_load(&r->tail.word) != tail)) continue;
+         * that died, ends the stream after what it wrote. */
+        if (rc == LOOK_AGAIN || (rc < 0 && shmrpc__ring_came(r, &st->rd, tail))) continue;
         if (rc < 0 && (rc = give_up(l, rc, err)) == 0) continue; /* the answer came */
         if (rc != 0) return stream_wait_failed(st, rc, err);
     }
@@ -2325,11 +2322,12 @@ static int stream_send(shm_stream *st, const uint8_t *p, size_t n, shmrpc_buf *e
         if (fit == 0) {
             left -= piece;
             shmrpc__ring_put(r, st->rd.cap, &st->tail, p, piece, (uint32_t)left);
-            stream_in_publish(st, r);
+            stream_in_publish(st, r, false);
             p += piece;
             if (left == 0) return 0;
             continue;
         }
+        stream_in_publish(st, r, true); /* all of it, for a worker that returns meanwhile */
         shmrpc__waiter w = stream_waiter(st);
         w.check = stream_send_check;
         if (st->ways == SHMRPC__STREAM_WAYS) { /* the receiving thread counts, and publishes */

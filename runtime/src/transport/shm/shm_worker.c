@@ -475,28 +475,25 @@ static int ring_room(worker *w, size_t left, int64_t deadline, uint32_t *piece)
             st->broken = fit == SHMRPC_EPROTO;
             return fit;
         }
+        shmrpc__ring_publish(r, st->cap, st->tail, st->light,
+                             true); /* all of it, for a client that stops */
         shmrpc__waiter waiter = stream_waiter(w);
         int rc = shmrpc__wait_while(&r->head, head, deadline, &waiter);
         if (rc != 0) return rc;
     }
 }
 
-/* Writes a record of len bytes at p, with left bytes of its item after it, and publishes it:
- * the count stored, and the client woken if it sleeps. Lightly where the kernel lets the
- * client make the fence (its wait's fence_wakers): a sequentially consistent store stalls
- * the worker for the line its reader keeps reading, each item, and keeps it from running
- * ahead (4.5 M items a second of 16 B, against 13 M so; bench/stream_bench.c). */
+/* Writes a record of len bytes at p, with left bytes of its item after it, and wakes the
+ * client if it sleeps (shmrpc__ring_publish). Lightly where the kernel lets the client make
+ * the fence (its wait's fence_wakers): a fence of the worker's own stalls it each item and
+ * keeps it from running ahead (4.5 M items a second of 16 B, against 13 M so, when it was a
+ * sequentially consistent store of the count; bench/stream_bench.c). */
 static void ring_write(worker *w, const uint8_t *p, uint32_t len, uint32_t left)
 {
     worker_stream *st = &w->st;
     shmrpc__stream_ring *r = worker_ring(w);
     shmrpc__ring_put(r, st->cap, &st->tail, p, len, left);
-    if (st->light) {
-        shmrpc__publish_light(&r->tail, st->tail, &r->reader_asleep, 1);
-    } else {
-        atomic_store(&r->tail.word, st->tail); /* before the look at its sleepers */
-        shmrpc__wake_mask(&r->tail, &r->reader_asleep, 1);
-    }
+    shmrpc__ring_publish(r, st->cap, st->tail, st->light, left == SHMRPC__RING_END);
 }
 
 /* What a stream's status says to its handler, for the statuses every wait may end with. */
@@ -566,15 +563,12 @@ static int worker_recv(void *arg, shmrpc_buf *item)
         if (again && (why = stream_looks_again(w, deadline)) != 0) break;
         shmrpc__stream_ring *r = worker_in_ring(w);
         uint32_t tail = atomic_load_explicit(&r->tail.word, memory_order_acquire);
-        uint32_t avail = tail - st->rd.head;
-        if (avail > st->cap)
-            return recv_failed(w, SHMRPC_EPROTO, "the client's count of the stream's ring is off");
-        if (avail > 0) {
-            shmrpc_buf err;
-            shmrpc_buf_init(&err);
-            int rc = shmrpc__ring_take(r, &st->rd, avail, item, &err);
-            if (rc < 0) rc = recv_failed(w, rc, shmrpc__msg_get(&err));
-            shmrpc_buf_destroy(&err);
+        shmrpc_buf err;
+        shmrpc_buf_init(&err);
+        int rc = shmrpc__ring_take(r, &st->rd, tail, item, &err);
+        if (rc < 0) rc = recv_failed(w, rc, shmrpc__msg_get(&err));
+        shmrpc_buf_destroy(&err);
+        if (rc != SHMRPC__RING_NONE) {
             shmrpc__ring_give_back(r, &st->rd, rc == 2);
             if (rc == 2) st->in_ended = true;
             if (rc != 0) return rc == 2 ? 0 : rc;
@@ -582,9 +576,11 @@ static int worker_recv(void *arg, shmrpc_buf *item)
         }
         shmrpc__ring_give_back(r, &st->rd, true); /* the client may wait for the room */
         shmrpc__waiter waiter = stream_in_waiter(w, r);
-        int rc = shmrpc__wait_while(&r->tail, tail, deadline, &waiter);
+        waiter.also = shmrpc__ring_next(r, &st->rd);
+        waiter.also_old = st->rd.seen;
+        rc = shmrpc__wait_while(&r->tail, tail, deadline, &waiter);
         /* Items that came meanwhile are read before a failure. */
-        if (rc != 0 && atomic_load(&r->tail.word) == tail) why = rc;
+        if (rc != 0 && !shmrpc__ring_came(r, &st->rd, tail)) why = rc;
     }
     return recv_failed(w, why, NULL);
 }
@@ -614,14 +610,16 @@ static int in_returned(worker *w, int rc)
     while (reaches && st->in_failed != SHMRPC_EPROTO) {
         r = worker_in_ring(w);
         uint32_t tail = atomic_load_explicit(&r->tail.word, memory_order_acquire);
-        took = tail - st->rd.head > st->cap ? SHMRPC_EPROTO : 0;
-        for (uint32_t avail; took >= 0 && took != 2 && (avail = tail - st->rd.head) > 0;)
-            took = shmrpc__ring_take(r, &st->rd, avail, NULL, &err);
+        do /* at most a ring's worth: shmrpc__ring_take checks against the room given back */
+            took = shmrpc__ring_take(r, &st->rd, tail, NULL, &err);
+        while (took == 0 || took == 1);
         shmrpc__ring_give_back(r, &st->rd, true);
         if (took < 0 || took == 2 || (why = stream_looks_again(w, deadline)) != 0) break;
         shmrpc__waiter waiter = stream_in_waiter(w, r);
+        waiter.also = shmrpc__ring_next(r, &st->rd);
+        waiter.also_old = st->rd.seen;
         int waited = shmrpc__wait_while(&r->tail, tail, deadline, &waiter);
-        if (waited != 0 && atomic_load(&r->tail.word) == tail) {
+        if (waited != 0 && !shmrpc__ring_came(r, &st->rd, tail)) {
             why = waited;
             break;
         }
