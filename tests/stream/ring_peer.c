@@ -63,7 +63,8 @@ static void record_at(shmrpc__stream_ring *r, uint32_t at, uint32_t len, uint32_
 uint32_t test_ring_lie(shmrpc__stream_ring *r, int k)
 {
     switch (k) {
-    case 0:
+    case 0: /* the count first: a reader that spins reads the record only with it */
+        atomic_store(&r->tail.word, SHMRPC__RING_MAX + 8);
         record_at(r, 0, 8, 0);
         return SHMRPC__RING_MAX + 8;
     case 1:

@@ -1,9 +1,10 @@
 /* SPDX-License-Identifier: MIT */
 /* A stream's ring over shm:// (runtime/src/transport/shm/shm_ring.c), its writer and its reader
  * in one process, turn by turn: a record is read once it is whole, never one left from an
- * earlier lap, and the writer's tail is published to a reader that sleeps, every quarter of
- * the ring, and when the writer asks, but not after each record. The two processes and their
- * hostile peers are tests/stream's. */
+ * earlier lap, also by a reader more than a ring past the published tail; and the writer's
+ * tail is published to a reader that sleeps, every quarter of the ring, and when the writer
+ * asks, but not after each record. The two processes and their hostile peers are
+ * tests/stream's. */
 #include <stdlib.h>
 #include <string.h>
 
@@ -132,6 +133,35 @@ static void a_full_ring_reads_in_order(void **state)
     free(g.r);
 }
 
+/* A reader that keeps up with a writer whose tail is not published yet: a small item, read and
+ * its room given back, and then an item of almost the ring, read before the writer published
+ * its tail past it, take the reader more than a ring past the tail, which is no lie. */
+static void a_reader_ahead_of_the_tail(void **state)
+{
+    (void)state;
+    ring g = ring_new();
+    shmrpc_buf item, err;
+    shmrpc_buf_init(&item);
+    shmrpc_buf_init(&err);
+    item.max = CAP;
+    static uint8_t p[CAP];
+    shmrpc__ring_put(g.r, CAP, &g.tail, p, 100, 0);
+    assert_int_equal(shmrpc__ring_take(g.r, &g.rd, 0, &item, &err), 1);
+    shmrpc__ring_give_back(g.r, &g.rd, true);
+    uint32_t piece;
+    assert_int_equal(shmrpc__ring_fit(CAP, g.tail, g.rd.head, CAP - 16, &piece), 0);
+    shmrpc__ring_put(g.r, CAP, &g.tail, p, piece, 0);
+    shmrpc_buf_clear(&item);
+    assert_int_equal(shmrpc__ring_take(g.r, &g.rd, 0, &item, &err), 1);
+    assert_int_equal(item.len, CAP - 16);
+    assert_true(g.rd.head > CAP);
+    int rc = shmrpc__ring_take(g.r, &g.rd, 0, &item, &err);
+    if (rc != SHMRPC__RING_NONE) fail_msg("%d (%s), not none", rc, shmrpc__msg_get(&err));
+    shmrpc_buf_destroy(&item);
+    shmrpc_buf_destroy(&err);
+    free(g.r);
+}
+
 /* The tail is published to a reader that sleeps, every quarter of the ring, and when the
  * writer asks (before it waits for room, and with the end); not after each record. */
 static void the_tail_is_published_when_it_is_needed(void **state)
@@ -164,6 +194,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(records_come_whole_and_once),
         cmocka_unit_test(a_full_ring_reads_in_order),
+        cmocka_unit_test(a_reader_ahead_of_the_tail),
         cmocka_unit_test(the_tail_is_published_when_it_is_needed),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -293,7 +293,7 @@ static_assert(offsetof(shmrpc__shm_chan, claim) == 96 && offsetof(shmrpc__shm_ch
  * writer publishes only when the reader sleeps (reader_asleep), every quarter of the ring,
  * before it waits for room, and with the end: a store each record on the line the reader
  * keeps reading cost the writer half its speed (bench/stream_bench.c). So the tail says only
- * that the records below it are whole, and the reader is never a ring past it.
+ * that the records below it are whole, and the reader is never two rings past it.
  * The client zeroes the first header of each ring at the stream's open. Each side reads the
  * other's count once a look, checks it against the ring's size and its own count, and reads
  * its own counts back never (transport/shm/shm_ring.h). */

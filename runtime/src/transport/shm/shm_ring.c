@@ -77,9 +77,10 @@ int shmrpc__ring_take(const shmrpc__stream_ring *r, shmrpc__ring_reader *rd, uin
 {
     const uint8_t *recs = (const uint8_t *)(r + 1);
     uint32_t cap = rd->cap, mask = cap - 1, at = rd->head & mask;
-    /* The reader may be ahead of the tail as well as behind it, by a ring at most: the writer
-     * publishes every quarter of the ring (shmrpc__ring_publish). */
-    if (tail - rd->head > cap && rd->head - tail > cap) {
+    /* The reader may be behind the tail by a ring at most, and ahead of it by less than two:
+     * the writer publishes every quarter of the ring (shmrpc__ring_publish), but only after the
+     * record that took it there, which may be almost a ring long. */
+    if (tail - rd->head > cap && rd->head - tail >= 2 * cap) {
         shmrpc__msg_set(err, "the %s's count of the stream's ring is off", rd->writer);
         return SHMRPC_EPROTO;
     }

@@ -53,10 +53,10 @@ typedef struct shmrpc__ring_reader {
  * caller): 1 once an item's last piece is appended to item, 0 for an earlier piece, 2 at the
  * end of the items (also amid an item whose writer failed before its last piece: what came of
  * that item is dropped), SHMRPC__RING_NONE while the record is not whole; or SHMRPC_EPROTO (a
- * tail more than a ring from the head, a record that lies, or one that reaches more than a
- * ring past what rd gave back), SHMRPC_ETOOBIG (an item above item->max) or SHMRPC_ENOMEM,
- * each with why in err, and nothing taken. item NULL: the record is passed over, with the
- * same checks but the maximum's. Every field is read once and checked against the ring. */
+ * tail more than a ring ahead of the head or two behind it, a record that lies, or one that
+ * reaches more than a ring past what rd gave back), SHMRPC_ETOOBIG (an item above item->max)
+ * or SHMRPC_ENOMEM, each with why in err, and nothing taken. item NULL: the record is passed over,
+ * with the same checks but the maximum's. Every field is read once and checked against the ring. */
 int shmrpc__ring_take(const shmrpc__stream_ring *r, shmrpc__ring_reader *rd, uint32_t tail,
                       shmrpc_buf *item, shmrpc_buf *err);
 
