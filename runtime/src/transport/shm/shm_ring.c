@@ -58,7 +58,7 @@ void shmrpc__ring_publish(shmrpc__stream_ring *r, uint32_t cap, uint32_t tail, b
         atomic_thread_fence(memory_order_seq_cst);
     uint32_t published = atomic_load_explicit(&r->tail.word, memory_order_relaxed);
     if (published == tail) return;
-    /* Every quarter of the ring as well: a reader that keeps up is never a ring past it. */
+    /* Every quarter of the ring as well: a reader that keeps up is never two rings past it. */
     if (!now && tail - published < cap / 4 &&
         atomic_load_explicit(&r->reader_asleep, memory_order_relaxed) == 0)
         return;

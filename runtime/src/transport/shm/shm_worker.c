@@ -475,8 +475,8 @@ static int ring_room(worker *w, size_t left, int64_t deadline, uint32_t *piece)
             st->broken = fit == SHMRPC_EPROTO;
             return fit;
         }
-        shmrpc__ring_publish(r, st->cap, st->tail, st->light,
-                             true); /* all of it, for a client that stops */
+        /* All of it, for a client that stops meanwhile. */
+        shmrpc__ring_publish(r, st->cap, st->tail, st->light, true);
         shmrpc__waiter waiter = stream_waiter(w);
         int rc = shmrpc__wait_while(&r->head, head, deadline, &waiter);
         if (rc != 0) return rc;
