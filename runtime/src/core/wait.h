@@ -174,7 +174,7 @@ bool shmrpc__fence_wakers(void);
  * shmrpc__waiter), read with no fence, says there are: for a process registered by
  * shmrpc__fence_register, waking waiters whose fence_wakers is set. A store and a load,
  * where shmrpc__wake's protocol costs the stall of a sequentially consistent store (a
- * stream's worker publishes so each item). */
+ * batch's worker publishes so each answer; a stream's ring, shmrpc__ring_publish, so). */
 void shmrpc__publish_light(shmrpc__futex *f, uint32_t v, const _Atomic uint64_t *sleeping, int n);
 
 /* Wakes up to n sleepers on f that record themselves in the mask sleeping (see

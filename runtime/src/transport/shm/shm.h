@@ -311,7 +311,7 @@ typedef struct shmrpc__stream_ring {
     _Atomic uint32_t returned;
     /* In the client's ring: set by the worker before it first waits for an item, since it
      * makes the fence for a light publisher before each sleep (its wait's fence_wakers). The
-     * client publishes its items lightly (shmrpc__publish_light) only then: a worker of
+     * client publishes its items lightly (shmrpc__ring_publish) only then: a worker of
      * before it fences for nobody. */
     _Atomic uint32_t fences;
     char pad1[64 - sizeof(shmrpc__futex) - 8 - 4 - 4];
