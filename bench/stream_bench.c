@@ -484,11 +484,15 @@ struct pair {
     int n;
 };
 
-/* p's server started and its client connected; -1 (said) when they are not. */
+/* p's server started and its client connected; -1 (said) when they are not. A stream's
+ * deadline is the client's timeout, which outlasts the longest row (60 s). */
 static int pair_start(struct pair *p)
 {
     p->server = server_start(p->addr);
-    int rc = shmrpc_client_new(&p->c, &StreamBench_service_info, NULL);
+    shmrpc_client_opts o;
+    shmrpc_client_opts_init(&o);
+    o.timeout_ms = 90000;
+    int rc = shmrpc_client_new(&p->c, &StreamBench_service_info, &o);
     for (int i = 0; rc == 0 && i < 500 && shmrpc_client_connect(p->c, p->addr) != 0; i++)
         usleep(10000); /* the server starts */
     if (rc == 0 && shmrpc_client_connect(p->c, p->addr) == 0) return 0;

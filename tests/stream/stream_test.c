@@ -80,14 +80,20 @@ static int chunks(shmrpc_ctx *ctx, shmrpc_bytes spec)
     char text[64];
     snprintf(text, sizeof text, "%.*s", (int)(spec.len < 63 ? spec.len : 63),
              (const char *)spec.ptr);
-    long n, size;
-    if (sscanf(text, "%ld %ld", &n, &size) != 2 || n < 0 || size < 0)
-        return shmrpc_ctx_error(ctx, SHMRPC_EINVAL, "bad spec '%s'", text);
-    uint8_t *item = shmrpc_arena_alloc(shmrpc_ctx_arena(ctx), (size_t)size + 1, 1);
+    /* "N SIZE", or "N SIZE SIZE..." (up to 3): item k has the size k % 3 of them. */
+    long n, sizes[3], max = 0;
+    int got = sscanf(text, "%ld %ld %ld %ld", &n, &sizes[0], &sizes[1], &sizes[2]) - 1;
+    if (got < 1 || n < 0) return shmrpc_ctx_error(ctx, SHMRPC_EINVAL, "bad spec '%s'", text);
+    for (int i = 0; i < got; i++) {
+        if (sizes[i] < 0) return shmrpc_ctx_error(ctx, SHMRPC_EINVAL, "bad spec '%s'", text);
+        if (sizes[i] > max) max = sizes[i];
+    }
+    uint8_t *item = shmrpc_arena_alloc(shmrpc_ctx_arena(ctx), (size_t)max + 1, 1);
     if (!item) return SHMRPC_ENOMEM;
     for (long k = 0; k < n; k++) {
-        memset(item, (int)(k & 0xff), (size_t)size);
-        int rc = streamer_chunks_write(ctx, shmrpc_bytes_of(item, (size_t)size));
+        size_t size = (size_t)sizes[k % got];
+        memset(item, (int)(k & 0xff), size);
+        int rc = streamer_chunks_write(ctx, shmrpc_bytes_of(item, size));
         if (rc) return rc;
     }
     return 0;
@@ -603,6 +609,28 @@ static void the_server_stops_amid_an_item(void **state)
     shmrpc_stream_close(st);
 }
 
+/* Items of three sizes in turn, each item k filled with the byte k: small ones, ones that
+ * wrap a tcp:// server's ring of the window's bytes most times, and ones larger than the
+ * window, which go alone once everything before them was read (server_stream.c): each comes
+ * whole and in order. */
+static void raw_items_of_mixed_sizes(void **state)
+{
+    fixture *f = *state;
+    static const char spec[] = "90 16 40000 70000";
+    static const size_t sizes[] = {16, 40000, 70000};
+    shmrpc_stream *st;
+    assert_int_equal(streamer_chunks_open(f->c, shmrpc_bytes_of(spec, strlen(spec)), &st), 0);
+    shmrpc_bytes item;
+    for (int k = 0; k < 90; k++) {
+        assert_int_equal(streamer_chunks_recv(st, &item), 1);
+        assert_int_equal(item.len, sizes[k % 3]);
+        for (size_t b = 0; b < item.len; b++)
+            if (item.ptr[b] != (uint8_t)k) fail_msg("item %d, byte %zu: %u", k, b, item.ptr[b]);
+    }
+    assert_int_equal(streamer_chunks_recv(st, &item), 0);
+    shmrpc_stream_close(st);
+}
+
 /* A new client connects while a stream runs, its items coming slowly and never waiting for
  * room: over shm:// the test's server serves on its listening thread (serve(s, 0)), whose
  * worker must answer the rendezvous between the items (it did at every 64th only, and
@@ -707,13 +735,13 @@ int main(void)
         cmocka_unit_test_setup_teardown(a_reader_that_stays_behind, setup, teardown),
         cmocka_unit_test_setup_teardown(cancelled_while_behind, setup, teardown),
         cmocka_unit_test_setup_teardown(the_deadline_ends_it, setup, teardown),
-        cmocka_unit_test_setup_teardown(the_deadline_holds_against_a_deaf_handler, setup,
-                                        teardown),
+        cmocka_unit_test_setup_teardown(the_deadline_holds_against_a_deaf_handler, setup, teardown),
         cmocka_unit_test_setup_teardown(cancelled_from_another_thread, setup, teardown),
         cmocka_unit_test_setup_teardown(interceptors_around_a_stream, setup, teardown),
         cmocka_unit_test_setup_teardown(a_fault_at_the_open, setup, teardown),
         cmocka_unit_test_setup_teardown(one_thing_at_a_time, setup, teardown),
         cmocka_unit_test_setup_teardown(raw_items_of_every_size, setup, teardown),
+        cmocka_unit_test_setup_teardown(raw_items_of_mixed_sizes, setup, teardown),
         cmocka_unit_test_setup_teardown(an_item_that_does_not_decode, setup, teardown),
         cmocka_unit_test_setup_teardown(the_server_stops_under_it, setup, teardown),
         cmocka_unit_test_setup_teardown(the_server_stops_amid_an_item, setup, teardown),

@@ -1178,11 +1178,24 @@ int shmrpc_stream_recv(shmrpc_stream *s, shmrpc_bytes *item)
     shmrpc_buf *err = shmrpc__err_begin();
     if (s->status == SHMRPC_CALL_PENDING) {
         shmrpc_client *c = s->client;
-        shmrpc_buf_clear(&s->item);
         shmrpc_arena_reset(s->arena);
-        int rc = c->conn->ops->stream_recv(c->conn, &s->item, err);
+        shmrpc_bytes got;
+        int rc;
+        if (c->conn->ops->stream_view) { /* in place: valid until the next recv, as documented */
+            rc = c->conn->ops->stream_view(c->conn, &got, err);
+            if (rc == 1 && got.len > s->item.max) {
+                shmrpc__msg_set(
+                    err, "an item of %zu bytes is larger than the client's maximum of %zu bytes",
+                    got.len, s->item.max);
+                rc = SHMRPC_ETOOBIG;
+            }
+        } else {
+            shmrpc_buf_clear(&s->item);
+            rc = c->conn->ops->stream_recv(c->conn, &s->item, err);
+            got = shmrpc_bytes_of(s->item.data, s->item.len);
+        }
         if (rc == 1) {
-            if (item) *item = shmrpc_bytes_of(s->item.len ? s->item.data : empty, s->item.len);
+            if (item) *item = shmrpc_bytes_of(got.len ? got.ptr : empty, got.len);
             return shmrpc__err_end(1);
         }
         stream_ended(s, rc, shmrpc__msg_get(err));

@@ -349,6 +349,9 @@ typedef struct shmrpc__conn_ops {
                        int64_t timeout_ms, shmrpc_buf *err);
     int (*stream_recv)(shmrpc__conn *c, shmrpc_buf *item, shmrpc_buf *err);
     void (*stream_end)(shmrpc__conn *c);
+    /* Optional: recv with the item (or the answer at the end) given in place, valid until
+     * the next recv or end, rather than copied; client.c uses it for a stream's items. */
+    int (*stream_view)(shmrpc__conn *c, shmrpc_bytes *item, shmrpc_buf *err);
     /* Optional, both or none (client.c refuses a client stream without them), for a method
      * whose parameter is a stream: send queues an item for the handler, waiting while the
      * items in transit fill what the transport holds: 0, or why it cannot (err): the

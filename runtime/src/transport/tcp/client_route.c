@@ -105,18 +105,12 @@ static int take_items(tcp_conn *c, tcp_cstream *st, const shmrpc__frame_hdr *h, 
         return SHMRPC_EPROTO; /* the connection is broken all the same */
     }
     if (rc) return stream_refuse(st, err);
-    const uint8_t *b = body.ptr;
-    size_t n = body.len, at;
-    /* Kept as they came (lengths native-endian from here on). */
-    for (at = 0; at < n;) {
-        uint32_t len = load_be32(b + at);
-        if (shmrpc_buf_append(&st->items, &len, sizeof len) ||
-            shmrpc_buf_append(&st->items, b + at + SHMRPC__ITEM_LEN_SIZE, len)) {
-            shmrpc__msg_set(err, "out of memory for the items of stream %" PRIu64, st->rid);
-            shmrpc__tcp_stream_set_end(st, SHMRPC_ENOMEM, shmrpc__msg_get(err));
-            return SHMRPC_EPROTO; /* the connection cannot go on without them */
-        }
-        at += SHMRPC__ITEM_LEN_SIZE + len;
+    size_t n = body.len;
+    /* Kept as they came, checked: the reader walks their lengths (stream_next). */
+    if (shmrpc_buf_append(&st->items, body.ptr, n)) {
+        shmrpc__msg_set(err, "out of memory for the items of stream %" PRIu64, st->rid);
+        shmrpc__tcp_stream_set_end(st, SHMRPC_ENOMEM, shmrpc__msg_get(err));
+        return SHMRPC_EPROTO; /* the connection cannot go on without them */
     }
     st->avail -= (int64_t)n;
     st->received += count;

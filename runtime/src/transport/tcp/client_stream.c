@@ -40,6 +40,7 @@ int shmrpc__tcp_stream_open(shmrpc__conn *base, uint32_t sid, int ways, shmrpc_b
         return SHMRPC_ENOMEM;
     }
     shmrpc_buf_init(&st->items);
+    shmrpc_buf_init(&st->seen);
     shmrpc_buf_init(&st->scratch);
     shmrpc_buf_init(&st->msg);
     shmrpc_buf_init(&st->answer);
@@ -298,10 +299,19 @@ static int read_turn(tcp_pool *p, tcp_cstream *st, shmrpc_buf *err)
 
 static int send_held(tcp_pool *p, tcp_cstream *st, uint16_t flags, shmrpc_buf *err);
 
-/* The next item of st, or its end; with st->mu held (both ways). */
-static int stream_recv(tcp_pool *p, tcp_cstream *st, shmrpc_buf *item, shmrpc_buf *err)
+/* The next item of st, or its end; with st->mu held (both ways): 1 and the item, in place in
+ * st->items until the next call; 0 at the end, with the answer of a result that is no stream
+ * (st->answer); or the stream's status. The room of the item delivered last goes only now,
+ * since it was read in place. */
+static int stream_next(tcp_pool *p, tcp_cstream *st, shmrpc_bytes *item, shmrpc_buf *err)
 {
     shmrpc__conn *base = &p->base;
+    *item = shmrpc_bytes_of(NULL, 0);
+    shmrpc__tcp_queue_read(&st->items, &st->head);
+    if (st->items.len == 0 && st->items.cap > ((size_t)1 << 20)) { /* all read */
+        shmrpc_buf_destroy(&st->items);
+        shmrpc_buf_init(&st->items);
+    }
     int rc = 0;
     for (;;) {
         /* Before an item: a cancel ends a stream that is behind. */
@@ -310,25 +320,12 @@ static int stream_recv(tcp_pool *p, tcp_cstream *st, shmrpc_buf *item, shmrpc_bu
             shmrpc__msg_set(err, "the stream was cancelled (shmrpc_client_cancel)");
             break;
         }
-        if (st->head < st->items.len) {
-            uint32_t len;
-            memcpy(&len, st->items.data + st->head, sizeof len);
-            rc = shmrpc_buf_append(item, st->items.data + st->head + sizeof len, len) ? item->err
-                                                                                      : 1;
-            st->head += sizeof len + (size_t)len;
-            shmrpc__tcp_queue_read(&st->items, &st->head);
-            if (st->items.len == 0 && st->items.cap > ((size_t)1 << 20)) { /* all read */
-                shmrpc_buf_destroy(&st->items);
-                shmrpc_buf_init(&st->items);
-            }
-            if (rc == SHMRPC_ETOOBIG)
-                shmrpc__msg_set(err,
-                                "an item of %u bytes is larger than the client's maximum of %zu "
-                                "bytes",
-                                len, item->max);
-            else if (rc < 0)
-                shmrpc__msg_set(err, "out of memory for an item of %u bytes", len);
-            if (rc != 1) break;
+        if (st->head < st->items.len) { /* whole and within the maximum: take_items checked */
+            const uint8_t *at = st->items.data + st->head;
+            uint32_t len =
+                (uint32_t)at[0] << 24 | (uint32_t)at[1] << 16 | (uint32_t)at[2] << 8 | at[3];
+            *item = shmrpc_bytes_of(at + SHMRPC__ITEM_LEN_SIZE, len);
+            st->head += SHMRPC__ITEM_LEN_SIZE + (size_t)len;
             st->taken++;
             st->delivered += SHMRPC__ITEM_LEN_SIZE + len;
             if (st->delivered >= SHMRPC__STREAM_WINDOW / 4) give_window(p, st);
@@ -337,9 +334,7 @@ static int stream_recv(tcp_pool *p, tcp_cstream *st, shmrpc_buf *item, shmrpc_bu
         if (st->ended) {
             if (st->status) shmrpc__msg_set(err, "%s", shmrpc__msg_get(&st->msg));
             /* A result that is no stream: its answer, with the end. */
-            if (st->status == 0 && st->answer.len &&
-                shmrpc_buf_append(item, st->answer.data, st->answer.len))
-                return item->err == SHMRPC_ETOOBIG ? SHMRPC_ETOOBIG : SHMRPC_ENOMEM;
+            if (st->status == 0) *item = shmrpc_bytes_of(st->answer.data, st->answer.len);
             return st->status;
         }
         tcp_conn *c = st->c;
@@ -378,28 +373,66 @@ static int stream_recv(tcp_pool *p, tcp_cstream *st, shmrpc_buf *item, shmrpc_bu
     return rc;
 }
 
-int shmrpc__tcp_stream_recv(shmrpc__conn *base, shmrpc_buf *item, shmrpc_buf *err)
+/* The next item of p's stream, as stream_next gives it, with the checks of both kinds of
+ * recv. */
+static int stream_read(tcp_pool *p, shmrpc_bytes *item, shmrpc_buf *err)
 {
-    tcp_pool *p = (tcp_pool *)base;
-    tcp_cstream *st = p->stream;
+    *item = shmrpc_bytes_of(NULL, 0);
     if (shmrpc__self_pid() != p->pid) {
         shmrpc__msg_set(err, "this connection belongs to process %d", (int)p->pid);
         return SHMRPC_EINVAL;
     }
+    if (!p->stream) {
+        shmrpc__msg_set(err, "no stream is open");
+        return SHMRPC_EINVAL;
+    }
+    /* client.c asks no more after the end; a send that failed ended it first. */
+    if (p->stream->gone && !p->stream->ended) {
+        shmrpc__msg_set(err, "no stream is open");
+        return SHMRPC_EINVAL;
+    }
+    return stream_next(p, p->stream, item, err);
+}
+
+int shmrpc__tcp_stream_recv(shmrpc__conn *base, shmrpc_buf *item, shmrpc_buf *err)
+{
+    tcp_pool *p = (tcp_pool *)base;
+    tcp_cstream *st = p->stream;
     if (!st) {
         shmrpc__msg_set(err, "no stream is open");
         return SHMRPC_EINVAL;
     }
     stream_lock(st);
-    int rc;
-    /* client.c asks no more after the end; a send that failed ended it first. */
-    if (st->gone && !st->ended) {
-        shmrpc__msg_set(err, "no stream is open");
-        rc = SHMRPC_EINVAL;
-    } else {
-        rc = stream_recv(p, st, item, err);
+    shmrpc_bytes got;
+    int rc = stream_read(p, &got, err);
+    if ((rc == 1 || (rc == 0 && got.len)) && shmrpc_buf_append(item, got.ptr, got.len)) {
+        int why = item->err == SHMRPC_ETOOBIG ? SHMRPC_ETOOBIG : SHMRPC_ENOMEM;
+        if (why == SHMRPC_ETOOBIG)
+            shmrpc__msg_set(err,
+                            "an item of %zu bytes is larger than the client's maximum of %zu bytes",
+                            got.len, item->max);
+        else
+            shmrpc__msg_set(err, "out of memory for an item of %zu bytes", got.len);
+        if (rc == 1) { /* it ends here, as one the server failed */
+            give_up(p, st, true);
+            if (!st->ended) shmrpc__tcp_stream_set_end(st, why, shmrpc__msg_get(err));
+        }
+        rc = why;
     }
     stream_unlock(st);
+    return rc;
+}
+
+int shmrpc__tcp_stream_view(shmrpc__conn *base, shmrpc_bytes *item, shmrpc_buf *err)
+{
+    tcp_pool *p = (tcp_pool *)base;
+    tcp_cstream *st = p->stream;
+    if (!st || !(st->ways & SHMRPC__STREAM_IN)) return stream_read(p, item, err);
+    /* Both ways, another thread may read frames into st->items while the caller holds the
+     * item: it is copied out. */
+    shmrpc_buf_clear(&st->seen);
+    int rc = shmrpc__tcp_stream_recv(base, &st->seen, err);
+    *item = shmrpc_bytes_of(st->seen.data, st->seen.len);
     return rc;
 }
 
@@ -417,6 +450,7 @@ void shmrpc__tcp_stream_end(shmrpc__conn *base)
         if (st->c->stream == st) st->c->stream = NULL;
     }
     shmrpc_buf_destroy(&st->items);
+    shmrpc_buf_destroy(&st->seen);
     shmrpc_buf_destroy(&st->scratch);
     shmrpc_buf_destroy(&st->msg);
     shmrpc_buf_destroy(&st->answer);

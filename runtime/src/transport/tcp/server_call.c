@@ -153,6 +153,17 @@ static void submit(worker *w, peer *p, const shmrpc__frame_hdr *h, shmrpc_bytes 
             return;
         }
     }
+    /* What a stream streams; for a method that answers once, what the flag asks for, which
+     * dispatch refuses. */
+    j->stream = h->flags & SHMRPC__FLAG_STREAM;
+    j->ways = j->stream ? shmrpc__server_streams(w->l->server, h->method) : 0;
+    if (j->stream && !j->ways) j->ways = SHMRPC__STREAM_OUT;
+    if ((j->ways & SHMRPC__STREAM_OUT) && shmrpc__tcp_results_open(w, j) != 0) {
+        shmrpc__tcp_put_error_frame(&p->out, h->method, h->request_id, SHMRPC_ENOMEM,
+                                    "out of memory for the stream's items: it was not run");
+        shmrpc__tcp_job_put(w, j);
+        return;
+    }
     j->p = p;
     j->peer_prev = NULL;
     j->peer_next = p->jobs;
@@ -166,13 +177,7 @@ static void submit(worker *w, peer *p, const shmrpc__frame_hdr *h, shmrpc_bytes 
     if (meta.len) shmrpc_buf_append(&j->meta, meta.ptr, meta.len);
     j->draining =
         shmrpc__tcp_stopping(w); /* a forked worker's SIGTERM is its own, not the server's */
-    j->stream = h->flags & SHMRPC__FLAG_STREAM;
     if (j->stream) {
-        /* What the method streams; for one that answers once, what the flag asks for, which
-         * dispatch refuses. */
-        j->ways = shmrpc__server_streams(w->l->server, h->method);
-        if (!j->ways) j->ways = SHMRPC__STREAM_OUT;
-        j->credit = SHMRPC__STREAM_WINDOW;
         shmrpc_buf_clear(&j->in);
         j->in_head = 0;
         j->in_done = false;
@@ -216,6 +221,7 @@ void shmrpc__tcp_finish_job(worker *w, job *j)
          * that ends it is empty: a stream answers with its items only. One whose result is
          * no stream answers as a call. */
         if (j->ways & SHMRPC__STREAM_OUT) shmrpc_buf_clear(&j->resp);
+        shmrpc__tcp_results_close(w, j); /* its items go before its end */
         p->n_streams--;
         w->n_streams--;
         shmrpc__tcp_stream_ended(w);

@@ -498,6 +498,24 @@ void shmrpc__tcp_peer_event(worker *w, peer *p, uint32_t events)
     shmrpc__tcp_peer_settle(w, p);
 }
 
+void shmrpc__tcp_touch(peer **list, peer *p)
+{
+    if (p->touched || p == *list) return;
+    p->touched = *list ? *list : p; /* p itself ends the list */
+    *list = p;
+}
+
+void shmrpc__tcp_serve_touched(worker *w, peer *list)
+{
+    while (list) {
+        peer *p = list;
+        list = p->touched == p ? NULL : p->touched;
+        p->touched = NULL;
+        if (can_read(w, p) && (p->in.len || shmrpc__io_pending(&p->io))) peer_read(w, p);
+        shmrpc__tcp_peer_settle(w, p);
+    }
+}
+
 /* Takes back the jobs the pool ran, and serves their connections again: their answers go
  * out, and what waited for the bound or for their end (a DRAIN, an ERROR) follows. */
 void shmrpc__tcp_collect(worker *w)
@@ -506,8 +524,6 @@ void shmrpc__tcp_collect(worker *w)
     if (read(w->done_fd, &n, sizeof n) < 0) {
         /* EAGAIN: taken with an earlier one */
     }
-    /* Both at once: a stream's handler queued its last items before it returned, so they
-     * are framed before its end. */
     pthread_mutex_lock(&w->mu);
     job *j = w->done;
     w->done = NULL;
@@ -515,31 +531,18 @@ void shmrpc__tcp_collect(worker *w)
     pthread_mutex_unlock(&w->mu);
     peer *touched = NULL;
     for (; pulls; pulls = pulls->taken_next) {
-        peer *p = pulls->p;
-        shmrpc__tcp_stream_frame(pulls);
-        if (!p->gone && !p->touched && p != touched) {
-            p->touched = touched ? touched : p; /* p itself ends the list */
-            touched = p;
-        }
+        shmrpc__tcp_stream_grant(pulls);
+        if (!pulls->p->gone) shmrpc__tcp_touch(&touched, pulls->p);
     }
     while (j) {
         job *next = j->next;
         peer *p = j->p;
         bool gone = p->gone;
         shmrpc__tcp_finish_job(w, j); /* may bury a gone p */
-        if (!gone && !p->touched && p != touched) {
-            p->touched = touched ? touched : p; /* p itself ends the list */
-            touched = p;
-        }
+        if (!gone) shmrpc__tcp_touch(&touched, p);
         j = next;
     }
-    while (touched) {
-        peer *p = touched;
-        touched = p->touched == p ? NULL : p->touched;
-        p->touched = NULL;
-        if (can_read(w, p) && (p->in.len || shmrpc__io_pending(&p->io))) peer_read(w, p);
-        shmrpc__tcp_peer_settle(w, p);
-    }
+    shmrpc__tcp_serve_touched(w, touched);
 }
 
 /* The deadline of p: the handshake's, a partial frame's progress, or idleness. */

@@ -287,6 +287,7 @@ void shmrpc__tcp_drop_waiting(worker *w, peer *p)
         p->running--;
         w->running--;
         if (j->stream) {
+            shmrpc__tcp_results_close(w, j);
             p->n_streams--;
             w->n_streams--;
             shmrpc__tcp_stream_ended(w);

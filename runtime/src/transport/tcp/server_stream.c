@@ -1,14 +1,15 @@
 /* SPDX-License-Identifier: MIT */
 /* A tcp:// worker's streams (revision 8; docs/wire.md, "Streams"): a handler on a thread of
- * the pool queues its items within the client's window; the worker's own thread, the only
- * one that touches the socket, frames them as ITEMS and reads the WINDOWs that give the
- * window back. A client's items (revision 9) go the other way: the worker's thread queues
- * them for the handler as their ITEMS frames come, within the server's window, and grants
- * back what the handler read in WINDOWs. */
+ * the pool writes its items within the client's window in a ring of the stream's own; the
+ * worker's own thread, the only one that touches the socket, frames them as ITEMS and reads
+ * the WINDOWs that give the window back. A client's items (revision 9) go the other way: the
+ * worker's thread queues them for the handler as their ITEMS frames come, within the server's
+ * window, and grants back what the handler read in WINDOWs. */
 #include <inttypes.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
@@ -32,7 +33,7 @@ static uint32_t get_be32(const uint8_t *p)
     return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
 }
 
-/* Why the stream j may send no more (w->mu held), or 0; now 0: the clock was not read. */
+/* Why the stream j may send no more, or 0; now 0: the clock was not read. */
 static int stream_why(job *j, int64_t deadline, int64_t now)
 {
     int stopped = atomic_load_explicit(&j->stopped, memory_order_relaxed);
@@ -98,58 +99,104 @@ static bool give_back(worker *w, job *j, bool waits)
     return pull(w, j);
 }
 
+/* Whether an item of need bytes may be written after tail: within the window's credit, or
+ * one larger than the window alone, once nothing else is in transit. */
+static bool fits(const stream_out *o, uint64_t tail, uint64_t need)
+{
+    uint64_t granted = atomic_load_explicit(&o->granted, memory_order_acquire);
+    return need <= WINDOW ? tail + need - granted <= WINDOW : tail == granted;
+}
+
+/* Waits until an item of need bytes fits after tail (see fits), or the stream ends: 0, or
+ * why. */
+static int wait_credit(job *j, uint64_t tail, uint64_t need, int64_t deadline)
+{
+    worker *w = j->w;
+    int why;
+    pthread_mutex_lock(&w->mu);
+    for (;;) {
+        int64_t now = shmrpc__now_ns();
+        if ((why = stream_why(j, deadline, now)) != 0 || fits(j->out, tail, need)) break;
+        /* Both ways: what the handler read goes back first, since the client may wait for it
+         * to send, and read this handler's items only after. */
+        if ((j->ways & SHMRPC__STREAM_IN) && give_back(w, j, true)) wake_worker(w);
+        stream_nap(j, deadline < now + SHMRPC__CHECK_NS ? deadline : now + SHMRPC__CHECK_NS);
+    }
+    pthread_mutex_unlock(&w->mu);
+    return why;
+}
+
+/* Copies n bytes to the ring at the byte count at, wrapping at its end. */
+static void ring_put(stream_out *o, uint64_t at, const void *bytes, size_t n)
+{
+    size_t off = (size_t)(at % WINDOW), first = (size_t)WINDOW - off < n ? (size_t)WINDOW - off : n;
+    memcpy(o->ring + off, bytes, first);
+    memcpy(o->ring, (const uint8_t *)bytes + first, n - first);
+}
+
+/* An item larger than the window, once the ring is empty and framed (fits: every byte before
+ * it was granted back, and the worker grants only what it framed): it waits in items, and its
+ * bytes count in tail, which the worker passes over once it framed them. */
+static int write_alone(job *j, const void *item, size_t n, uint64_t tail, uint64_t need)
+{
+    worker *w = j->w;
+    uint8_t len[SHMRPC__ITEM_LEN_SIZE];
+    put_be32(len, (uint32_t)n);
+    pthread_mutex_lock(&w->mu);
+    int rc = shmrpc_buf_append(&j->items, len, sizeof len) ? j->items.err
+             : shmrpc_buf_append(&j->items, item, n)       ? j->items.err
+                                                           : 0;
+    if (rc == 0) {
+        atomic_store_explicit(&j->out->alone, need, memory_order_relaxed);
+        atomic_store_explicit(&j->out->tail, tail + need, memory_order_release);
+    } else {
+        shmrpc_buf_clear(&j->items);
+        j->items.err = 0;
+    }
+    pthread_mutex_unlock(&w->mu);
+    if (rc == 0) wake_worker(w);
+    return rc;
+}
+
 /* An item waits for the window to hold it; one larger than the whole window goes alone,
- * once nothing else is in transit. The worker is woken (done_fd) when the first items
- * since its last look are queued, so a batch of items costs one wake-up. A handler that
- * runs ahead of the worker (its last items not yet taken) reads the clock at every 64th
- * item only (a read costs 20-50 ns, as much as the rest of a small item's send), and its
- * deadline waits that long at most; one that the worker keeps up with reads it at each, as
- * does every wait for credit (shm://'s worker_send does the same). */
+ * once nothing else is in transit. The handler writes it in the ring with no lock, and wakes
+ * the worker only when the worker armed itself to sleep (stream_look). Its fence between the
+ * publish and its look at armed pairs with the worker's between arming and its last look at
+ * tail, so that one of the two sees the other. (The fence costs a third of a small item's send;
+ * membarrier in the worker before each sleep instead, as shm:// makes it, cost more: the
+ * worker catches up with its handler and sleeps at almost every batch.) A handler that runs ahead
+ * of the worker (which is busy framing) reads the clock at every 64th item only (a read costs 20-50
+ * ns, as much as the rest of a small item's send), and its deadline waits that long at most; one
+ * that the worker keeps up with reads it at each, as does every wait for credit (shm://'s
+ * worker_send does the same). */
 int shmrpc__tcp_stream_write(void *arg, const void *item, size_t n)
 {
     job *j = arg;
-    worker *w = j->w;
+    stream_out *o = j->out;
     if (n > j->peer_max)
         return shmrpc_ctx_error(j->ctx, SHMRPC_ETOOBIG,
                                 "an item of %zu bytes is larger than the client's maximum of "
                                 "%" PRIu32 " bytes",
                                 n, j->peer_max);
     int64_t deadline = shmrpc_ctx_deadline(j->ctx);
-    int64_t need = (int64_t)(SHMRPC__ITEM_LEN_SIZE + n);
-    bool wake = false;
-    int why;
-    pthread_mutex_lock(&w->mu);
-    bool look = j->items.len == 0 || j->sends++ % 64 == 0;
-    for (;;) {
-        int64_t now = look ? shmrpc__now_ns() : 0;
-        if ((why = stream_why(j, deadline, now)) != 0) break;
-        if (need <= j->credit || (need > WINDOW && j->credit == WINDOW)) break;
-        if (!look) {
-            look = true;
-            continue;
-        }
-        /* Both ways: what the handler read goes back first, since the client may wait for it
-         * to send, and read this handler's items only after. */
-        if ((j->ways & SHMRPC__STREAM_IN) && give_back(w, j, true)) wake_worker(w);
-        stream_nap(j, deadline < now + SHMRPC__CHECK_NS ? deadline : now + SHMRPC__CHECK_NS);
-    }
-    if (why == 0) {
-        size_t at = j->items.len;
-        uint8_t len[SHMRPC__ITEM_LEN_SIZE];
-        put_be32(len, (uint32_t)n);
-        if (shmrpc_buf_append(&j->items, len, sizeof len) == 0 &&
-            shmrpc_buf_append(&j->items, item, n) == 0) {
-            j->credit -= need;
-            wake = pull(w, j);
-        } else {
-            j->items.len = at;
-            j->items.err = 0;
-            why = SHMRPC_ENOMEM;
-        }
-    }
-    pthread_mutex_unlock(&w->mu);
-    if (wake) wake_worker(w);
-    return why == 0 ? 0 : stream_failed(j, why);
+    uint64_t need = SHMRPC__ITEM_LEN_SIZE + n;
+    uint64_t tail = atomic_load_explicit(&o->tail, memory_order_relaxed); /* its own */
+    bool look = j->hint || j->sends++ % 64 == 0;
+    int why = stream_why(j, deadline, look ? shmrpc__now_ns() : 0);
+    if (why == 0 && !fits(o, tail, need)) why = wait_credit(j, tail, need, deadline);
+    if (why == 0 && need > WINDOW && write_alone(j, item, n, tail, need) != 0) why = SHMRPC_ENOMEM;
+    if (why) return stream_failed(j, why);
+    if (need > WINDOW) return 0;
+    uint8_t len[SHMRPC__ITEM_LEN_SIZE];
+    put_be32(len, (uint32_t)n);
+    ring_put(o, tail, len, sizeof len);
+    ring_put(o, tail + sizeof len, item, n);
+    atomic_store_explicit(&o->tail, tail + need, memory_order_release);
+    atomic_thread_fence(memory_order_seq_cst);
+    j->hint = atomic_load_explicit(&o->armed, memory_order_relaxed);
+    if (j->hint && atomic_exchange_explicit(&o->armed, false, memory_order_relaxed))
+        wake_worker(j->w);
+    return 0;
 }
 
 /* An item waits for its ITEMS frame; the worker's thread queued it whole. Each item read
@@ -215,25 +262,13 @@ job *shmrpc__tcp_stream_take(worker *w)
     for (job *j = list; j; j = j->pull_next) {
         j->taken_next = j->pull_next;
         j->pull_due = false;
-        shmrpc_buf t = j->framing; /* empty: framed at the last look */
-        j->framing = j->items;
-        j->items = t;
         j->granting = j->grant;
         j->grant = 0;
     }
     return list;
 }
 
-/* The bytes of the item at off in items: its length and itself. */
-static size_t item_size(const shmrpc_buf *items, size_t off)
-{
-    return SHMRPC__ITEM_LEN_SIZE + get_be32(items->data + off);
-}
-
-/* Items go in frames of at most the client's largest message and their lengths, cut
- * between items; none to a connection that closes (its client goes, or broke the
- * protocol: what follows would not be read in order). */
-void shmrpc__tcp_stream_frame(job *j)
+void shmrpc__tcp_stream_grant(job *j)
 {
     peer *p = j->p;
     if (j->granting && !p->gone && !p->closing) {
@@ -245,19 +280,107 @@ void shmrpc__tcp_stream_frame(job *j)
         j->in_held -= j->granting;
     }
     j->granting = 0;
-    const shmrpc_buf *items = &j->framing;
+}
+
+/* Items go in frames of at most the client's largest message and their lengths, cut
+ * between items; none to a connection that closes (its client goes, or broke the
+ * protocol: what follows would not be read in order). */
+static void frame_items(job *j, const uint8_t *items, size_t len)
+{
+    peer *p = j->p;
     size_t max = (size_t)p->peer_max + SHMRPC__ITEM_LEN_SIZE;
-    for (size_t at = 0, end; !p->gone && !p->closing && at < items->len; at = end) {
-        end = at + item_size(items, at);
-        while (end < items->len && end + item_size(items, end) - at <= max)
-            end += item_size(items, end);
+    for (size_t at = 0, end; !p->gone && !p->closing && at < len; at = end) {
+        end = at + SHMRPC__ITEM_LEN_SIZE + get_be32(items + at);
+        while (end < len && end + SHMRPC__ITEM_LEN_SIZE + get_be32(items + end) - at <= max)
+            end += SHMRPC__ITEM_LEN_SIZE + get_be32(items + end);
         int rc = shmrpc__tcp_put_msg_frame(
             &p->out, SHMRPC__KIND_ITEMS, 0, j->method, j->rid, -1, shmrpc_bytes_of(NULL, 0),
-            shmrpc_bytes_of(items->data + at, end - at), p->comp, p->threshold);
+            shmrpc_bytes_of(items + at, end - at), p->comp, p->threshold);
         if (rc) /* out of memory: the client cannot be told in order, so it is let go */
             shmrpc__tcp_peer_refuse(p, rc, "out of memory for a stream's items");
     }
-    shmrpc_buf_clear(&j->framing); /* shed with the job's other buffers (job_put) */
+}
+
+/* Frames what j's handler wrote up to tail (read with acquire): first an item that went
+ * alone, which was the only one in transit when it was written; then the ring's bytes from
+ * head, made one span where they wrap. True when something was. */
+static bool frame_out(worker *w, job *j, uint64_t tail)
+{
+    stream_out *o = j->out;
+    if (tail == j->head) return false;
+    uint64_t alone = atomic_load_explicit(&o->alone, memory_order_relaxed);
+    if (alone) {
+        pthread_mutex_lock(&w->mu);
+        frame_items(j, j->items.data, j->items.len);
+        shmrpc_buf_clear(&j->items);
+        atomic_store_explicit(&o->alone, 0, memory_order_relaxed);
+        pthread_mutex_unlock(&w->mu);
+        j->head += alone;
+    }
+    size_t off = (size_t)(j->head % WINDOW), len = (size_t)(tail - j->head);
+    if (off + len <= WINDOW) {
+        frame_items(j, o->ring + off, len);
+    } else if (shmrpc_buf_append(&j->framing, o->ring + off, (size_t)WINDOW - off) == 0 &&
+               shmrpc_buf_append(&j->framing, o->ring, off + len - (size_t)WINDOW) == 0) {
+        frame_items(j, j->framing.data, len);
+    } else {
+        shmrpc__tcp_peer_refuse(j->p, SHMRPC_ENOMEM, "out of memory for a stream's items");
+    }
+    shmrpc_buf_clear(&j->framing);
+    j->head = tail;
+    return true;
+}
+
+/* Frames what each stream wrote; true when any had written something. */
+static bool look_outs(worker *w)
+{
+    peer *touched = NULL;
+    for (job *j = w->outs; j; j = j->out_next)
+        if (frame_out(w, j, atomic_load_explicit(&j->out->tail, memory_order_acquire)) &&
+            !j->p->gone)
+            shmrpc__tcp_touch(&touched, j->p);
+    shmrpc__tcp_serve_touched(w, touched);
+    return touched != NULL;
+}
+
+bool shmrpc__tcp_stream_look(worker *w)
+{
+    if (look_outs(w)) return true;
+    for (job *j = w->outs; j; j = j->out_next)
+        atomic_store_explicit(&j->out->armed, true, memory_order_relaxed);
+    atomic_thread_fence(memory_order_seq_cst);
+    return look_outs(w);
+}
+
+int shmrpc__tcp_results_open(worker *w, job *j)
+{
+    j->out = aligned_alloc(_Alignof(stream_out), sizeof *j->out);
+    if (!j->out) return SHMRPC_ENOMEM;
+    atomic_init(&j->out->tail, 0);
+    atomic_init(&j->out->granted, 0);
+    atomic_init(&j->out->alone, 0);
+    atomic_init(&j->out->armed, true); /* its first item wakes the worker, whatever it does */
+    j->head = 0;
+    j->hint = false;
+    j->sends = 0;
+    j->out_prev = NULL;
+    j->out_next = w->outs;
+    if (w->outs) w->outs->out_prev = j;
+    w->outs = j;
+    return 0;
+}
+
+void shmrpc__tcp_results_close(worker *w, job *j)
+{
+    if (!j->out) return;
+    frame_out(w, j, atomic_load_explicit(&j->out->tail, memory_order_acquire));
+    if (j->out_prev)
+        j->out_prev->out_next = j->out_next;
+    else
+        w->outs = j->out_next;
+    if (j->out_next) j->out_next->out_prev = j->out_prev;
+    free(j->out);
+    j->out = NULL;
 }
 
 void shmrpc__tcp_serve_window(worker *w, peer *p, const shmrpc__frame_hdr *h, shmrpc_bytes body)
@@ -274,13 +397,15 @@ void shmrpc__tcp_serve_window(worker *w, peer *p, const shmrpc__frame_hdr *h, sh
     while (j && !(j->stream && j->rid == h->request_id))
         j = j->peer_next;
     if (!j) return; /* its stream ended while the WINDOW came: nothing is owed */
+    /* Counted against the bytes framed, which alone the client can have read. */
+    uint64_t granted = j->out ? atomic_load_explicit(&j->out->granted, memory_order_relaxed) : 0;
+    int64_t credit = j->out ? WINDOW - (int64_t)(j->head - granted) : WINDOW;
     pthread_mutex_lock(&w->mu);
-    int64_t credit = j->credit;
     bool over = credit + grant > WINDOW;
     if (over)
         atomic_store_explicit(&j->stopped, SHMRPC_EPROTO, memory_order_relaxed);
     else
-        j->credit += grant;
+        atomic_store_explicit(&j->out->granted, granted + grant, memory_order_release);
     pthread_cond_broadcast(&j->scv);
     pthread_mutex_unlock(&w->mu);
     if (over) {

@@ -39,6 +39,7 @@ static const shmrpc__conn_ops tcp_conn_ops = {.call = shmrpc__tcp_call,
 #if SHMRPC__WIRE_PROTO >= 8
                                               .stream_open = shmrpc__tcp_stream_open,
                                               .stream_recv = shmrpc__tcp_stream_recv,
+                                              .stream_view = shmrpc__tcp_stream_view,
                                               .stream_end = shmrpc__tcp_stream_end,
                                               .stream_send = shmrpc__tcp_stream_send,
                                               .stream_done = shmrpc__tcp_stream_done,

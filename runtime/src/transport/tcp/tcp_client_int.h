@@ -128,8 +128,9 @@ struct tcp_cstream {
     uint32_t delivered; /* bytes of items delivered since the last WINDOW (4 + n each) */
     uint64_t received;  /* items read off the connection */
     uint64_t taken;     /* items delivered, for messages */
-    shmrpc_buf items;   /* items read and not yet delivered: [u32 len][bytes]... */
-    size_t head;        /* the next item in items */
+    shmrpc_buf items;   /* items read and not yet delivered, as ITEMS carries them (take_items) */
+    size_t head;        /* the next item in items; the one before it was delivered in place */
+    shmrpc_buf seen;    /* both ways: the item delivered, copied out of items */
     shmrpc_buf scratch; /* a compressed ITEMS body, decompressed */
     bool ended;         /* its end came (its answer, or a failure): status and msg */
     bool gone;          /* the client gave up on it (its CANCEL sent or due) */
@@ -333,6 +334,7 @@ void shmrpc__tcp_stream_left(tcp_conn *c, const shmrpc__frame_hdr *h, const shmr
 int shmrpc__tcp_stream_open(shmrpc__conn *base, uint32_t sid, int ways, shmrpc_bytes req,
                             int64_t timeout_ms, shmrpc_buf *err);
 int shmrpc__tcp_stream_recv(shmrpc__conn *base, shmrpc_buf *item, shmrpc_buf *err);
+int shmrpc__tcp_stream_view(shmrpc__conn *base, shmrpc_bytes *item, shmrpc_buf *err);
 void shmrpc__tcp_stream_end(shmrpc__conn *base);
 /* A stream of the client's items (revision 9): shmrpc__conn_ops.stream_send, stream_done,
  * stream_cork. */

@@ -143,6 +143,23 @@ typedef struct peer {
     struct peer *next_again;
 } peer;
 
+/* The items of a stream of results on their way from its handler, on a thread of the pool,
+ * to the worker's own thread, which frames them: a single-producer single-consumer ring of
+ * the window's bytes, each item its 4-byte length (big-endian, as ITEMS carries it) and its
+ * bytes, wrapping at the end. Credit is two counts: the handler writes an item while tail -
+ * granted, with it, stays within the window; the worker raises granted by each WINDOW, and
+ * only by bytes it framed (granted <= head <= tail), so the ring never holds more than it
+ * has room for. No lock per item: the handler publishes tail (release) and wakes the worker
+ * only when it armed itself before it slept (stream_look); a handler short of credit waits
+ * under w->mu, which granted is raised under. */
+typedef struct stream_out {
+    _Alignas(64) _Atomic uint64_t tail;    /* the handler's: the bytes written */
+    _Alignas(64) _Atomic uint64_t granted; /* the bytes the client gave back (w->mu) */
+    _Atomic uint64_t alone; /* an item larger than the window went in job.items: its bytes */
+    _Atomic bool armed;     /* the worker looks at tail again only when woken */
+    _Alignas(64) uint8_t ring[SHMRPC__STREAM_WINDOW];
+} stream_out;
+
 /* A call handed to the worker's threads: its request copied out of the connection's
  * buffer (decompressed), its answer, and its status. The worker's own thread fills it and
  * takes it back; a thread of the pool only runs it. */
@@ -165,15 +182,19 @@ typedef struct job {
     int64_t queued_ns; /* when it was handed to the pool */
     shmrpc_buf req, resp;
     char msg[SHMRPC__CTX_MSG_CAP]; /* why it failed */
-    /* A stream's (revision 8; docs/wire.md, "Streams"): its handler's items wait in items,
-     * each a 4-byte length and its bytes, until the worker's own thread frames them (pull);
-     * the handler waits on scv for credit, which the client's WINDOWs give back. w->mu
-     * guards items, credit, stopped, pull_due and pull_next. */
+    /* A stream's (revision 8; docs/wire.md, "Streams"): its handler writes its items in the
+     * ring of out, which the worker's own thread frames from head on; the handler waits on
+     * scv for credit, which the client's WINDOWs give back. An item larger than the window
+     * goes alone through items instead (w->mu). w->mu guards items, stopped, pull_due and
+     * pull_next. */
     bool stream;
     pthread_cond_t scv; /* CLOCK_MONOTONIC */
-    shmrpc_buf items;
-    shmrpc_buf framing; /* the items the worker's thread frames, taken from items (its own) */
-    int64_t credit;     /* the bytes of items the server may still send, from the window */
+    struct stream_out *out; /* a stream of results: its ring (one with the job's life), or NULL */
+    uint64_t head;          /* the worker's own: the bytes of out's ring framed */
+    bool hint;              /* the handler's: the worker was armed at its last item */
+    struct job *out_next, *out_prev; /* in w->outs: the worker's own */
+    shmrpc_buf items;   /* an item larger than the window, for the worker's thread to frame */
+    shmrpc_buf framing; /* the worker's: the ring's bytes that wrap, made one span */
     /* SHMRPC_ECANCELLED: the server stops; SHMRPC_EPROTO: its client granted more than the
      * window (written under w->mu, read by its handler's shmrpc_ctx_cancelled too) */
     _Atomic int stopped;
@@ -250,10 +271,11 @@ typedef struct worker {
     /* Streams (revision 8). A worker that runs its calls in place (serving in place, or
      * max_running 1) makes a pool of one thread at its first stream (solo): its streams run
      * there, and while one runs no request of any connection is read, so its handlers
-     * still run one at a time. pulls: the stream jobs with items to frame (w->mu). */
+     * still run one at a time. pulls: the stream jobs with a grant to send (w->mu). */
     bool solo;
     int n_streams;
     job *pulls;
+    job *outs; /* the streams of results, whose rings stream_look frames */
 } worker;
 
 /* --- server_limits.c: the limits a worker keeps */
@@ -350,11 +372,22 @@ int shmrpc__tcp_stream_write(void *arg, const void *item, size_t n);
 /* Wakes the handlers of p's streams to look again (at p->left, a CANCEL); with why (not 0), they
  * end with it (SHMRPC_ECANCELLED: the server stops). */
 void shmrpc__tcp_stream_stop(worker *w, peer *p, int why);
-/* Takes the items queued since the last look (w->mu held) into each job's framing buffer; the
- * jobs, linked by taken_next (a handler may queue again, and link pull_next, at once). */
+/* A stream of results begins on j (the worker's own thread, before its handler runs): its
+ * ring, empty, and j in w->outs. SHMRPC_ENOMEM: no memory for the ring. */
+int shmrpc__tcp_results_open(worker *w, job *j);
+/* j's stream of results ended, or was dropped before it ran: what its handler wrote is
+ * framed, and j leaves w->outs (its ring is freed). */
+void shmrpc__tcp_results_close(worker *w, job *j);
+/* Frames what the handlers of w's streams wrote since the last look, and sends it; when
+ * none wrote anything, the streams are armed (their handlers wake the worker at their next
+ * item) and looked at once more. True when something was framed: the worker looks again
+ * before it sleeps. */
+bool shmrpc__tcp_stream_look(worker *w);
+/* Takes the grants due since the last look (w->mu held); the jobs, linked by taken_next (a
+ * handler may grant again, and link pull_next, at once). */
 job *shmrpc__tcp_stream_take(worker *w);
-/* Appends j's items taken as ITEMS frames to its connection's out. */
-void shmrpc__tcp_stream_frame(job *j);
+/* Appends j's grant taken as a WINDOW frame to its connection's out. */
+void shmrpc__tcp_stream_grant(job *j);
 /* A stream ended (or was dropped before it ran): on a solo worker with none left, the requests
  * it held on every connection are read again, after the next batch of events. */
 void shmrpc__tcp_stream_ended(worker *w);
@@ -389,6 +422,11 @@ void shmrpc__tcp_peer_free(worker *w, peer *p);
 bool shmrpc__tcp_peer_flush(worker *w, peer *p);
 /* Closes p if it is done, else sets its epoll interest. */
 void shmrpc__tcp_peer_settle(worker *w, peer *p);
+/* Puts p, not gone, on a list of connections to serve again (*list, linked by touched), once. */
+void shmrpc__tcp_touch(peer **list, peer *p);
+/* Serves each connection of list again: what it holds is read if it may be, and what it has
+ * to send goes (peer_settle). */
+void shmrpc__tcp_serve_touched(worker *w, peer *list);
 /* Serves the connections whose turn was cut, again. */
 void shmrpc__tcp_serve_again(worker *w);
 /* Serves p for the epoll events it had. */
