@@ -242,7 +242,8 @@ int shmrpc_client_call_loaned(shmrpc_client *c, size_t len, shmrpc_bytes *resp);
  * shmrpc_client_open sends the request written into shmrpc_client_request's buffer, as
  * shmrpc_client_call would, and sets *stream; shmrpc_stream_recv then gives the items the
  * handler sends, in order, each once: 1 and the item in *item (valid until the next recv
- * or close, as what its decoding puts in shmrpc_stream_arena), 0 when the handler returned
+ * or close, as what its decoding puts in shmrpc_stream_arena, and over tcp:// not past a
+ * free or connect of the client, which ends the stream), 0 when the handler returned
  * 0 after its last item, or the stream's status (the handler's, SHMRPC_ETIMEDOUT at the
  * deadline, SHMRPC_ECANCELLED after shmrpc_client_cancel, SHMRPC_EPEERDIED, ...) with its
  * message; after the end, recv returns the same again. The deadline (the client's timeout

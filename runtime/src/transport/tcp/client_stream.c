@@ -427,9 +427,11 @@ int shmrpc__tcp_stream_view(shmrpc__conn *base, shmrpc_bytes *item, shmrpc_buf *
 {
     tcp_pool *p = (tcp_pool *)base;
     tcp_cstream *st = p->stream;
-    if (!st || !(st->ways & SHMRPC__STREAM_IN)) return stream_read(p, item, err);
-    /* Both ways, another thread may read frames into st->items while the caller holds the
-     * item: it is copied out. */
+    /* What may read frames into st->items while the caller holds the item, and move it:
+     * another thread, both ways, or a wait for a call started before the open (no call
+     * starts while the stream is open). Then the item is copied out. */
+    if (!st || (!(st->ways & SHMRPC__STREAM_IN) && !(st->c && st->c->n_inflight)))
+        return stream_read(p, item, err);
     shmrpc_buf_clear(&st->seen);
     int rc = shmrpc__tcp_stream_recv(base, &st->seen, err);
     *item = shmrpc_bytes_of(st->seen.data, st->seen.len);

@@ -498,13 +498,6 @@ void shmrpc__tcp_peer_event(worker *w, peer *p, uint32_t events)
     shmrpc__tcp_peer_settle(w, p);
 }
 
-void shmrpc__tcp_touch(peer **list, peer *p)
-{
-    if (p->touched || p == *list) return;
-    p->touched = *list ? *list : p; /* p itself ends the list */
-    *list = p;
-}
-
 void shmrpc__tcp_serve_touched(worker *w, peer *list)
 {
     while (list) {

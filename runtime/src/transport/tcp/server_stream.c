@@ -309,12 +309,15 @@ static bool frame_out(worker *w, job *j, uint64_t tail)
     stream_out *o = j->out;
     if (tail == j->head) return false;
     uint64_t alone = atomic_load_explicit(&o->alone, memory_order_relaxed);
-    if (alone) {
+    if (alone) { /* taken under the lock, framed (and compressed) outside it */
         pthread_mutex_lock(&w->mu);
-        frame_items(j, j->items.data, j->items.len);
-        shmrpc_buf_clear(&j->items);
+        shmrpc_buf t = j->framing; /* empty */
+        j->framing = j->items;
+        j->items = t;
         atomic_store_explicit(&o->alone, 0, memory_order_relaxed);
         pthread_mutex_unlock(&w->mu);
+        frame_items(j, j->framing.data, j->framing.len);
+        shmrpc_buf_clear(&j->framing);
         j->head += alone;
     }
     size_t off = (size_t)(j->head % WINDOW), len = (size_t)(tail - j->head);
@@ -331,21 +334,21 @@ static bool frame_out(worker *w, job *j, uint64_t tail)
     return true;
 }
 
-/* Frames what each stream wrote; true when any had written something. */
-static bool look_outs(worker *w)
+/* Frames what each stream wrote; the connections that got items, or NULL. */
+static peer *look_outs(worker *w)
 {
     peer *touched = NULL;
     for (job *j = w->outs; j; j = j->out_next)
         if (frame_out(w, j, atomic_load_explicit(&j->out->tail, memory_order_acquire)) &&
             !j->p->gone)
             shmrpc__tcp_touch(&touched, j->p);
-    shmrpc__tcp_serve_touched(w, touched);
-    return touched != NULL;
+    return touched;
 }
 
-bool shmrpc__tcp_stream_look(worker *w)
+peer *shmrpc__tcp_stream_look(worker *w)
 {
-    if (look_outs(w)) return true;
+    peer *touched = look_outs(w);
+    if (touched) return touched;
     for (job *j = w->outs; j; j = j->out_next)
         atomic_store_explicit(&j->out->armed, true, memory_order_relaxed);
     atomic_thread_fence(memory_order_seq_cst);
@@ -402,7 +405,7 @@ void shmrpc__tcp_serve_window(worker *w, peer *p, const shmrpc__frame_hdr *h, sh
     int64_t credit = j->out ? WINDOW - (int64_t)(j->head - granted) : WINDOW;
     pthread_mutex_lock(&w->mu);
     bool over = credit + grant > WINDOW;
-    if (over)
+    if (over) /* always for a stream of the client's items only, which has no out */
         atomic_store_explicit(&j->stopped, SHMRPC_EPROTO, memory_order_relaxed);
     else
         atomic_store_explicit(&j->out->granted, granted + grant, memory_order_release);

@@ -168,7 +168,11 @@ int shmrpc__tcp_worker_run(tcp_listener *l, int index)
         if (w->again) timeout = 0;
         /* Streams' items are framed as their handlers write them, with no wake-up while the
          * worker keeps looking: it looks again at once while any came. */
-        if (w->outs && shmrpc__tcp_stream_look(w)) timeout = 0;
+        peer *framed = w->outs ? shmrpc__tcp_stream_look(w) : NULL;
+        if (framed) {
+            shmrpc__tcp_serve_touched(w, framed);
+            timeout = 0;
+        }
         struct epoll_event evs[64];
         int n = epoll_pwait(w->ep, evs, 64, timeout, forked ? &open : NULL);
         if (n < 0 && errno != EINTR) rc = SHMRPC_ESYS(errno);

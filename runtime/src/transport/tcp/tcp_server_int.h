@@ -143,6 +143,14 @@ typedef struct peer {
     struct peer *next_again;
 } peer;
 
+/* Puts p, not gone, on a list of connections to serve again (*list, linked by touched), once. */
+static inline void shmrpc__tcp_touch(peer **list, peer *p)
+{
+    if (p->touched || p == *list) return;
+    p->touched = *list ? *list : p; /* p itself ends the list */
+    *list = p;
+}
+
 /* The items of a stream of results on their way from its handler, on a thread of the pool,
  * to the worker's own thread, which frames them: a single-producer single-consumer ring of
  * the window's bytes, each item its 4-byte length (big-endian, as ITEMS carries it) and its
@@ -154,7 +162,7 @@ typedef struct peer {
  * under w->mu, which granted is raised under. */
 typedef struct stream_out {
     _Alignas(64) _Atomic uint64_t tail;    /* the handler's: the bytes written */
-    _Alignas(64) _Atomic uint64_t granted; /* the bytes the client gave back (w->mu) */
+    _Alignas(64) _Atomic uint64_t granted; /* the bytes the client gave back: raised under w->mu */
     _Atomic uint64_t alone; /* an item larger than the window went in job.items: its bytes */
     _Atomic bool armed;     /* the worker looks at tail again only when woken */
     _Alignas(64) uint8_t ring[SHMRPC__STREAM_WINDOW];
@@ -378,11 +386,11 @@ int shmrpc__tcp_results_open(worker *w, job *j);
 /* j's stream of results ended, or was dropped before it ran: what its handler wrote is
  * framed, and j leaves w->outs (its ring is freed). */
 void shmrpc__tcp_results_close(worker *w, job *j);
-/* Frames what the handlers of w's streams wrote since the last look, and sends it; when
- * none wrote anything, the streams are armed (their handlers wake the worker at their next
- * item) and looked at once more. True when something was framed: the worker looks again
- * before it sleeps. */
-bool shmrpc__tcp_stream_look(worker *w);
+/* Frames what the handlers of w's streams wrote since the last look; when none wrote
+ * anything, the streams are armed (their handlers wake the worker at their next item) and
+ * looked at once more. The connections that got items, to serve (shmrpc__tcp_serve_touched),
+ * or NULL: then the worker may sleep. */
+peer *shmrpc__tcp_stream_look(worker *w);
 /* Takes the grants due since the last look (w->mu held); the jobs, linked by taken_next (a
  * handler may grant again, and link pull_next, at once). */
 job *shmrpc__tcp_stream_take(worker *w);
@@ -422,8 +430,6 @@ void shmrpc__tcp_peer_free(worker *w, peer *p);
 bool shmrpc__tcp_peer_flush(worker *w, peer *p);
 /* Closes p if it is done, else sets its epoll interest. */
 void shmrpc__tcp_peer_settle(worker *w, peer *p);
-/* Puts p, not gone, on a list of connections to serve again (*list, linked by touched), once. */
-void shmrpc__tcp_touch(peer **list, peer *p);
 /* Serves each connection of list again: what it holds is read if it may be, and what it has
  * to send goes (peer_settle). */
 void shmrpc__tcp_serve_touched(worker *w, peer *list);
