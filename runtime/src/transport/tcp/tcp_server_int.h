@@ -197,12 +197,12 @@ typedef struct job {
      * pull_next. */
     bool stream;
     pthread_cond_t scv; /* CLOCK_MONOTONIC */
-    struct stream_out *out; /* a stream of results: its ring (one with the job's life), or NULL */
+    struct stream_out *out; /* a stream of results: its ring, for the stream's life, or NULL */
     uint64_t head;          /* the worker's own: the bytes of out's ring framed */
     bool hint;              /* the handler's: the worker was armed at its last item */
     struct job *out_next, *out_prev; /* in w->outs: the worker's own */
     shmrpc_buf items;   /* an item larger than the window, for the worker's thread to frame */
-    shmrpc_buf framing; /* the worker's: the ring's bytes that wrap, made one span */
+    shmrpc_buf framing; /* the worker's: the ring's bytes that wrap made one span, or items */
     /* SHMRPC_ECANCELLED: the server stops; SHMRPC_EPROTO: its client granted more than the
      * window (written under w->mu, read by its handler's shmrpc_ctx_cancelled too) */
     _Atomic int stopped;
